@@ -1,0 +1,18 @@
+//! The call switch: terminals, calls, sides, legs, forks and timers (PROTOCOL.md sections 3–6).
+//!
+//! Sans-IO, after quinn-proto and str0m: no tokio, no sockets, no clock. Every input carries `now`;
+//! after each input the caller drains [`Switch::poll_output`] and arms a timer for
+//! [`Switch::poll_timeout`]. Tests drive time by hand, so a 60 s ring timeout takes microseconds.
+
+mod config;
+mod message;
+mod switch;
+mod types;
+
+pub use config::SwitchConfig;
+pub use message::{
+    ByeReason, ErrorCode, Notice, NoticeBody, Output, PhoneCommand, PhoneEvent, PhoneRejection,
+    Rejection, Request, RequestBody,
+};
+pub use switch::{RegisterError, Switch};
+pub use types::{CallId, Msisdn, MsisdnError, PhoneLegId, PipeKind, Sdp, SdpError, TerminalId};

@@ -1,0 +1,255 @@
+//! Typed values the switch works with. Raw strings from the wire become these at the edge
+//! ("parse, don't validate"), so the switch never sees an unchecked number, id or SDP.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// A subscriber's phone number in E.164 form (ITU-T E.164): `+`, then 2 to 15 digits, the first not 0.
+///
+/// `Display` prints the full number (it goes on the wire); `Debug` prints it redacted
+/// (`+47******01`), so `?msisdn` in a log line never leaks personal data (PROTOCOL.md section 2).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Msisdn(Arc<str>);
+
+/// Why a string is not an E.164 number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MsisdnError {
+    /// The string is empty.
+    Empty,
+    /// It does not start with `+`.
+    NoPlus,
+    /// A character after `+` is not an ASCII digit.
+    NotDigits,
+    /// Fewer than 2 or more than 15 digits (ITU-T E.164 section 6.1).
+    Length(usize),
+    /// The country code starts with 0.
+    LeadingZero,
+}
+
+impl fmt::Display for MsisdnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MsisdnError::Empty => f.write_str("is empty"),
+            MsisdnError::NoPlus => f.write_str("must start with '+'"),
+            MsisdnError::NotDigits => f.write_str("must have only digits after '+'"),
+            MsisdnError::Length(n) => write!(f, "must have 2 to 15 digits, has {n}"),
+            MsisdnError::LeadingZero => f.write_str("must not start with '+0'"),
+        }
+    }
+}
+
+impl std::error::Error for MsisdnError {}
+
+impl Msisdn {
+    /// Parses an E.164 number with its leading `+`.
+    ///
+    /// # Errors
+    /// [`MsisdnError`] says which rule the string breaks.
+    pub fn parse(s: &str) -> Result<Self, MsisdnError> {
+        let digits = match s.strip_prefix('+') {
+            Some(d) => d,
+            None if s.is_empty() => return Err(MsisdnError::Empty),
+            None => return Err(MsisdnError::NoPlus),
+        };
+        if !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(MsisdnError::NotDigits);
+        }
+        if !(2..=15).contains(&digits.len()) {
+            return Err(MsisdnError::Length(digits.len()));
+        }
+        if digits.starts_with('0') {
+            return Err(MsisdnError::LeadingZero);
+        }
+        Ok(Msisdn(Arc::from(s)))
+    }
+
+    /// The number as E.164 text, with its `+`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Msisdn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Msisdn {
+    /// Redacted: country code's first two digits and the last two digits stay.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.0;
+        let keep_head = 3.min(s.len());
+        let keep_tail = 2.min(s.len() - keep_head);
+        write!(
+            f,
+            "{}{}{}",
+            &s[..keep_head],
+            "*".repeat(s.len() - keep_head - keep_tail),
+            &s[s.len() - keep_tail..]
+        )
+    }
+}
+
+/// A call id as one msisdn's terminals see it: a UUID (PROTOCOL.md section 2). The two sides of a
+/// call have different ids, and ids are scoped per msisdn.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CallId(uuid::Uuid);
+
+impl CallId {
+    /// Parses a UUID string in any form the `uuid` crate accepts (hyphenated, simple, braced, urn).
+    ///
+    /// # Errors
+    /// `uuid::Error` when the string is not a UUID.
+    pub fn parse(s: &str) -> Result<Self, uuid::Error> {
+        uuid::Uuid::parse_str(s).map(CallId)
+    }
+
+    /// A fresh random (version 4) id, as the core makes for callee sides and Pipe callers.
+    pub fn random() -> Self {
+        CallId(uuid::Uuid::new_v4())
+    }
+
+    /// The UUID itself.
+    pub fn uuid(&self) -> uuid::Uuid {
+        self.0
+    }
+}
+
+impl From<uuid::Uuid> for CallId {
+    fn from(u: uuid::Uuid) -> Self {
+        CallId(u)
+    }
+}
+
+impl fmt::Display for CallId {
+    /// Hyphenated lower-case UUID, as sent on the wire.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+impl fmt::Debug for CallId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CallId({})", self.0.hyphenated())
+    }
+}
+
+/// One registered terminal: one open `Pipe` or `MultiPipe` rpc. Chosen by the server, unique for the
+/// life of the process.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct TerminalId(pub u64);
+
+/// One call leg on a mobile phone in the phone network (PROTOCOL.md section 7). Chosen by the switch.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct PhoneLegId(pub u64);
+
+/// Which rpc a terminal opened (PROTOCOL.md section 3).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum PipeKind {
+    /// One call at a time; the core picks call ids.
+    Pipe,
+    /// Many calls at once, each addressed by a UUID call id.
+    MultiPipe,
+}
+
+/// A session description (RFC 8866) that passed validation. The text is kept byte for byte and
+/// relayed unchanged (PROTOCOL.md section 2); cloning is cheap.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Sdp(Arc<str>);
+
+/// Why an SDP was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SdpError {
+    /// Zero bytes, or only whitespace.
+    Empty,
+    /// Longer than the limit, in bytes.
+    TooLarge { bytes: usize, limit: usize },
+    /// The SDP parser refused it; the text is the parser's reason.
+    Unparsable(String),
+    /// It parses but has no `m=` section, so it could carry no media.
+    NoMedia,
+}
+
+impl fmt::Display for SdpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SdpError::Empty => f.write_str("is empty"),
+            SdpError::TooLarge { bytes, limit } => {
+                write!(f, "is {bytes} bytes, over the limit of {limit} bytes")
+            }
+            SdpError::Unparsable(why) => write!(f, "is not a valid session description: {why}"),
+            SdpError::NoMedia => f.write_str("has no media section (m=)"),
+        }
+    }
+}
+
+impl std::error::Error for SdpError {}
+
+impl Sdp {
+    /// Validates `text` as an SDP (RFC 8866) of at most `limit` bytes with at least one media section,
+    /// using the `webrtc-sdp` parser (the one Firefox uses). The text is kept as it is.
+    ///
+    /// # Errors
+    /// [`SdpError`] says what is wrong; size is checked before parsing, so a huge body costs nothing.
+    pub fn parse(text: &str, limit: usize) -> Result<Self, SdpError> {
+        if text.len() > limit {
+            return Err(SdpError::TooLarge {
+                bytes: text.len(),
+                limit,
+            });
+        }
+        if text.trim().is_empty() {
+            return Err(SdpError::Empty);
+        }
+        let session = webrtc_sdp::parse_sdp(text, false)
+            .map_err(|e| SdpError::Unparsable(e.to_string()))?;
+        if session.media.is_empty() {
+            return Err(SdpError::NoMedia);
+        }
+        Ok(Sdp(Arc::from(text)))
+    }
+
+    /// Wraps text that this process generated itself (the simulated phone network), unchecked.
+    pub fn trusted(text: impl Into<Arc<str>>) -> Self {
+        Sdp(text.into())
+    }
+
+    /// The SDP text, byte for byte as received.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Sdp {
+    /// Only the size: SDP carries addresses and ICE credentials, which are personal data.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Sdp({} bytes)", self.0.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn e164_rules() {
+        assert!(Msisdn::parse("+4799990001").is_ok());
+        assert_eq!(Msisdn::parse(""), Err(MsisdnError::Empty));
+        assert_eq!(Msisdn::parse("4799990001"), Err(MsisdnError::NoPlus));
+        assert_eq!(Msisdn::parse("+47 9999"), Err(MsisdnError::NotDigits));
+        assert_eq!(Msisdn::parse("+1"), Err(MsisdnError::Length(1)));
+        assert_eq!(
+            Msisdn::parse("+1234567890123456"),
+            Err(MsisdnError::Length(16))
+        );
+        assert_eq!(Msisdn::parse("+0479999"), Err(MsisdnError::LeadingZero));
+    }
+
+    #[test]
+    fn msisdn_debug_is_redacted() {
+        let m = Msisdn::parse("+4799990001").unwrap();
+        assert_eq!(format!("{m:?}"), "+47******01");
+        assert_eq!(m.to_string(), "+4799990001");
+    }
+}

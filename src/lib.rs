@@ -1,0 +1,28 @@
+//! webterminal-core: a voice core for WebRTC terminals, serving the public WebTerminal API
+//! (`wgtwo.webterminal.v0.WebTerminalService`) over a sans-IO call switch.
+//!
+//! - [`core`]: the switch (PROTOCOL.md sections 3–6), no I/O.
+//! - [`phone`]: the phone network interface and the simulated network (section 7).
+//! - [`server`]: tokio + tonic: the driver task, the gRPC services, auth, shutdown.
+
+pub mod core;
+pub mod phone;
+pub mod server;
+
+/// Generated protobuf and gRPC code for `proto/`.
+pub mod proto {
+    /// `wgtwo.common.v0`
+    pub mod common {
+        tonic::include_proto!("wgtwo.common.v0");
+    }
+    /// `wgtwo.webterminal.v0`: the public WebTerminal API (PROTOCOL.md section 1).
+    pub mod webterminal {
+        tonic::include_proto!("wgtwo.webterminal.v0");
+    }
+    /// `webterminal.core.v1`: this project's own services (the simulated phone network's operator API).
+    pub mod simulator {
+        tonic::include_proto!("webterminal.core.v1");
+    }
+    /// The encoded `FileDescriptorSet` of every proto above, for gRPC server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptors.bin"));
+}
