@@ -9,20 +9,33 @@ pub mod core;
 pub mod phone;
 pub mod server;
 
-/// Generated protobuf and gRPC code for `proto/`.
+/// Generated protobuf and gRPC code for `proto/`. Modules mirror the proto packages (the generated
+/// code refers across them); the short names below are what the rest of the crate uses.
 pub mod proto {
-    /// `wgtwo.common.v0`
-    pub mod common {
-        tonic::include_proto!("wgtwo.common.v0");
+    /// Packages under `wgtwo.*`: the public schema.
+    pub mod wgtwo {
+        #[allow(missing_docs)]
+        pub mod common {
+            /// `wgtwo.common.v0`
+            pub mod v0 {
+                tonic::include_proto!("wgtwo.common.v0");
+            }
+        }
+        #[allow(missing_docs)]
+        pub mod webterminal {
+            /// `wgtwo.webterminal.v0`: the public WebTerminal API (PROTOCOL.md section 1).
+            pub mod v0 {
+                tonic::include_proto!("wgtwo.webterminal.v0");
+            }
+        }
     }
-    /// `wgtwo.webterminal.v0`: the public WebTerminal API (PROTOCOL.md section 1).
-    pub mod webterminal {
-        tonic::include_proto!("wgtwo.webterminal.v0");
-    }
+    pub use wgtwo::common::v0 as common;
+    pub use wgtwo::webterminal::v0 as webterminal;
     /// `webterminal.core.v1`: this project's own services (the simulated phone network's operator API).
     pub mod simulator {
         tonic::include_proto!("webterminal.core.v1");
     }
     /// The encoded `FileDescriptorSet` of every proto above, for gRPC server reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptors.bin"));
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/descriptors.bin"));
 }

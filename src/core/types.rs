@@ -202,8 +202,8 @@ impl Sdp {
         if text.trim().is_empty() {
             return Err(SdpError::Empty);
         }
-        let session = webrtc_sdp::parse_sdp(text, false)
-            .map_err(|e| SdpError::Unparsable(e.to_string()))?;
+        let session =
+            webrtc_sdp::parse_sdp(text, false).map_err(|e| SdpError::Unparsable(e.to_string()))?;
         if session.media.is_empty() {
             return Err(SdpError::NoMedia);
         }
