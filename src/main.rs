@@ -1,1 +1,411 @@
-fn main() {}
+//! `webterminal-core`: a thin CLI over the library (mini-redis `bin/`).
+//!
+//! - `webterminal-core serve`: serves the WebTerminal API until SIGINT/SIGTERM, then shuts down
+//!   gracefully (PROTOCOL.md 4.9) and exits 0.
+//! - `webterminal-core token --msisdn E164`: prints an access token for a subscriber.
+//!
+//! Without `--jwt-secret` (or `WEBTERMINAL_JWT_SECRET`), a random secret is made once and kept in
+//! `$XDG_DATA_HOME/webterminal-core/jwt-secret` (or `~/.local/share/...`, mode 0600); `serve` then
+//! prints demo tokens and a ready-to-paste grpcurl command. The secret's UTF-8 bytes are the HS256 key.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+use webterminal_core::core::Msisdn;
+use webterminal_core::server::{self, auth, wire, PhoneNetworkKind, ServerConfig};
+
+/// Demo subscribers that `serve` prints tokens for when it made the secret itself.
+const DEMO_MSISDNS: [&str; 2] = ["+4799990001", "+4799990002"];
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "webterminal-core",
+    version,
+    about = "A voice core for WebRTC terminals"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve the WebTerminal API (gRPC, plaintext HTTP/2).
+    Serve(ServeArgs),
+    /// Print an access token for a subscriber.
+    Token(TokenArgs),
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    listen: SocketAddr,
+    /// HS256 secret access tokens are signed with. Default: the stored secret, made if missing.
+    #[arg(long, env = "WEBTERMINAL_JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
+    /// How long a call may ring before NO_ANSWER (e.g. 500ms, 2s, 1m).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    ring_timeout: Duration,
+    /// How long a re-offer, pull or handover may wait for the far side's answer.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    negotiation_timeout: Duration,
+    /// Phone network behind the core: the simulated one, or none.
+    #[arg(long, value_enum, default_value = "sim")]
+    phone_network: PhoneNetworkArg,
+    /// How many calls one MultiPipe terminal may be in at once.
+    #[arg(long, default_value_t = webterminal_core::core::SwitchConfig::default().multipipe_call_cap)]
+    multipipe_call_cap: usize,
+    /// Largest gRPC message accepted from a client, in bytes.
+    #[arg(long, default_value_t = server::DEFAULT_MAX_MESSAGE_BYTES)]
+    max_message_bytes: usize,
+    /// Largest SDP accepted in an Offer or Answer, in bytes.
+    #[arg(long, default_value_t = wire::DEFAULT_MAX_SDP_BYTES)]
+    max_sdp_bytes: usize,
+}
+
+#[derive(Args, Debug)]
+struct TokenArgs {
+    /// The subscriber, in E.164 (e.g. +4799990001).
+    #[arg(long, value_parser = parse_msisdn)]
+    msisdn: Msisdn,
+    /// Space-separated scopes.
+    #[arg(long, default_value = auth::REQUIRED_SCOPE)]
+    scope: String,
+    /// How long the token is valid (e.g. 30m, 1h).
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    ttl: Duration,
+    /// HS256 secret to sign with. Default: the stored secret, made if missing.
+    #[arg(long, env = "WEBTERMINAL_JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum PhoneNetworkArg {
+    /// The simulated phone network (PROTOCOL.md section 7).
+    Sim,
+    /// No phone network.
+    None,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Serve(args) => run_serve(args),
+        Command::Token(args) => run_token(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("webterminal-core: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type CliResult = Result<(), Box<dyn std::error::Error>>;
+
+fn run_token(args: TokenArgs) -> CliResult {
+    let secret = match args.jwt_secret {
+        Some(secret) => secret,
+        None => stored_secret()?.0,
+    };
+    println!(
+        "{}",
+        auth::mint_token(secret.as_bytes(), &args.msisdn, &args.scope, args.ttl)
+    );
+    Ok(())
+}
+
+fn run_serve(args: ServeArgs) -> CliResult {
+    let (secret, stored_at) = match args.jwt_secret {
+        Some(secret) => (secret, None),
+        None => {
+            let (secret, path) = stored_secret()?;
+            (secret, Some(path))
+        }
+    };
+    let mut config = ServerConfig::new(secret.as_bytes());
+    config.listen = args.listen;
+    config.switch.ring_timeout = args.ring_timeout;
+    config.switch.negotiation_timeout = args.negotiation_timeout;
+    config.switch.multipipe_call_cap = args.multipipe_call_cap;
+    config.phone_network = match args.phone_network {
+        PhoneNetworkArg::Sim => PhoneNetworkKind::Sim,
+        PhoneNetworkArg::None => PhoneNetworkKind::None,
+    };
+    config.max_message_bytes = args.max_message_bytes;
+    config.max_sdp_bytes = args.max_sdp_bytes;
+
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(config.listen).await?;
+        let local = listener.local_addr()?;
+        println!("webterminal-core listening on {local}");
+        if let Some(path) = stored_at {
+            print_newcomer_guide(&secret, &path, local);
+        }
+        server::serve(config, listener, shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(%e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut sigterm) => {
+                sigterm.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(%e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => tracing::info!("SIGINT"),
+        () = terminate => tracing::info!("SIGTERM"),
+    }
+}
+
+/// Demo tokens (1 day) for the demo numbers and a grpcurl command that places a call.
+fn print_newcomer_guide(secret: &str, stored_at: &Path, listen: SocketAddr) {
+    let day = Duration::from_secs(24 * 3600);
+    let numbers: Vec<Msisdn> = DEMO_MSISDNS
+        .iter()
+        .map(|m| Msisdn::parse(m).expect("demo numbers are E.164"))
+        .collect();
+    let tokens: Vec<String> = numbers
+        .iter()
+        .map(|m| auth::mint_token(secret.as_bytes(), m, auth::REQUIRED_SCOPE, day))
+        .collect();
+    println!();
+    println!(
+        "No --jwt-secret given: using the secret in {}",
+        stored_at.display()
+    );
+    println!(
+        "Access tokens, valid for 1 day (make more with `webterminal-core token --msisdn +47...`):"
+    );
+    for (number, token) in numbers.iter().zip(&tokens) {
+        println!("  {number}: {token}");
+    }
+    let sdp = webterminal_core::phone::sim::generated_sdp(&numbers[0], 1);
+    let body = format!(
+        r#"{{"offer":{{"sdp":"{}","msisdn":{{"e164":"{}"}}}}}}"#,
+        json_escape(sdp.as_str()),
+        numbers[1]
+    );
+    println!();
+    println!(
+        "Call {} as {} (the SDP is generated and carries no media; with no terminal of {} open, \
+         its simulated phone rings):",
+        numbers[1], numbers[0], numbers[1]
+    );
+    println!(
+        "  grpcurl -plaintext -H 'authorization: Bearer {}' -d '{}' {} wgtwo.webterminal.v0.WebTerminalService/Pipe",
+        tokens[0], body, listen
+    );
+    println!();
+}
+
+/// A JSON string body (without quotes) that is also safe inside single shell quotes.
+fn json_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / 8);
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\'' => out.push_str("\\u0027"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The stored secret and where it is: read if present, else made from 32 random bytes (hex) and
+/// written with mode 0600.
+fn stored_secret() -> Result<(String, PathBuf), Box<dyn std::error::Error>> {
+    let path = secret_path()
+        .ok_or("cannot find a data directory: set XDG_DATA_HOME or HOME, or pass --jwt-secret")?;
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => return Ok((text.trim().to_owned(), path)),
+        Ok(_) => {
+            return Err(format!(
+                "{} is empty: delete it or pass --jwt-secret",
+                path.display()
+            )
+            .into())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("reading {}: {e}", path.display()).into()),
+    }
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| format!("no randomness for a secret: {e}"))?;
+    let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    }
+    write_private(&path, &secret)?;
+    tracing::info!(path = %path.display(), "made a new JWT secret");
+    Ok((secret, path))
+}
+
+/// Writes `text` to a new file readable only by its owner. When another process made the file
+/// first, its secret wins.
+fn write_private(path: &Path, text: &str) -> Result<(), Box<dyn std::error::Error>> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(mut file) => {
+            file.write_all(text.as_bytes())?;
+            file.write_all(b"\n")?;
+            Ok(())
+        }
+        Err(e) => Err(format!("writing {}: {e}", path.display()).into()),
+    }
+}
+
+/// `$XDG_DATA_HOME/webterminal-core/jwt-secret`, else `$HOME/.local/share/webterminal-core/jwt-secret`.
+fn secret_path() -> Option<PathBuf> {
+    let non_empty = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    let data = non_empty("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| non_empty("HOME").map(|home| PathBuf::from(home).join(".local/share")))?;
+    Some(data.join("webterminal-core").join("jwt-secret"))
+}
+
+fn parse_msisdn(s: &str) -> Result<Msisdn, String> {
+    Msisdn::parse(s).map_err(|e| format!("an E.164 number {e}"))
+}
+
+/// Parses a positive duration: an integer and a unit, `ms`, `s`, `m` or `h` (`500ms`, `2s`, `1m`).
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    if number.is_empty() {
+        return Err(format!(
+            "{s:?} must start with a number, e.g. 500ms, 2s, 1m"
+        ));
+    }
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{number:?} is too large"))?;
+    let millis_per_unit: u64 = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "" => return Err(format!("{s:?} needs a unit: ms, s, m or h")),
+        other => return Err(format!("unknown unit {other:?}: use ms, s, m or h")),
+    };
+    let millis = n
+        .checked_mul(millis_per_unit)
+        .ok_or_else(|| format!("{s:?} is too long"))?;
+    if millis == 0 {
+        return Err("the duration must be more than zero".into());
+    }
+    Ok(Duration::from_millis(millis))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_with_units() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("60s"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+    }
+
+    #[test]
+    fn durations_refused() {
+        for bad in [
+            "",
+            "s",
+            "10",
+            "1.5s",
+            "-1s",
+            "2 s",
+            "3d",
+            "0s",
+            "99999999999999999999s",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} must be refused");
+        }
+        assert!(parse_duration("18446744073709551615h").is_err());
+    }
+
+    #[test]
+    fn cli_shape() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "webterminal-core",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--ring-timeout",
+            "500ms",
+            "--phone-network",
+            "none",
+            "--multipipe-call-cap",
+            "4",
+        ])
+        .unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("expected serve")
+        };
+        assert_eq!(args.ring_timeout, Duration::from_millis(500));
+        assert_eq!(args.negotiation_timeout, Duration::from_secs(30));
+        assert_eq!(args.multipipe_call_cap, 4);
+        assert!(matches!(args.phone_network, PhoneNetworkArg::None));
+        assert!(Cli::try_parse_from(["webterminal-core", "token", "--msisdn", "4799"]).is_err());
+    }
+
+    #[test]
+    fn json_escape_is_shell_and_json_safe() {
+        assert_eq!(
+            json_escape("v=0\r\na=\"x\"\\'"),
+            "v=0\\r\\na=\\\"x\\\"\\\\\\u0027"
+        );
+    }
+
+    #[test]
+    fn demo_sdp_passes_validation() {
+        let m = Msisdn::parse(DEMO_MSISDNS[0]).unwrap();
+        let sdp = webterminal_core::phone::sim::generated_sdp(&m, 1);
+        webterminal_core::core::Sdp::parse(sdp.as_str(), wire::DEFAULT_MAX_SDP_BYTES).unwrap();
+    }
+}

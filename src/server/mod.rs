@@ -1,1 +1,583 @@
-//! placeholder
+//! tokio + tonic around the sans-IO switch: the driver task that owns it, the gRPC services,
+//! authentication and graceful shutdown (ARCHITECTURE.md, "the shape of the house").
+//!
+//! - [`wire`]: protobuf ↔ core messages, in one place.
+//! - [`auth`]: access tokens (PROTOCOL.md sections 1, 6).
+//! - [`driver`]: the one task that owns the [`Switch`].
+//! - [`service`]: `WebTerminalService` (`Pipe`, `MultiPipe`).
+//! - [`simulator`]: the simulated phone network's operator API (PROTOCOL.md section 7).
+//! - [`serve`]: all of it on one listener, with health, reflection and shutdown (PROTOCOL.md 4.9).
+
+pub mod auth;
+pub mod driver;
+pub mod service;
+pub mod simulator;
+pub mod wire;
+
+use crate::core::{Switch, SwitchConfig};
+use crate::phone::{PhoneNetwork, PhoneReports};
+use crate::proto::webterminal::web_terminal_service_server::WebTerminalServiceServer;
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::Server;
+
+/// Default largest gRPC message a client may send, in bytes (256 KiB). A larger message fails the rpc
+/// with `RESOURCE_EXHAUSTED`; fields inside smaller messages have their own limits ([`wire::Limits`]).
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 256 * 1024;
+
+/// Default bound on a graceful shutdown (PROTOCOL.md 4.9): 5 s.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Default listen address: loopback only, port 50051.
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 50051);
+
+/// Which phone network the server attaches (PROTOCOL.md section 7).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum PhoneNetworkKind {
+    /// The simulated network: every E.164 number has a simulated phone, controlled through the
+    /// `webterminal.core.v1.SimulatedPhoneNetwork` service served next to the WebTerminal API.
+    #[default]
+    Sim,
+    /// No phone network: numbers without terminals are unavailable and ToPhone fails.
+    None,
+}
+
+/// Everything [`serve`] needs. [`ServerConfig::new`] gives the defaults.
+#[derive(Clone)]
+pub struct ServerConfig {
+    /// Where the CLI binds its listener. [`serve`] itself serves on the listener it is given.
+    /// Default [`DEFAULT_LISTEN`].
+    pub listen: SocketAddr,
+    /// Timers and limits of the switch. `phone_network` is overridden by
+    /// [`ServerConfig::phone_network`].
+    pub switch: SwitchConfig,
+    /// The HS256 secret access tokens are signed with (see [`auth`]).
+    pub jwt_secret: Vec<u8>,
+    /// Which phone network to attach. Default [`PhoneNetworkKind::Sim`].
+    pub phone_network: PhoneNetworkKind,
+    /// Largest gRPC message accepted from a client, in bytes. Default [`DEFAULT_MAX_MESSAGE_BYTES`].
+    pub max_message_bytes: usize,
+    /// Largest SDP accepted, in bytes. Default [`wire::DEFAULT_MAX_SDP_BYTES`].
+    pub max_sdp_bytes: usize,
+    /// Capacity of each terminal's outbound queue, in messages; a terminal that lets it fill is
+    /// dropped as a slow consumer. Default [`driver::DEFAULT_OUTBOUND_QUEUE`].
+    pub outbound_queue: usize,
+    /// How long a graceful shutdown may take before the remaining connections are dropped.
+    /// Default [`DEFAULT_DRAIN_TIMEOUT`].
+    pub drain_timeout: Duration,
+}
+
+impl ServerConfig {
+    /// The defaults, with tokens signed by `jwt_secret`.
+    pub fn new(jwt_secret: impl Into<Vec<u8>>) -> Self {
+        ServerConfig {
+            listen: DEFAULT_LISTEN,
+            switch: SwitchConfig::default(),
+            jwt_secret: jwt_secret.into(),
+            phone_network: PhoneNetworkKind::Sim,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            max_sdp_bytes: wire::DEFAULT_MAX_SDP_BYTES,
+            outbound_queue: driver::DEFAULT_OUTBOUND_QUEUE,
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+        }
+    }
+}
+
+impl fmt::Debug for ServerConfig {
+    /// Never prints the secret.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("listen", &self.listen)
+            .field("switch", &self.switch)
+            .field("jwt_secret", &"<redacted>")
+            .field("phone_network", &self.phone_network)
+            .field("max_message_bytes", &self.max_message_bytes)
+            .field("max_sdp_bytes", &self.max_sdp_bytes)
+            .field("outbound_queue", &self.outbound_queue)
+            .field("drain_timeout", &self.drain_timeout)
+            .finish()
+    }
+}
+
+/// Why [`serve`] failed.
+#[derive(Debug)]
+pub enum ServeError {
+    /// The gRPC transport failed (accepting connections, HTTP/2).
+    Transport(tonic::transport::Error),
+    /// The reflection service could not be built from the embedded descriptors (a build defect).
+    Reflection(tonic_reflection::server::Error),
+}
+
+impl fmt::Display for ServeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServeError::Transport(e) => write!(f, "gRPC transport: {e}"),
+            ServeError::Reflection(e) => write!(f, "gRPC reflection: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ServeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ServeError::Transport(e) => Some(e),
+            ServeError::Reflection(e) => Some(e),
+        }
+    }
+}
+
+impl From<tonic::transport::Error> for ServeError {
+    fn from(e: tonic::transport::Error) -> Self {
+        ServeError::Transport(e)
+    }
+}
+
+impl From<tonic_reflection::server::Error> for ServeError {
+    fn from(e: tonic_reflection::server::Error) -> Self {
+        ServeError::Reflection(e)
+    }
+}
+
+/// Serves the core on `listener` until `shutdown` resolves, then shuts down gracefully
+/// (PROTOCOL.md 4.9) and returns `Ok(())`. Shorthand for [`Exchange::start`] then [`Exchange::serve`].
+///
+/// Tests bind `127.0.0.1:0` themselves and pass the listener in; to watch the switch (e.g. assert
+/// that no call is left), use [`Exchange`] and its [`Exchange::driver`].
+///
+/// # Errors
+/// [`ServeError`] when the transport fails before shutdown.
+pub async fn serve(
+    config: ServerConfig,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    Exchange::start(config).serve(listener, shutdown).await
+}
+
+/// A telephone exchange ready to serve: the driver task owning the switch, and the phone network
+/// [`ServerConfig::phone_network`] asks for, already running.
+pub struct Exchange {
+    config: ServerConfig,
+    driver: driver::DriverHandle,
+    driver_task: tokio::task::JoinHandle<()>,
+    simulator: Option<SimulatorServer>,
+}
+
+type SimulatorServer =
+    crate::proto::simulator::simulated_phone_network_server::SimulatedPhoneNetworkServer<
+        simulator::SimulatorService,
+    >;
+
+impl fmt::Debug for Exchange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Exchange")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Exchange {
+    /// Starts the driver task and, with [`PhoneNetworkKind::Sim`], the simulated phone network.
+    /// `config.switch.phone_network` is set from `config.phone_network`.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
+    pub fn start(config: ServerConfig) -> Exchange {
+        let (reports, phone_events) = PhoneReports::channel();
+        let mut switch_config = config.switch.clone();
+        switch_config.phone_network = config.phone_network == PhoneNetworkKind::Sim;
+        let (phone, simulator) = match config.phone_network {
+            PhoneNetworkKind::Sim => {
+                let (network, control) = crate::phone::sim::start(reports);
+                let network: Box<dyn PhoneNetwork> = Box::new(network);
+                (Some(network), Some(simulator::service(control)))
+            }
+            PhoneNetworkKind::None => (None, None),
+        };
+        let (driver, driver_task) = driver::spawn(Switch::new(switch_config), phone, phone_events);
+        Exchange {
+            config,
+            driver,
+            driver_task,
+            simulator,
+        }
+    }
+
+    /// A handle on the driver: [`driver::DriverHandle::stats`] tells how many terminals and calls
+    /// the switch holds.
+    pub fn driver(&self) -> &driver::DriverHandle {
+        &self.driver
+    }
+
+    /// Serves on `listener` until `shutdown` resolves, then shuts down gracefully (PROTOCOL.md 4.9)
+    /// and returns `Ok(())`.
+    ///
+    /// Served: `wgtwo.webterminal.v0.WebTerminalService`; `grpc.health.v1.Health` (the WebTerminal
+    /// service SERVING until shutdown begins); gRPC server reflection v1 and v1alpha; and, with the
+    /// simulated phone network, `webterminal.core.v1.SimulatedPhoneNetwork`. HTTP/2 keepalive pings
+    /// every 20 s (10 s timeout), TCP keepalive 30 s, at most 1024 concurrent streams per connection.
+    ///
+    /// Shutdown: the listener closes, every live leg gets `Bye{SERVER_SHUTDOWN}`, every response
+    /// stream ends with status OK, and open connections drain for at most `config.drain_timeout`.
+    ///
+    /// # Errors
+    /// [`ServeError`] when the transport fails before shutdown.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), ServeError> {
+        let Exchange {
+            config,
+            driver,
+            driver_task,
+            simulator,
+        } = self;
+        let verifier = Arc::new(auth::Verifier::hs256(&config.jwt_secret));
+        let limits = wire::Limits {
+            max_sdp_bytes: config.max_sdp_bytes,
+        };
+        let webterminal = WebTerminalServiceServer::new(service::WebTerminal::new(
+            driver.clone(),
+            verifier,
+            limits,
+            config.outbound_queue,
+        ))
+        .max_decoding_message_size(config.max_message_bytes);
+
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health
+            .set_serving::<WebTerminalServiceServer<service::WebTerminal>>()
+            .await;
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                // Both reflection versions list each other too, whichever a client asks.
+                .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(
+                    tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+                )
+        };
+        let reflection_v1 = reflection().build_v1()?;
+        let reflection_v1alpha = reflection().build_v1alpha()?;
+
+        // TCP options go on the incoming stream: `Server::tcp_keepalive` is ignored with
+        // `serve_with_incoming_shutdown`.
+        let incoming = TcpIncoming::from(listener)
+            .with_nodelay(Some(true))
+            .with_keepalive(Some(Duration::from_secs(30)));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(20)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .max_concurrent_streams(Some(1024))
+            .add_service(webterminal)
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_optional_service(simulator)
+            .serve_with_incoming_shutdown(incoming, async {
+                let _ = stopped.await;
+            });
+        tokio::pin!(server);
+        tokio::pin!(shutdown);
+
+        tokio::select! {
+            result = &mut server => {
+                // The transport failed (or ended) on its own: end every call before returning.
+                let _ = driver.shutdown().await;
+                return result.map_err(ServeError::from);
+            }
+            () = &mut shutdown => {}
+        }
+
+        tracing::info!("shutting down: no new connections, Bye{{SERVER_SHUTDOWN}} on every leg");
+        health
+            .set_not_serving::<WebTerminalServiceServer<service::WebTerminal>>()
+            .await;
+        let _ = stop.send(());
+        let drain = async {
+            let (_, served) = tokio::join!(driver.shutdown(), &mut server);
+            served
+        };
+        match tokio::time::timeout(config.drain_timeout, drain).await {
+            Ok(served) => served?,
+            Err(_) => {
+                tracing::warn!(
+                    drain_timeout = ?config.drain_timeout,
+                    "connections still open after the drain timeout; closing them"
+                );
+                driver_task.abort();
+            }
+        }
+        let _ = driver_task.await;
+        tracing::info!("shut down");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The server through real sockets: auth before any message, a call between two terminals,
+    //! a cancelled rpc leaving no call, and graceful shutdown (PROTOCOL.md 4.9).
+
+    use super::*;
+    use crate::core::Msisdn;
+    use crate::proto::common::PhoneNumber;
+    use crate::proto::webterminal::web_terminal_message::Message;
+    use crate::proto::webterminal::web_terminal_service_client::WebTerminalServiceClient;
+    use crate::proto::webterminal::{bye, Answer, Offer, WebTerminalMessage};
+    use tokio::sync::mpsc;
+    use tokio_stream::wrappers::ReceiverStream;
+    use tonic::transport::Channel;
+    use tonic::{Code, Streaming};
+
+    const SECRET: &[u8] = b"server test secret";
+    const A: &str = "+4799990001";
+    const B: &str = "+4799990002";
+
+    fn sdp(name: &str) -> String {
+        let path = format!(
+            "{}/../shared/fixtures/sdp/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read_to_string(path).unwrap()
+    }
+
+    struct Running {
+        addr: SocketAddr,
+        driver: driver::DriverHandle,
+        stop: Option<tokio::sync::oneshot::Sender<()>>,
+        served: tokio::task::JoinHandle<Result<(), ServeError>>,
+    }
+
+    async fn start(phone_network: PhoneNetworkKind) -> Running {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut config = ServerConfig::new(SECRET);
+        config.phone_network = phone_network;
+        let exchange = Exchange::start(config);
+        let driver = exchange.driver().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = tokio::spawn(exchange.serve(listener, async {
+            let _ = stopped.await;
+        }));
+        Running {
+            addr,
+            driver,
+            stop: Some(stop),
+            served,
+        }
+    }
+
+    struct Terminal {
+        tx: mpsc::Sender<WebTerminalMessage>,
+        rx: Streaming<WebTerminalMessage>,
+    }
+
+    impl Terminal {
+        async fn next(&mut self) -> WebTerminalMessage {
+            tokio::time::timeout(std::time::Duration::from_secs(5), self.rx.message())
+                .await
+                .expect("a message in time")
+                .expect("no status")
+                .expect("stream open")
+        }
+    }
+
+    async fn open(addr: SocketAddr, msisdn: &str, multi: bool) -> Result<Terminal, tonic::Status> {
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut client = WebTerminalServiceClient::new(channel);
+        let token = auth::mint_token(
+            SECRET,
+            &Msisdn::parse(msisdn).unwrap(),
+            auth::REQUIRED_SCOPE,
+            Duration::from_secs(60),
+        );
+        let (tx, rx) = mpsc::channel(16);
+        let mut request = tonic::Request::new(ReceiverStream::new(rx));
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        let rx = if multi {
+            client.multi_pipe(request).await?.into_inner()
+        } else {
+            client.pipe(request).await?.into_inner()
+        };
+        Ok(Terminal { tx, rx })
+    }
+
+    #[tokio::test]
+    async fn no_token_fails_before_any_message() {
+        let server = start(PhoneNetworkKind::None).await;
+        let channel = Channel::from_shared(format!("http://{}", server.addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut client = WebTerminalServiceClient::new(channel);
+        let (_tx, rx) = mpsc::channel::<WebTerminalMessage>(1);
+        let status = client
+            .pipe(ReceiverStream::new(rx))
+            .await
+            .expect_err("unauthenticated");
+        assert_eq!(status.code(), Code::Unauthenticated);
+    }
+
+    #[tokio::test]
+    async fn call_then_shutdown_byes_everyone_and_ends_streams_ok() {
+        let mut server = start(PhoneNetworkKind::Sim).await;
+        let mut a = open(server.addr, A, false).await.unwrap();
+        assert!(matches!(a.next().await.message, Some(Message::Idle(_))));
+        let mut b = open(server.addr, B, true).await.unwrap();
+        // B's registration is done once its rpc is open; A calls B.
+        a.tx.send(WebTerminalMessage {
+            message: Some(Message::Offer(Offer {
+                sdp: sdp("chromium-offer.sdp"),
+                msisdn: Some(PhoneNumber { e164: B.into() }),
+            })),
+            call_id: String::new(),
+        })
+        .await
+        .unwrap();
+        let offer = b.next().await;
+        let Some(Message::Offer(o)) = &offer.message else {
+            panic!("expected Offer, got {offer:?}")
+        };
+        assert_eq!(
+            o.sdp,
+            sdp("chromium-offer.sdp"),
+            "SDP relayed byte for byte"
+        );
+        assert_eq!(o.msisdn.as_ref().unwrap().e164, A);
+        b.tx.send(WebTerminalMessage {
+            message: Some(Message::Answer(Answer {
+                sdp: sdp("chromium-answer.sdp"),
+            })),
+            call_id: offer.call_id.clone(),
+        })
+        .await
+        .unwrap();
+        // B's simulated mobile phone is a fork too: it alerts, so A may see Ringing first.
+        let mut answer = a.next().await;
+        while matches!(answer.message, Some(Message::Ringing(_))) {
+            answer = a.next().await;
+        }
+        assert!(
+            matches!(answer.message, Some(Message::Answer(_))),
+            "{answer:?}"
+        );
+        assert_eq!(server.driver.stats().await.unwrap().calls, 1);
+
+        // A bad message is answered on the stream, which stays open.
+        b.tx.send(WebTerminalMessage {
+            message: None,
+            call_id: "not-a-uuid".into(),
+        })
+        .await
+        .unwrap();
+        let error = b.next().await;
+        assert_eq!(error.call_id, "not-a-uuid");
+        assert!(matches!(error.message, Some(Message::Error(_))));
+
+        server.stop.take().unwrap().send(()).unwrap();
+        for terminal in [&mut a, &mut b] {
+            let bye = terminal.next().await;
+            assert_eq!(
+                bye.message,
+                Some(Message::Bye(crate::proto::webterminal::Bye {
+                    reason: bye::Reason::ServerShutdown as i32
+                }))
+            );
+            let end = tokio::time::timeout(Duration::from_secs(5), terminal.rx.message())
+                .await
+                .expect("stream ends in time");
+            assert!(matches!(end, Ok(None)), "ends with status OK: {end:?}");
+        }
+        tokio::time::timeout(Duration::from_secs(6), server.served)
+            .await
+            .expect("serve returns within the drain time")
+            .unwrap()
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn cancelled_rpc_leaves_no_call() {
+        let server = start(PhoneNetworkKind::Sim).await;
+        let mut a = open(server.addr, A, true).await.unwrap();
+        let id = uuid::Uuid::new_v4().to_string();
+        // B has no terminal: its simulated phone rings.
+        a.tx.send(WebTerminalMessage {
+            message: Some(Message::Offer(Offer {
+                sdp: sdp("aiortc-offer.sdp"),
+                msisdn: Some(PhoneNumber { e164: B.into() }),
+            })),
+            call_id: id.clone(),
+        })
+        .await
+        .unwrap();
+        let ringing = a.next().await;
+        assert!(
+            matches!(ringing.message, Some(Message::Ringing(_))),
+            "{ringing:?}"
+        );
+        assert_eq!(ringing.call_id, id);
+        assert_eq!(server.driver.stats().await.unwrap().calls, 1);
+        drop(a);
+        let mut stats = server.driver.stats().await.unwrap();
+        for _ in 0..100 {
+            if stats == driver::DriverStats::default() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            stats = server.driver.stats().await.unwrap();
+        }
+        assert_eq!(
+            stats,
+            driver::DriverStats::default(),
+            "no terminal, no call left"
+        );
+    }
+
+    #[tokio::test]
+    async fn half_closed_terminal_stays_registered_but_is_not_offered_calls() {
+        let server = start(PhoneNetworkKind::None).await;
+        let mut a = open(server.addr, A, false).await.unwrap();
+        assert!(matches!(a.next().await.message, Some(Message::Idle(_))));
+        let Terminal { tx, rx: a_rx } = a;
+        drop(tx);
+        let mut b = open(server.addr, B, false).await.unwrap();
+        assert!(matches!(b.next().await.message, Some(Message::Idle(_))));
+        // Give the half-close time to reach the driver (it travels on A's connection).
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        b.tx.send(WebTerminalMessage {
+            message: Some(Message::Offer(Offer {
+                sdp: sdp("chromium-offer.sdp"),
+                msisdn: Some(PhoneNumber { e164: A.into() }),
+            })),
+            call_id: String::new(),
+        })
+        .await
+        .unwrap();
+        let bye = b.next().await;
+        assert_eq!(
+            bye.message,
+            Some(Message::Bye(crate::proto::webterminal::Bye {
+                reason: bye::Reason::Busy as i32
+            })),
+            "A's only terminal half-closed: a device, but not eligible"
+        );
+        assert_eq!(server.driver.stats().await.unwrap().terminals, 2);
+        drop(a_rx);
+    }
+}

@@ -1,0 +1,591 @@
+//! The driver: the one tokio task that owns the [`Switch`] (ARCHITECTURE.md, "one owner").
+//!
+//! Stream tasks hand it [`DriverInput`]s through a [`DriverHandle`]; it feeds each to the switch with
+//! `Instant::now()`, then drains every [`Output`] before the next input: notices go to the terminal's
+//! bounded outbound queue, commands go to the phone network. It also reads the phone network's
+//! events and sleeps until the switch's next deadline. No lock guards call state: only this task
+//! touches it.
+//!
+//! Back-pressure: a terminal whose outbound queue is full is a slow consumer. It is dropped at once
+//! (its response stream ends, its calls end as PROTOCOL.md 4.8 says) rather than letting one slow
+//! client stall the switch for everyone.
+
+use crate::core::Msisdn;
+use crate::core::{
+    Output, PhoneEvent, PipeKind, RegisterError, Rejection, Request, Switch, TerminalId,
+};
+use crate::phone::PhoneNetwork;
+use crate::proto::webterminal::WebTerminalMessage;
+use crate::server::wire;
+use std::collections::HashMap;
+use std::fmt;
+use std::time::Instant;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tonic::Status;
+
+/// Default capacity of a terminal's outbound queue, in messages. A terminal that lets this many pile
+/// up unread is dropped as a slow consumer.
+pub const DEFAULT_OUTBOUND_QUEUE: usize = 256;
+
+/// Capacity of the driver's input queue, in inputs. When it is full, stream tasks wait (they stop
+/// reading their clients), which pushes back on the clients through HTTP/2 flow control.
+const INPUT_QUEUE: usize = 1024;
+
+/// The sending half of a terminal's outbound queue: what the response stream of its rpc yields.
+pub type Outbound = mpsc::Sender<Result<WebTerminalMessage, Status>>;
+
+/// One input for the driver task. Sent through a [`DriverHandle`]; public so that embedders can see
+/// the full vocabulary.
+#[derive(Debug)]
+pub enum DriverInput {
+    /// A terminal opened `Pipe` or `MultiPipe` as `msisdn` (from its token). The driver keeps
+    /// `outbound` and answers on `reply`; on error it drops `outbound`.
+    Register {
+        terminal: TerminalId,
+        msisdn: Msisdn,
+        kind: PipeKind,
+        outbound: Outbound,
+        reply: oneshot::Sender<Result<(), RegisterError>>,
+    },
+    /// A message from the terminal, parsed at the edge; `raw_call_id` is its `call_id` as sent, echoed
+    /// on an `Error` answering it (PROTOCOL.md section 6).
+    Request {
+        terminal: TerminalId,
+        raw_call_id: String,
+        parsed: Result<Request, Rejection>,
+    },
+    /// The terminal half-closed its request stream (PROTOCOL.md section 3).
+    HalfClose { terminal: TerminalId },
+    /// The terminal's rpc ended: cancelled, connection lost, or its response stream was dropped
+    /// (PROTOCOL.md 4.8). Idempotent.
+    Gone { terminal: TerminalId },
+    /// Asks for [`DriverStats`].
+    Stats { reply: oneshot::Sender<DriverStats> },
+    /// Server shutdown (PROTOCOL.md 4.9): `Bye{SERVER_SHUTDOWN}` on every live leg, every response
+    /// stream ends with status OK, then the driver stops and answers on `done`.
+    Shutdown { done: oneshot::Sender<()> },
+}
+
+/// A snapshot of the switch's size, for tests and health checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct DriverStats {
+    /// Registered terminals.
+    pub terminals: usize,
+    /// Calls held by the switch, ringing or established. Zero once every terminal has gone
+    /// (PROTOCOL.md section 6: "the core holds no call").
+    pub calls: usize,
+}
+
+/// What can go wrong talking to the driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DriverError {
+    /// The driver task has stopped (the server is shutting down).
+    Stopped,
+    /// The switch refused the registration: a terminal limit is reached.
+    Register(RegisterError),
+}
+
+impl fmt::Display for DriverError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DriverError::Stopped => f.write_str("the core is shutting down"),
+            DriverError::Register(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for DriverError {}
+
+impl From<DriverError> for Status {
+    /// `RESOURCE_EXHAUSTED` for a terminal limit (PROTOCOL.md section 6), `UNAVAILABLE` when the core
+    /// is shutting down.
+    fn from(e: DriverError) -> Status {
+        match e {
+            DriverError::Stopped => Status::unavailable(e.to_string()),
+            DriverError::Register(_) => Status::resource_exhausted(e.to_string()),
+        }
+    }
+}
+
+/// A cheap, cloneable way to talk to the driver task. Every method fails with
+/// [`DriverError::Stopped`] once the driver has shut down.
+#[derive(Clone, Debug)]
+pub struct DriverHandle {
+    inputs: mpsc::Sender<DriverInput>,
+}
+
+impl DriverHandle {
+    async fn send(&self, input: DriverInput) -> Result<(), DriverError> {
+        self.inputs
+            .send(input)
+            .await
+            .map_err(|_| DriverError::Stopped)
+    }
+
+    /// Registers a terminal (see [`DriverInput::Register`]); resolves once the switch accepted it, after
+    /// any `Idle`/`InCall`/`Offer` for it has been queued on `outbound`.
+    ///
+    /// # Errors
+    /// [`DriverError::Register`] when a terminal limit is reached, [`DriverError::Stopped`].
+    pub async fn register(
+        &self,
+        terminal: TerminalId,
+        msisdn: Msisdn,
+        kind: PipeKind,
+        outbound: Outbound,
+    ) -> Result<(), DriverError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(DriverInput::Register {
+            terminal,
+            msisdn,
+            kind,
+            outbound,
+            reply,
+        })
+        .await?;
+        answer
+            .await
+            .map_err(|_| DriverError::Stopped)?
+            .map_err(DriverError::Register)
+    }
+
+    /// Hands over one message of a terminal (see [`DriverInput::Request`]). Returns once queued; the
+    /// answer, if any, arrives on the terminal's outbound queue.
+    ///
+    /// # Errors
+    /// [`DriverError::Stopped`].
+    pub async fn request(
+        &self,
+        terminal: TerminalId,
+        raw_call_id: String,
+        parsed: Result<Request, Rejection>,
+    ) -> Result<(), DriverError> {
+        self.send(DriverInput::Request {
+            terminal,
+            raw_call_id,
+            parsed,
+        })
+        .await
+    }
+
+    /// The terminal half-closed (see [`DriverInput::HalfClose`]).
+    ///
+    /// # Errors
+    /// [`DriverError::Stopped`].
+    pub async fn half_close(&self, terminal: TerminalId) -> Result<(), DriverError> {
+        self.send(DriverInput::HalfClose { terminal }).await
+    }
+
+    /// The terminal's rpc ended (see [`DriverInput::Gone`]).
+    ///
+    /// # Errors
+    /// [`DriverError::Stopped`].
+    pub async fn gone(&self, terminal: TerminalId) -> Result<(), DriverError> {
+        self.send(DriverInput::Gone { terminal }).await
+    }
+
+    /// How many terminals and calls the switch holds now.
+    ///
+    /// # Errors
+    /// [`DriverError::Stopped`].
+    pub async fn stats(&self) -> Result<DriverStats, DriverError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(DriverInput::Stats { reply }).await?;
+        answer.await.map_err(|_| DriverError::Stopped)
+    }
+
+    /// Shuts the switch down (see [`DriverInput::Shutdown`]) and waits until every Bye is queued and
+    /// every outbound queue is closed.
+    ///
+    /// # Errors
+    /// [`DriverError::Stopped`] when it had already stopped.
+    pub async fn shutdown(&self) -> Result<(), DriverError> {
+        let (done, finished) = oneshot::channel();
+        self.send(DriverInput::Shutdown { done }).await?;
+        finished.await.map_err(|_| DriverError::Stopped)
+    }
+}
+
+/// Starts the driver task on the current tokio runtime, owning `switch` and, when given, the phone
+/// network that reports on `phone_events` (the receiver of the `PhoneReports` channel it was built
+/// with). The task ends after a shutdown, or when every [`DriverHandle`] is dropped (then it shuts the
+/// switch down the same way).
+pub fn spawn(
+    switch: Switch,
+    phone: Option<Box<dyn PhoneNetwork>>,
+    phone_events: mpsc::UnboundedReceiver<PhoneEvent>,
+) -> (DriverHandle, JoinHandle<()>) {
+    let (inputs, receiver) = mpsc::channel(INPUT_QUEUE);
+    let driver = Driver {
+        switch,
+        phone,
+        terminals: HashMap::new(),
+    };
+    let task = tokio::spawn(driver.run(receiver, phone_events));
+    (DriverHandle { inputs }, task)
+}
+
+/// The state of the driver task.
+struct Driver {
+    switch: Switch,
+    phone: Option<Box<dyn PhoneNetwork>>,
+    /// The outbound queue of every registered terminal.
+    terminals: HashMap<TerminalId, Outbound>,
+}
+
+impl Driver {
+    async fn run(
+        mut self,
+        mut inputs: mpsc::Receiver<DriverInput>,
+        mut phone_events: mpsc::UnboundedReceiver<PhoneEvent>,
+    ) {
+        let mut phone_open = true;
+        loop {
+            let deadline = self.switch.poll_timeout();
+            let sleep = tokio::time::sleep_until(match deadline {
+                Some(at) => tokio::time::Instant::from_std(at),
+                None => tokio::time::Instant::now(),
+            });
+            tokio::select! {
+                input = inputs.recv() => match input {
+                    Some(DriverInput::Shutdown { done }) => {
+                        self.shutdown();
+                        let _ = done.send(());
+                        return;
+                    }
+                    Some(input) => self.handle(input),
+                    None => {
+                        self.shutdown();
+                        return;
+                    }
+                },
+                event = phone_events.recv(), if phone_open => match event {
+                    Some(event) => self.switch.handle_phone_event(Instant::now(), event),
+                    None => phone_open = false,
+                },
+                () = sleep, if deadline.is_some() => self.switch.handle_timeout(Instant::now()),
+            }
+            self.drain();
+        }
+    }
+
+    fn handle(&mut self, input: DriverInput) {
+        let now = Instant::now();
+        match input {
+            DriverInput::Register {
+                terminal,
+                msisdn,
+                kind,
+                outbound,
+                reply,
+            } => {
+                // Known before registering: the switch may greet the terminal (Idle, InCall, Offer).
+                self.terminals.insert(terminal, outbound);
+                let result = self.switch.register(now, terminal, msisdn, kind);
+                if result.is_err() {
+                    self.terminals.remove(&terminal);
+                }
+                self.drain();
+                if reply.send(result).is_err() {
+                    // The rpc went away while registering.
+                    self.drop_terminal(now, terminal);
+                }
+            }
+            DriverInput::Request {
+                terminal,
+                raw_call_id,
+                parsed,
+            } => {
+                if !self.terminals.contains_key(&terminal) {
+                    return;
+                }
+                let result =
+                    parsed.and_then(|request| self.switch.handle_request(now, terminal, request));
+                if let Err(rejection) = result {
+                    tracing::debug!(?terminal, %rejection, "request refused");
+                    self.deliver(terminal, wire::rejection_to_proto(raw_call_id, &rejection));
+                }
+            }
+            DriverInput::HalfClose { terminal } => self.switch.half_close(now, terminal),
+            DriverInput::Gone { terminal } => self.drop_terminal(now, terminal),
+            DriverInput::Stats { reply } => {
+                let _ = reply.send(DriverStats {
+                    terminals: self.switch.terminal_count(),
+                    calls: self.switch.call_count(),
+                });
+            }
+            DriverInput::Shutdown { .. } => unreachable!("handled by the run loop"),
+        }
+    }
+
+    /// Carries out every output of the switch (ARCHITECTURE.md lesson 2).
+    fn drain(&mut self) {
+        while let Some(output) = self.switch.poll_output() {
+            match output {
+                Output::Deliver { terminal, notice } => {
+                    self.deliver(terminal, wire::notice_to_proto(notice));
+                }
+                Output::Phone(command) => match &mut self.phone {
+                    Some(phone) => phone.send(command),
+                    None => tracing::warn!(?command, "no phone network for a phone command"),
+                },
+            }
+        }
+    }
+
+    /// Queues `message` for `terminal`. A full queue means a slow consumer and a closed one a
+    /// terminal that went away: either way the terminal is dropped and unregistered; the outputs that
+    /// causes are drained by the caller's loop.
+    fn deliver(&mut self, terminal: TerminalId, message: WebTerminalMessage) {
+        let Some(outbound) = self.terminals.get(&terminal) else {
+            return;
+        };
+        match outbound.try_send(Ok(message)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                tracing::warn!(
+                    ?terminal,
+                    "slow consumer: outbound queue full, dropping the terminal"
+                );
+                self.drop_terminal(Instant::now(), terminal);
+            }
+            Err(TrySendError::Closed(_)) => self.drop_terminal(Instant::now(), terminal),
+        }
+    }
+
+    /// Forgets the terminal's queue (its response stream ends) and unregisters it from the switch.
+    fn drop_terminal(&mut self, now: Instant, terminal: TerminalId) {
+        if self.terminals.remove(&terminal).is_some() {
+            self.switch.unregister(now, terminal);
+        }
+    }
+
+    /// PROTOCOL.md 4.9: Bye{SERVER_SHUTDOWN} everywhere, then every outbound queue closes, so every
+    /// response stream ends with status OK once its queued messages are read.
+    fn shutdown(&mut self) {
+        tracing::info!(
+            terminals = self.terminals.len(),
+            calls = self.switch.call_count(),
+            "switch shutting down"
+        );
+        self.switch.shutdown(Instant::now());
+        self.drain();
+        self.terminals.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::{ByeReason, RequestBody, Sdp, SwitchConfig};
+    use crate::proto::webterminal::{bye, web_terminal_message::Message};
+
+    const SDP: &str = "v=0\r\no=- 1 1 IN IP4 192.0.2.2\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=rtpmap:111 opus/48000/2\r\na=sendrecv\r\n";
+
+    fn no_phone() -> (DriverHandle, JoinHandle<()>) {
+        let (_reports, events) = crate::phone::PhoneReports::channel();
+        spawn(
+            Switch::new(SwitchConfig {
+                phone_network: false,
+                ..SwitchConfig::default()
+            }),
+            None,
+            events,
+        )
+    }
+
+    fn msisdn(s: &str) -> Msisdn {
+        Msisdn::parse(s).unwrap()
+    }
+
+    async fn next(rx: &mut mpsc::Receiver<Result<WebTerminalMessage, Status>>) -> Message {
+        let msg = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv())
+            .await
+            .expect("a message in time")
+            .expect("queue open")
+            .expect("no status");
+        msg.message.expect("oneof set")
+    }
+
+    #[tokio::test]
+    async fn pipe_is_greeted_with_idle_and_counted() {
+        let (driver, _task) = no_phone();
+        let (tx, mut rx) = mpsc::channel(8);
+        driver
+            .register(TerminalId(1), msisdn("+4799990001"), PipeKind::Pipe, tx)
+            .await
+            .unwrap();
+        assert!(matches!(next(&mut rx).await, Message::Idle(_)));
+        assert_eq!(
+            driver.stats().await.unwrap(),
+            DriverStats {
+                terminals: 1,
+                calls: 0
+            }
+        );
+        driver.gone(TerminalId(1)).await.unwrap();
+        driver.gone(TerminalId(1)).await.unwrap();
+        assert_eq!(driver.stats().await.unwrap(), DriverStats::default());
+    }
+
+    #[tokio::test]
+    async fn edge_rejection_is_answered_with_the_raw_call_id() {
+        let (driver, _task) = no_phone();
+        let (tx, mut rx) = mpsc::channel(8);
+        driver
+            .register(
+                TerminalId(1),
+                msisdn("+4799990001"),
+                PipeKind::MultiPipe,
+                tx,
+            )
+            .await
+            .unwrap();
+        driver
+            .request(
+                TerminalId(1),
+                "nope".into(),
+                Err(Rejection::new(crate::core::ErrorCode::InvalidCallId, "bad")),
+            )
+            .await
+            .unwrap();
+        let Message::Error(e) = next(&mut rx).await else {
+            panic!("expected Error")
+        };
+        assert_eq!(
+            e.err,
+            wire::error_code_to_proto(crate::core::ErrorCode::InvalidCallId) as i32
+        );
+    }
+
+    #[tokio::test]
+    async fn call_between_terminals_then_shutdown_byes_and_closes() {
+        let (driver, task) = no_phone();
+        let (tx_a, mut rx_a) = mpsc::channel(8);
+        let (tx_b, mut rx_b) = mpsc::channel(8);
+        driver
+            .register(
+                TerminalId(1),
+                msisdn("+4799990001"),
+                PipeKind::MultiPipe,
+                tx_a,
+            )
+            .await
+            .unwrap();
+        driver
+            .register(
+                TerminalId(2),
+                msisdn("+4799990002"),
+                PipeKind::MultiPipe,
+                tx_b,
+            )
+            .await
+            .unwrap();
+        let id = crate::core::CallId::random();
+        driver
+            .request(
+                TerminalId(1),
+                id.to_string(),
+                Ok(Request {
+                    call_id: Some(id),
+                    body: RequestBody::Offer {
+                        sdp: Sdp::parse(SDP, 65536).unwrap(),
+                        to: Some(msisdn("+4799990002")),
+                    },
+                }),
+            )
+            .await
+            .unwrap();
+        assert!(matches!(next(&mut rx_b).await, Message::Offer(_)));
+        assert_eq!(driver.stats().await.unwrap().calls, 1);
+
+        driver.shutdown().await.unwrap();
+        let bye = |m: Message| match m {
+            Message::Bye(b) => b.reason,
+            other => panic!("expected Bye, got {other:?}"),
+        };
+        assert_eq!(
+            bye(next(&mut rx_a).await),
+            bye::Reason::ServerShutdown as i32
+        );
+        assert_eq!(
+            bye(next(&mut rx_b).await),
+            bye::Reason::ServerShutdown as i32
+        );
+        assert!(rx_a.recv().await.is_none(), "stream ends after shutdown");
+        assert!(rx_b.recv().await.is_none(), "stream ends after shutdown");
+        task.await.unwrap();
+        assert_eq!(driver.stats().await, Err(DriverError::Stopped));
+    }
+
+    #[tokio::test]
+    async fn slow_consumer_is_dropped_and_its_call_ends() {
+        let (driver, _task) = no_phone();
+        // B's queue holds one message: the first Offer fills it and B never reads.
+        let (tx_a, mut rx_a) = mpsc::channel(8);
+        let (tx_b, mut rx_b) = mpsc::channel(1);
+        driver
+            .register(
+                TerminalId(1),
+                msisdn("+4799990001"),
+                PipeKind::MultiPipe,
+                tx_a,
+            )
+            .await
+            .unwrap();
+        driver
+            .register(
+                TerminalId(2),
+                msisdn("+4799990002"),
+                PipeKind::MultiPipe,
+                tx_b,
+            )
+            .await
+            .unwrap();
+        let offer = |id: crate::core::CallId| Request {
+            call_id: Some(id),
+            body: RequestBody::Offer {
+                sdp: Sdp::parse(SDP, 65536).unwrap(),
+                to: Some(msisdn("+4799990002")),
+            },
+        };
+        let first = crate::core::CallId::random();
+        let second = crate::core::CallId::random();
+        driver
+            .request(TerminalId(1), first.to_string(), Ok(offer(first)))
+            .await
+            .unwrap();
+        driver
+            .request(TerminalId(1), second.to_string(), Ok(offer(second)))
+            .await
+            .unwrap();
+        // The second Offer found B's queue full: B is dropped, so both calls lose their only fork.
+        assert!(matches!(next(&mut rx_b).await, Message::Offer(_)));
+        assert!(
+            rx_b.recv().await.is_none(),
+            "the slow consumer's stream ends"
+        );
+        let mut reasons = vec![];
+        for _ in 0..2 {
+            if let Message::Bye(b) = next(&mut rx_a).await {
+                reasons.push(b.reason);
+            }
+        }
+        assert_eq!(
+            reasons,
+            vec![
+                wire::bye_reason_to_proto(ByeReason::Unavailable) as i32,
+                wire::bye_reason_to_proto(ByeReason::Unavailable) as i32
+            ]
+        );
+        assert_eq!(
+            driver.stats().await.unwrap(),
+            DriverStats {
+                terminals: 1,
+                calls: 0
+            }
+        );
+    }
+}

@@ -1,0 +1,199 @@
+//! The `wgtwo.webterminal.v0.WebTerminalService` gRPC service: `Pipe` and `MultiPipe` (PROTOCOL.md
+//! sections 1 and 3).
+//!
+//! Each rpc is one terminal. Opening it authenticates the token from metadata before any message
+//! ([`Verifier`]), registers the terminal with the driver and returns its outbound queue as the
+//! response stream. A reader task then decodes every inbound message with [`wire::parse_request`]
+//! and hands it to the driver; it reports the client's half-close, and the end of the rpc (the
+//! response stream dropped: cancelled, connection lost, or ended by the driver) as `Gone`.
+
+use crate::core::{PipeKind, TerminalId};
+use crate::proto::webterminal::web_terminal_service_server::WebTerminalService;
+use crate::proto::webterminal::WebTerminalMessage;
+use crate::server::auth::Verifier;
+use crate::server::driver::DriverHandle;
+use crate::server::wire::{self, Limits};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status, Streaming};
+
+/// The WebTerminal service: one value serves every rpc of the server. Wrap it in
+/// `WebTerminalServiceServer` to serve it.
+#[derive(Debug)]
+pub struct WebTerminal {
+    driver: DriverHandle,
+    verifier: Arc<Verifier>,
+    limits: Limits,
+    outbound_queue: usize,
+    next_terminal: AtomicU64,
+}
+
+impl WebTerminal {
+    /// A service that registers terminals with `driver`, authenticates them with `verifier`, checks
+    /// fields against `limits`, and gives each terminal an outbound queue of `outbound_queue`
+    /// messages (a terminal that lets it fill is dropped as a slow consumer).
+    ///
+    /// # Panics
+    /// If `outbound_queue` is 0.
+    pub fn new(
+        driver: DriverHandle,
+        verifier: Arc<Verifier>,
+        limits: Limits,
+        outbound_queue: usize,
+    ) -> Self {
+        assert!(
+            outbound_queue > 0,
+            "an outbound queue holds at least one message"
+        );
+        WebTerminal {
+            driver,
+            verifier,
+            limits,
+            outbound_queue,
+            next_terminal: AtomicU64::new(1),
+        }
+    }
+
+    /// Opens one terminal of `kind` (PROTOCOL.md section 3).
+    ///
+    /// # Errors
+    /// `UNAUTHENTICATED` / `PERMISSION_DENIED` for a bad token, `RESOURCE_EXHAUSTED` past a terminal
+    /// limit, `UNAVAILABLE` while shutting down (PROTOCOL.md section 6).
+    async fn open(
+        &self,
+        kind: PipeKind,
+        request: Request<Streaming<WebTerminalMessage>>,
+    ) -> Result<Response<TerminalStream>, Status> {
+        let msisdn = self.verifier.authenticate(request.metadata())?;
+        let terminal = TerminalId(self.next_terminal.fetch_add(1, Ordering::Relaxed));
+        let (outbound, queue) = mpsc::channel(self.outbound_queue);
+        let (registered_tx, registered) = oneshot::channel();
+        let (gone_guard, gone) = oneshot::channel();
+        tracing::debug!(?terminal, ?msisdn, ?kind, "terminal opening");
+        // Registration and reading run in their own task, so that a client that cancels while this
+        // handler awaits still ends in `Gone` (the guard and queue are dropped with this future).
+        let reader = Reader {
+            driver: self.driver.clone(),
+            terminal,
+            kind,
+            limits: self.limits,
+        };
+        tokio::spawn(reader.run(msisdn, outbound, registered_tx, request.into_inner(), gone));
+        match registered.await {
+            Ok(Ok(())) => Ok(Response::new(TerminalStream {
+                queue: ReceiverStream::new(queue),
+                _gone_guard: gone_guard,
+            })),
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => Err(Status::unavailable("the core is shutting down")),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl WebTerminalService for WebTerminal {
+    type PipeStream = TerminalStream;
+    type MultiPipeStream = TerminalStream;
+
+    /// One call at a time (PROTOCOL.md section 3).
+    async fn pipe(
+        &self,
+        request: Request<Streaming<WebTerminalMessage>>,
+    ) -> Result<Response<TerminalStream>, Status> {
+        self.open(PipeKind::Pipe, request).await
+    }
+
+    /// Many calls at once, addressed by UUID call ids (PROTOCOL.md section 3).
+    async fn multi_pipe(
+        &self,
+        request: Request<Streaming<WebTerminalMessage>>,
+    ) -> Result<Response<TerminalStream>, Status> {
+        self.open(PipeKind::MultiPipe, request).await
+    }
+}
+
+/// The response stream of one terminal: the messages the driver queued for it, in order. It ends
+/// (status OK) when the driver drops the terminal's queue: at shutdown, or when the terminal is
+/// dropped as a slow consumer. Dropping it (the rpc ended) tells the reader task the terminal is gone.
+pub struct TerminalStream {
+    queue: ReceiverStream<Result<WebTerminalMessage, Status>>,
+    /// Dropped with the stream; the reader task waits for that.
+    _gone_guard: oneshot::Sender<()>,
+}
+
+impl Stream for TerminalStream {
+    type Item = Result<WebTerminalMessage, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        Pin::new(&mut self.queue).poll_next(cx)
+    }
+}
+
+impl std::fmt::Debug for TerminalStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TerminalStream")
+    }
+}
+
+/// The task that reads one terminal's request stream.
+struct Reader {
+    driver: DriverHandle,
+    terminal: TerminalId,
+    kind: PipeKind,
+    limits: Limits,
+}
+
+impl Reader {
+    async fn run(
+        self,
+        msisdn: crate::core::Msisdn,
+        outbound: crate::server::driver::Outbound,
+        registered: oneshot::Sender<Result<(), crate::server::driver::DriverError>>,
+        mut inbound: Streaming<WebTerminalMessage>,
+        mut gone: oneshot::Receiver<()>,
+    ) {
+        let terminal = self.terminal;
+        let result = self
+            .driver
+            .register(terminal, msisdn.clone(), self.kind, outbound)
+            .await;
+        let ok = result.is_ok();
+        let _ = registered.send(result);
+        if !ok {
+            return;
+        }
+        let mut reading = true;
+        loop {
+            tokio::select! {
+                _ = &mut gone => break,
+                next = inbound.message(), if reading => match next {
+                    Ok(Some(message)) => {
+                        let raw_call_id = message.call_id.clone();
+                        let parsed = wire::parse_request(self.kind, &msisdn, message, &self.limits);
+                        if self.driver.request(terminal, raw_call_id, parsed).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(None) => {
+                        tracing::debug!(?terminal, "terminal half-closed");
+                        reading = false;
+                        if self.driver.half_close(terminal).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(status) => {
+                        tracing::debug!(?terminal, %status, "terminal request stream failed");
+                        break;
+                    }
+                },
+            }
+        }
+        tracing::debug!(?terminal, "terminal gone");
+        let _ = self.driver.gone(terminal).await;
+    }
+}
