@@ -93,45 +93,99 @@ impl fmt::Debug for Msisdn {
 
 /// A call id as one msisdn's terminals see it: a UUID (PROTOCOL.md section 2). The two sides of a
 /// call have different ids, and ids are scoped per msisdn.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct CallId(uuid::Uuid);
+///
+/// Two ids are equal when their UUIDs are (UUIDs compare case-insensitively, RFC 9562 section 4), but
+/// the text a terminal chose is kept and sent back exactly as it came, so a client that matches
+/// replies by string (upper-case or braced UUIDs) works unchanged. `Copy`: the text lives inline.
+#[derive(Clone, Copy)]
+pub struct CallId {
+    uuid: uuid::Uuid,
+    /// The id's text as the terminal wrote it, or empty for ids the core made (hyphenated lower case).
+    text: [u8; CallId::MAX_TEXT],
+    len: u8,
+}
 
 impl CallId {
-    /// Parses a UUID string in any form the `uuid` crate accepts (hyphenated, simple, braced, urn).
+    /// The longest UUID text accepted, in bytes: the `urn:uuid:` form.
+    pub const MAX_TEXT: usize = 45;
+
+    /// Parses a UUID string in any form the `uuid` crate accepts (hyphenated, simple, braced, urn; any
+    /// case), keeping the text as given.
     ///
     /// # Errors
     /// `uuid::Error` when the string is not a UUID.
     pub fn parse(s: &str) -> Result<Self, uuid::Error> {
-        uuid::Uuid::parse_str(s).map(CallId)
+        let uuid = uuid::Uuid::parse_str(s)?;
+        let mut text = [0u8; CallId::MAX_TEXT];
+        // Every accepted form is ASCII and at most MAX_TEXT bytes long.
+        text[..s.len()].copy_from_slice(s.as_bytes());
+        Ok(CallId {
+            uuid,
+            text,
+            len: s.len() as u8,
+        })
     }
 
     /// A fresh random (version 4) id, as the core makes for callee sides and Pipe callers.
     pub fn random() -> Self {
-        CallId(uuid::Uuid::new_v4())
+        uuid::Uuid::new_v4().into()
     }
 
     /// The UUID itself.
     pub fn uuid(&self) -> uuid::Uuid {
-        self.0
+        self.uuid
     }
 }
 
 impl From<uuid::Uuid> for CallId {
-    fn from(u: uuid::Uuid) -> Self {
-        CallId(u)
+    fn from(uuid: uuid::Uuid) -> Self {
+        CallId {
+            uuid,
+            text: [0; CallId::MAX_TEXT],
+            len: 0,
+        }
+    }
+}
+
+impl PartialEq for CallId {
+    fn eq(&self, other: &Self) -> bool {
+        self.uuid == other.uuid
+    }
+}
+
+impl Eq for CallId {}
+
+impl std::hash::Hash for CallId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.uuid.hash(state)
+    }
+}
+
+impl PartialOrd for CallId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for CallId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.uuid.cmp(&other.uuid)
     }
 }
 
 impl fmt::Display for CallId {
-    /// Hyphenated lower-case UUID, as sent on the wire.
+    /// The text the terminal chose, or the hyphenated lower-case UUID for ids the core made.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.hyphenated().fmt(f)
+        match std::str::from_utf8(&self.text[..self.len as usize]) {
+            Ok(text) if !text.is_empty() => f.write_str(text),
+            _ => self.uuid.hyphenated().fmt(f),
+        }
     }
 }
 
 impl fmt::Debug for CallId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CallId({})", self.0.hyphenated())
+        write!(f, "CallId({self})")
     }
 }
 
@@ -244,6 +298,19 @@ mod tests {
             Err(MsisdnError::Length(16))
         );
         assert_eq!(Msisdn::parse("+0479999"), Err(MsisdnError::LeadingZero));
+    }
+
+    #[test]
+    fn call_id_keeps_the_terminals_text_and_compares_by_uuid() {
+        let upper = CallId::parse("9F1B0C2E-5D4A-4E3B-8C7D-6A5B4C3D2E1F").unwrap();
+        let lower = CallId::parse("9f1b0c2e-5d4a-4e3b-8c7d-6a5b4c3d2e1f").unwrap();
+        assert_eq!(upper.to_string(), "9F1B0C2E-5D4A-4E3B-8C7D-6A5B4C3D2E1F");
+        assert_eq!(upper, lower);
+        let urn = "urn:uuid:9f1b0c2e-5d4a-4e3b-8c7d-6a5b4c3d2e1f";
+        assert_eq!(CallId::parse(urn).unwrap().to_string(), urn);
+        assert!(CallId::parse("not-a-uuid").is_err());
+        let made = CallId::random();
+        assert_eq!(made.to_string(), made.uuid().hyphenated().to_string());
     }
 
     #[test]
