@@ -534,7 +534,9 @@ impl Switch {
                 id
             }
             PipeKind::Pipe => {
-                if !t.calls.is_empty() {
+                // A pending pull counts as the Pipe's one call: once it succeeds the Pipe carries
+                // that call, and a Pipe never carries two (section 3).
+                if !t.calls.is_empty() || !t.pulls.is_empty() {
                     return Err(Rejection::new(
                         ErrorCode::RateLimitHit,
                         "a Pipe carries one call at a time and this one is in a call",
@@ -1488,12 +1490,14 @@ impl Switch {
     // ----------------------------------------------------------------------------------------------
 
     /// Section 5: a terminal may be offered a new call when it has not half-closed and is a Pipe in no
-    /// call, or a MultiPipe under its call cap.
+    /// call, or a MultiPipe under its call cap. A Pipe with a pull pending is about to carry that
+    /// call, so it counts as in a call: were it offered (and did it answer) a new call meanwhile,
+    /// the pull's success would leave the Pipe in two calls.
     fn is_eligible(&self, terminal: TerminalId) -> bool {
         let t = &self.terminals[&terminal];
         !t.half_closed
             && match t.kind {
-                PipeKind::Pipe => t.calls.is_empty(),
+                PipeKind::Pipe => t.calls.is_empty() && t.pulls.is_empty(),
                 PipeKind::MultiPipe => t.calls.len() < self.config.multipipe_call_cap,
             }
     }
