@@ -240,6 +240,167 @@ impl Net {
     }
 }
 
+/// `Offer{sdp=fixture, msisdn=to}`: a new call.
+pub fn offer_to(number: &str, fixture: &str) -> RequestBody {
+    RequestBody::Offer {
+        sdp: sdp(fixture),
+        to: Some(msisdn(number)),
+    }
+}
+
+/// `Offer{sdp=fixture}` with no number: a re-offer (4.7) or a pull (4.5).
+pub fn reoffer(fixture: &str) -> RequestBody {
+    RequestBody::Offer {
+        sdp: sdp(fixture),
+        to: None,
+    }
+}
+
+/// `Answer{sdp=fixture}`.
+pub fn answer(fixture: &str) -> RequestBody {
+    RequestBody::Answer { sdp: sdp(fixture) }
+}
+
+/// Extensions used by the behaviour files; the functions above keep their behaviour.
+impl Net {
+    /// The call_id `t` puts on a message about call `id`: the id for a MultiPipe, none for a Pipe
+    /// (a Pipe's call_id is ignored, PROTOCOL.md section 3).
+    pub fn id_for(&self, t: TerminalId, id: CallId) -> Option<CallId> {
+        match self.switch.terminal_kind(t) {
+            Some(PipeKind::MultiPipe) => Some(id),
+            _ => None,
+        }
+    }
+
+    /// Opens a Pipe for `number` and consumes its opening `Idle{}` (asserting it is that).
+    pub fn idle_pipe(&mut self, number: &str) -> TerminalId {
+        let t = self.pipe(number);
+        self.expect(t, None, NoticeBody::Idle);
+        t
+    }
+
+    /// `caller` calls `number` with chromium-offer; `callee` (a terminal of `number` that is
+    /// offered the call) answers with chromium-answer. Every other inbox is left alone. Returns
+    /// (caller side id, callee side id).
+    pub fn connect(
+        &mut self,
+        caller: TerminalId,
+        number: &str,
+        callee: TerminalId,
+    ) -> (CallId, CallId) {
+        self.call(caller, number, "chromium-offer");
+        let b_id = self.expect_offer(callee);
+        let req = self.id_for(callee, b_id);
+        self.ok(callee, req, answer("chromium-answer"));
+        let a_id = match self.next(caller) {
+            Notice {
+                call_id: Some(id),
+                body: NoticeBody::Answer { sdp: got },
+            } => {
+                assert_eq!(got.as_str(), fixture("chromium-answer"));
+                id
+            }
+            other => panic!("{caller:?}: expected the Answer, got {other:?}"),
+        };
+        (a_id, b_id)
+    }
+
+    /// Expects `t`'s next notice to be an Offer on `id` from `from` whose SDP is byte-identical to
+    /// fixture `fixture_name`.
+    pub fn expect_offer_of(&mut self, t: TerminalId, id: CallId, from: &str, fixture_name: &str) {
+        match self.next(t) {
+            Notice {
+                call_id: Some(got_id),
+                body: NoticeBody::Offer { sdp: got, from: f },
+            } => {
+                assert_eq!(got_id, id, "{t:?}: offer on the wrong call id");
+                assert_eq!(f, msisdn(from), "{t:?}: offer from the wrong number");
+                assert_eq!(
+                    got.as_str(),
+                    fixture(fixture_name),
+                    "{t:?}: SDP not relayed byte for byte"
+                );
+            }
+            other => panic!("{t:?}: expected an Offer, got {other:?}"),
+        }
+    }
+
+    /// Expects `t`'s next notice to be an Answer on `id` whose SDP is byte-identical to the fixture.
+    pub fn expect_answer(&mut self, t: TerminalId, id: CallId, fixture_name: &str) {
+        match self.next(t) {
+            Notice {
+                call_id: Some(got_id),
+                body: NoticeBody::Answer { sdp: got },
+            } => {
+                assert_eq!(got_id, id, "{t:?}: answer on the wrong call id");
+                assert_eq!(
+                    got.as_str(),
+                    fixture(fixture_name),
+                    "{t:?}: SDP not relayed byte for byte"
+                );
+            }
+            other => panic!("{t:?}: expected an Answer, got {other:?}"),
+        }
+    }
+
+    /// Expects `t`'s next notice to be `InCall{peer}` on `id`.
+    pub fn expect_in_call(&mut self, t: TerminalId, id: CallId, peer: &str) {
+        self.expect(t, Some(id), NoticeBody::InCall { peer: msisdn(peer) });
+    }
+
+    /// Expects `t`'s next notice to be an asynchronous `Error{code}` on `id` with a message.
+    pub fn expect_error(&mut self, t: TerminalId, id: CallId, code: ErrorCode) {
+        match self.next(t) {
+            Notice {
+                call_id: Some(got_id),
+                body: NoticeBody::Error(rejection),
+            } if got_id == id && rejection.code == code => {
+                assert!(!rejection.message.is_empty(), "an Error carries a message");
+            }
+            other => panic!("{t:?}: expected Error{{{code:?}}} on {id:?}, got {other:?}"),
+        }
+    }
+
+    /// Expects the next phone command to be a `Ring` to `to` from `from` with fixture `offer`'s SDP;
+    /// returns its leg.
+    pub fn expect_ring(&mut self, to: &str, from: &str, offer: &str) -> PhoneLegId {
+        match self.next_phone() {
+            PhoneCommand::Ring {
+                leg,
+                to: t,
+                from: f,
+                sdp: s,
+            } => {
+                assert_eq!(t, msisdn(to));
+                assert_eq!(f, msisdn(from));
+                assert_eq!(s.as_str(), fixture(offer), "SDP not relayed byte for byte");
+                leg
+            }
+            other => panic!("expected PhoneCommand::Ring, got {other:?}"),
+        }
+    }
+
+    /// Expects the next phone command to be `Release{leg, reason}`.
+    pub fn expect_release(&mut self, leg: PhoneLegId, reason: ByeReason) {
+        assert_eq!(self.next_phone(), PhoneCommand::Release { leg, reason });
+    }
+
+    /// The server shuts down (4.9); outputs are drained into inboxes.
+    pub fn shutdown(&mut self) {
+        self.switch.shutdown(self.now);
+        self.drain();
+    }
+
+    /// Asserts the phone network got no command.
+    pub fn phone_silent(&mut self) {
+        let got: Vec<PhoneCommand> = self.phone.drain(..).collect();
+        assert!(
+            got.is_empty(),
+            "the phone network should have got nothing, got {got:?}"
+        );
+    }
+}
+
 impl Drop for Net {
     fn drop(&mut self) {
         if std::thread::panicking() {

@@ -4,4 +4,17 @@
 
 mod harness;
 
+mod errors;
+mod glare;
+mod half_close;
+mod handover;
+mod in_call_idle;
+mod incoming;
+mod no_answer;
 mod outgoing;
+mod pipe_and_multipipe;
+mod pull;
+mod renegotiation;
+mod routing;
+mod shutdown;
+mod terminal_gone;
