@@ -19,8 +19,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 use tonic::metadata::MetadataValue;
 use webterminal_core::proto::common::PhoneNumber;
-use webterminal_core::proto::webterminal::web_terminal_service_client::WebTerminalServiceClient;
 use webterminal_core::proto::webterminal::web_terminal_message::Message;
+use webterminal_core::proto::webterminal::web_terminal_service_client::WebTerminalServiceClient;
 use webterminal_core::proto::webterminal::{Answer, Bye, Offer, Ringing, WebTerminalMessage};
 
 #[derive(Parser)]
@@ -101,7 +101,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     } else {
         client.pipe(request).await?.into_inner()
     };
-    println!("registered as a {}", if args.multi { "MultiPipe" } else { "Pipe" });
+    println!(
+        "registered as a {}",
+        if args.multi { "MultiPipe" } else { "Pipe" }
+    );
 
     let (answer_sdp, hangup_after) = match args.command {
         Command::Call {
