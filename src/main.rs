@@ -13,8 +13,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
-use webterminal_core::core::Msisdn;
-use webterminal_core::server::{self, auth, wire, PhoneNetworkKind, ServerConfig};
+use webterminal_core::core::{Msisdn, SwitchConfig};
+use webterminal_core::server::{
+    self, auth, wire, PhoneNetworkKind, ServerConfig, TlsFiles, TokenPolicy,
+};
 
 /// Demo subscribers that `serve` prints tokens for when it made the secret itself.
 const DEMO_MSISDNS: [&str; 2] = ["+4799990001", "+4799990002"];
@@ -64,6 +66,43 @@ struct ServeArgs {
     /// Largest SDP accepted in an Offer or Answer, in bytes.
     #[arg(long, default_value_t = wire::DEFAULT_MAX_SDP_BYTES)]
     max_sdp_bytes: usize,
+    /// How long a call whose active terminal went away waits to be pulled back before the far side
+    /// gets Bye{PEER_GONE}; 0 ends it at once.
+    #[arg(long, default_value = "15s", value_parser = parse_grace)]
+    reconnect_grace: Duration,
+    /// Most terminals registered at once; more fail with RESOURCE_EXHAUSTED.
+    #[arg(long, default_value_t = SwitchConfig::default().max_terminals)]
+    max_terminals: usize,
+    /// Most terminals registered at once for one number; more fail with RESOURCE_EXHAUSTED.
+    #[arg(long, default_value_t = SwitchConfig::default().max_terminals_per_msisdn)]
+    max_terminals_per_msisdn: usize,
+    /// Messages per second one terminal may send (burst: twice as many); more get RATE_LIMIT_HIT.
+    #[arg(long, default_value_t = server::DEFAULT_MESSAGES_PER_SECOND)]
+    messages_per_second: u32,
+    /// New calls per second one terminal may attempt (burst: twice as many); more get RATE_LIMIT_HIT.
+    #[arg(long, default_value_t = server::DEFAULT_CALL_ATTEMPTS_PER_SECOND)]
+    call_attempts_per_second: u32,
+    /// PEM certificate chain to serve TLS with (needs --tls-key). Without it: plaintext.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// PEM public key (RSA for RS256, P-256 for ES256) tokens may be signed with; repeatable.
+    #[arg(long = "public-key")]
+    public_keys: Vec<PathBuf>,
+    /// JWKS file (RFC 7517) whose keys tokens may be signed with, picked by the token's `kid`.
+    #[arg(long)]
+    jwks: Option<PathBuf>,
+    /// Required token issuer (`iss`).
+    #[arg(long)]
+    issuer: Option<String>,
+    /// Required token audience (`aud`).
+    #[arg(long)]
+    audience: Option<String>,
+    /// Log phone numbers and SDP bodies in full (personal data; off by default: redacted).
+    #[arg(long)]
+    log_personal_data: bool,
 }
 
 #[derive(Args, Debug)]
@@ -145,6 +184,22 @@ fn run_serve(args: ServeArgs) -> CliResult {
     };
     config.max_message_bytes = args.max_message_bytes;
     config.max_sdp_bytes = args.max_sdp_bytes;
+    config.switch.reconnect_grace = args.reconnect_grace;
+    config.switch.max_terminals = args.max_terminals;
+    config.switch.max_terminals_per_msisdn = args.max_terminals_per_msisdn;
+    config.messages_per_second = args.messages_per_second;
+    config.call_attempts_per_second = args.call_attempts_per_second;
+    config.tls = match (args.tls_cert, args.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+        _ => None,
+    };
+    config.tokens = TokenPolicy {
+        public_keys: args.public_keys,
+        jwks: args.jwks,
+        issuer: args.issuer,
+        audience: args.audience,
+    };
+    webterminal_core::core::log_personal_data(args.log_personal_data);
 
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
@@ -307,6 +362,14 @@ fn parse_msisdn(s: &str) -> Result<Msisdn, String> {
 }
 
 /// Parses a positive duration: an integer and a unit, `ms`, `s`, `m` or `h` (`500ms`, `2s`, `1m`).
+/// A duration as [`parse_duration`] reads it, or `0` for none.
+fn parse_grace(s: &str) -> Result<Duration, String> {
+    if s.trim().trim_end_matches(['m', 's', 'h']) == "0" {
+        return Ok(Duration::ZERO);
+    }
+    parse_duration(s)
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());

@@ -24,6 +24,10 @@ pub struct SwitchConfig {
     /// Most terminals registered in total; one more fails the rpc with RESOURCE_EXHAUSTED.
     /// Default 1,000,000.
     pub max_terminals: usize,
+    /// How long a call whose active terminal went away waits for a terminal of that number to pull it
+    /// back before the far side gets `Bye{PEER_GONE}` (PROTOCOL.md 4.8). Zero ends the call at once.
+    /// Default 15 s.
+    pub reconnect_grace: Duration,
 }
 
 impl Default for SwitchConfig {
@@ -35,6 +39,7 @@ impl Default for SwitchConfig {
             multipipe_call_cap: 16,
             max_terminals_per_msisdn: 32,
             max_terminals: 1_000_000,
+            reconnect_grace: Duration::from_secs(15),
         }
     }
 }

@@ -15,4 +15,6 @@ pub use message::{
     Rejection, Request, RequestBody,
 };
 pub use switch::{RegisterError, Switch};
-pub use types::{CallId, Msisdn, MsisdnError, PhoneLegId, PipeKind, Sdp, SdpError, TerminalId};
+pub use types::{
+    log_personal_data, CallId, Msisdn, MsisdnError, PhoneLegId, PipeKind, Sdp, SdpError, TerminalId,
+};

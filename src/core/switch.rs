@@ -46,7 +46,7 @@ impl std::error::Error for RegisterError {}
 struct CallKey(u64);
 
 /// The two sides of a call.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 enum Party {
     Caller = 0,
     Callee = 1,
@@ -66,6 +66,10 @@ impl Party {
 enum Leg {
     Terminal(TerminalId),
     Phone(PhoneLegId),
+    /// The side's active terminal went away and the reconnect grace runs (4.8): nothing carries the
+    /// side until a terminal of its number pulls the call back or the grace ends. Only ever an
+    /// established call's active leg.
+    Vacant,
 }
 
 /// One side of a call: its msisdn and the id that msisdn's terminals know the call by.
@@ -130,6 +134,8 @@ struct Established {
     since: u64,
     /// The one offer/answer exchange in flight, if any (4.5–4.7).
     negotiation: Option<Negotiation>,
+    /// When each side's reconnect grace ends, while its leg is `Vacant` (4.8).
+    grace: [Option<Instant>; 2],
 }
 
 #[derive(Debug)]
@@ -189,6 +195,8 @@ enum TimerKind {
     Ring,
     /// The negotiation timeout (4.5–4.7).
     Negotiation,
+    /// The reconnect grace of one side (4.8).
+    Grace(Party),
 }
 
 /// The call switch. See the module docs; PROTOCOL.md is the contract.
@@ -324,13 +332,26 @@ impl Switch {
             // Section 3: a MultiPipe is told nothing on open. Its view starts in step with the
             // switch all the same, so that it gets Idle when those calls end and InCall when they
             // move (4.4), like every other terminal of its number.
-            let seen: BTreeMap<CallKey, CallId> = self.subscribers[&msisdn]
-                .calls
-                .iter()
-                .filter(|(_, key)| matches!(self.calls[*key].state, CallState::Established(_)))
-                .map(|(id, key)| (*key, *id))
-                .collect();
+            // A call whose leg went away within the reconnect grace is the exception: this may be
+            // that terminal reconnecting, so it is told InCall to pull the call back (4.8).
+            let mut seen = BTreeMap::new();
+            let mut in_grace = Vec::new();
+            for (id, key) in &self.subscribers[&msisdn].calls {
+                let call = &self.calls[key];
+                let CallState::Established(e) = &call.state else {
+                    continue;
+                };
+                seen.insert(*key, *id);
+                let party = call.party_of(&msisdn).expect("indexed call has the msisdn");
+                if e.legs[party as usize] == Leg::Vacant {
+                    let peer = call.side(party.other()).msisdn.clone();
+                    in_grace.push((*id, peer));
+                }
+            }
             self.terminals.get_mut(&terminal).unwrap().view = View::Multi(seen);
+            for (id, peer) in in_grace {
+                self.deliver(terminal, Some(id), NoticeBody::InCall { peer });
+            }
         }
 
         // 4.2: a terminal that registers while a call to its msisdn rings is offered it too.
@@ -391,12 +412,21 @@ impl Switch {
                     self.end_if_no_fork(key, ByeReason::Unavailable);
                 }
                 CallState::Established(established) => {
-                    if established.legs.contains(&leg) {
+                    let Some(party) = established.legs.iter().position(|l| *l == leg) else {
+                        continue;
+                    };
+                    let party = if party == 0 {
+                        Party::Caller
+                    } else {
+                        Party::Callee
+                    };
+                    if self.config.reconnect_grace.is_zero() {
                         self.end_established(key, leg, ByeReason::PeerGone, "active leg gone");
+                    } else {
+                        self.park(now, key, party);
                     }
                 }
             }
-            let _ = now;
         }
         self.terminals.remove(&terminal);
         if let Some(subscriber) = self.subscribers.get_mut(&msisdn) {
@@ -674,12 +704,18 @@ impl Switch {
                 "another offer on this call is pending",
             ));
         }
+        let far_leg = established.legs[party.other() as usize];
+        if far_leg == Leg::Vacant {
+            return Err(Rejection::new(
+                ErrorCode::TryAgain,
+                "the other party is reconnecting; offer again once it is back",
+            ));
+        }
         let purpose = if established.legs[party as usize] == Leg::Terminal(terminal) {
             Purpose::ReOffer
         } else {
             Purpose::Pull { puller: terminal }
         };
-        let far_leg = established.legs[party.other() as usize];
         let deadline = now + self.config.negotiation_timeout;
         self.established_mut(key).negotiation = Some(Negotiation {
             by: party,
@@ -779,6 +815,12 @@ impl Switch {
                 }
             }
             Leg::Phone(_) => self.send_to_leg(key, by, old, NoticeBody::Bye { reason }),
+            Leg::Vacant => {
+                // Pulled back within the reconnect grace (4.8): the far side never saw a Bye.
+                if let Some(at) = self.established_mut(key).grace[by as usize].take() {
+                    self.timers.remove(&(at, key, TimerKind::Grace(by)));
+                }
+            }
         }
         tracing::info!(?key, ?to, "active leg moved");
         let msisdn = self.calls[&key].side(by).msisdn.clone();
@@ -807,6 +849,7 @@ impl Switch {
             legs: [caller_leg, leg],
             since,
             negotiation: None,
+            grace: [None, None],
         });
         self.timers.remove(&(deadline, key, TimerKind::Ring));
         for loser in losers {
@@ -826,11 +869,17 @@ impl Switch {
             ringing.forks.retain(|f| *f != leg);
         }
         self.send_to_leg(key, Party::Callee, leg, NoticeBody::Bye { reason });
+        self.forget_leg(key, leg);
+    }
+
+    /// Drops `leg` from the indexes that tie it to call `key`.
+    fn forget_leg(&mut self, key: CallKey, leg: Leg) {
         match leg {
             Leg::Terminal(t) => self.forget_terminal_call(t, key),
             Leg::Phone(p) => {
                 self.phone_legs.remove(&p);
             }
+            Leg::Vacant => {}
         }
     }
 
@@ -881,11 +930,7 @@ impl Switch {
     fn decline(&mut self, key: CallKey, leg: Leg) {
         let forks = &mut self.ringing_mut(key).forks;
         forks.retain(|f| *f != leg);
-        if let Leg::Terminal(t) = leg {
-            self.forget_terminal_call(t, key);
-        } else if let Leg::Phone(p) = leg {
-            self.phone_legs.remove(&p);
-        }
+        self.forget_leg(key, leg);
         self.end_ringing(
             key,
             ByeReason::DeclinedElsewhere,
@@ -926,6 +971,12 @@ impl Switch {
             return Err(Rejection::new(
                 ErrorCode::TryAgain,
                 "another offer on this call is pending",
+            ));
+        }
+        if established.legs[party.other() as usize] == Leg::Vacant {
+            return Err(Rejection::new(
+                ErrorCode::TryAgain,
+                "the other party is reconnecting; hand over once it is back",
             ));
         }
         let peer = call.side(party.other()).msisdn.clone();
@@ -1124,6 +1175,7 @@ impl Switch {
                     "ring timeout",
                 ),
                 TimerKind::Negotiation => self.fail_negotiation(key),
+                TimerKind::Grace(party) => self.end_grace(key, party),
             }
         }
     }
@@ -1184,6 +1236,47 @@ impl Switch {
                 );
             }
         }
+    }
+
+    /// 4.8: the active terminal of side `party` went away and a reconnect grace is configured. The
+    /// side's leg becomes vacant until the grace ends; every terminal of its number (a reconnecting
+    /// one included) sees `InCall` and may pull the call back, and the far side is told nothing. A
+    /// negotiation that needed the gone leg fails now; a pull by the side's own terminals goes on.
+    fn park(&mut self, now: Instant, key: CallKey, party: Party) {
+        let deadline = now + self.config.reconnect_grace;
+        let established = self.established_mut(key);
+        established.legs[party as usize] = Leg::Vacant;
+        established.grace[party as usize] = Some(deadline);
+        let keep_negotiation = matches!(
+            established.negotiation,
+            Some(Negotiation { by, purpose: Purpose::Pull { .. }, .. }) if by == party
+        );
+        self.timers.insert((deadline, key, TimerKind::Grace(party)));
+        if !keep_negotiation {
+            self.fail_negotiation(key);
+        }
+        tracing::info!(?key, grace = ?self.config.reconnect_grace, "active leg gone; reconnect grace");
+        let msisdn = self.calls[&key].side(party).msisdn.clone();
+        self.refresh_views(&msisdn, Some(key));
+    }
+
+    /// 4.8: side `party`'s reconnect grace ended with nobody back: the far side gets
+    /// `Bye{PEER_GONE}` (and a pending puller too) and the call ends.
+    fn end_grace(&mut self, key: CallKey, party: Party) {
+        let Some(CallState::Established(e)) = self.calls.get(&key).map(|c| &c.state) else {
+            return;
+        };
+        if e.legs[party as usize] != Leg::Vacant {
+            return;
+        }
+        self.established_mut(key).grace[party as usize] = None;
+        self.end_established_with(
+            key,
+            ByeReason::PeerGone,
+            ByeReason::PeerGone,
+            "reconnect grace over",
+            None,
+        );
     }
 
     // ----------------------------------------------------------------------------------------------
@@ -1340,16 +1433,16 @@ impl Switch {
                     self.timers
                         .remove(&(n.deadline, key, TimerKind::Negotiation));
                 }
+                for party in [Party::Caller, Party::Callee] {
+                    if let Some(at) = e.grace[party as usize] {
+                        self.timers.remove(&(at, key, TimerKind::Grace(party)));
+                    }
+                }
                 e.legs.to_vec()
             }
         };
         for leg in legs {
-            match leg {
-                Leg::Terminal(t) => self.forget_terminal_call(t, key),
-                Leg::Phone(p) => {
-                    self.phone_legs.remove(&p);
-                }
-            }
+            self.forget_leg(key, leg);
         }
         for side in &call.sides {
             if let Some(subscriber) = self.subscribers.get_mut(&side.msisdn) {
@@ -1526,6 +1619,8 @@ impl Switch {
                 };
                 self.outputs.push_back(Output::Phone(command));
             }
+            // Nobody carries the side during the reconnect grace: there is no one to tell.
+            Leg::Vacant => {}
         }
     }
 
@@ -1625,6 +1720,7 @@ impl Switch {
                         return Err(format!("{key:?}: phone leg {p:?} is not indexed"));
                     }
                 }
+                Leg::Vacant => return Err(format!("{key:?}: a vacant leg outside a grace")),
             }
             Ok(())
         };
@@ -1657,8 +1753,23 @@ impl Switch {
                     armed += 1;
                 }
                 CallState::Established(e) => {
-                    leg_ok(&e.legs[0], &call.sides[0].msisdn, *key)?;
-                    leg_ok(&e.legs[1], &call.sides[1].msisdn, *key)?;
+                    for party in [Party::Caller, Party::Callee] {
+                        let leg = &e.legs[party as usize];
+                        match (leg, e.grace[party as usize]) {
+                            (Leg::Vacant, Some(at)) => {
+                                if !self.timers.contains(&(at, *key, TimerKind::Grace(party))) {
+                                    return Err(format!(
+                                        "{key:?}: vacant leg without a grace timer"
+                                    ));
+                                }
+                                armed += 1;
+                            }
+                            (_, None) => leg_ok(leg, &call.side(party).msisdn, *key)?,
+                            (_, Some(_)) => {
+                                return Err(format!("{key:?}: grace armed for a present leg"))
+                            }
+                        }
+                    }
                     if let Some(n) = &e.negotiation {
                         if !self
                             .timers

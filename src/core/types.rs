@@ -2,7 +2,21 @@
 //! ("parse, don't validate"), so the switch never sees an unchecked number, id or SDP.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+
+static LOG_PERSONAL_DATA: AtomicBool = AtomicBool::new(false);
+
+/// Whether `Debug` of a [`Msisdn`] or an [`Sdp`] shows personal data. Off by default: numbers are
+/// redacted (`+47******01`) and SDP (addresses, ICE credentials) shows only its size. An operator
+/// turns it on for debugging (`serve --log-personal-data`); it applies process-wide.
+pub fn log_personal_data(on: bool) {
+    LOG_PERSONAL_DATA.store(on, Ordering::Relaxed);
+}
+
+fn personal_data_logged() -> bool {
+    LOG_PERSONAL_DATA.load(Ordering::Relaxed)
+}
 
 /// A subscriber's phone number in E.164 form (ITU-T E.164): `+`, then 2 to 15 digits, the first not 0.
 ///
@@ -76,9 +90,13 @@ impl fmt::Display for Msisdn {
 }
 
 impl fmt::Debug for Msisdn {
-    /// Redacted: country code's first two digits and the last two digits stay.
+    /// Redacted: country code's first two digits and the last two digits stay (unless
+    /// [`log_personal_data`] is on).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = &self.0;
+        if personal_data_logged() {
+            return f.write_str(s);
+        }
         let keep_head = 3.min(s.len());
         let keep_tail = 2.min(s.len() - keep_head);
         write!(
@@ -276,8 +294,12 @@ impl Sdp {
 }
 
 impl fmt::Debug for Sdp {
-    /// Only the size: SDP carries addresses and ICE credentials, which are personal data.
+    /// Only the size: SDP carries addresses and ICE credentials, which are personal data (unless
+    /// [`log_personal_data`] is on).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if personal_data_logged() {
+            return write!(f, "Sdp({:?})", self.0);
+        }
         write!(f, "Sdp({} bytes)", self.0.len())
     }
 }

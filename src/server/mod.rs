@@ -70,6 +70,46 @@ pub struct ServerConfig {
     /// How long a graceful shutdown may take before the remaining connections are dropped.
     /// Default [`DEFAULT_DRAIN_TIMEOUT`].
     pub drain_timeout: Duration,
+    /// TLS for the listener (rustls). `None`: plaintext HTTP/2, the loopback default.
+    pub tls: Option<TlsFiles>,
+    /// How access tokens are verified besides the HS256 secret (RS256/ES256 keys, JWKS, issuer and
+    /// audience checks).
+    pub tokens: TokenPolicy,
+    /// Each terminal's message budget: a token bucket refilled at this many messages per second,
+    /// holding twice as many. A message over it gets `Error{RATE_LIMIT_HIT}` and is dropped
+    /// (PROTOCOL.md section 6). Default [`DEFAULT_MESSAGES_PER_SECOND`].
+    pub messages_per_second: u32,
+    /// Each terminal's budget of new call attempts (Offers with a number), as above.
+    /// Default [`DEFAULT_CALL_ATTEMPTS_PER_SECOND`].
+    pub call_attempts_per_second: u32,
+}
+
+/// Default per-terminal message rate, in messages per second (burst: twice as many).
+pub const DEFAULT_MESSAGES_PER_SECOND: u32 = 100;
+
+/// Default per-terminal rate of new call attempts, per second (burst: twice as many).
+pub const DEFAULT_CALL_ATTEMPTS_PER_SECOND: u32 = 10;
+
+/// The certificate chain and private key a TLS listener presents, as PEM files.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// PEM certificate chain, leaf first.
+    pub cert: std::path::PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: std::path::PathBuf,
+}
+
+/// Token verification besides the HS256 secret ([`ServerConfig::jwt_secret`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TokenPolicy {
+    /// PEM public keys (RSA for RS256, P-256 EC for ES256) tokens may be signed with.
+    pub public_keys: Vec<std::path::PathBuf>,
+    /// A JWKS file (RFC 7517) whose keys tokens may be signed with, chosen by the token's `kid`.
+    pub jwks: Option<std::path::PathBuf>,
+    /// When set, a token's `iss` must equal it.
+    pub issuer: Option<String>,
+    /// When set, a token's `aud` must contain it.
+    pub audience: Option<String>,
 }
 
 impl ServerConfig {
@@ -84,6 +124,10 @@ impl ServerConfig {
             max_sdp_bytes: wire::DEFAULT_MAX_SDP_BYTES,
             outbound_queue: driver::DEFAULT_OUTBOUND_QUEUE,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            tls: None,
+            tokens: TokenPolicy::default(),
+            messages_per_second: DEFAULT_MESSAGES_PER_SECOND,
+            call_attempts_per_second: DEFAULT_CALL_ATTEMPTS_PER_SECOND,
         }
     }
 }
@@ -100,6 +144,10 @@ impl fmt::Debug for ServerConfig {
             .field("max_sdp_bytes", &self.max_sdp_bytes)
             .field("outbound_queue", &self.outbound_queue)
             .field("drain_timeout", &self.drain_timeout)
+            .field("tls", &self.tls)
+            .field("tokens", &self.tokens)
+            .field("messages_per_second", &self.messages_per_second)
+            .field("call_attempts_per_second", &self.call_attempts_per_second)
             .finish()
     }
 }

@@ -138,7 +138,7 @@ fn answer_from_a_terminal_of_the_callee_that_was_not_offered_the_call_is_not_inc
     let mut net = Net::with(SwitchConfig {
         phone_network: false,
         multipipe_call_cap: 1,
-        ..SwitchConfig::default()
+        ..Net::config()
     });
     let a = net.multi(A);
     let c = net.multi(C);
@@ -162,7 +162,7 @@ fn ringing_from_a_terminal_of_the_callee_that_was_not_offered_the_call_is_not_in
     let mut net = Net::with(SwitchConfig {
         phone_network: false,
         multipipe_call_cap: 1,
-        ..SwitchConfig::default()
+        ..Net::config()
     });
     let a = net.multi(A);
     let c = net.multi(C);
@@ -352,7 +352,7 @@ fn multipipe_at_its_call_cap_gets_rate_limit_hit_for_a_new_call() {
     let mut net = Net::with(SwitchConfig {
         phone_network: false,
         multipipe_call_cap: 2,
-        ..SwitchConfig::default()
+        ..Net::config()
     });
     let a = net.multi(A);
     let b = net.multi(B);
@@ -373,7 +373,7 @@ fn multipipe_under_its_cap_again_may_place_a_call() {
     let mut net = Net::with(SwitchConfig {
         phone_network: false,
         multipipe_call_cap: 1,
-        ..SwitchConfig::default()
+        ..Net::config()
     });
     let a = net.multi(A);
     let b = net.multi(B);

@@ -41,17 +41,27 @@ pub struct Net {
 }
 
 impl Net {
-    /// A switch with the phone network off (numbers without terminals are unavailable).
+    /// A switch with the phone network off (numbers without terminals are unavailable) and no
+    /// reconnect grace (an active leg that goes away ends its call at once).
     pub fn new() -> Self {
         Self::with(SwitchConfig {
             phone_network: false,
-            ..SwitchConfig::default()
+            ..Self::config()
         })
     }
 
     /// A switch with the phone network on: every call also forks to the callee's phone.
     pub fn with_phones() -> Self {
-        Self::with(SwitchConfig::default())
+        Self::with(Self::config())
+    }
+
+    /// The default configuration, but with no reconnect grace: tests of other behaviours see
+    /// `Bye{PEER_GONE}` at once. `reconnect_grace.rs` turns it on.
+    pub fn config() -> SwitchConfig {
+        SwitchConfig {
+            reconnect_grace: Duration::ZERO,
+            ..SwitchConfig::default()
+        }
     }
 
     pub fn with(config: SwitchConfig) -> Self {
@@ -411,6 +421,9 @@ impl Drop for Net {
             while self.switch.poll_output().is_some() {}
             self.switch.check_invariants().unwrap();
         }
+        // Calls whose terminals went away wait out the reconnect grace (4.8), then end.
+        let grace = self.switch.config().reconnect_grace;
+        self.advance(grace);
         assert_eq!(
             self.switch.call_count(),
             0,

@@ -14,6 +14,7 @@ mod no_answer;
 mod outgoing;
 mod pipe_and_multipipe;
 mod pull;
+mod reconnect_grace;
 mod renegotiation;
 mod routing;
 mod shutdown;

@@ -43,7 +43,7 @@ fn ring_timeout_is_configurable() {
     let mut net = Net::with(SwitchConfig {
         phone_network: false,
         ring_timeout: Duration::from_secs(5),
-        ..SwitchConfig::default()
+        ..Net::config()
     });
     let a = net.multi(A);
     let b = net.multi(B);
@@ -92,7 +92,7 @@ fn number_whose_only_multipipe_is_at_its_call_cap_is_busy() {
     let mut net = Net::with(SwitchConfig {
         phone_network: false,
         multipipe_call_cap: 1,
-        ..SwitchConfig::default()
+        ..Net::config()
     });
     let a = net.multi(A);
     let b = net.multi(B);

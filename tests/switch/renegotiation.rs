@@ -132,7 +132,7 @@ fn negotiation_timeout_is_configurable() {
     let mut net = Net::with(SwitchConfig {
         phone_network: false,
         negotiation_timeout: Duration::from_secs(2),
-        ..SwitchConfig::default()
+        ..Net::config()
     });
     let a = net.multi(A);
     let b = net.multi(B);

@@ -47,7 +47,7 @@ fn multipipe_at_its_cap_is_not_offered_another_call() {
     let mut net = Net::with(SwitchConfig {
         phone_network: false,
         multipipe_call_cap: 1,
-        ..SwitchConfig::default()
+        ..Net::config()
     });
     let a = net.multi(A);
     let c = net.multi(C);
