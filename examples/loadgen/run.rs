@@ -481,6 +481,8 @@ struct CallContext {
     server_pid: Option<u32>,
     /// Keeps the callees' request streams open.
     _callee_senders: Vec<mpsc::Sender<WebTerminalMessage>>,
+    /// Every terminal's reader task; dropping the set aborts them, which ends their rpcs.
+    _readers: JoinSet<()>,
 }
 
 impl CallContext {
@@ -501,10 +503,11 @@ impl CallContext {
         let callee_side: Vec<Opened> = opened.take(pairs).collect();
         let mut callers = Vec::with_capacity(pairs);
         let mut callee_senders = Vec::with_capacity(pairs);
+        let mut readers = JoinSet::new();
         for (caller, callee) in caller_side.into_iter().zip(callee_side) {
             let pending: Pending = Arc::default();
-            tokio::spawn(read_caller(caller.rx, pending.clone(), counters.clone()));
-            tokio::spawn(read_callee(
+            readers.spawn(read_caller(caller.rx, pending.clone(), counters.clone()));
+            readers.spawn(read_callee(
                 callee.rx,
                 callee.tx.clone(),
                 answer_sdp.clone(),
@@ -525,6 +528,7 @@ impl CallContext {
             call_timeout: opts.call_timeout,
             server_pid: opts.server_pid,
             _callee_senders: callee_senders,
+            _readers: readers,
         })
     }
 
