@@ -35,7 +35,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Serve the WebTerminal API (gRPC, plaintext HTTP/2).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print an access token for a subscriber.
     Token(TokenArgs),
 }
@@ -139,7 +139,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
-        Command::Serve(args) => run_serve(args),
+        Command::Serve(args) => run_serve(*args),
         Command::Token(args) => run_token(args),
     };
     match result {

@@ -47,6 +47,8 @@ pub enum DriverInput {
         msisdn: Msisdn,
         kind: PipeKind,
         outbound: Outbound,
+        /// Dropped by the driver when it lets go of the terminal (see [`Detached`]).
+        detached: oneshot::Sender<()>,
         reply: oneshot::Sender<Result<(), RegisterError>>,
     },
     /// A message from the terminal, parsed at the edge; `raw_call_id` is its `call_id` as sent, echoed
@@ -66,6 +68,19 @@ pub enum DriverInput {
     /// Server shutdown (PROTOCOL.md 4.9): `Bye{SERVER_SHUTDOWN}` on every live leg, every response
     /// stream ends with status OK, then the driver stops and answers on `done`.
     Shutdown { done: oneshot::Sender<()> },
+}
+
+/// Resolves when the driver lets go of a registered terminal: it was dropped as a slow consumer, it
+/// went away, or the server shut down. Its reader should stop reading then: nothing it sends is
+/// looked at any more, and a flooding client that does not read must not keep the server busy.
+#[derive(Debug)]
+pub struct Detached(oneshot::Receiver<()>);
+
+impl Detached {
+    /// Waits until the driver has let go of the terminal.
+    pub async fn wait(&mut self) {
+        let _ = (&mut self.0).await;
+    }
 }
 
 /// A snapshot of the switch's size, for tests and health checks.
@@ -135,20 +150,23 @@ impl DriverHandle {
         msisdn: Msisdn,
         kind: PipeKind,
         outbound: Outbound,
-    ) -> Result<(), DriverError> {
+    ) -> Result<Detached, DriverError> {
         let (reply, answer) = oneshot::channel();
+        let (detached, signal) = oneshot::channel();
         self.send(DriverInput::Register {
             terminal,
             msisdn,
             kind,
             outbound,
+            detached,
             reply,
         })
         .await?;
         answer
             .await
             .map_err(|_| DriverError::Stopped)?
-            .map_err(DriverError::Register)
+            .map_err(DriverError::Register)?;
+        Ok(Detached(signal))
     }
 
     /// Hands over one message of a terminal (see [`DriverInput::Request`]). Returns once queued; the
@@ -232,7 +250,9 @@ struct Driver {
     switch: Switch,
     phone: Option<Box<dyn PhoneNetwork>>,
     /// The outbound queue of every registered terminal.
-    terminals: HashMap<TerminalId, Outbound>,
+    /// Each registered terminal's outbound queue, and the signal its reader waits on (dropped with
+    /// the entry).
+    terminals: HashMap<TerminalId, (Outbound, oneshot::Sender<()>)>,
 }
 
 impl Driver {
@@ -279,10 +299,11 @@ impl Driver {
                 msisdn,
                 kind,
                 outbound,
+                detached,
                 reply,
             } => {
                 // Known before registering: the switch may greet the terminal (Idle, InCall, Offer).
-                self.terminals.insert(terminal, outbound);
+                self.terminals.insert(terminal, (outbound, detached));
                 let result = self.switch.register(now, terminal, msisdn, kind);
                 if result.is_err() {
                     self.terminals.remove(&terminal);
@@ -339,7 +360,7 @@ impl Driver {
     /// terminal that went away: either way the terminal is dropped and unregistered; the outputs that
     /// causes are drained by the caller's loop.
     fn deliver(&mut self, terminal: TerminalId, message: WebTerminalMessage) {
-        let Some(outbound) = self.terminals.get(&terminal) else {
+        let Some((outbound, _)) = self.terminals.get(&terminal) else {
             return;
         };
         match outbound.try_send(Ok(message)) {

@@ -10,6 +10,7 @@
 
 pub mod auth;
 pub mod driver;
+pub mod rate_limit;
 pub mod service;
 pub mod simulator;
 pub mod wire;
@@ -159,6 +160,12 @@ pub enum ServeError {
     Transport(tonic::transport::Error),
     /// The reflection service could not be built from the embedded descriptors (a build defect).
     Reflection(tonic_reflection::server::Error),
+    /// A token key file ([`TokenPolicy::public_keys`], [`TokenPolicy::jwks`]) is unreadable or
+    /// holds no usable key: a startup error.
+    Keys(auth::KeyError),
+    /// The TLS certificate or key ([`ServerConfig::tls`]) is unreadable or unusable: a startup
+    /// error. The text names the file and the fault.
+    Tls(String),
 }
 
 impl fmt::Display for ServeError {
@@ -166,6 +173,8 @@ impl fmt::Display for ServeError {
         match self {
             ServeError::Transport(e) => write!(f, "gRPC transport: {e}"),
             ServeError::Reflection(e) => write!(f, "gRPC reflection: {e}"),
+            ServeError::Keys(e) => write!(f, "access token keys: {e}"),
+            ServeError::Tls(e) => write!(f, "TLS: {e}"),
         }
     }
 }
@@ -175,6 +184,8 @@ impl std::error::Error for ServeError {
         match self {
             ServeError::Transport(e) => Some(e),
             ServeError::Reflection(e) => Some(e),
+            ServeError::Keys(e) => Some(e),
+            ServeError::Tls(_) => None,
         }
     }
 }
@@ -182,6 +193,12 @@ impl std::error::Error for ServeError {
 impl From<tonic::transport::Error> for ServeError {
     fn from(e: tonic::transport::Error) -> Self {
         ServeError::Transport(e)
+    }
+}
+
+impl From<auth::KeyError> for ServeError {
+    fn from(e: auth::KeyError) -> Self {
+        ServeError::Keys(e)
     }
 }
 
@@ -198,7 +215,8 @@ impl From<tonic_reflection::server::Error> for ServeError {
 /// that no call is left), use [`Exchange`] and its [`Exchange::driver`].
 ///
 /// # Errors
-/// [`ServeError`] when the transport fails before shutdown.
+/// [`ServeError`] when a token key or TLS file is unreadable or invalid (at once, before serving),
+/// or when the transport fails before shutdown.
 pub async fn serve(
     config: ServerConfig,
     listener: tokio::net::TcpListener,
@@ -273,8 +291,14 @@ impl Exchange {
     /// Shutdown: the listener closes, every live leg gets `Bye{SERVER_SHUTDOWN}`, every response
     /// stream ends with status OK, and open connections drain for at most `config.drain_timeout`.
     ///
+    /// Access tokens are verified as [`auth::Verifier::from_config`] describes. With `config.tls`,
+    /// connections are TLS (rustls, ALPN h2, TLS 1.2 and 1.3, a 10 s handshake timeout); a failed
+    /// handshake drops that connection only. Without it, plaintext HTTP/2.
+    ///
     /// # Errors
-    /// [`ServeError`] when the transport fails before shutdown.
+    /// [`ServeError::Keys`] or [`ServeError::Tls`] when a token key or TLS file is unreadable or
+    /// invalid: returned at once, before serving, with the switch shut down.
+    /// [`ServeError::Transport`] when the transport fails before shutdown.
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
@@ -286,16 +310,28 @@ impl Exchange {
             driver_task,
             simulator,
         } = self;
-        let verifier = Arc::new(auth::Verifier::hs256(&config.jwt_secret));
+        let prepared = auth::Verifier::from_config(&config)
+            .map_err(ServeError::from)
+            .and_then(|verifier| Ok((verifier, tls_server(config.tls.as_ref())?)));
+        let (verifier, builder) = match prepared {
+            Ok(prepared) => prepared,
+            Err(e) => {
+                let _ = driver.shutdown().await;
+                let _ = driver_task.await;
+                return Err(e);
+            }
+        };
+        let verifier = Arc::new(verifier);
         let limits = wire::Limits {
             max_sdp_bytes: config.max_sdp_bytes,
         };
-        let webterminal = WebTerminalServiceServer::new(service::WebTerminal::new(
-            driver.clone(),
-            verifier,
-            limits,
-            config.outbound_queue,
-        ))
+        let webterminal = WebTerminalServiceServer::new(
+            service::WebTerminal::new(driver.clone(), verifier, limits, config.outbound_queue)
+                .with_rate_limits(rate_limit::RateLimits {
+                    messages_per_second: config.messages_per_second,
+                    call_attempts_per_second: config.call_attempts_per_second,
+                }),
+        )
         .max_decoding_message_size(config.max_message_bytes);
 
         let (health, health_service) = tonic_health::server::health_reporter();
@@ -321,7 +357,7 @@ impl Exchange {
             .with_nodelay(Some(true))
             .with_keepalive(Some(Duration::from_secs(30)));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = Server::builder()
+        let server = builder
             .http2_keepalive_interval(Some(Duration::from_secs(20)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .max_concurrent_streams(Some(1024))
@@ -368,6 +404,48 @@ impl Exchange {
         tracing::info!("shut down");
         Ok(())
     }
+}
+
+/// How long a TLS handshake may take before the connection is dropped.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A server builder, serving TLS with `tls`'s certificate chain and key when given.
+fn tls_server(tls: Option<&TlsFiles>) -> Result<Server, ServeError> {
+    let Some(files) = tls else {
+        return Ok(Server::builder());
+    };
+    let read = |path: &std::path::Path, what: &str, marker: &str| {
+        let pem = std::fs::read(path).map_err(|e| {
+            ServeError::Tls(format!("cannot read the {what} {}: {e}", path.display()))
+        })?;
+        if !String::from_utf8_lossy(&pem).contains(marker) {
+            return Err(ServeError::Tls(format!(
+                "the {what} {} holds no PEM '{marker}' block",
+                path.display()
+            )));
+        }
+        Ok(pem)
+    };
+    let cert = read(&files.cert, "certificate file", "CERTIFICATE-----")?;
+    let key = read(&files.key, "private key file", "PRIVATE KEY-----")?;
+    let config = tonic::transport::ServerTlsConfig::new()
+        .identity(tonic::transport::Identity::from_pem(cert, key))
+        .timeout(TLS_HANDSHAKE_TIMEOUT);
+    let server = Server::builder().tls_config(config).map_err(|e| {
+        let mut why = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(cause) = source {
+            why = format!("{why}: {cause}");
+            source = cause.source();
+        }
+        ServeError::Tls(format!(
+            "cannot use the certificate {} with the key {}: {why}",
+            files.cert.display(),
+            files.key.display()
+        ))
+    })?;
+    tracing::info!(cert = %files.cert.display(), "serving TLS");
+    Ok(server)
 }
 
 #[cfg(test)]

@@ -8,10 +8,12 @@
 //! response stream dropped: cancelled, connection lost, or ended by the driver) as `Gone`.
 
 use crate::core::{PipeKind, TerminalId};
+use crate::proto::webterminal::web_terminal_message::Message;
 use crate::proto::webterminal::web_terminal_service_server::WebTerminalService;
 use crate::proto::webterminal::WebTerminalMessage;
 use crate::server::auth::Verifier;
 use crate::server::driver::DriverHandle;
+use crate::server::rate_limit::{RateLimits, TerminalBudget};
 use crate::server::wire::{self, Limits};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,6 +32,7 @@ pub struct WebTerminal {
     verifier: Arc<Verifier>,
     limits: Limits,
     outbound_queue: usize,
+    rates: RateLimits,
     next_terminal: AtomicU64,
 }
 
@@ -55,8 +58,19 @@ impl WebTerminal {
             verifier,
             limits,
             outbound_queue,
+            rates: RateLimits::UNLIMITED,
             next_terminal: AtomicU64::new(1),
         }
+    }
+
+    /// Limits each terminal's messages and new call attempts per second; a message over a limit
+    /// gets `Error{RATE_LIMIT_HIT}` with its call_id and goes no further (PROTOCOL.md section 6).
+    /// The check runs in the terminal's own reader task: the switch never sees such a message, the
+    /// driver only forwards its rejection (in order with the answers before it), and the driver's
+    /// bounded input queue holds a flooding terminal back. Default: unlimited.
+    pub fn with_rate_limits(mut self, rates: RateLimits) -> Self {
+        self.rates = rates;
+        self
     }
 
     /// Opens one terminal of `kind` (PROTOCOL.md section 3).
@@ -82,6 +96,7 @@ impl WebTerminal {
             terminal,
             kind,
             limits: self.limits,
+            rates: self.rates,
         };
         tokio::spawn(reader.run(msisdn, outbound, registered_tx, request.into_inner(), gone));
         match registered.await {
@@ -146,6 +161,7 @@ struct Reader {
     terminal: TerminalId,
     kind: PipeKind,
     limits: Limits,
+    rates: RateLimits,
 }
 
 impl Reader {
@@ -158,23 +174,37 @@ impl Reader {
         mut gone: oneshot::Receiver<()>,
     ) {
         let terminal = self.terminal;
+        let mut budget = TerminalBudget::new(self.rates, std::time::Instant::now());
         let result = self
             .driver
             .register(terminal, msisdn.clone(), self.kind, outbound)
             .await;
-        let ok = result.is_ok();
-        let _ = registered.send(result);
-        if !ok {
-            return;
-        }
+        let mut detached = match result {
+            Ok(detached) => {
+                let _ = registered.send(Ok(()));
+                detached
+            }
+            Err(e) => {
+                let _ = registered.send(Err(e));
+                return;
+            }
+        };
         let mut reading = true;
         loop {
             tokio::select! {
                 _ = &mut gone => break,
+                // The driver let go of this terminal (a slow consumer, or shutdown): stop reading,
+                // so that a client flooding a stream it does not read costs nothing more.
+                () = detached.wait() => return,
                 next = inbound.message(), if reading => match next {
                     Ok(Some(message)) => {
                         let raw_call_id = message.call_id.clone();
-                        let parsed = wire::parse_request(self.kind, &msisdn, message, &self.limits);
+                        let new_call = matches!(&message.message, Some(Message::Offer(o)) if o.msisdn.is_some());
+                        // Over budget: the message goes no further than a ready-made rejection,
+                        // which the driver only forwards, in order with the answers before it.
+                        let parsed = budget
+                            .charge(std::time::Instant::now(), new_call)
+                            .and_then(|()| wire::parse_request(self.kind, &msisdn, message, &self.limits));
                         if self.driver.request(terminal, raw_call_id, parsed).await.is_err() {
                             return;
                         }
