@@ -282,6 +282,22 @@ fn print_newcomer_guide(secret: &str, stored_at: &Path, listen: SocketAddr) {
         tokens[0], body, listen
     );
     println!();
+    println!("Then, in another shell, make the simulated phone of {} answer:", numbers[1]);
+    println!(
+        "  grpcurl -plaintext -d '{{\"msisdn\":\"{}\"}}' {} webterminal.core.v1.SimulatedPhoneNetwork/Answer",
+        numbers[1], listen
+    );
+    println!();
+    println!("Or open a terminal for {} that answers, and call it:", numbers[1]);
+    println!(
+        "  cargo run --example terminal -- --addr http://{} --token '{}' wait --answer",
+        listen, tokens[1]
+    );
+    println!(
+        "  cargo run --example terminal -- --addr http://{} --token '{}' call {} --hangup-after 5s",
+        listen, tokens[0], numbers[1]
+    );
+    println!();
 }
 
 /// A JSON string body (without quotes) that is also safe inside single shell quotes.
