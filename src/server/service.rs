@@ -15,6 +15,7 @@ use crate::server::auth::Verifier;
 use crate::server::driver::DriverHandle;
 use crate::server::rate_limit::{RateLimits, TerminalBudget};
 use crate::server::wire::{self, Limits};
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -88,6 +89,7 @@ impl WebTerminal {
         let (outbound, queue) = mpsc::channel(self.outbound_queue);
         let (registered_tx, registered) = oneshot::channel();
         let (gone_guard, gone) = oneshot::channel();
+        let (failed_tx, failed) = oneshot::channel();
         tracing::debug!(?terminal, ?msisdn, ?kind, "terminal opening");
         // Registration and reading run in their own task, so that a client that cancels while this
         // handler awaits still ends in `Gone` (the guard and queue are dropped with this future).
@@ -98,10 +100,19 @@ impl WebTerminal {
             limits: self.limits,
             rates: self.rates,
         };
-        tokio::spawn(reader.run(msisdn, outbound, registered_tx, request.into_inner(), gone));
+        tokio::spawn(reader.run(
+            msisdn,
+            outbound,
+            registered_tx,
+            request.into_inner(),
+            gone,
+            failed_tx,
+        ));
         match registered.await {
             Ok(Ok(())) => Ok(Response::new(TerminalStream {
                 queue: ReceiverStream::new(queue),
+                failed: Some(failed),
+                done: false,
                 _gone_guard: gone_guard,
             })),
             Ok(Err(e)) => Err(e.into()),
@@ -134,9 +145,17 @@ impl WebTerminalService for WebTerminal {
 
 /// The response stream of one terminal: the messages the driver queued for it, in order. It ends
 /// (status OK) when the driver drops the terminal's queue: at shutdown, or when the terminal is
-/// dropped as a slow consumer. Dropping it (the rpc ended) tells the reader task the terminal is gone.
+/// dropped as a slow consumer. It fails with a status when the request stream could not be read (a
+/// message over the size limit, or one that does not decode). Dropping it (the rpc ended) tells the
+/// reader task the terminal is gone.
 pub struct TerminalStream {
     queue: ReceiverStream<Result<WebTerminalMessage, Status>>,
+    /// The status that fails the rpc when the reader task could not read the request stream
+    /// (PROTOCOL.md section 6: a gRPC status ends an rpc whose stream is unusable; OK would read as
+    /// a shutdown).
+    failed: Option<oneshot::Receiver<Status>>,
+    /// The failing status has been yielded: the stream is over.
+    done: bool,
     /// Dropped with the stream; the reader task waits for that.
     _gone_guard: oneshot::Sender<()>,
 }
@@ -145,6 +164,18 @@ impl Stream for TerminalStream {
     type Item = Result<WebTerminalMessage, Status>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        if let Some(failed) = self.failed.as_mut() {
+            if let Poll::Ready(result) = Pin::new(failed).poll(cx) {
+                self.failed = None;
+                if let Ok(status) = result {
+                    self.done = true;
+                    return Poll::Ready(Some(Err(status)));
+                }
+            }
+        }
         Pin::new(&mut self.queue).poll_next(cx)
     }
 }
@@ -172,6 +203,7 @@ impl Reader {
         registered: oneshot::Sender<Result<(), crate::server::driver::DriverError>>,
         mut inbound: Streaming<WebTerminalMessage>,
         mut gone: oneshot::Receiver<()>,
+        failed: oneshot::Sender<Status>,
     ) {
         let terminal = self.terminal;
         let mut budget = TerminalBudget::new(self.rates, std::time::Instant::now());
@@ -218,6 +250,14 @@ impl Reader {
                     }
                     Err(status) => {
                         tracing::debug!(?terminal, %status, "terminal request stream failed");
+                        // The rpc fails with that status. A message over the size limit is
+                        // RESOURCE_EXHAUSTED, as gRPC has it (tonic's decoder says OUT_OF_RANGE).
+                        let status = if status.code() == tonic::Code::OutOfRange {
+                            Status::resource_exhausted(status.message().to_owned())
+                        } else {
+                            status
+                        };
+                        let _ = failed.send(status);
                         break;
                     }
                 },
