@@ -1,0 +1,19 @@
+//! The server over real TCP on loopback, with tonic clients as terminals: every scenario of
+//! PROTOCOL.md section 4 on `Pipe` and on `MultiPipe`, authentication and bad input (section 6), and
+//! the simulated phone network's operator API (section 7). After each test no terminal and no call
+//! is left in the switch.
+
+mod support;
+
+mod auth;
+mod bad_input;
+mod handover;
+mod in_call_idle;
+mod incoming;
+mod no_answer_busy_unavailable;
+mod outgoing;
+mod pull;
+mod renegotiation;
+mod shutdown;
+mod simulated_phone;
+mod terminal_gone;
