@@ -10,6 +10,7 @@ mod bad_input;
 mod handover;
 mod in_call_idle;
 mod incoming;
+mod limits;
 mod no_answer_busy_unavailable;
 mod outgoing;
 mod pull;
