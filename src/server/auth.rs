@@ -1,19 +1,38 @@
 //! Access tokens: who a terminal is (PROTOCOL.md sections 1, 2 and 6).
 //!
 //! A client sends `authorization: Bearer <JWT>` metadata when it opens `Pipe` or `MultiPipe`. The
-//! token's `sub` claim is the terminal's msisdn (E.164), its space-separated `scope` claim must hold
-//! [`REQUIRED_SCOPE`], and `exp` is required, checked with [`LEEWAY`] of clock skew. The rpc fails with
-//! `UNAUTHENTICATED` (no, invalid or expired token, bad `sub`) or `PERMISSION_DENIED` (no scope) before
-//! any message.
+//! token's `sub` claim is the terminal's msisdn (E.164), its `scope` claim (space-separated, or a JSON
+//! array of scopes) must hold [`REQUIRED_SCOPE`], and `exp` is required, checked with [`LEEWAY`] of
+//! clock skew (as is `nbf` when present). The rpc fails with `UNAUTHENTICATED` (no, invalid or expired
+//! token, unknown `kid`, wrong `iss` or `aud`, bad `sub`) or `PERMISSION_DENIED` (no scope) before any
+//! message.
 //!
-//! Today tokens are HS256 with a shared secret. [`Verifier`] holds a list of [`VerifyingKey`]s so that
-//! RS256, ES256 or keys fetched from a JWKS endpoint can be added as new variants without touching its
-//! callers.
+//! Accepted signatures ([`Verifier::from_config`]):
+//! - HS256 with the shared secret ([`crate::server::ServerConfig::jwt_secret`]; an empty secret
+//!   accepts no HS256 token);
+//! - RS256 and ES256 (P-256) with PEM public keys ([`crate::server::TokenPolicy::public_keys`]), the
+//!   algorithm following from the key's type;
+//! - RS256 and ES256 with the signing keys of a JWKS file (RFC 7517,
+//!   [`crate::server::TokenPolicy::jwks`]), chosen by the token header's `kid`. A token without `kid`
+//!   is tried against every key of its algorithm; a token whose `kid` no key has is tried against
+//!   the keys without a `kid` (the secret, PEM keys) and, failing those, refused as naming an
+//!   unknown key.
+//!
+//! The `alg` of a token must be the algorithm of the key that verifies it (no algorithm confusion).
+//! When an issuer or audience is configured, `iss` must equal it and `aud` (a string or an array)
+//! must contain it. OAuth 2.0 access tokens as RFC 9068 describes them (header `typ: at+jwt`, claims
+//! `iss`, `exp`, `aud`, `sub`, `client_id`, `iat`, `jti`, `scope`) are accepted; a `typ` other than
+//! `JWT`, `at+jwt` or `application/at+jwt` is refused, so that other kinds of JWT (logout tokens,
+//! DPoP proofs, ...) cannot stand in for an access token.
 
 use crate::core::{Msisdn, MsisdnError};
+use jsonwebtoken::jwk::{
+    AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, KeyOperations, PublicKeyUse,
+};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tonic::metadata::MetadataMap;
 use tonic::Status;
@@ -24,6 +43,9 @@ pub const REQUIRED_SCOPE: &str = "call.control.answer_and_initiate";
 /// Clock skew allowed on `exp` (and `nbf`, when present): 60 s (PROTOCOL.md section 6).
 pub const LEEWAY: Duration = Duration::from_secs(60);
 
+/// The smallest RSA modulus accepted for RS256, in bits (RFC 7518 section 3.3).
+pub const MIN_RSA_BITS: usize = 2048;
+
 /// Why a token was refused. [`AuthError::status`] maps it to the gRPC status that fails the rpc.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthError {
@@ -31,10 +53,17 @@ pub enum AuthError {
     MissingToken,
     /// `authorization` is not `Bearer <token>` in ASCII.
     NotBearer,
-    /// The token is malformed, has a bad signature or algorithm, or lacks `exp`; the text says which.
+    /// The token is malformed, has a bad signature, an algorithm no key is configured for, an
+    /// unaccepted `typ`, or lacks a required claim; the text says which.
     Invalid(String),
     /// `exp` is more than [`LEEWAY`] in the past.
     Expired,
+    /// The token names a key (`kid` header) that no configured key of its algorithm has.
+    UnknownKeyId(String),
+    /// `iss` is not the configured issuer.
+    WrongIssuer,
+    /// `aud` does not contain the configured audience.
+    WrongAudience,
     /// `sub` is not an E.164 number.
     BadSubject(MsisdnError),
     /// `scope` does not contain [`REQUIRED_SCOPE`].
@@ -52,6 +81,16 @@ impl fmt::Display for AuthError {
             }
             AuthError::Invalid(why) => write!(f, "invalid access token: {why}"),
             AuthError::Expired => f.write_str("the access token has expired"),
+            AuthError::UnknownKeyId(kid) => write!(
+                f,
+                "the access token's key id (kid) {kid:?} is not in the JWKS: no configured key has it"
+            ),
+            AuthError::WrongIssuer => {
+                f.write_str("the access token's iss claim is not the expected issuer")
+            }
+            AuthError::WrongAudience => {
+                f.write_str("the access token's aud claim does not contain the expected audience")
+            }
             AuthError::BadSubject(e) => write!(
                 f,
                 "the access token's sub claim {e}: it must be the subscriber's E.164 msisdn"
@@ -82,35 +121,241 @@ impl From<AuthError> for Status {
     }
 }
 
-/// One key a token may be signed with. Only HMAC today; asymmetric keys (RS256, ES256, a JWKS set)
-/// become further variants.
+/// Why the configured token keys cannot be used: a startup error (the server does not start).
+#[derive(Debug)]
+pub enum KeyError {
+    /// A key file could not be read.
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A PEM public key file (`--public-key`) holds no usable RS256 or ES256 public key.
+    PublicKey {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A JWKS file (`--jwks`) is malformed or holds no usable RS256 or ES256 signing key.
+    Jwks {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl fmt::Display for KeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyError::Read { path, source } => {
+                write!(f, "cannot read the key file {}: {source}", path.display())
+            }
+            KeyError::PublicKey { path, reason } => {
+                write!(f, "the public key file {}: {reason}", path.display())
+            }
+            KeyError::Jwks { path, reason } => {
+                write!(f, "the JWKS file {}: {reason}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for KeyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            KeyError::Read { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// Where a [`VerifyingKey`] came from, for logs and `Debug`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum KeySource {
+    Secret,
+    Pem(PathBuf),
+    Jwks(PathBuf),
+    Given,
+}
+
+/// One key a token may be signed with, and the one algorithm it verifies.
 #[derive(Clone)]
-pub enum VerifyingKey {
-    /// HS256 with a shared secret (any length; 32 random bytes recommended).
-    Hs256(DecodingKey),
+pub struct VerifyingKey {
+    algorithm: Algorithm,
+    key: DecodingKey,
+    kid: Option<String>,
+    source: KeySource,
 }
 
 impl VerifyingKey {
-    fn algorithm(&self) -> Algorithm {
-        match self {
-            VerifyingKey::Hs256(_) => Algorithm::HS256,
+    /// HS256 with a shared secret (any length; 32 random bytes recommended).
+    pub fn hs256(secret: &[u8]) -> Self {
+        VerifyingKey {
+            algorithm: Algorithm::HS256,
+            key: DecodingKey::from_secret(secret),
+            kid: None,
+            source: KeySource::Secret,
         }
     }
 
-    fn decoding_key(&self) -> &DecodingKey {
-        match self {
-            VerifyingKey::Hs256(key) => key,
+    /// A PEM public key (`PUBLIC KEY` (SPKI) or `RSA PUBLIC KEY` (PKCS#1)): RSA of at least
+    /// [`MIN_RSA_BITS`] for RS256, or EC P-256 for ES256.
+    ///
+    /// # Errors
+    /// What is wrong with the PEM, in words for the operator.
+    pub fn from_pem(pem: &[u8]) -> Result<Self, String> {
+        let label = pem_label(pem).ok_or("not a PEM file (no '-----BEGIN ...-----' line)")?;
+        let (algorithm, key) = match label {
+            "PUBLIC KEY" | "RSA PUBLIC KEY" => {
+                if let Ok(key) = DecodingKey::from_rsa_pem(pem) {
+                    check_rsa_bits(rsa_modulus_bits(key.as_bytes()))?;
+                    (Algorithm::RS256, key)
+                } else if let Ok(key) = DecodingKey::from_ec_pem(pem) {
+                    (ec_algorithm(key.as_bytes())?, key)
+                } else {
+                    return Err(
+                        "neither an RSA (RS256) nor an EC P-256 (ES256) public key, or malformed"
+                            .into(),
+                    );
+                }
+            }
+            "CERTIFICATE" => {
+                return Err(
+                    "holds a certificate; give its public key (openssl x509 -pubkey -noout)".into(),
+                )
+            }
+            label if label.contains("PRIVATE KEY") => {
+                return Err(
+                    "holds a private key; give the public key (openssl pkey -pubout)".into(),
+                )
+            }
+            other => return Err(format!("holds a {other:?} PEM block, not a PUBLIC KEY")),
+        };
+        let key = VerifyingKey {
+            algorithm,
+            key,
+            kid: None,
+            source: KeySource::Given,
+        };
+        key.probe()?;
+        Ok(key)
+    }
+
+    /// A key of a JWK set: an RSA key for RS256 or an EC P-256 key for ES256, with its `kid`.
+    ///
+    /// # Errors
+    /// [`JwkRefusal::Unsupported`] for a key this core does not verify with (another algorithm or
+    /// curve, an encryption key, a symmetric key): a JWKS may hold such keys, they are left out.
+    /// [`JwkRefusal::Invalid`] for a signing key that is malformed or too weak.
+    pub fn from_jwk(jwk: &Jwk) -> Result<Self, JwkRefusal> {
+        use JwkRefusal::{Invalid, Unsupported};
+        if let Some(used_for) = &jwk.common.public_key_use {
+            if *used_for != PublicKeyUse::Signature {
+                return Err(Unsupported(format!("not a signing key (use {used_for:?})")));
+            }
         }
+        if let Some(ops) = &jwk.common.key_operations {
+            if !ops.contains(&KeyOperations::Verify) {
+                return Err(Unsupported("its key_ops do not include verify".into()));
+            }
+        }
+        let (algorithm, key) = match &jwk.algorithm {
+            AlgorithmParameters::RSA(rsa) => {
+                let key = DecodingKey::from_rsa_components(&rsa.n, &rsa.e)
+                    .map_err(|e| Invalid(format!("bad RSA n or e: {e}")))?;
+                let bits = match key.kind() {
+                    jsonwebtoken::DecodingKeyKind::RsaModulusExponent { n, .. } => {
+                        Some(unsigned_bits(n))
+                    }
+                    jsonwebtoken::DecodingKeyKind::SecretOrDer(_) => None,
+                };
+                check_rsa_bits(bits).map_err(Invalid)?;
+                (Algorithm::RS256, key)
+            }
+            AlgorithmParameters::EllipticCurve(ec) => {
+                if ec.curve != EllipticCurve::P256 {
+                    return Err(Unsupported(format!(
+                        "an EC key on {:?}: only P-256 (ES256) is accepted",
+                        ec.curve
+                    )));
+                }
+                let key = DecodingKey::from_ec_components(&ec.x, &ec.y)
+                    .map_err(|e| Invalid(format!("bad EC x or y: {e}")))?;
+                (Algorithm::ES256, key)
+            }
+            AlgorithmParameters::OctetKey(_) => {
+                return Err(Unsupported("a symmetric (oct) key".into()))
+            }
+            AlgorithmParameters::OctetKeyPair(_) => {
+                return Err(Unsupported("an OKP (EdDSA) key".into()))
+            }
+        };
+        let declared = jwk.common.key_algorithm;
+        let expected = match algorithm {
+            Algorithm::RS256 => KeyAlgorithm::RS256,
+            _ => KeyAlgorithm::ES256,
+        };
+        if declared.is_some_and(|declared| declared != expected) {
+            return Err(Unsupported(format!(
+                "its alg is {}, not {expected}",
+                declared.map(|a| a.to_string()).unwrap_or_default()
+            )));
+        }
+        let key = VerifyingKey {
+            algorithm,
+            key,
+            kid: jwk.common.key_id.clone(),
+            source: KeySource::Given,
+        };
+        key.probe().map_err(Invalid)?;
+        Ok(key)
+    }
+
+    /// The algorithm this key verifies.
+    pub fn algorithm(&self) -> Algorithm {
+        self.algorithm
+    }
+
+    /// The key id (`kid`) tokens name this key by, if it has one (keys from a JWKS).
+    pub fn kid(&self) -> Option<&str> {
+        self.kid.as_deref()
+    }
+
+    fn with_source(mut self, source: KeySource) -> Self {
+        self.source = source;
+        self
+    }
+
+    /// Parses the key as the verifier will, so that a malformed EC point fails at startup rather
+    /// than on every token. (RSA keys are parsed per signature; their DER was checked above.)
+    fn probe(&self) -> Result<(), String> {
+        jsonwebtoken::crypto::verify("", b"probe", &self.key, self.algorithm)
+            .map(|_| ())
+            .map_err(|e| format!("not a usable {:?} key: {e}", self.algorithm))
     }
 }
 
 impl fmt::Debug for VerifyingKey {
     /// Never prints key material.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            VerifyingKey::Hs256(_) => f.write_str("Hs256(..)"),
-        }
+        f.debug_struct("VerifyingKey")
+            .field("algorithm", &self.algorithm)
+            .field("kid", &self.kid)
+            .field("source", &self.source)
+            .finish_non_exhaustive()
     }
+}
+
+/// Why [`VerifyingKey::from_jwk`] did not make a key of a JWK.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwkRefusal {
+    /// A key of a kind this core does not verify with; a JWKS may hold it, it is left out.
+    Unsupported(String),
+    /// A signing key that is malformed or too weak: the JWKS is refused.
+    Invalid(String),
 }
 
 /// Verifies access tokens and yields the terminal's msisdn. Cheap to share behind an `Arc`; holds no
@@ -118,25 +363,110 @@ impl fmt::Debug for VerifyingKey {
 #[derive(Debug, Clone)]
 pub struct Verifier {
     keys: Vec<VerifyingKey>,
+    issuer: Option<String>,
+    audience: Option<String>,
 }
 
-/// The claims this core reads and writes.
-#[derive(Debug, Serialize, Deserialize)]
+/// The claims [`mint_token`] writes.
+#[derive(Debug, Serialize)]
+struct MintedClaims<'a> {
+    sub: &'a str,
+    scope: &'a str,
+    exp: u64,
+    iat: u64,
+}
+
+/// The claims this core reads from a verified token; the others (`iss`, `aud`, `exp`, `nbf` are
+/// checked by the validation; `client_id`, `jti`, `iat`, ...) are ignored.
+#[derive(Debug, Deserialize)]
 struct Claims {
     sub: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    scope: Option<String>,
-    exp: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    iat: Option<u64>,
+    #[serde(default)]
+    scope: Option<Scopes>,
 }
 
-impl Verifier {
-    /// A verifier for HS256 tokens signed with `secret`.
-    pub fn hs256(secret: &[u8]) -> Self {
-        Verifier {
-            keys: vec![VerifyingKey::Hs256(DecodingKey::from_secret(secret))],
+/// `scope`: space-separated (RFC 8693, RFC 9068) or, as some issuers write it, a JSON array.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Scopes {
+    Text(String),
+    List(Vec<String>),
+}
+
+impl Scopes {
+    fn contains(&self, wanted: &str) -> bool {
+        match self {
+            Scopes::Text(text) => text.split_ascii_whitespace().any(|s| s == wanted),
+            Scopes::List(list) => list.iter().any(|s| s == wanted),
         }
+    }
+}
+
+/// Token `typ` header values accepted (case-insensitively), besides none at all.
+const ACCEPTED_TYPES: [&str; 3] = ["JWT", "at+jwt", "application/at+jwt"];
+
+impl Verifier {
+    /// A verifier for HS256 tokens signed with `secret`, with no issuer or audience check.
+    pub fn hs256(secret: &[u8]) -> Self {
+        Verifier::new(vec![VerifyingKey::hs256(secret)], None, None)
+    }
+
+    /// A verifier with these keys: a token must be signed by one of them and, when `issuer` or
+    /// `audience` is given, have that `iss` and an `aud` containing that audience.
+    pub fn new(keys: Vec<VerifyingKey>, issuer: Option<String>, audience: Option<String>) -> Self {
+        Verifier {
+            keys,
+            issuer,
+            audience,
+        }
+    }
+
+    /// The verifier [`crate::server::ServerConfig`] describes: HS256 with `jwt_secret` (unless it is
+    /// empty), every PEM key of `tokens.public_keys`, the signing keys of `tokens.jwks`, and the
+    /// `tokens.issuer` / `tokens.audience` checks. Built once at startup; JWKS keys this core does
+    /// not verify with (encryption keys, other algorithms) are left out with a warning.
+    ///
+    /// # Errors
+    /// [`KeyError`] when a key file is unreadable or holds no usable key: the server must not start.
+    pub fn from_config(config: &crate::server::ServerConfig) -> Result<Self, KeyError> {
+        let policy = &config.tokens;
+        let mut keys = Vec::new();
+        if !config.jwt_secret.is_empty() {
+            keys.push(VerifyingKey::hs256(&config.jwt_secret));
+        }
+        for path in &policy.public_keys {
+            let pem = read(path)?;
+            let key = VerifyingKey::from_pem(&pem).map_err(|reason| KeyError::PublicKey {
+                path: path.clone(),
+                reason,
+            })?;
+            keys.push(key.with_source(KeySource::Pem(path.clone())));
+        }
+        if let Some(path) = &policy.jwks {
+            let json = read(path)?;
+            let from_jwks = keys_from_jwks(&json).map_err(|reason| KeyError::Jwks {
+                path: path.clone(),
+                reason,
+            })?;
+            keys.extend(
+                from_jwks
+                    .into_iter()
+                    .map(|key| key.with_source(KeySource::Jwks(path.clone()))),
+            );
+        }
+        let verifier = Verifier::new(keys, policy.issuer.clone(), policy.audience.clone());
+        tracing::info!(
+            keys = ?verifier.keys,
+            issuer = ?verifier.issuer,
+            audience = ?verifier.audience,
+            "access tokens"
+        );
+        Ok(verifier)
+    }
+
+    /// The keys tokens are verified with.
+    pub fn keys(&self) -> &[VerifyingKey] {
+        &self.keys
     }
 
     /// Reads `authorization: Bearer <token>` from the rpc's metadata and verifies the token
@@ -156,48 +486,282 @@ impl Verifier {
         self.verify(token.trim())
     }
 
-    /// Verifies one compact JWT: signature with one of the keys, `exp` (required, [`LEEWAY`] of skew),
-    /// `sub` an E.164 msisdn, `scope` containing [`REQUIRED_SCOPE`]. `aud` is not checked (no audience
-    /// is configured). Returns the subscriber the token speaks for.
+    /// Verifies one compact JWT: `typ` (when present) `JWT` or `at+jwt`; the signature with a key of
+    /// the header's `alg` (the one named by `kid` when a key has it, else every key of that algorithm
+    /// without a `kid`); `exp` (required) and `nbf` with [`LEEWAY`] of skew; `iss` and `aud` when
+    /// configured; `sub` an E.164 msisdn; `scope` containing [`REQUIRED_SCOPE`]. Returns the
+    /// subscriber the token speaks for.
     ///
     /// # Errors
     /// An [`AuthError`] naming the first fault.
     pub fn verify(&self, token: &str) -> Result<Msisdn, AuthError> {
-        let mut last = AuthError::Invalid("no verifying key is configured".into());
-        for key in &self.keys {
-            let mut validation = Validation::new(key.algorithm());
-            validation.leeway = LEEWAY.as_secs();
-            validation.validate_aud = false;
-            validation.set_required_spec_claims(&["exp"]);
-            match jsonwebtoken::decode::<Claims>(token, key.decoding_key(), &validation) {
-                Ok(data) => return check_claims(data.claims),
-                Err(e) => last = map_jwt_error(e),
+        let header = jsonwebtoken::decode_header(token).map_err(|_| {
+            AuthError::Invalid("malformed token or header (an unknown alg, such as none?)".into())
+        })?;
+        if let Some(typ) = &header.typ {
+            if !ACCEPTED_TYPES.iter().any(|t| typ.eq_ignore_ascii_case(t)) {
+                return Err(AuthError::Invalid(format!(
+                    "typ {:?} is not an access token (JWT or at+jwt)",
+                    shorten(typ)
+                )));
             }
         }
-        Err(last)
+        if header.crit.is_some() {
+            return Err(AuthError::Invalid(
+                "critical header parameters (crit) are not supported".into(),
+            ));
+        }
+        let (candidates, unknown_kid) = self.candidates(header.alg, header.kid.as_deref())?;
+        let validation = self.validation(header.alg);
+        let mut mismatch = None;
+        for key in candidates {
+            match jsonwebtoken::decode::<Claims>(token, &key.key, &validation) {
+                Ok(data) => return check_claims(data.claims),
+                // This key did not sign it: another one may have.
+                Err(e) if is_key_mismatch(&e) => mismatch = Some(map_jwt_error(e)),
+                // The signature checked out, the claims did not (or the token is malformed).
+                Err(e) => return Err(map_jwt_error(e)),
+            }
+        }
+        // A kid that no key has, and no key without a kid verified the token: the kid is what the
+        // operator needs to hear about (a key rotated into the issuer's JWKS but not into the file).
+        Err(match unknown_kid {
+            Some(kid) => AuthError::UnknownKeyId(kid),
+            None => mismatch.unwrap_or_else(|| AuthError::Invalid("bad signature".into())),
+        })
     }
+
+    /// The keys a token with header `alg` and `kid` may be signed with: every key of that algorithm
+    /// for a token without `kid`; the keys of that algorithm with that `kid`; when none has it, those
+    /// of that algorithm without a `kid` (the secret, PEM keys), and the unknown kid to report if
+    /// none of them verifies the token.
+    ///
+    /// # Errors
+    /// No key of the algorithm, or an unknown kid and no key without a kid.
+    fn candidates(
+        &self,
+        alg: Algorithm,
+        kid: Option<&str>,
+    ) -> Result<(Vec<&VerifyingKey>, Option<String>), AuthError> {
+        let of_alg: Vec<&VerifyingKey> = self.keys.iter().filter(|k| k.algorithm == alg).collect();
+        if of_alg.is_empty() {
+            return Err(AuthError::Invalid(format!(
+                "no key is configured for the signing algorithm {alg:?}"
+            )));
+        }
+        let Some(kid) = kid else {
+            return Ok((of_alg, None));
+        };
+        let named: Vec<&VerifyingKey> = of_alg
+            .iter()
+            .copied()
+            .filter(|k| k.kid.as_deref() == Some(kid))
+            .collect();
+        if !named.is_empty() {
+            return Ok((named, None));
+        }
+        let unnamed: Vec<&VerifyingKey> = of_alg.into_iter().filter(|k| k.kid.is_none()).collect();
+        if unnamed.is_empty() {
+            return Err(AuthError::UnknownKeyId(shorten(kid)));
+        }
+        Ok((unnamed, Some(shorten(kid))))
+    }
+
+    fn validation(&self, alg: Algorithm) -> Validation {
+        let mut validation = Validation::new(alg);
+        validation.leeway = LEEWAY.as_secs();
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        let mut required = vec!["exp"];
+        match &self.issuer {
+            Some(issuer) => {
+                validation.set_issuer(&[issuer]);
+                required.push("iss");
+            }
+            None => validation.iss = None,
+        }
+        match &self.audience {
+            Some(audience) => {
+                validation.set_audience(&[audience]);
+                required.push("aud");
+            }
+            // No audience is configured: an `aud` claim is not checked (an OAuth access token always
+            // has one; without --audience any is accepted).
+            None => validation.validate_aud = false,
+        }
+        validation.set_required_spec_claims(&required);
+        validation
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, KeyError> {
+    std::fs::read(path).map_err(|source| KeyError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// The signing keys of a JWK set (RFC 7517 section 5): `{"keys": [...]}`. Keys of other kinds are
+/// left out with a warning; a malformed signing key or a set with no usable key is an error.
+fn keys_from_jwks(json: &[u8]) -> Result<Vec<VerifyingKey>, String> {
+    #[derive(Deserialize)]
+    struct RawSet {
+        keys: Vec<serde_json::Value>,
+    }
+    let set: RawSet = serde_json::from_slice(json)
+        .map_err(|e| format!("not a JWK set ({{\"keys\": [...]}}, RFC 7517): {e}"))?;
+    let mut keys = Vec::new();
+    for (index, value) in set.keys.into_iter().enumerate() {
+        let kid = value
+            .get("kid")
+            .and_then(|k| k.as_str())
+            .map(shorten)
+            .unwrap_or_default();
+        let kty = value.get("kty").and_then(|k| k.as_str()).unwrap_or("");
+        let name = format!("key {index} (kid {kid:?}, kty {kty:?})");
+        // Left out before parsing: kinds of keys that jsonwebtoken may not even parse.
+        let field = |name: &str| value.get(name).and_then(|v| v.as_str());
+        let unsupported = if !matches!(kty, "RSA" | "EC") {
+            Some("only RSA and EC keys are used".to_owned())
+        } else if let Some(used_for) = field("use").filter(|u| *u != "sig") {
+            Some(format!("not a signing key (use {used_for:?})"))
+        } else if let Some(alg) = field("alg").filter(|a| !matches!(*a, "RS256" | "ES256")) {
+            Some(format!("its alg is {alg:?}, not RS256 or ES256"))
+        } else {
+            field("crv")
+                .filter(|c| kty == "EC" && *c != "P-256")
+                .map(|crv| format!("an EC key on {crv:?}: only P-256 (ES256) is accepted"))
+        };
+        if let Some(why) = unsupported {
+            tracing::warn!("JWKS {name}: left out, {why}");
+            continue;
+        }
+        let jwk: Jwk =
+            serde_json::from_value(value).map_err(|e| format!("{name} is not a valid JWK: {e}"))?;
+        match VerifyingKey::from_jwk(&jwk) {
+            Ok(key) => keys.push(key),
+            Err(JwkRefusal::Unsupported(why)) => {
+                tracing::warn!("JWKS {name}: left out, {why}");
+            }
+            Err(JwkRefusal::Invalid(why)) => return Err(format!("{name}: {why}")),
+        }
+    }
+    if keys.is_empty() {
+        return Err("no RS256 (RSA) or ES256 (EC P-256) signing key in the set".into());
+    }
+    Ok(keys)
+}
+
+/// The label of the first PEM block: `PUBLIC KEY` for `-----BEGIN PUBLIC KEY-----`.
+fn pem_label(pem: &[u8]) -> Option<&str> {
+    let text = std::str::from_utf8(pem).ok()?;
+    let start = text.find("-----BEGIN ")? + "-----BEGIN ".len();
+    let end = text[start..].find("-----")?;
+    Some(&text[start..start + end])
+}
+
+/// The algorithm of a SEC1 EC public point: P-256 (65 bytes uncompressed, 33 compressed) → ES256.
+fn ec_algorithm(point: &[u8]) -> Result<Algorithm, String> {
+    match point.len() {
+        65 | 33 => Ok(Algorithm::ES256),
+        97 | 49 => Err("an EC P-384 key: only P-256 (ES256) EC keys are accepted".into()),
+        _ => Err("an EC key on an unsupported curve: only P-256 (ES256) is accepted".into()),
+    }
+}
+
+fn check_rsa_bits(bits: Option<usize>) -> Result<(), String> {
+    match bits {
+        Some(bits) if bits >= MIN_RSA_BITS => Ok(()),
+        Some(bits) => Err(format!(
+            "an RSA key of {bits} bits: RS256 needs at least {MIN_RSA_BITS}"
+        )),
+        None => Err("a malformed RSA public key".into()),
+    }
+}
+
+/// The size in bits of the modulus of a PKCS#1 `RSAPublicKey` (`SEQUENCE { INTEGER n, INTEGER e }`,
+/// DER), or `None` when it is not one.
+fn rsa_modulus_bits(der: &[u8]) -> Option<usize> {
+    /// Reads one DER tag and length; returns the content and what follows it.
+    fn tlv(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+        let (&first, rest) = input.split_first()?;
+        if first != tag {
+            return None;
+        }
+        let (&len0, mut rest) = rest.split_first()?;
+        let len = if len0 < 0x80 {
+            usize::from(len0)
+        } else {
+            let count = usize::from(len0 & 0x7f);
+            if count == 0 || count > 4 || rest.len() < count {
+                return None;
+            }
+            let (bytes, after) = rest.split_at(count);
+            rest = after;
+            bytes.iter().fold(0usize, |n, &b| (n << 8) | usize::from(b))
+        };
+        (rest.len() >= len).then(|| rest.split_at(len))
+    }
+    let (sequence, _) = tlv(der, 0x30)?;
+    let (modulus, after) = tlv(sequence, 0x02)?;
+    let (exponent, _) = tlv(after, 0x02)?;
+    if exponent.is_empty() {
+        return None;
+    }
+    Some(unsigned_bits(modulus))
+}
+
+/// The size in bits of a big-endian unsigned integer (leading zero bytes ignored).
+fn unsigned_bits(be: &[u8]) -> usize {
+    let digits: &[u8] = match be.iter().position(|&b| b != 0) {
+        Some(first) => &be[first..],
+        None => return 0,
+    };
+    (digits.len() - 1) * 8 + (8 - digits[0].leading_zeros() as usize)
+}
+
+/// A client-supplied header value for an error message: at most 64 characters.
+fn shorten(text: &str) -> String {
+    text.chars().take(64).collect()
 }
 
 fn check_claims(claims: Claims) -> Result<Msisdn, AuthError> {
     let msisdn = Msisdn::parse(&claims.sub).map_err(AuthError::BadSubject)?;
     let scoped = claims
         .scope
-        .as_deref()
-        .is_some_and(|s| s.split_ascii_whitespace().any(|s| s == REQUIRED_SCOPE));
+        .as_ref()
+        .is_some_and(|s| s.contains(REQUIRED_SCOPE));
     if !scoped {
         return Err(AuthError::MissingScope);
     }
     Ok(msisdn)
 }
 
+/// Whether `e` says that this key did not verify the signature (so another key may).
+fn is_key_mismatch(e: &jsonwebtoken::errors::Error) -> bool {
+    use jsonwebtoken::errors::ErrorKind;
+    matches!(
+        e.kind(),
+        ErrorKind::InvalidSignature
+            | ErrorKind::InvalidEcdsaKey
+            | ErrorKind::InvalidRsaKey(_)
+            | ErrorKind::InvalidKeyFormat
+    )
+}
+
 fn map_jwt_error(e: jsonwebtoken::errors::Error) -> AuthError {
     use jsonwebtoken::errors::ErrorKind;
     match e.kind() {
         ErrorKind::ExpiredSignature => AuthError::Expired,
+        ErrorKind::InvalidIssuer => AuthError::WrongIssuer,
+        ErrorKind::InvalidAudience => AuthError::WrongAudience,
         ErrorKind::MissingRequiredClaim(claim) => {
             AuthError::Invalid(format!("the {claim} claim is required"))
         }
-        ErrorKind::InvalidSignature => AuthError::Invalid("bad signature".into()),
+        ErrorKind::InvalidSignature
+        | ErrorKind::InvalidEcdsaKey
+        | ErrorKind::InvalidRsaKey(_)
+        | ErrorKind::InvalidKeyFormat => AuthError::Invalid("bad signature".into()),
         ErrorKind::InvalidAlgorithm => AuthError::Invalid("unexpected signing algorithm".into()),
         ErrorKind::ImmatureSignature => {
             AuthError::Invalid("the token is not valid yet (nbf)".into())
@@ -217,11 +781,11 @@ pub fn mint_token(secret: &[u8], msisdn: &Msisdn, scope: &str, ttl: Duration) ->
         .duration_since(UNIX_EPOCH)
         .expect("the system clock is after 1970")
         .as_secs();
-    let claims = Claims {
-        sub: msisdn.as_str().to_owned(),
-        scope: Some(scope.to_owned()),
+    let claims = MintedClaims {
+        sub: msisdn.as_str(),
+        scope,
         exp: now.saturating_add(ttl.as_secs()),
-        iat: Some(now),
+        iat: now,
     };
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
@@ -412,5 +976,308 @@ mod tests {
             code_of(Verifier::hs256(SECRET).verify(&token)),
             Code::Unauthenticated
         );
+    }
+
+    // --- key selection, issuer, audience, typ, key files -------------------------------------
+
+    fn hs_key(secret: &[u8], kid: Option<&str>) -> VerifyingKey {
+        VerifyingKey {
+            kid: kid.map(str::to_owned),
+            ..VerifyingKey::hs256(secret)
+        }
+    }
+
+    fn claims() -> serde_json::Value {
+        serde_json::json!({ "sub": "+4799990001", "scope": REQUIRED_SCOPE, "exp": now() + 60 })
+    }
+
+    fn signed(header: Header, claims: &serde_json::Value, secret: &[u8]) -> String {
+        jsonwebtoken::encode(&header, claims, &EncodingKey::from_secret(secret)).unwrap()
+    }
+
+    fn with_kid(kid: &str) -> Header {
+        Header {
+            kid: Some(kid.into()),
+            ..Header::new(Algorithm::HS256)
+        }
+    }
+
+    fn test_key(name: &str) -> Vec<u8> {
+        std::fs::read(format!("{}/tests/keys/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    }
+
+    #[test]
+    fn kid_selects_the_named_key() {
+        let verifier = Verifier::new(
+            vec![hs_key(b"key one", Some("a")), hs_key(b"key two", Some("b"))],
+            None,
+            None,
+        );
+        let by_b = signed(with_kid("b"), &claims(), b"key two");
+        assert_eq!(verifier.verify(&by_b), Ok(msisdn()));
+        // Named "a" but signed by b's key: only "a" is tried.
+        let mislabelled = signed(with_kid("a"), &claims(), b"key two");
+        assert_eq!(
+            verifier.verify(&mislabelled),
+            Err(AuthError::Invalid("bad signature".into()))
+        );
+        // No kid: every key of the algorithm is tried.
+        let anonymous = signed(Header::new(Algorithm::HS256), &claims(), b"key two");
+        assert_eq!(verifier.verify(&anonymous), Ok(msisdn()));
+    }
+
+    #[test]
+    fn unknown_kid_is_unauthenticated_and_says_so() {
+        let verifier = Verifier::new(
+            vec![hs_key(b"key one", Some("a")), hs_key(b"key two", Some("b"))],
+            None,
+            None,
+        );
+        let token = signed(with_kid("rotated-away"), &claims(), b"key two");
+        let result = verifier.verify(&token);
+        assert_eq!(result, Err(AuthError::UnknownKeyId("rotated-away".into())));
+        let status = result.unwrap_err().status();
+        assert_eq!(status.code(), Code::Unauthenticated);
+        assert!(
+            status.message().contains("\"rotated-away\"") && status.message().contains("kid"),
+            "{}",
+            status.message()
+        );
+        // A hostile kid is cut short in the message.
+        let long = signed(with_kid(&"k".repeat(5000)), &claims(), b"key two");
+        let Err(AuthError::UnknownKeyId(kid)) = verifier.verify(&long) else {
+            panic!("unknown kid")
+        };
+        assert_eq!(kid.len(), 64);
+    }
+
+    #[test]
+    fn a_kid_no_key_has_falls_back_to_keys_without_kid() {
+        // The HS256 secret and PEM keys have no kid; a token naming some other kid may still be
+        // signed by them.
+        let verifier = Verifier::new(
+            vec![hs_key(b"jwks key", Some("a")), hs_key(SECRET, None)],
+            None,
+            None,
+        );
+        let token = signed(with_kid("whatever"), &claims(), SECRET);
+        assert_eq!(verifier.verify(&token), Ok(msisdn()));
+        let named = signed(with_kid("a"), &claims(), b"jwks key");
+        assert_eq!(verifier.verify(&named), Ok(msisdn()));
+        // Signed by none of them: the unknown kid is the fault reported.
+        let stranger = signed(with_kid("new"), &claims(), b"a rotated key");
+        assert_eq!(
+            verifier.verify(&stranger),
+            Err(AuthError::UnknownKeyId("new".into()))
+        );
+    }
+
+    #[test]
+    fn the_key_that_verifies_reports_the_claims_fault() {
+        // Two keys without kid: the second signed it, and its token has expired. The first key's
+        // bad signature must not hide that.
+        let verifier = Verifier::new(
+            vec![hs_key(b"other", None), hs_key(SECRET, None)],
+            None,
+            None,
+        );
+        let expired = raw_token(serde_json::json!({
+            "sub": "+4799990001", "scope": REQUIRED_SCOPE, "exp": now() - 600,
+        }));
+        assert_eq!(verifier.verify(&expired), Err(AuthError::Expired));
+    }
+
+    #[test]
+    fn issuer_and_audience_are_checked_when_configured() {
+        let verifier = Verifier::new(
+            vec![VerifyingKey::hs256(SECRET)],
+            Some("https://idp.example".into()),
+            Some("webterminal".into()),
+        );
+        let token = |iss: Option<&str>, aud: serde_json::Value| {
+            let mut claims = claims();
+            if let Some(iss) = iss {
+                claims["iss"] = iss.into();
+            }
+            if !aud.is_null() {
+                claims["aud"] = aud;
+            }
+            raw_token(claims)
+        };
+        let good = "https://idp.example";
+        assert_eq!(
+            verifier.verify(&token(Some(good), "webterminal".into())),
+            Ok(msisdn())
+        );
+        assert_eq!(
+            verifier.verify(&token(
+                Some(good),
+                serde_json::json!(["billing", "webterminal"])
+            )),
+            Ok(msisdn())
+        );
+        let wrong_iss = verifier.verify(&token(Some("https://evil.example"), "webterminal".into()));
+        assert_eq!(wrong_iss, Err(AuthError::WrongIssuer));
+        assert_eq!(code_of(wrong_iss), Code::Unauthenticated);
+        let wrong_aud = verifier.verify(&token(Some(good), "billing".into()));
+        assert_eq!(wrong_aud, Err(AuthError::WrongAudience));
+        assert_eq!(code_of(wrong_aud), Code::Unauthenticated);
+        assert_eq!(
+            verifier.verify(&token(None, "webterminal".into())),
+            Err(AuthError::Invalid("the iss claim is required".into()))
+        );
+        assert_eq!(
+            verifier.verify(&token(Some(good), serde_json::Value::Null)),
+            Err(AuthError::Invalid("the aud claim is required".into()))
+        );
+    }
+
+    #[test]
+    fn without_configured_audience_any_aud_and_iss_pass() {
+        let mut claims = claims();
+        claims["aud"] = "somebody".into();
+        claims["iss"] = "anybody".into();
+        assert_eq!(
+            Verifier::hs256(SECRET).verify(&raw_token(claims)),
+            Ok(msisdn())
+        );
+    }
+
+    #[test]
+    fn access_token_types_pass_and_other_types_do_not() {
+        let verifier = Verifier::hs256(SECRET);
+        let typed = |typ: Option<&str>| {
+            let header = Header {
+                typ: typ.map(str::to_owned),
+                ..Header::new(Algorithm::HS256)
+            };
+            signed(header, &claims(), SECRET)
+        };
+        for typ in [
+            None,
+            Some("JWT"),
+            Some("at+jwt"),
+            Some("application/at+JWT"),
+        ] {
+            assert_eq!(verifier.verify(&typed(typ)), Ok(msisdn()), "{typ:?}");
+        }
+        for typ in ["logout+jwt", "dpop+jwt"] {
+            assert_eq!(
+                code_of(verifier.verify(&typed(Some(typ)))),
+                Code::Unauthenticated
+            );
+        }
+    }
+
+    #[test]
+    fn scope_may_be_a_json_array_and_nbf_is_checked() {
+        let verifier = Verifier::hs256(SECRET);
+        let mut claims = claims();
+        claims["scope"] = serde_json::json!(["events.read", REQUIRED_SCOPE]);
+        assert_eq!(verifier.verify(&raw_token(claims.clone())), Ok(msisdn()));
+        claims["nbf"] = (now() + 30).into();
+        assert_eq!(
+            verifier.verify(&raw_token(claims.clone())),
+            Ok(msisdn()),
+            "in the leeway"
+        );
+        claims["nbf"] = (now() + 600).into();
+        assert_eq!(
+            code_of(verifier.verify(&raw_token(claims))),
+            Code::Unauthenticated
+        );
+    }
+
+    #[test]
+    fn pem_keys_give_their_algorithm_and_refuse_what_they_are_not() {
+        let rsa = VerifyingKey::from_pem(&test_key("rsa-1.pub.pem")).unwrap();
+        assert_eq!(rsa.algorithm(), Algorithm::RS256);
+        let ec = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let es = VerifyingKey::from_pem(ec.public_key_pem().as_bytes()).unwrap();
+        assert_eq!(es.algorithm(), Algorithm::ES256);
+        let p384 = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
+        let err = VerifyingKey::from_pem(p384.public_key_pem().as_bytes()).unwrap_err();
+        assert!(err.contains("P-384"), "{err}");
+        let err = VerifyingKey::from_pem(&test_key("rsa-1.key.pem")).unwrap_err();
+        assert!(err.contains("private key"), "{err}");
+        let err = VerifyingKey::from_pem(b"not a key").unwrap_err();
+        assert!(err.contains("not a PEM"), "{err}");
+        let garbage = b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n";
+        assert!(VerifyingKey::from_pem(garbage).is_err());
+        assert_eq!(rsa_modulus_bits(rsa.key.as_bytes()), Some(2048));
+    }
+
+    #[test]
+    fn an_rsa_public_key_is_no_hmac_secret() {
+        // Algorithm confusion: an HS256 token whose "secret" is the RSA public key's PEM.
+        let public_pem = test_key("rsa-1.pub.pem");
+        let rsa = VerifyingKey::from_pem(&public_pem).unwrap();
+        let verifier = Verifier::new(vec![rsa, VerifyingKey::hs256(SECRET)], None, None);
+        let forged = signed(Header::new(Algorithm::HS256), &claims(), &public_pem);
+        assert_eq!(code_of(verifier.verify(&forged)), Code::Unauthenticated);
+    }
+
+    fn rsa_jwk(kid: &str) -> serde_json::Value {
+        let private = EncodingKey::from_rsa_pem(&test_key("rsa-1.key.pem")).unwrap();
+        let mut jwk = Jwk::from_encoding_key(&private, Algorithm::RS256).unwrap();
+        jwk.common.key_id = Some(kid.into());
+        serde_json::to_value(jwk).unwrap()
+    }
+
+    #[test]
+    fn jwks_keeps_signing_keys_and_leaves_out_the_rest() {
+        let mut encryption = rsa_jwk("enc");
+        encryption["use"] = "enc".into();
+        encryption["alg"] = "RSA-OAEP-256".into();
+        let set = serde_json::json!({ "keys": [
+            rsa_jwk("sig-1"),
+            encryption,
+            { "kty": "oct", "k": "c2VjcmV0", "kid": "hmac" },
+            { "kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo" },
+            { "kty": "EC", "crv": "P-384", "x": "AA", "y": "AA", "kid": "p384" },
+        ]});
+        let keys = keys_from_jwks(set.to_string().as_bytes()).unwrap();
+        assert_eq!(keys.len(), 1, "{keys:?}");
+        assert_eq!(keys[0].kid(), Some("sig-1"));
+        assert_eq!(keys[0].algorithm(), Algorithm::RS256);
+    }
+
+    #[test]
+    fn jwks_without_usable_keys_or_with_a_broken_one_is_refused() {
+        let only_oct = serde_json::json!({ "keys": [{ "kty": "oct", "k": "c2VjcmV0" }] });
+        let err = keys_from_jwks(only_oct.to_string().as_bytes()).unwrap_err();
+        assert!(err.contains("no RS256"), "{err}");
+        let err = keys_from_jwks(b"[1, 2]").unwrap_err();
+        assert!(err.contains("not a JWK set"), "{err}");
+        // A 512-bit RSA signing key is refused, not skipped.
+        let mut weak = rsa_jwk("weak");
+        weak["n"] = "AQ".repeat(43).into();
+        let err = keys_from_jwks(serde_json::json!({ "keys": [weak] }).to_string().as_bytes())
+            .unwrap_err();
+        assert!(err.contains("at least 2048"), "{err}");
+        // An EC point that is not on the curve.
+        let off_curve = serde_json::json!({ "keys": [{
+            "kty": "EC", "crv": "P-256", "kid": "bad",
+            "x": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAE",
+            "y": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAE",
+        }]});
+        let err = keys_from_jwks(off_curve.to_string().as_bytes()).unwrap_err();
+        assert!(err.contains("not a usable ES256 key"), "{err}");
+    }
+
+    #[test]
+    fn from_config_reads_the_files_and_an_empty_secret_accepts_no_hs256() {
+        let mut config = crate::server::ServerConfig::new(Vec::new());
+        config.tokens.public_keys =
+            vec![format!("{}/tests/keys/rsa-1.pub.pem", env!("CARGO_MANIFEST_DIR")).into()];
+        let verifier = Verifier::from_config(&config).unwrap();
+        assert_eq!(verifier.keys().len(), 1);
+        let hs = signed(Header::new(Algorithm::HS256), &claims(), b"");
+        assert_eq!(code_of(verifier.verify(&hs)), Code::Unauthenticated);
+
+        config.tokens.jwks = Some("/nonexistent/jwks.json".into());
+        let err = Verifier::from_config(&config).unwrap_err();
+        assert!(matches!(err, KeyError::Read { .. }), "{err:?}");
+        assert!(err.to_string().contains("/nonexistent/jwks.json"), "{err}");
     }
 }

@@ -57,7 +57,8 @@ pub struct ServerConfig {
     /// Timers and limits of the switch. `phone_network` is overridden by
     /// [`ServerConfig::phone_network`].
     pub switch: SwitchConfig,
-    /// The HS256 secret access tokens are signed with (see [`auth`]).
+    /// The HS256 secret access tokens may be signed with (see [`auth`]). Empty: no HS256 token is
+    /// accepted (only the keys of [`ServerConfig::tokens`]).
     pub jwt_secret: Vec<u8>,
     /// Which phone network to attach. Default [`PhoneNetworkKind::Sim`].
     pub phone_network: PhoneNetworkKind,
