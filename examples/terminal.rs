@@ -151,6 +151,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     tokio::time::sleep(after).await;
                     println!("-> bye");
                     tx.send(message(&id, Message::Bye(Bye::default()))).await?;
+                    // Our leg is over; nothing more will come for this call.
+                    break;
                 }
             }
             Some(Message::Bye(_)) if answer_sdp.is_none() => break,
