@@ -34,7 +34,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Serve the WebTerminal API (gRPC, plaintext HTTP/2).
+    /// Serve the WebTerminal API (gRPC over HTTP/2; plaintext unless --tls-cert is given).
     Serve(Box<ServeArgs>),
     /// Print an access token for a subscriber.
     Token(TokenArgs),
@@ -205,9 +205,19 @@ fn run_serve(args: ServeArgs) -> CliResult {
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let local = listener.local_addr()?;
-        println!("webterminal-core listening on {local}");
+        let scheme = if config.tls.is_some() {
+            "TLS"
+        } else {
+            "plaintext"
+        };
+        println!("webterminal-core listening on {local} ({scheme})");
         if let Some(path) = stored_at {
-            print_newcomer_guide(&secret, &path, local);
+            // How grpcurl reaches this listener: in the clear, or trusting our certificate.
+            let transport = match &config.tls {
+                None => "-plaintext".to_string(),
+                Some(tls) => format!("-cacert '{}'", tls.cert.display()),
+            };
+            print_newcomer_guide(&secret, &path, local, &transport);
         }
         server::serve(config, listener, shutdown_signal()).await?;
         Ok(())
@@ -244,7 +254,7 @@ async fn shutdown_signal() {
 }
 
 /// Demo tokens (1 day) for the demo numbers and a grpcurl command that places a call.
-fn print_newcomer_guide(secret: &str, stored_at: &Path, listen: SocketAddr) {
+fn print_newcomer_guide(secret: &str, stored_at: &Path, listen: SocketAddr, transport: &str) {
     let day = Duration::from_secs(24 * 3600);
     let numbers: Vec<Msisdn> = DEMO_MSISDNS
         .iter()
@@ -278,17 +288,27 @@ fn print_newcomer_guide(secret: &str, stored_at: &Path, listen: SocketAddr) {
         numbers[1], numbers[0], numbers[1]
     );
     println!(
-        "  grpcurl -plaintext -H 'authorization: Bearer {}' -d '{}' {} wgtwo.webterminal.v0.WebTerminalService/Pipe",
-        tokens[0], body, listen
+        "  grpcurl {} -H 'authorization: Bearer {}' -d '{}' {} wgtwo.webterminal.v0.WebTerminalService/Pipe",
+        transport, tokens[0], body, listen
     );
     println!();
-    println!("Then, in another shell, make the simulated phone of {} answer:", numbers[1]);
     println!(
-        "  grpcurl -plaintext -d '{{\"msisdn\":\"{}\"}}' {} webterminal.core.v1.SimulatedPhoneNetwork/Answer",
-        numbers[1], listen
+        "Then, in another shell, make the simulated phone of {} answer:",
+        numbers[1]
+    );
+    println!(
+        "  grpcurl {} -d '{{\"msisdn\":\"{}\"}}' {} webterminal.core.v1.SimulatedPhoneNetwork/Answer",
+        transport, numbers[1], listen
     );
     println!();
-    println!("Or open a terminal for {} that answers, and call it:", numbers[1]);
+    if transport != "-plaintext" {
+        // The example terminal speaks plaintext only.
+        return;
+    }
+    println!(
+        "Or open a terminal for {} that answers, and call it:",
+        numbers[1]
+    );
     println!(
         "  cargo run --example terminal -- --addr http://{} --token '{}' wait --answer",
         listen, tokens[1]
