@@ -1,0 +1,1345 @@
+//! The world of the model-based test (`tests/model.rs`) and of the fuzz target (`fuzz/`): a small
+//! set of numbers, up to six terminals (Pipe and MultiPipe), a phone network whose legs are known from
+//! the switch's `PhoneCommand`s, and a clock moved by hand — plus a model of what every terminal was
+//! told, checked after every step against what PROTOCOL.md promises.
+//!
+//! Both the proptest and the fuzz target include this file with `#[path]`: [`Op`] is the shared input
+//! type ([`Op::decode`] maps four raw bytes to one, for the fuzzer), [`run`] the interpreter.
+//!
+//! What is checked after every step:
+//! - `Switch::check_invariants`, and the terminal count;
+//! - at most one active leg per side: no two terminals of one number believe they carry one call;
+//! - ids and numbers stay with their subscriber: every call id a terminal is told about belongs to
+//!   its own number (each id has one owner), and every `from`/`peer` is the other party of a call
+//!   its number was part of;
+//! - every terminal's view is consistent with what it was told: Answer, Ringing, Bye and Error only
+//!   for calls it has in the matching state, an Offer for a new call only when it is eligible
+//!   (not half-closed, a Pipe in no call, a MultiPipe under its cap), a Pipe never told InCall while
+//!   in a call of its own, Idle for a MultiPipe only for a call it observes (or never heard of: it
+//!   registered while the call was up), no observer left showing a call that ended;
+//! - a refused message changes nothing (no output), and an accepted one fits the terminal's state;
+//! - at shutdown every live leg gets `Bye{SERVER_SHUTDOWN}` and no call is left;
+//! - at the end, with every terminal gone, the grace over and every phone leg hung up, no call is left.
+
+#![allow(dead_code)]
+
+use std::collections::HashSet;
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+use webterminal_core::core::*;
+
+/// The numbers of the world: terminals register for the first [`TERMINAL_NUMBERS`]; the last one
+/// has only its phone.
+pub const NUMBERS: [&str; 4] = ["+4790000001", "+4790000002", "+4790000003", "+4790000004"];
+pub const TERMINAL_NUMBERS: usize = 3;
+pub const MAX_TERMINALS: usize = 6;
+pub const MAX_TERMINALS_PER_MSISDN: usize = 3;
+pub const MULTIPIPE_CALL_CAP: usize = 3;
+pub const RING_MS: u16 = 100;
+pub const NEGOTIATION_MS: u16 = 40;
+pub const GRACE_MS: u16 = 70;
+
+const NAMES: [&str; 4] = ["A", "B", "C", "D"];
+
+/// The SDP fixtures, relayed as they are (paths relative to this file).
+const SDPS: [&str; 6] = [
+    include_str!("../../../shared/fixtures/sdp/chromium-offer.sdp"),
+    include_str!("../../../shared/fixtures/sdp/chromium-answer.sdp"),
+    include_str!("../../../shared/fixtures/sdp/aiortc-offer.sdp"),
+    include_str!("../../../shared/fixtures/sdp/aiortc-answer.sdp"),
+    include_str!("../../../shared/fixtures/sdp/chromium-hold-offer.sdp"),
+    include_str!("../../../shared/fixtures/sdp/chromium-icerestart-offer.sdp"),
+];
+
+/// How the switch is configured for one run.
+#[derive(Clone, Copy, Debug)]
+pub struct Setup {
+    /// A phone network is attached (every call also rings the callee's phone; ToPhone works).
+    pub phone_network: bool,
+    /// A reconnect grace of [`GRACE_MS`] (else zero: a gone active leg ends its call at once).
+    pub grace: bool,
+}
+
+/// One run: a setup, the steps, and whether the server shuts down after them.
+#[derive(Clone, Debug)]
+pub struct Input {
+    pub setup: Setup,
+    pub ops: Vec<Op>,
+    pub shutdown: bool,
+}
+
+/// One step. Indices (`term`, `call`, `leg`, `sdp`, ...) are taken modulo what exists at that moment,
+/// so every sequence is meaningful.
+#[derive(Clone, Debug)]
+pub enum Op {
+    /// A terminal opens `Pipe` (or `MultiPipe`) as number `number % 3`.
+    Register { number: u8, multi: bool },
+    /// A terminal's rpc ends (PROTOCOL.md 4.8).
+    Unregister { term: u8 },
+    /// A terminal half-closes its request stream (section 3).
+    HalfClose { term: u8 },
+    /// `Offer{sdp, msisdn=NUMBERS[to % 4]}`: a new call. A MultiPipe uses a fresh id, or with
+    /// `reuse` one of the ids it has seen (live: INVALID_CALL_ID; ended: a new call).
+    Call {
+        term: u8,
+        to: u8,
+        reuse: Option<u8>,
+        sdp: u8,
+    },
+    /// A message about an existing call. A MultiPipe picks `call` among the ids it has seen, one
+    /// fresh id, and one of another number's ids; a Pipe sends no id.
+    Send { term: u8, call: u8, msg: Msg },
+    /// The phone network reports `event` on one of the phone legs the switch has opened.
+    Phone { leg: u8, event: PhoneOp, sdp: u8 },
+    /// The clock moves `ms` milliseconds; every timer due fires in order.
+    Advance { ms: u16 },
+}
+
+/// A terminal's message about an existing call.
+#[derive(Clone, Copy, Debug)]
+pub enum Msg {
+    /// A re-offer (4.7) or a pull (4.5).
+    Offer {
+        sdp: u8,
+    },
+    Answer {
+        sdp: u8,
+    },
+    Ringing,
+    Bye,
+    ToPhone,
+}
+
+/// What the phone network reports about a leg.
+#[derive(Clone, Copy, Debug)]
+pub enum PhoneOp {
+    Ringing,
+    Answered,
+    Busy,
+    Declined,
+    Unreachable,
+    HandOverReady,
+    HandOverFailed,
+    HungUp,
+}
+
+impl Op {
+    /// Four raw bytes to one step (for the fuzzer): byte 0 picks the kind, with weights like the
+    /// proptest's; the others fill the fields.
+    pub fn decode(b: [u8; 4]) -> Op {
+        let [tag, x, y, z] = b;
+        match tag % 32 {
+            0..=3 => Op::Register {
+                number: x,
+                multi: y & 1 == 1,
+            },
+            4 => Op::Unregister { term: x },
+            5 => Op::HalfClose { term: x },
+            6..=9 => Op::Call {
+                term: x,
+                to: y,
+                reuse: (z & 0x80 != 0).then_some(z & 0x7f),
+                sdp: z,
+            },
+            10..=22 => Op::Send {
+                term: x,
+                call: y,
+                msg: match z % 8 {
+                    0 => Msg::Offer { sdp: z >> 3 },
+                    1..=3 => Msg::Answer { sdp: z >> 3 },
+                    4 => Msg::Ringing,
+                    5 | 6 => Msg::Bye,
+                    _ => Msg::ToPhone,
+                },
+            },
+            23..=27 => Op::Phone {
+                leg: x,
+                event: match y % 8 {
+                    0 => PhoneOp::Ringing,
+                    1 => PhoneOp::Answered,
+                    2 => PhoneOp::Busy,
+                    3 => PhoneOp::Declined,
+                    4 => PhoneOp::Unreachable,
+                    5 => PhoneOp::HandOverReady,
+                    6 => PhoneOp::HandOverFailed,
+                    _ => PhoneOp::HungUp,
+                },
+                sdp: z,
+            },
+            _ => Op::Advance {
+                ms: match x % 8 {
+                    0 => 1,
+                    1 => NEGOTIATION_MS,
+                    2 => GRACE_MS,
+                    3 => RING_MS,
+                    4 => NEGOTIATION_MS - 1,
+                    _ => u16::from(y) % (RING_MS + GRACE_MS),
+                },
+            },
+        }
+    }
+}
+
+/// Runs `input` from an empty switch and checks every step; `Err` describes the first broken promise,
+/// with the steps and the switch's outputs so far.
+pub fn run(input: &Input) -> Result<(), String> {
+    run_with(input, Tolerate::KNOWN_BUGS)
+}
+
+/// Known bugs of the switch the model can step around, so that it keeps checking everything else;
+/// each has a test of its own that is `#[ignore]`d until it is fixed (see `tests/model.rs`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Tolerate {
+    /// A terminal that goes away while it is the active leg of a call, with a reconnect grace, is
+    /// sent `InCall` for that call during its own `unregister`: a notice for a terminal that is no
+    /// longer registered (harmless behind the driver, which forgot the terminal first).
+    pub notice_to_departing: bool,
+    /// A Pipe with a pull pending on one call is told `InCall` for another that gets established
+    /// meanwhile (the switch counts a pending pull as busy for routing, not for views).
+    pub pipe_in_call_while_pulling: bool,
+    /// A Pipe that was told `InCall` and then got busy (placed a call, was offered one, pulled)
+    /// is not told `Idle{}` when that call ended meanwhile and its own call ends: it keeps showing a
+    /// call that is over.
+    pub pipe_view_stale_after_busy: bool,
+    /// With `pipe_in_call_while_pulling`: a Pipe that is pulling one call and was told InCall for
+    /// another may send Offer again, which pulls that other call too. Off: the world does not send
+    /// it (so the rest stays checkable); on: the model follows the second pull, to show where it
+    /// leads (a Pipe in two calls).
+    pub follow_second_pull: bool,
+    /// A MultiPipe at its call cap may still pull a call of its number, and then is in more calls
+    /// than the cap.
+    pub multipipe_cap_via_pull: bool,
+}
+
+impl Tolerate {
+    pub const NOTHING: Tolerate = Tolerate {
+        notice_to_departing: false,
+        pipe_in_call_while_pulling: false,
+        pipe_view_stale_after_busy: false,
+        follow_second_pull: false,
+        multipipe_cap_via_pull: false,
+    };
+    pub const KNOWN_BUGS: Tolerate = Tolerate {
+        notice_to_departing: true,
+        pipe_in_call_while_pulling: true,
+        pipe_view_stale_after_busy: true,
+        follow_second_pull: false,
+        multipipe_cap_via_pull: true,
+    };
+}
+
+/// [`run`], stepping around only the known bugs in `tolerate`.
+pub fn run_with(input: &Input, tolerate: Tolerate) -> Result<(), String> {
+    let mut world = World::new(input.setup);
+    world.tolerate = tolerate;
+    for (i, op) in input.ops.iter().enumerate() {
+        let _ = writeln!(world.trace, "step {i}: {op:?}");
+        world
+            .step(op)
+            .and_then(|()| world.after_step())
+            .map_err(|e| world.failure(&format!("step {i} ({op:?})"), &e))?;
+    }
+    if input.shutdown {
+        let _ = writeln!(world.trace, "shutdown");
+        world
+            .shutdown()
+            .and_then(|()| world.after_step())
+            .map_err(|e| world.failure("shutdown", &e))?;
+    }
+    let _ = writeln!(
+        world.trace,
+        "end: every terminal goes, every phone hangs up"
+    );
+    world.finish().map_err(|e| world.failure("the end", &e))
+}
+
+/// What a terminal believes about one call it takes part in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum St {
+    /// It placed the call; not answered yet.
+    Calling,
+    /// It was offered the call (a ringing fork).
+    Offered,
+    /// It carries the call's media (the side's active leg).
+    Active,
+    /// It asked to pull the call; no answer yet.
+    Pulling,
+}
+
+#[derive(Clone, Debug)]
+struct Entry {
+    /// `None` only for a Pipe's own call before the core told it the id.
+    id: Option<CallId>,
+    state: St,
+    /// The other party (index into NUMBERS).
+    peer: usize,
+    /// It re-offered and waits for the answer.
+    reoffer_pending: bool,
+    /// The far side re-offered and waits for its answer (may be stale after a negotiation timeout).
+    incoming_offer: bool,
+    /// It asked for a handover to the phone.
+    handover_pending: bool,
+    /// It got Ringing already.
+    alerted: bool,
+}
+
+#[derive(Debug)]
+struct Term {
+    id: TerminalId,
+    number: usize,
+    kind: PipeKind,
+    half_closed: bool,
+    entries: Vec<Entry>,
+    /// Calls of its number it was told InCall for and that have not ended (a Pipe: at most one).
+    observed: Vec<(CallId, usize)>,
+    /// Every id it was ever told about or used, in order.
+    known: Vec<CallId>,
+    /// A Pipe that has not yet got its greeting (InCall or Idle).
+    greeted: bool,
+    /// A Pipe that was in a call (or pulling) since it was last told InCall or Idle.
+    busy_since_told: bool,
+}
+
+impl Term {
+    fn entry(&self, id: CallId) -> Option<usize> {
+        self.entries.iter().position(|e| e.id == Some(id))
+    }
+
+    /// A Pipe's current call: the one it is in (not a pull).
+    fn pipe_current(&self) -> Option<usize> {
+        self.entries.iter().position(|e| e.state != St::Pulling)
+    }
+
+    fn in_calls(&self) -> usize {
+        self.entries
+            .iter()
+            .filter(|e| e.state != St::Pulling)
+            .count()
+    }
+
+    fn learn(&mut self, id: CallId) {
+        if !self.known.contains(&id) {
+            self.known.push(id);
+        }
+    }
+}
+
+pub struct World {
+    pub switch: Switch,
+    pub now: Instant,
+    setup: Setup,
+    numbers: Vec<Msisdn>,
+    sdps: Vec<Sdp>,
+    terms: Vec<Term>,
+    next_terminal: u64,
+    next_id: u64,
+    /// Phone legs the switch opened and has not released.
+    phone_legs: Vec<PhoneLegId>,
+    released: HashSet<PhoneLegId>,
+    /// Which number each call id belongs to, as first seen.
+    owners: Vec<(CallId, usize)>,
+    /// The other party of (number, id), as first seen.
+    peers: Vec<((usize, CallId), usize)>,
+    /// (caller, callee) of every call placed.
+    attempts: HashSet<(usize, usize)>,
+    /// (number, id) of calls known to have ended.
+    ended: HashSet<(usize, CallId)>,
+    shutting_down: bool,
+    shut_down: bool,
+    /// The terminal whose `unregister` is being applied.
+    departing: Option<TerminalId>,
+    pub tolerate: Tolerate,
+    pub trace: String,
+}
+
+fn fail<T>(msg: impl Into<String>) -> Result<T, String> {
+    Err(msg.into())
+}
+
+impl World {
+    pub fn new(setup: Setup) -> World {
+        let config = SwitchConfig {
+            ring_timeout: ms(RING_MS),
+            negotiation_timeout: ms(NEGOTIATION_MS),
+            phone_network: setup.phone_network,
+            multipipe_call_cap: MULTIPIPE_CALL_CAP,
+            max_terminals_per_msisdn: MAX_TERMINALS_PER_MSISDN,
+            max_terminals: MAX_TERMINALS,
+            reconnect_grace: if setup.grace {
+                ms(GRACE_MS)
+            } else {
+                Duration::ZERO
+            },
+        };
+        World {
+            switch: Switch::new(config),
+            now: Instant::now(),
+            setup,
+            numbers: NUMBERS.iter().map(|n| Msisdn::parse(n).unwrap()).collect(),
+            sdps: SDPS
+                .iter()
+                .map(|s| Sdp::parse(s, 64 * 1024).expect("fixture SDP is valid"))
+                .collect(),
+            terms: Vec::new(),
+            next_terminal: 1,
+            next_id: 1,
+            phone_legs: Vec::new(),
+            released: HashSet::new(),
+            owners: Vec::new(),
+            peers: Vec::new(),
+            attempts: HashSet::new(),
+            ended: HashSet::new(),
+            shutting_down: false,
+            shut_down: false,
+            departing: None,
+            tolerate: Tolerate::NOTHING,
+            trace: String::new(),
+        }
+    }
+
+    fn failure(&self, at: &str, e: &str) -> String {
+        let tail: Vec<&str> = self.trace.lines().rev().take(200).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        format!(
+            "at {at}: {e}\n--- trace (numbers: A={} B={} C={} D={}) ---\n{}",
+            NUMBERS[0],
+            NUMBERS[1],
+            NUMBERS[2],
+            NUMBERS[3],
+            tail.join("\n")
+        )
+    }
+
+    fn sdp(&self, i: u8) -> Sdp {
+        self.sdps[usize::from(i) % self.sdps.len()].clone()
+    }
+
+    fn number_of(&self, m: &Msisdn) -> Result<usize, String> {
+        self.numbers
+            .iter()
+            .position(|n| n == m)
+            .ok_or_else(|| format!("unknown number {m} in an output"))
+    }
+
+    fn fresh_id(&mut self) -> CallId {
+        let n = self.next_id;
+        self.next_id += 1;
+        CallId::parse(&format!("00000000-0000-4000-8000-{n:012x}")).unwrap()
+    }
+
+    fn owner(&self, id: CallId) -> Option<usize> {
+        self.owners.iter().find(|(i, _)| *i == id).map(|(_, o)| *o)
+    }
+
+    /// Every id belongs to one number: the first to see it.
+    fn claim(&mut self, id: CallId, number: usize) -> Result<(), String> {
+        match self.owner(id) {
+            Some(o) if o != number => fail(format!(
+                "id {id} of {} leaked to a terminal of {}",
+                NAMES[o], NAMES[number]
+            )),
+            Some(_) => Ok(()),
+            None => {
+                self.owners.push((id, number));
+                Ok(())
+            }
+        }
+    }
+
+    fn set_peer(&mut self, number: usize, id: CallId, peer: usize) {
+        self.peers.retain(|(k, _)| *k != (number, id));
+        self.peers.push(((number, id), peer));
+    }
+
+    /// `peer` is named to a terminal of `number` about call `id`: it must be that call's other party,
+    /// and a number `number` had a call with.
+    fn check_peer(&mut self, number: usize, id: CallId, peer: usize) -> Result<(), String> {
+        if let Some((_, known)) = self.peers.iter().find(|(k, _)| *k == (number, id)) {
+            if *known != peer {
+                return fail(format!(
+                    "{} told {} is the other party of {id}, which is {}",
+                    NAMES[number], NAMES[peer], NAMES[*known]
+                ));
+            }
+            return Ok(());
+        }
+        if peer == number
+            || !(self.attempts.contains(&(number, peer)) || self.attempts.contains(&(peer, number)))
+        {
+            return fail(format!(
+                "{} told about {} on {id}, a number it never had a call with",
+                NAMES[number], NAMES[peer]
+            ));
+        }
+        self.set_peer(number, id, peer);
+        Ok(())
+    }
+
+    fn drain(&mut self) -> Vec<Output> {
+        let mut outs = Vec::new();
+        while let Some(o) = self.switch.poll_output() {
+            let _ = writeln!(self.trace, "    {o:?}");
+            outs.push(o);
+        }
+        outs
+    }
+
+    fn term_index(&self, id: TerminalId) -> Option<usize> {
+        self.terms.iter().position(|t| t.id == id)
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // Steps
+    // ---------------------------------------------------------------------------------------------
+
+    pub fn step(&mut self, op: &Op) -> Result<(), String> {
+        match *op {
+            Op::Register { number, multi } => self.register(number, multi),
+            Op::Unregister { term } => {
+                if self.terms.is_empty() {
+                    return Ok(());
+                }
+                let t = self.terms.remove(usize::from(term) % self.terms.len());
+                self.unregister(t.id)
+            }
+            Op::HalfClose { term } => {
+                if self.terms.is_empty() {
+                    return Ok(());
+                }
+                let ti = usize::from(term) % self.terms.len();
+                self.terms[ti].half_closed = true;
+                let _ = writeln!(self.trace, "    ({:?} half-closes)", self.terms[ti].id);
+                self.switch.half_close(self.now, self.terms[ti].id);
+                let outs = self.drain();
+                if !outs.is_empty() {
+                    return fail("a half-close produced outputs");
+                }
+                Ok(())
+            }
+            Op::Call {
+                term,
+                to,
+                reuse,
+                sdp,
+            } => self.call(term, to, reuse, sdp),
+            Op::Send { term, call, msg } => self.send(term, call, msg),
+            Op::Phone { leg, event, sdp } => self.phone(leg, event, sdp),
+            Op::Advance { ms: d } => self.advance(ms(d)),
+        }
+    }
+
+    /// `terminal`'s rpc ended; it is already out of `self.terms`.
+    fn unregister(&mut self, terminal: TerminalId) -> Result<(), String> {
+        let _ = writeln!(self.trace, "    ({terminal:?} goes)");
+        self.switch.unregister(self.now, terminal);
+        let outs = self.drain();
+        self.departing = Some(terminal);
+        let result = self.apply(outs);
+        self.departing = None;
+        result
+    }
+
+    fn register(&mut self, number: u8, multi: bool) -> Result<(), String> {
+        let number = usize::from(number) % TERMINAL_NUMBERS;
+        let kind = if multi {
+            PipeKind::MultiPipe
+        } else {
+            PipeKind::Pipe
+        };
+        let id = TerminalId(self.next_terminal);
+        self.next_terminal += 1;
+        let total = self.terms.len();
+        let same = self.terms.iter().filter(|t| t.number == number).count();
+        let _ = writeln!(
+            self.trace,
+            "    ({id:?} is a {kind:?} of {})",
+            NAMES[number]
+        );
+        let result = self
+            .switch
+            .register(self.now, id, self.numbers[number].clone(), kind);
+        let outs = self.drain();
+        match result {
+            Ok(()) => {
+                if total >= MAX_TERMINALS || same >= MAX_TERMINALS_PER_MSISDN {
+                    return fail(format!(
+                        "registration accepted past a limit ({total} terminals, {same} of the number)"
+                    ));
+                }
+                self.terms.push(Term {
+                    id,
+                    number,
+                    kind,
+                    half_closed: false,
+                    entries: Vec::new(),
+                    observed: Vec::new(),
+                    known: Vec::new(),
+                    greeted: kind == PipeKind::MultiPipe,
+                    busy_since_told: false,
+                });
+                self.apply(outs)?;
+                if !self.terms.last().unwrap().greeted {
+                    return fail("a Pipe was not greeted with InCall or Idle");
+                }
+                Ok(())
+            }
+            Err(e) => {
+                if total < MAX_TERMINALS && same < MAX_TERMINALS_PER_MSISDN {
+                    return fail(format!("registration refused under the limits: {e}"));
+                }
+                if !outs.is_empty() {
+                    return fail("a refused registration produced outputs");
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn call(&mut self, term: u8, to: u8, reuse: Option<u8>, sdp: u8) -> Result<(), String> {
+        if self.terms.is_empty() {
+            return Ok(());
+        }
+        let ti = usize::from(term) % self.terms.len();
+        let to = usize::from(to) % NUMBERS.len();
+        let call_id = match self.terms[ti].kind {
+            PipeKind::MultiPipe => Some(match reuse {
+                Some(k) if !self.terms[ti].known.is_empty() => {
+                    let known = &self.terms[ti].known;
+                    known[usize::from(k) % known.len()]
+                }
+                _ => self.fresh_id(),
+            }),
+            PipeKind::Pipe => None,
+        };
+        let request = Request {
+            call_id,
+            body: RequestBody::Offer {
+                sdp: self.sdp(sdp),
+                to: Some(self.numbers[to].clone()),
+            },
+        };
+        let tid = self.terms[ti].id;
+        let _ = writeln!(
+            self.trace,
+            "    ({tid:?} calls {} with {call_id:?})",
+            NAMES[to]
+        );
+        let result = self.switch.handle_request(self.now, tid, request);
+        let outs = self.drain();
+        let number = self.terms[ti].number;
+        match result {
+            Ok(()) => {
+                let t = &self.terms[ti];
+                if to == number {
+                    return fail("an Offer to the terminal's own number was accepted");
+                }
+                match t.kind {
+                    PipeKind::Pipe if !t.entries.is_empty() => {
+                        return fail("a Pipe in a call was let place another")
+                    }
+                    PipeKind::MultiPipe if t.entries.iter().any(|e| e.id == call_id) => {
+                        return fail("a new call reusing a live id was accepted")
+                    }
+                    PipeKind::MultiPipe if t.in_calls() >= MULTIPIPE_CALL_CAP => {
+                        return fail("a MultiPipe at its call cap was let place another")
+                    }
+                    _ => {}
+                }
+                if let Some(id) = call_id {
+                    self.claim(id, number)?;
+                    self.set_peer(number, id, to);
+                    self.ended.remove(&(number, id));
+                    self.terms[ti].learn(id);
+                }
+                self.attempts.insert((number, to));
+                self.terms[ti].busy_since_told = true;
+                self.terms[ti].entries.push(Entry {
+                    id: call_id,
+                    state: St::Calling,
+                    peer: to,
+                    reoffer_pending: false,
+                    incoming_offer: false,
+                    handover_pending: false,
+                    alerted: false,
+                });
+            }
+            Err(rejection) => {
+                let _ = writeln!(self.trace, "    refused: {rejection}");
+                if !outs.is_empty() {
+                    return fail("a refused message produced outputs");
+                }
+                if to == number && rejection.code != ErrorCode::InvalidArgument {
+                    return fail(format!(
+                        "an Offer to one's own number got {rejection}, not INVALID_ARGUMENT"
+                    ));
+                }
+            }
+        }
+        self.apply(outs)
+    }
+
+    fn send(&mut self, term: u8, call: u8, msg: Msg) -> Result<(), String> {
+        if self.terms.is_empty() {
+            return Ok(());
+        }
+        let ti = usize::from(term) % self.terms.len();
+        let number = self.terms[ti].number;
+        // Which id it sends, and whether the terminal knows it.
+        let (call_id, unknown) = match self.terms[ti].kind {
+            PipeKind::Pipe => (None, false),
+            PipeKind::MultiPipe => {
+                let known = &self.terms[ti].known;
+                let k = usize::from(call) % (known.len() + 2);
+                if k < known.len() {
+                    (Some(known[k]), false)
+                } else if k == known.len() {
+                    (Some(self.fresh_id()), true)
+                } else {
+                    match self.owners.iter().find(|(_, o)| *o != number) {
+                        Some((id, _)) => (Some(*id), true),
+                        None => (Some(self.fresh_id()), true),
+                    }
+                }
+            }
+        };
+        let t = &self.terms[ti];
+        if t.kind == PipeKind::Pipe
+            && matches!(msg, Msg::Offer { .. })
+            && t.entries.iter().any(|e| e.state == St::Pulling)
+            && self.tolerate.pipe_in_call_while_pulling
+            && !self.tolerate.follow_second_pull
+        {
+            let _ = writeln!(self.trace, "    (skipped: a second pull by a pulling Pipe)");
+            return Ok(());
+        }
+        let body = match msg {
+            Msg::Offer { sdp } => RequestBody::Offer {
+                sdp: self.sdp(sdp),
+                to: None,
+            },
+            Msg::Answer { sdp } => RequestBody::Answer { sdp: self.sdp(sdp) },
+            Msg::Ringing => RequestBody::Ringing,
+            Msg::Bye => RequestBody::Bye,
+            Msg::ToPhone => RequestBody::ToPhone,
+        };
+        let tid = self.terms[ti].id;
+        let _ = writeln!(self.trace, "    ({tid:?} sends {msg:?} on {call_id:?})");
+        let result = self
+            .switch
+            .handle_request(self.now, tid, Request { call_id, body });
+        let outs = self.drain();
+        if let Err(rejection) = result {
+            let _ = writeln!(self.trace, "    refused: {rejection}");
+            if !outs.is_empty() {
+                return fail("a refused message produced outputs");
+            }
+            if unknown && rejection.code != ErrorCode::InvalidCallId {
+                return fail(format!(
+                    "a message for an id the number does not have got {rejection}, not INVALID_CALL_ID"
+                ));
+            }
+            return Ok(());
+        }
+        if unknown {
+            return fail("a message for an id the number does not have was accepted");
+        }
+        let phone_network = self.setup.phone_network;
+        let t = &mut self.terms[ti];
+        let (entry, observed) = match call_id {
+            Some(id) => (
+                t.entry(id),
+                t.observed.iter().find(|(o, _)| *o == id).copied(),
+            ),
+            None => (t.pipe_current(), t.observed.first().copied()),
+        };
+        let state = entry.map(|i| t.entries[i].state);
+        match msg {
+            Msg::Offer { .. } => match entry {
+                Some(i) if state == Some(St::Active) && !t.entries[i].reoffer_pending => {
+                    t.entries[i].reoffer_pending = true;
+                }
+                None if observed.is_some()
+                    && (call_id.is_some()
+                        || t.entries.is_empty()
+                        || self.tolerate.follow_second_pull) =>
+                {
+                    let (id, peer) = observed.unwrap();
+                    t.busy_since_told = true;
+                    t.entries.push(Entry {
+                        id: Some(id),
+                        state: St::Pulling,
+                        peer,
+                        reoffer_pending: false,
+                        incoming_offer: false,
+                        handover_pending: false,
+                        alerted: false,
+                    });
+                }
+                _ => {
+                    return fail(format!(
+                        "an Offer (re-offer or pull) was accepted from a terminal in state {state:?}"
+                    ))
+                }
+            },
+            Msg::Answer { .. } => match entry {
+                Some(i) if state == Some(St::Offered) => {
+                    let e = &mut t.entries[i];
+                    e.state = St::Active;
+                    let id = e.id.unwrap();
+                    t.observed.retain(|(o, _)| *o != id);
+                    if t.kind == PipeKind::Pipe {
+                        t.observed.clear();
+                    }
+                }
+                Some(i) if state == Some(St::Active) && t.entries[i].incoming_offer => {
+                    t.entries[i].incoming_offer = false;
+                }
+                _ => {
+                    return fail(format!(
+                        "an Answer was accepted from a terminal in state {state:?} with no offer pending"
+                    ))
+                }
+            },
+            Msg::Ringing => {
+                if state != Some(St::Offered) {
+                    return fail(format!(
+                        "Ringing was accepted from a terminal in state {state:?}"
+                    ));
+                }
+            }
+            Msg::Bye => match state {
+                Some(St::Calling | St::Offered | St::Active) => {
+                    let e = t.entries.remove(entry.unwrap());
+                    if let Some(id) = e.id {
+                        self.ended.insert((number, id));
+                    }
+                }
+                _ => return fail(format!("Bye was accepted from a terminal in state {state:?}")),
+            },
+            Msg::ToPhone => match entry {
+                Some(i) if state == Some(St::Active) && phone_network => {
+                    t.entries[i].handover_pending = true;
+                }
+                _ => {
+                    return fail(format!(
+                        "ToPhone was accepted from a terminal in state {state:?} (phone network: {phone_network})"
+                    ))
+                }
+            },
+        }
+        self.apply(outs)
+    }
+
+    fn phone(&mut self, leg: u8, event: PhoneOp, sdp: u8) -> Result<(), String> {
+        if self.phone_legs.is_empty() {
+            return Ok(());
+        }
+        let leg = self.phone_legs[usize::from(leg) % self.phone_legs.len()];
+        let sdp = self.sdp(sdp);
+        let event = match event {
+            PhoneOp::Ringing => PhoneEvent::Ringing { leg },
+            PhoneOp::Answered => PhoneEvent::Answered { leg, sdp },
+            PhoneOp::Busy => PhoneEvent::Rejected {
+                leg,
+                reason: PhoneRejection::Busy,
+            },
+            PhoneOp::Declined => PhoneEvent::Rejected {
+                leg,
+                reason: PhoneRejection::Declined,
+            },
+            PhoneOp::Unreachable => PhoneEvent::Rejected {
+                leg,
+                reason: PhoneRejection::Unreachable,
+            },
+            PhoneOp::HandOverReady => PhoneEvent::HandOverReady { leg, sdp },
+            PhoneOp::HandOverFailed => PhoneEvent::HandOverFailed {
+                leg,
+                message: "the model says no".into(),
+            },
+            PhoneOp::HungUp => PhoneEvent::HungUp { leg },
+        };
+        let _ = writeln!(self.trace, "    (phone: {event:?})");
+        self.switch.handle_phone_event(self.now, event);
+        let outs = self.drain();
+        self.apply(outs)
+    }
+
+    fn advance(&mut self, by: Duration) -> Result<(), String> {
+        let until = self.now + by;
+        while let Some(at) = self.switch.poll_timeout() {
+            if at > until {
+                break;
+            }
+            self.now = self.now.max(at);
+            let _ = writeln!(self.trace, "    (timers fire)");
+            self.switch.handle_timeout(self.now);
+            let outs = self.drain();
+            self.apply(outs)?;
+            self.switch.check_invariants()?;
+        }
+        self.now = until;
+        Ok(())
+    }
+
+    /// The server shuts down (4.9).
+    pub fn shutdown(&mut self) -> Result<(), String> {
+        self.shutting_down = true;
+        self.switch.shutdown(self.now);
+        let outs = self.drain();
+        self.apply(outs)?;
+        self.shutting_down = false;
+        self.shut_down = true;
+        // No Idle at shutdown (the streams end right after): views are moot.
+        for t in &mut self.terms {
+            t.observed.clear();
+        }
+        if self.switch.call_count() != 0 {
+            return fail(format!(
+                "{} calls left after shutdown",
+                self.switch.call_count()
+            ));
+        }
+        for t in &self.terms {
+            if !t.entries.is_empty() {
+                return fail(format!(
+                    "{:?} got no Bye{{SERVER_SHUTDOWN}} for {:?}",
+                    t.id, t.entries
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every terminal goes, the grace passes, every phone leg still up hangs up: no call is left.
+    pub fn finish(&mut self) -> Result<(), String> {
+        while let Some(t) = self.terms.pop() {
+            self.unregister(t.id)?;
+            self.after_step()?;
+        }
+        self.advance(ms(GRACE_MS + 1))?;
+        for leg in self.phone_legs.clone() {
+            let _ = writeln!(self.trace, "    (phone: {leg:?} hangs up)");
+            self.switch
+                .handle_phone_event(self.now, PhoneEvent::HungUp { leg });
+            let outs = self.drain();
+            self.apply(outs)?;
+            self.after_step()?;
+        }
+        self.advance(ms(RING_MS + NEGOTIATION_MS + GRACE_MS))?;
+        self.after_step()?;
+        if self.switch.call_count() != 0 {
+            return fail(format!(
+                "every terminal has gone and every phone hung up, yet the switch holds {} calls",
+                self.switch.call_count()
+            ));
+        }
+        if self.switch.poll_timeout().is_some() {
+            return fail("a timer is still armed with no call");
+        }
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // Outputs
+    // ---------------------------------------------------------------------------------------------
+
+    fn apply(&mut self, outs: Vec<Output>) -> Result<(), String> {
+        for out in outs {
+            match out {
+                Output::Deliver { terminal, notice } => {
+                    if self.departing == Some(terminal) && self.tolerate.notice_to_departing {
+                        continue;
+                    }
+                    let Some(ti) = self.term_index(terminal) else {
+                        return fail(format!(
+                            "a notice for {terminal:?}, which is not registered"
+                        ));
+                    };
+                    self.deliver(ti, notice)?;
+                }
+                Output::Phone(command) => self.phone_command(command)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn phone_command(&mut self, command: PhoneCommand) -> Result<(), String> {
+        if !self.setup.phone_network {
+            return fail("a phone command with no phone network");
+        }
+        match command {
+            PhoneCommand::Ring { leg, to, from, .. } => {
+                let (to, from) = (self.number_of(&to)?, self.number_of(&from)?);
+                if !self.attempts.contains(&(from, to)) {
+                    return fail("a phone rung for a call nobody placed");
+                }
+                self.new_leg(leg)
+            }
+            PhoneCommand::HandOver { leg, msisdn, peer } => {
+                let (m, p) = (self.number_of(&msisdn)?, self.number_of(&peer)?);
+                let asked = self.terms.iter().any(|t| {
+                    t.number == m && t.entries.iter().any(|e| e.handover_pending && e.peer == p)
+                });
+                if !asked {
+                    return fail("a handover nobody asked for");
+                }
+                self.new_leg(leg)
+            }
+            PhoneCommand::Offer { leg, .. } | PhoneCommand::Answer { leg, .. } => {
+                if !self.phone_legs.contains(&leg) {
+                    return fail(format!("a command for phone leg {leg:?}, which is not up"));
+                }
+                Ok(())
+            }
+            PhoneCommand::Release { leg, reason } => {
+                if !self.phone_legs.contains(&leg) {
+                    return fail(format!("phone leg {leg:?} released twice or never opened"));
+                }
+                if self.shutting_down && reason != ByeReason::ServerShutdown {
+                    return fail(format!("phone leg released with {reason:?} at shutdown"));
+                }
+                self.phone_legs.retain(|l| *l != leg);
+                self.released.insert(leg);
+                Ok(())
+            }
+        }
+    }
+
+    fn new_leg(&mut self, leg: PhoneLegId) -> Result<(), String> {
+        if self.phone_legs.contains(&leg) || self.released.contains(&leg) {
+            return fail(format!("phone leg {leg:?} opened twice"));
+        }
+        self.phone_legs.push(leg);
+        Ok(())
+    }
+
+    fn deliver(&mut self, ti: usize, notice: Notice) -> Result<(), String> {
+        let number = self.terms[ti].number;
+        let kind = self.terms[ti].kind;
+        let tid = self.terms[ti].id;
+        let Notice { call_id, body } = notice;
+        let who = format!("{tid:?} ({kind:?} of {})", NAMES[number]);
+
+        // Section 3: a Pipe's Idle carries no id; everything else carries one.
+        let id = match (kind, &body, call_id) {
+            (PipeKind::Pipe, NoticeBody::Idle, None) => None,
+            (PipeKind::Pipe, NoticeBody::Idle, Some(_)) => {
+                return fail(format!("{who}: a Pipe's Idle with a call_id"))
+            }
+            (_, _, None) => return fail(format!("{who}: {body:?} without a call_id")),
+            (_, _, Some(id)) => Some(id),
+        };
+        if !self.terms[ti].greeted {
+            if !matches!(body, NoticeBody::Idle | NoticeBody::InCall { .. }) {
+                return fail(format!("{who}: a Pipe greeted with {body:?}"));
+            }
+            self.terms[ti].greeted = true;
+        }
+        if self.shutting_down && !matches!(body, NoticeBody::Bye { .. }) {
+            return fail(format!("{who}: {body:?} at shutdown"));
+        }
+        if let Some(id) = id {
+            self.claim(id, number)?;
+        }
+        // A Pipe's own call gets its id with the first notice about it.
+        if let (Some(id), PipeKind::Pipe) = (id, kind) {
+            let t = &mut self.terms[ti];
+            if matches!(
+                body,
+                NoticeBody::Ringing | NoticeBody::Answer { .. } | NoticeBody::Bye { .. }
+            ) && t.entry(id).is_none()
+            {
+                if let Some(e) = t
+                    .entries
+                    .iter_mut()
+                    .find(|e| e.id.is_none() && e.state == St::Calling)
+                {
+                    e.id = Some(id);
+                    let peer = e.peer;
+                    self.set_peer(number, id, peer);
+                    self.ended.remove(&(number, id));
+                }
+            }
+        }
+        let was_known = id.is_some_and(|id| self.terms[ti].known.contains(&id));
+        let entry = id.and_then(|id| self.terms[ti].entry(id));
+        let state = entry.map(|i| self.terms[ti].entries[i].state);
+
+        match body {
+            NoticeBody::Offer { from, .. } => {
+                let id = id.unwrap();
+                let from = self.number_of(&from)?;
+                match (entry, state) {
+                    (Some(i), Some(St::Active)) => {
+                        self.check_peer(number, id, from)?;
+                        self.terms[ti].entries[i].incoming_offer = true;
+                    }
+                    (Some(_), _) => {
+                        return fail(format!("{who}: an Offer on {id} in state {state:?}"))
+                    }
+                    (None, _) => {
+                        let t = &self.terms[ti];
+                        if t.half_closed {
+                            return fail(format!("{who}: offered a new call after half-close"));
+                        }
+                        if t.kind == PipeKind::Pipe && !t.entries.is_empty() {
+                            return fail(format!(
+                                "{who}: a Pipe in a call offered another ({:?})",
+                                t.entries
+                            ));
+                        }
+                        if t.in_calls() >= MULTIPIPE_CALL_CAP {
+                            return fail(format!("{who}: offered a call past its cap"));
+                        }
+                        if t.observed.iter().any(|(o, _)| *o == id) {
+                            return fail(format!("{who}: offered a call it observes"));
+                        }
+                        if !self.attempts.contains(&(from, number)) {
+                            return fail(format!(
+                                "{who}: offered a call from {}, who never called",
+                                NAMES[from]
+                            ));
+                        }
+                        self.check_peer(number, id, from)?;
+                        self.terms[ti].busy_since_told = true;
+                        self.terms[ti].entries.push(Entry {
+                            id: Some(id),
+                            state: St::Offered,
+                            peer: from,
+                            reoffer_pending: false,
+                            incoming_offer: false,
+                            handover_pending: false,
+                            alerted: false,
+                        });
+                    }
+                }
+            }
+            NoticeBody::Answer { .. } => {
+                let id = id.unwrap();
+                let t = &mut self.terms[ti];
+                match (entry, state) {
+                    (Some(i), Some(St::Calling | St::Pulling)) => {
+                        t.entries[i].state = St::Active;
+                        t.observed.retain(|(o, _)| *o != id);
+                        if t.kind == PipeKind::Pipe {
+                            t.observed.clear();
+                        }
+                    }
+                    (Some(i), Some(St::Active)) if t.entries[i].reoffer_pending => {
+                        t.entries[i].reoffer_pending = false;
+                    }
+                    _ => {
+                        return fail(format!(
+                            "{who}: an Answer on {id} in state {state:?} with no offer of its own pending"
+                        ))
+                    }
+                }
+            }
+            NoticeBody::Ringing => {
+                let id = id.unwrap();
+                match entry {
+                    Some(i) if state == Some(St::Calling) && !self.terms[ti].entries[i].alerted => {
+                        self.terms[ti].entries[i].alerted = true;
+                    }
+                    _ => {
+                        return fail(format!(
+                            "{who}: Ringing on {id} in state {state:?} (or a second time)"
+                        ))
+                    }
+                }
+            }
+            NoticeBody::Bye { reason } => {
+                let id = id.unwrap();
+                let Some(i) = entry else {
+                    return fail(format!(
+                        "{who}: Bye{{{reason:?}}} on {id}, a call it is not in"
+                    ));
+                };
+                use ByeReason::*;
+                let fits = match state.unwrap() {
+                    St::Calling => matches!(reason, Busy | Declined | NoAnswer | Unavailable),
+                    St::Offered => {
+                        matches!(reason, Cancelled | AnsweredElsewhere | DeclinedElsewhere)
+                    }
+                    St::Active => matches!(reason, NormalClearing | PeerGone | Pulled),
+                    St::Pulling => matches!(reason, NegotiationFailed | NormalClearing | PeerGone),
+                } || reason == ServerShutdown;
+                if !fits || (reason == ServerShutdown) != self.shutting_down {
+                    return fail(format!(
+                        "{who}: Bye{{{reason:?}}} on {id} in state {state:?}"
+                    ));
+                }
+                self.terms[ti].entries.remove(i);
+                if !matches!(reason, Pulled | AnsweredElsewhere | NegotiationFailed) {
+                    self.ended.insert((number, id));
+                }
+            }
+            NoticeBody::Idle => {
+                let t = &mut self.terms[ti];
+                t.busy_since_told = false;
+                match id {
+                    None => {
+                        if t.entries.iter().any(|e| e.state != St::Pulling) {
+                            return fail(format!("{who}: Idle{{}} while in a call of its own"));
+                        }
+                        if let Some((o, _)) = t.observed.pop() {
+                            self.ended.insert((number, o));
+                        }
+                    }
+                    Some(id) => {
+                        if entry.is_some() {
+                            return fail(format!(
+                                "{who}: Idle on {id}, a call it is in ({state:?})"
+                            ));
+                        }
+                        let observed = t.observed.iter().any(|(o, _)| *o == id);
+                        if !observed && was_known {
+                            return fail(format!(
+                                "{who}: Idle on {id}, a call it knows but does not observe"
+                            ));
+                        }
+                        t.observed.retain(|(o, _)| *o != id);
+                        self.ended.insert((number, id));
+                    }
+                }
+            }
+            NoticeBody::InCall { peer } => {
+                let id = id.unwrap();
+                let peer = self.number_of(&peer)?;
+                self.check_peer(number, id, peer)?;
+                self.ended.remove(&(number, id));
+                let t = &mut self.terms[ti];
+                // A Pipe reflects only its number's latest call (4.4): when its leg moves to the
+                // phone, the InCall it gets may be for a newer call than the one it handed over.
+                let handed_over = match entry {
+                    None if t.kind == PipeKind::Pipe => t
+                        .entries
+                        .iter()
+                        .position(|e| e.state == St::Active && e.handover_pending),
+                    _ => None,
+                };
+                match (entry, state) {
+                    (Some(i), Some(St::Active)) if t.entries[i].handover_pending => {
+                        // 4.6: its leg moved to the phone; no Bye.
+                        t.entries.remove(i);
+                    }
+                    (None, _) => {
+                        if let Some(i) = handed_over {
+                            t.entries.remove(i);
+                        }
+                    }
+                    (Some(_), Some(St::Pulling)) => {}
+                    _ => {
+                        return fail(format!(
+                            "{who}: InCall on {id}, a call it is in ({state:?}), without a Bye"
+                        ))
+                    }
+                }
+                let pulling_only = t.entries.iter().all(|e| e.state == St::Pulling);
+                let excused = t.entries.is_empty()
+                    || t.entries.iter().any(|e| e.id == Some(id))
+                    || (pulling_only && self.tolerate.pipe_in_call_while_pulling);
+                let busy_elsewhere = !excused;
+                if t.kind == PipeKind::Pipe {
+                    if busy_elsewhere {
+                        return fail(format!(
+                            "{who}: a Pipe told InCall on {id} while in a call of its own ({:?})",
+                            t.entries
+                        ));
+                    }
+                    t.observed.clear();
+                }
+                t.busy_since_told = false;
+                t.observed.retain(|(o, _)| *o != id);
+                t.observed.push((id, peer));
+            }
+            NoticeBody::Error(rejection) => {
+                let id = id.unwrap();
+                let t = &mut self.terms[ti];
+                match entry {
+                    Some(i)
+                        if t.entries[i].reoffer_pending
+                            && rejection.code == ErrorCode::TryAgain =>
+                    {
+                        t.entries[i].reoffer_pending = false;
+                    }
+                    Some(i)
+                        if t.entries[i].handover_pending
+                            && rejection.code == ErrorCode::Unknown =>
+                    {
+                        t.entries[i].handover_pending = false;
+                    }
+                    _ => {
+                        return fail(format!(
+                            "{who}: an unasked-for Error on {id} ({rejection}) in state {state:?}"
+                        ))
+                    }
+                }
+            }
+        }
+        if let Some(id) = id {
+            self.terms[ti].learn(id);
+        }
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // After every step
+    // ---------------------------------------------------------------------------------------------
+
+    pub fn after_step(&mut self) -> Result<(), String> {
+        self.switch.check_invariants()?;
+        if self.switch.terminal_count() != self.terms.len() {
+            return fail(format!(
+                "the switch counts {} terminals, the world has {}",
+                self.switch.terminal_count(),
+                self.terms.len()
+            ));
+        }
+        // At most one active leg per side.
+        let mut active: Vec<(usize, CallId, TerminalId)> = Vec::new();
+        for t in &self.terms {
+            for e in &t.entries {
+                if let (St::Active, Some(id)) = (e.state, e.id) {
+                    if let Some((_, _, other)) =
+                        active.iter().find(|(n, i, _)| (*n, *i) == (t.number, id))
+                    {
+                        return fail(format!(
+                            "{other:?} and {:?} of {} both believe they carry {id}",
+                            t.id, NAMES[t.number]
+                        ));
+                    }
+                    active.push((t.number, id, t.id));
+                }
+            }
+        }
+        for t in &self.terms {
+            if t.kind == PipeKind::Pipe && t.entries.len() > 1 && !self.tolerate.follow_second_pull
+            {
+                return fail(format!("Pipe {:?} is in {:?}", t.id, t.entries));
+            }
+            if t.in_calls() > MULTIPIPE_CALL_CAP && !self.tolerate.multipipe_cap_via_pull {
+                return fail(format!("{:?} is in {:?}, past its cap", t.id, t.entries));
+            }
+            // No observer still shows a call that ended (a busy Pipe is told when it is free).
+            let pipe_excused = t.kind == PipeKind::Pipe
+                && (!t.entries.is_empty()
+                    || (t.busy_since_told && self.tolerate.pipe_view_stale_after_busy));
+            if !pipe_excused {
+                for (id, _) in &t.observed {
+                    if self.ended.contains(&(t.number, *id)) {
+                        return fail(format!(
+                            "{:?} ({:?} of {}) still shows InCall on {id}, which ended",
+                            t.id, t.kind, NAMES[t.number]
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn ms(n: u16) -> Duration {
+    Duration::from_millis(u64::from(n))
+}
