@@ -189,8 +189,8 @@ fn a_known_story_runs_clean() {
 }
 
 // -------------------------------------------------------------------------------------------------
-// Bugs the model found, each as its shrunk sequence, checked with nothing tolerated. The proptest
-// above steps around them (`world::Tolerate::KNOWN_BUGS`) so that it keeps checking the rest.
+// Bugs the model found in the switch, each kept as its shrunk sequence: regression tests, checked
+// with every promise of the model.
 // -------------------------------------------------------------------------------------------------
 
 fn register(number: u8, multi: bool) -> Op {
@@ -210,7 +210,7 @@ fn send(term: u8, call: u8, msg: Msg) -> Op {
     Op::Send { term, call, msg }
 }
 
-fn strict(ops: Vec<Op>, grace: bool, tolerate: world::Tolerate) {
+fn strict(ops: Vec<Op>, grace: bool) {
     let input = Input {
         setup: Setup {
             phone_network: false,
@@ -219,15 +219,12 @@ fn strict(ops: Vec<Op>, grace: bool, tolerate: world::Tolerate) {
         ops,
         shutdown: false,
     };
-    world::run_with(&input, tolerate).unwrap_or_else(|e| panic!("{e}"));
+    world::run(&input).unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// PROTOCOL.md 4.4: a Pipe that was told InCall for call X, then got busy in a call of its own while
-/// X ended, is never told `Idle{}` once its own call ends: it keeps showing a call that is over.
-/// (`refresh_views` drops a busy Pipe's view silently, and Idle is only sent to a Pipe whose view
-/// is set.)
+/// X ended, is told `Idle{}` once its own call ends (it used to keep showing a call that was over).
 #[test]
-#[ignore = "BUG: a Pipe busy when its number's observed call ends never gets Idle{} afterwards"]
 fn a_pipe_busy_when_the_observed_call_ends_gets_idle_once_free() {
     strict(
         vec![
@@ -242,24 +239,20 @@ fn a_pipe_busy_when_the_observed_call_ends_gets_idle_once_free() {
             send(3, 0, Msg::Bye), // C declines P2's call: P2 is free, and should get Idle{}
         ],
         false,
-        world::Tolerate::NOTHING,
     );
 }
 
-/// PROTOCOL.md 3/4.4: a Pipe with a pull pending counts as in a call for routing (section 5) but not
-/// for views: when another call of its number is established meanwhile it is told InCall for that
-/// one, and its id-less messages now address that call.
+/// PROTOCOL.md 3/4.4: a Pipe with a pull pending is in a call, for views as for routing: it is not
+/// told InCall for another call of its number established meanwhile (it used to be, and its id-less
+/// messages then addressed that call).
 #[test]
-#[ignore = "BUG: a Pipe with a pending pull is told InCall for another call established meanwhile"]
 fn a_pulling_pipe_is_not_told_in_call_for_another_call() {
-    strict(pulling_pipe_story(), false, world::Tolerate::NOTHING);
+    strict(pulling_pipe_story(), false);
 }
 
-/// Where the bug above leads: the pulling Pipe, now showing the other call, sends Offer again and
-/// the switch lets it pull that call too; when both far sides answer, the Pipe carries two calls
-/// (`Switch::check_invariants`: "Pipe ... is in 2 calls").
+/// Where the bug above led: the pulling Pipe sends Offer again; it must not pull a second call (it
+/// gets TRY_AGAIN: its own pull is pending), so it never carries two calls.
 #[test]
-#[ignore = "BUG: a Pipe with a pending pull can pull a second call and end up in two calls"]
 fn a_pipe_never_ends_up_in_two_calls() {
     let mut ops = pulling_pipe_story();
     ops.extend([
@@ -267,15 +260,7 @@ fn a_pipe_never_ends_up_in_two_calls() {
         send(2, 0, Msg::Answer { sdp: 3 }), // B answers the first pull
         send(3, 0, Msg::Answer { sdp: 3 }), // C answers the second
     ]);
-    strict(
-        ops,
-        false,
-        world::Tolerate {
-            pipe_in_call_while_pulling: true,
-            follow_second_pull: true,
-            ..world::Tolerate::NOTHING
-        },
-    );
+    strict(ops, false);
 }
 
 /// A's Pipe P1 carries a call with B, A's Pipe P2 pulls it (B does not answer yet), and meanwhile A's
@@ -295,12 +280,9 @@ fn pulling_pipe_story() -> Vec<Op> {
     ]
 }
 
-/// A terminal that goes away while it carries a call, with a reconnect grace, is sent InCall for
-/// that call from inside its own `unregister` (`park` refreshes the views before the terminal is
-/// removed): an output for a terminal that is no longer registered. Harmless behind the driver, which
-/// forgets the terminal's queue first, but a broken sans-IO contract.
+/// A terminal that goes away while it carries a call, with a reconnect grace, is sent nothing from
+/// its own `unregister` (it used to get InCall for the call it left).
 #[test]
-#[ignore = "BUG: unregister with a reconnect grace delivers InCall to the departing terminal"]
 fn a_departing_terminal_is_sent_nothing() {
     strict(
         vec![
@@ -311,15 +293,12 @@ fn a_departing_terminal_is_sent_nothing() {
             Op::Unregister { term: 0 },         // A's terminal goes, within the grace
         ],
         true,
-        world::Tolerate::NOTHING,
     );
 }
 
 /// Section 3 / `SwitchConfig::multipipe_call_cap`: a MultiPipe is in at most the cap of calls at once,
-/// but a pull is not checked against it: a MultiPipe at its cap pulls one more call and carries
-/// cap + 1.
+/// pulls included: at its cap, a pull gets RATE_LIMIT_HIT (it used to carry cap + 1).
 #[test]
-#[ignore = "BUG: a MultiPipe at its call cap can pull another call and exceed the cap"]
 fn a_multipipe_at_its_cap_cannot_pull_one_more_call() {
     strict(
         vec![
@@ -336,6 +315,5 @@ fn a_multipipe_at_its_cap_cannot_pull_one_more_call() {
             send(2, 0, Msg::Answer { sdp: 3 }), // ... B answers: M is in 4 calls
         ],
         false,
-        world::Tolerate::NOTHING,
     );
 }

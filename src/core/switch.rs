@@ -166,8 +166,26 @@ enum Purpose {
 enum View {
     /// A MultiPipe sees every such call, by call and side id.
     Multi(BTreeMap<CallKey, CallId>),
-    /// A Pipe sees at most one: the most recently established.
-    Single(Option<(CallKey, CallId)>),
+    /// A Pipe sees at most one: the most recently established. While it is busy with a call of its
+    /// own (or a pull) it is told nothing (`paused`), but `seen` keeps what it was last told, so that
+    /// once free it learns what changed meanwhile (4.4).
+    Single {
+        seen: Option<(CallKey, CallId)>,
+        paused: bool,
+    },
+}
+
+impl View {
+    /// The view of a terminal that has been told nothing yet.
+    fn empty(kind: PipeKind) -> View {
+        match kind {
+            PipeKind::Pipe => View::Single {
+                seen: None,
+                paused: false,
+            },
+            PipeKind::MultiPipe => View::Multi(BTreeMap::new()),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -180,6 +198,14 @@ struct Terminal {
     /// Calls it is pulling (a pull pending).
     pulls: Vec<CallKey>,
     view: View,
+}
+
+impl Terminal {
+    /// How many calls it is in or taking: as caller, fork, active leg or puller. A Pipe carries at
+    /// most one; a MultiPipe at most its call cap (sections 3, 5).
+    fn load(&self) -> usize {
+        self.calls.len() + self.pulls.len()
+    }
 }
 
 /// Everything the switch keeps per msisdn: its terminals and its side of each call, by side id.
@@ -302,10 +328,7 @@ impl Switch {
             });
         }
         subscriber.terminals.push(terminal);
-        let view = match kind {
-            PipeKind::Pipe => View::Single(None),
-            PipeKind::MultiPipe => View::Multi(BTreeMap::new()),
-        };
+        let view = View::empty(kind);
         self.terminals.insert(
             terminal,
             Terminal {
@@ -394,6 +417,11 @@ impl Switch {
         let calls = t.calls.clone();
         let pulls = t.pulls.clone();
         tracing::debug!(?terminal, ?msisdn, "terminal gone");
+        // Off its number's list first: what its calls' endings tell that number's terminals
+        // (InCall, Idle) is not for it any more.
+        if let Some(subscriber) = self.subscribers.get_mut(&msisdn) {
+            subscriber.terminals.retain(|t| *t != terminal);
+        }
         for key in pulls {
             self.abandon_pull(key, terminal);
         }
@@ -429,9 +457,6 @@ impl Switch {
             }
         }
         self.terminals.remove(&terminal);
-        if let Some(subscriber) = self.subscribers.get_mut(&msisdn) {
-            subscriber.terminals.retain(|t| *t != terminal);
-        }
         self.forget_subscriber_if_empty(&msisdn);
     }
 
@@ -512,7 +537,10 @@ impl Switch {
             return Some(*key);
         }
         match &t.view {
-            View::Single(Some((key, _))) => Some(*key),
+            View::Single {
+                seen: Some((key, _)),
+                ..
+            } => Some(*key),
             _ => None,
         }
     }
@@ -552,7 +580,7 @@ impl Switch {
                         format!("call_id {id} is already in use by a live call"),
                     ));
                 }
-                if t.calls.len() >= self.config.multipipe_call_cap {
+                if t.load() >= self.config.multipipe_call_cap {
                     return Err(Rejection::new(
                         ErrorCode::RateLimitHit,
                         format!(
@@ -566,7 +594,7 @@ impl Switch {
             PipeKind::Pipe => {
                 // A pending pull counts as the Pipe's one call: once it succeeds the Pipe carries
                 // that call, and a Pipe never carries two (section 3).
-                if !t.calls.is_empty() || !t.pulls.is_empty() {
+                if t.load() > 0 {
                     return Err(Rejection::new(
                         ErrorCode::RateLimitHit,
                         "a Pipe carries one call at a time and this one is in a call",
@@ -716,6 +744,19 @@ impl Switch {
         } else {
             Purpose::Pull { puller: terminal }
         };
+        let puller = &self.terminals[&terminal];
+        if matches!(purpose, Purpose::Pull { .. })
+            && puller.kind == PipeKind::MultiPipe
+            && puller.load() >= self.config.multipipe_call_cap
+        {
+            return Err(Rejection::new(
+                ErrorCode::RateLimitHit,
+                format!(
+                    "this terminal is in {} calls, its maximum: it cannot pull one more",
+                    self.config.multipipe_call_cap
+                ),
+            ));
+        }
         let deadline = now + self.config.negotiation_timeout;
         self.established_mut(key).negotiation = Some(Negotiation {
             by: party,
@@ -1301,10 +1342,7 @@ impl Switch {
         }
         // The calls are gone; nobody is in a call any more, so Idle would be noise at shutdown.
         for t in self.terminals.values_mut() {
-            t.view = match t.kind {
-                PipeKind::Pipe => View::Single(None),
-                PipeKind::MultiPipe => View::Multi(BTreeMap::new()),
-            };
+            t.view = View::empty(t.kind);
         }
         self.outputs.retain(|o| {
             !matches!(
@@ -1495,6 +1533,7 @@ impl Switch {
         for terminal in terminals {
             let t = self.terminals.get_mut(&terminal).unwrap();
             let mut notices: Vec<(Option<CallId>, NoticeBody)> = Vec::new();
+            let load = t.load();
             match &mut t.view {
                 View::Multi(seen) => {
                     let mut desired = BTreeMap::new();
@@ -1517,30 +1556,32 @@ impl Switch {
                     }
                     *seen = desired;
                 }
-                View::Single(seen) => {
-                    let desired = if t.calls.is_empty() {
-                        established
-                            .iter()
-                            .rev()
-                            .find(|(_, _, _, leg, _)| *leg != Leg::Terminal(terminal))
-                    } else {
-                        None
-                    };
-                    let desired_key = desired.map(|(_, key, id, ..)| (*key, *id));
+                View::Single { seen, paused } => {
+                    if load > 0 {
+                        // Busy: told nothing now. A call it now carries itself is no longer one
+                        // it observes; anything else it was told stays what it believes.
+                        if seen.is_some_and(|(key, _)| t.calls.contains(&key)) {
+                            *seen = None;
+                        }
+                        *paused = true;
+                        continue;
+                    }
+                    // Free: the most recent established call it does not carry (it carries none).
+                    let desired = established.last();
+                    let resync = std::mem::take(paused);
                     match desired {
                         Some((_, key, id, _, peer)) => {
-                            if seen.map(|(k, _)| k) != Some(*key) || moved == Some(*key) {
+                            let known = seen.map(|(k, _)| k) == Some(*key);
+                            if !known || moved == Some(*key) || resync {
                                 notices
                                     .push((Some(*id), NoticeBody::InCall { peer: peer.clone() }));
                             }
                         }
-                        None => {
-                            if seen.is_some() && t.calls.is_empty() && established.is_empty() {
-                                notices.push((None, NoticeBody::Idle));
-                            }
-                        }
+                        // Idle{} only when its number is in no established call at all.
+                        None if seen.is_some() => notices.push((None, NoticeBody::Idle)),
+                        None => {}
                     }
-                    *seen = desired_key;
+                    *seen = desired.map(|(_, key, id, ..)| (*key, *id));
                 }
             }
             for (id, body) in notices {
@@ -1573,7 +1614,7 @@ impl Switch {
     }
 
     fn set_view_single(&mut self, terminal: TerminalId, value: Option<(CallKey, CallId)>) {
-        if let View::Single(seen) = &mut self.terminals.get_mut(&terminal).unwrap().view {
+        if let View::Single { seen, .. } = &mut self.terminals.get_mut(&terminal).unwrap().view {
             *seen = value;
         }
     }
@@ -1590,8 +1631,8 @@ impl Switch {
         let t = &self.terminals[&terminal];
         !t.half_closed
             && match t.kind {
-                PipeKind::Pipe => t.calls.is_empty() && t.pulls.is_empty(),
-                PipeKind::MultiPipe => t.calls.len() < self.config.multipipe_call_cap,
+                PipeKind::Pipe => t.load() == 0,
+                PipeKind::MultiPipe => t.load() < self.config.multipipe_call_cap,
             }
     }
 

@@ -183,55 +183,7 @@ impl Op {
 /// Runs `input` from an empty switch and checks every step; `Err` describes the first broken promise,
 /// with the steps and the switch's outputs so far.
 pub fn run(input: &Input) -> Result<(), String> {
-    run_with(input, Tolerate::KNOWN_BUGS)
-}
-
-/// Known bugs of the switch the model can step around, so that it keeps checking everything else;
-/// each has a test of its own that is `#[ignore]`d until it is fixed (see `tests/model.rs`).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Tolerate {
-    /// A terminal that goes away while it is the active leg of a call, with a reconnect grace, is
-    /// sent `InCall` for that call during its own `unregister`: a notice for a terminal that is no
-    /// longer registered (harmless behind the driver, which forgot the terminal first).
-    pub notice_to_departing: bool,
-    /// A Pipe with a pull pending on one call is told `InCall` for another that gets established
-    /// meanwhile (the switch counts a pending pull as busy for routing, not for views).
-    pub pipe_in_call_while_pulling: bool,
-    /// A Pipe that was told `InCall` and then got busy (placed a call, was offered one, pulled)
-    /// is not told `Idle{}` when that call ended meanwhile and its own call ends: it keeps showing a
-    /// call that is over.
-    pub pipe_view_stale_after_busy: bool,
-    /// With `pipe_in_call_while_pulling`: a Pipe that is pulling one call and was told InCall for
-    /// another may send Offer again, which pulls that other call too. Off: the world does not send
-    /// it (so the rest stays checkable); on: the model follows the second pull, to show where it
-    /// leads (a Pipe in two calls).
-    pub follow_second_pull: bool,
-    /// A MultiPipe at its call cap may still pull a call of its number, and then is in more calls
-    /// than the cap.
-    pub multipipe_cap_via_pull: bool,
-}
-
-impl Tolerate {
-    pub const NOTHING: Tolerate = Tolerate {
-        notice_to_departing: false,
-        pipe_in_call_while_pulling: false,
-        pipe_view_stale_after_busy: false,
-        follow_second_pull: false,
-        multipipe_cap_via_pull: false,
-    };
-    pub const KNOWN_BUGS: Tolerate = Tolerate {
-        notice_to_departing: true,
-        pipe_in_call_while_pulling: true,
-        pipe_view_stale_after_busy: true,
-        follow_second_pull: false,
-        multipipe_cap_via_pull: true,
-    };
-}
-
-/// [`run`], stepping around only the known bugs in `tolerate`.
-pub fn run_with(input: &Input, tolerate: Tolerate) -> Result<(), String> {
     let mut world = World::new(input.setup);
-    world.tolerate = tolerate;
     for (i, op) in input.ops.iter().enumerate() {
         let _ = writeln!(world.trace, "step {i}: {op:?}");
         world
@@ -348,7 +300,6 @@ pub struct World {
     shut_down: bool,
     /// The terminal whose `unregister` is being applied.
     departing: Option<TerminalId>,
-    pub tolerate: Tolerate,
     pub trace: String,
 }
 
@@ -392,7 +343,6 @@ impl World {
             shutting_down: false,
             shut_down: false,
             departing: None,
-            tolerate: Tolerate::NOTHING,
             trace: String::new(),
         }
     }
@@ -702,16 +652,6 @@ impl World {
                 }
             }
         };
-        let t = &self.terms[ti];
-        if t.kind == PipeKind::Pipe
-            && matches!(msg, Msg::Offer { .. })
-            && t.entries.iter().any(|e| e.state == St::Pulling)
-            && self.tolerate.pipe_in_call_while_pulling
-            && !self.tolerate.follow_second_pull
-        {
-            let _ = writeln!(self.trace, "    (skipped: a second pull by a pulling Pipe)");
-            return Ok(());
-        }
         let body = match msg {
             Msg::Offer { sdp } => RequestBody::Offer {
                 sdp: self.sdp(sdp),
@@ -759,9 +699,7 @@ impl World {
                     t.entries[i].reoffer_pending = true;
                 }
                 None if observed.is_some()
-                    && (call_id.is_some()
-                        || t.entries.is_empty()
-                        || self.tolerate.follow_second_pull) =>
+                    && (call_id.is_some() || t.entries.is_empty()) =>
                 {
                     let (id, peer) = observed.unwrap();
                     t.busy_since_told = true;
@@ -947,9 +885,6 @@ impl World {
         for out in outs {
             match out {
                 Output::Deliver { terminal, notice } => {
-                    if self.departing == Some(terminal) && self.tolerate.notice_to_departing {
-                        continue;
-                    }
                     let Some(ti) = self.term_index(terminal) else {
                         return fail(format!(
                             "a notice for {terminal:?}, which is not registered"
@@ -1235,10 +1170,7 @@ impl World {
                         ))
                     }
                 }
-                let pulling_only = t.entries.iter().all(|e| e.state == St::Pulling);
-                let excused = t.entries.is_empty()
-                    || t.entries.iter().any(|e| e.id == Some(id))
-                    || (pulling_only && self.tolerate.pipe_in_call_while_pulling);
+                let excused = t.entries.is_empty() || t.entries.iter().any(|e| e.id == Some(id));
                 let busy_elsewhere = !excused;
                 if t.kind == PipeKind::Pipe {
                     if busy_elsewhere {
@@ -1314,17 +1246,14 @@ impl World {
             }
         }
         for t in &self.terms {
-            if t.kind == PipeKind::Pipe && t.entries.len() > 1 && !self.tolerate.follow_second_pull
-            {
+            if t.kind == PipeKind::Pipe && t.entries.len() > 1 {
                 return fail(format!("Pipe {:?} is in {:?}", t.id, t.entries));
             }
-            if t.in_calls() > MULTIPIPE_CALL_CAP && !self.tolerate.multipipe_cap_via_pull {
+            if t.in_calls() > MULTIPIPE_CALL_CAP {
                 return fail(format!("{:?} is in {:?}, past its cap", t.id, t.entries));
             }
             // No observer still shows a call that ended (a busy Pipe is told when it is free).
-            let pipe_excused = t.kind == PipeKind::Pipe
-                && (!t.entries.is_empty()
-                    || (t.busy_since_told && self.tolerate.pipe_view_stale_after_busy));
+            let pipe_excused = t.kind == PipeKind::Pipe && !t.entries.is_empty();
             if !pipe_excused {
                 for (id, _) in &t.observed {
                     if self.ended.contains(&(t.number, *id)) {
