@@ -131,11 +131,16 @@ enum PhoneNetworkArg {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let personal_data = matches!(&cli.command, Command::Serve(args) if args.log_personal_data);
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if !personal_data {
+        // webrtc-sdp warns about every attribute it does not model (Chromium's rtcp-xr, say) and
+        // quotes the SDP line: personal data, and a measurable cost on every call (BENCHMARKS.md).
+        filter = filter.add_directive("webrtc_sdp=error".parse().expect("a valid directive"));
+    }
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {

@@ -1,0 +1,185 @@
+//! Phone numbers and SDP bodies are personal data: the real binary, logging at `debug`, must not
+//! write a full number or any SDP line to its log while it carries a call with real Chromium SDP —
+//! unless the operator asks for it with `--log-personal-data`.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::StreamExt;
+use webterminal_core::core::Msisdn;
+use webterminal_core::proto::common::PhoneNumber;
+use webterminal_core::proto::webterminal::web_terminal_message::Message;
+use webterminal_core::proto::webterminal::web_terminal_service_client::WebTerminalServiceClient;
+use webterminal_core::proto::webterminal::{Answer, Bye, Offer, WebTerminalMessage};
+use webterminal_core::server::auth::mint_token;
+
+const SECRET: &str = "personal-data-test-secret";
+const A: &str = "+4791234501";
+const B: &str = "+4791234502";
+const WAIT: Duration = Duration::from_secs(10);
+
+fn fixture(name: &str) -> String {
+    let path = format!(
+        "{}/../shared/fixtures/sdp/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn serve(port: u16, extra: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_webterminal-core"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--jwt-secret", SECRET, "--phone-network", "none"])
+        .args(extra)
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the server starts")
+}
+
+async fn open(
+    port: u16,
+    msisdn: &str,
+) -> (
+    mpsc::Sender<WebTerminalMessage>,
+    tonic::Streaming<WebTerminalMessage>,
+) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut client = loop {
+        match WebTerminalServiceClient::connect(format!("http://127.0.0.1:{port}")).await {
+            Ok(client) => break client,
+            Err(_) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("the server never listened: {e}"),
+        }
+    };
+    let (tx, rx) = mpsc::channel(16);
+    let mut request = tonic::Request::new(ReceiverStream::new(rx));
+    let token = mint_token(
+        SECRET.as_bytes(),
+        &Msisdn::parse(msisdn).unwrap(),
+        "call.control.answer_and_initiate",
+        Duration::from_secs(600),
+    );
+    let bearer = format!("Bearer {token}").parse().unwrap();
+    request.metadata_mut().insert("authorization", bearer);
+    (tx, client.multi_pipe(request).await.unwrap().into_inner())
+}
+
+async fn next(rx: &mut tonic::Streaming<WebTerminalMessage>) -> WebTerminalMessage {
+    tokio::time::timeout(WAIT, rx.next())
+        .await
+        .expect("a message in time")
+        .unwrap()
+        .unwrap()
+}
+
+fn message(call_id: &str, body: Message) -> WebTerminalMessage {
+    WebTerminalMessage {
+        message: Some(body),
+        call_id: call_id.into(),
+    }
+}
+
+/// Runs one call A → B with real Chromium SDP through a server started with `extra` flags, and returns
+/// everything the server logged.
+async fn log_of_a_call(extra: &[&str]) -> String {
+    let port = free_port();
+    let mut server = serve(port, extra);
+    let (a_tx, mut a_rx) = open(port, A).await;
+    let (b_tx, mut b_rx) = open(port, B).await;
+    let id = uuid::Uuid::new_v4().to_string();
+    let offer = Offer {
+        sdp: fixture("chromium-offer.sdp"),
+        msisdn: Some(PhoneNumber { e164: B.into() }),
+    };
+    a_tx.send(message(&id, Message::Offer(offer)))
+        .await
+        .unwrap();
+    let offered = next(&mut b_rx).await;
+    let answer = Answer {
+        sdp: fixture("chromium-answer.sdp"),
+    };
+    b_tx.send(message(&offered.call_id, Message::Answer(answer)))
+        .await
+        .unwrap();
+    assert!(matches!(
+        next(&mut a_rx).await.message,
+        Some(Message::Answer(_))
+    ));
+    a_tx.send(message(&id, Message::Bye(Bye::default())))
+        .await
+        .unwrap();
+    assert!(matches!(
+        next(&mut b_rx).await.message,
+        Some(Message::Bye(_))
+    ));
+    // SIGTERM: the server shuts down and closes its log.
+    Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    let output = tokio::task::spawn_blocking(move || {
+        server.wait().unwrap();
+        let mut log = String::new();
+        std::io::Read::read_to_string(server.stderr.as_mut().unwrap(), &mut log).unwrap();
+        log
+    });
+    tokio::time::timeout(WAIT, output).await.unwrap().unwrap()
+}
+
+/// Lines of the fixtures that identify a person's machine or session.
+fn sdp_lines() -> Vec<String> {
+    let mut lines = Vec::new();
+    for name in ["chromium-offer.sdp", "chromium-answer.sdp"] {
+        for line in fixture(name).lines() {
+            if [
+                "a=candidate",
+                "a=ice-ufrag",
+                "a=ice-pwd",
+                "a=fingerprint",
+                "a=rtcp-xr",
+                "c=IN",
+            ]
+            .iter()
+            .any(|p| line.starts_with(p))
+            {
+                lines.push(line.trim_end().to_string());
+            }
+        }
+    }
+    lines
+}
+
+#[tokio::test]
+async fn the_log_holds_no_phone_number_and_no_sdp_by_default() {
+    let log = log_of_a_call(&[]).await;
+    assert!(
+        log.contains("call established"),
+        "the call was logged: {log}"
+    );
+    for number in [A, B] {
+        assert!(!log.contains(number), "{number} in the log:\n{log}");
+    }
+    for line in sdp_lines() {
+        let value = line.split_once('=').unwrap().1;
+        assert!(!log.contains(value), "SDP line {line:?} in the log:\n{log}");
+    }
+}
+
+#[tokio::test]
+async fn log_personal_data_shows_numbers_when_asked() {
+    let log = log_of_a_call(&["--log-personal-data"]).await;
+    assert!(log.contains(A) && log.contains(B), "numbers shown:\n{log}");
+}
