@@ -10,7 +10,11 @@ use super::message::{
     Rejection, Request, RequestBody,
 };
 use super::types::{CallId, Msisdn, PhoneLegId, PipeKind, Sdp, TerminalId};
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+// hashbrown's default hasher (foldhash, seeded at random per process) instead of std's SipHash:
+// a sixth of the switch's time went to SipHash (BENCHMARKS.md), and a random seed keeps maps keyed by
+// client-chosen values (call ids, numbers) safe from hash flooding.
+use hashbrown::HashMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::time::Instant;
 
