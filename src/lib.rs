@@ -5,6 +5,8 @@
 //! - [`phone`]: the phone network interface and the simulated network (section 7).
 //! - [`server`]: tokio + tonic: the driver task, the gRPC services, auth, shutdown.
 
+#![warn(missing_docs)]
+
 pub mod core;
 pub mod phone;
 pub mod server;
@@ -32,6 +34,7 @@ pub mod proto {
     pub use wgtwo::common::v0 as common;
     pub use wgtwo::webterminal::v0 as webterminal;
     /// `webterminal.core.v1`: this project's own services (the simulated phone network's operator API).
+    #[allow(missing_docs)]
     pub mod simulator {
         tonic::include_proto!("webterminal.core.v1");
     }

@@ -22,9 +22,17 @@ pub struct Request {
 pub enum RequestBody {
     /// `to` set: a new call to that number (4.1). `to` unset: a re-offer on an established call
     /// (4.7) or, from a terminal that only observes the call, a pull (4.5).
-    Offer { sdp: Sdp, to: Option<Msisdn> },
+    Offer {
+        /// The offer (RFC 3264), relayed byte for byte.
+        sdp: Sdp,
+        /// The number called, or `None` for a re-offer or pull.
+        to: Option<Msisdn>,
+    },
     /// Answers an offered call (4.2) or a pending re-offer (4.7).
-    Answer { sdp: Sdp },
+    Answer {
+        /// The answer (RFC 3264), relayed byte for byte.
+        sdp: Sdp,
+    },
     /// A ringing fork alerts (4.1).
     Ringing,
     /// Ends, cancels or declines the call (4.1, 4.2).
@@ -46,17 +54,31 @@ pub struct Notice {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NoticeBody {
     /// An incoming call, or a re-offer from the other party; `from` is the other party.
-    Offer { sdp: Sdp, from: Msisdn },
+    Offer {
+        /// The other party's offer, byte for byte.
+        sdp: Sdp,
+        /// The other party's number (the caller, or the re-offering side).
+        from: Msisdn,
+    },
     /// The other party's answer to this terminal's offer.
-    Answer { sdp: Sdp },
+    Answer {
+        /// The answering leg's SDP, byte for byte.
+        sdp: Sdp,
+    },
     /// The callee's first device alerts.
     Ringing,
     /// This terminal's leg ended, and why.
-    Bye { reason: ByeReason },
+    Bye {
+        /// Why (PROTOCOL.md section 1, `Bye.Reason`).
+        reason: ByeReason,
+    },
     /// The call this terminal observed has ended; for a Pipe, its msisdn is in no established call.
     Idle,
     /// The msisdn is in this established call on another device; `peer` is the other party.
-    InCall { peer: Msisdn },
+    InCall {
+        /// The other party of that call.
+        peer: Msisdn,
+    },
     /// An asynchronous failure of something this terminal asked (a re-offer that timed out, a failed
     /// handover).
     Error(Rejection),
@@ -65,29 +87,48 @@ pub enum NoticeBody {
 /// Why a leg ended: `wgtwo.webterminal.v0.Bye.Reason` (PROTOCOL.md section 1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ByeReason {
+    /// `NORMAL_CLEARING`: the other active leg sent Bye (4.1).
     NormalClearing,
+    /// `BUSY`: the callee has devices but none is eligible (4.3).
     Busy,
+    /// `DECLINED`: a ringing fork declined the call (4.2); to the caller.
     Declined,
+    /// `DECLINED_ELSEWHERE`: another fork declined it (4.2).
     DeclinedElsewhere,
+    /// `NO_ANSWER`: the ring timeout passed (4.3); to the caller.
     NoAnswer,
+    /// `UNAVAILABLE`: the callee has no device, or its last one went (4.3, 4.8).
     Unavailable,
+    /// `CANCELLED`: the caller cancelled, or the call stopped ringing (4.1, 4.3); to forks.
     Cancelled,
+    /// `ANSWERED_ELSEWHERE`: another fork answered first (4.2).
     AnsweredElsewhere,
+    /// `PULLED`: another terminal of the number pulled the call (4.5).
     Pulled,
+    /// `HANDED_TO_PHONE`: the leg moved to the mobile phone (4.6); call records only.
     HandedToPhone,
+    /// `PEER_GONE`: the other active leg went away (4.8).
     PeerGone,
+    /// `NEGOTIATION_FAILED`: a pull was not answered in time (4.5).
     NegotiationFailed,
+    /// `SERVER_SHUTDOWN`: the core is shutting down (4.9).
     ServerShutdown,
 }
 
 /// The `wgtwo.webterminal.v0.Error.Code` a rejection is reported with (PROTOCOL.md section 6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ErrorCode {
+    /// `UNKNOWN`: a failure with no better code, explained in the message (a failed handover, 4.6).
     Unknown,
+    /// `NOT_INCALL`: the terminal has no part in the call that allows this (section 6, 4.10).
     NotInCall,
+    /// `TRY_AGAIN`: another negotiation is pending (glare, pull race; 4.5, 4.7).
     TryAgain,
+    /// `INVALID_CALL_ID`: missing, malformed, unknown or reused call id (section 6).
     InvalidCallId,
+    /// `RATE_LIMIT_HIT`: too many messages, call attempts or calls (section 6).
     RateLimitHit,
+    /// `INVALID_ARGUMENT`: a malformed message (section 6).
     InvalidArgument,
 }
 
@@ -95,6 +136,7 @@ pub enum ErrorCode {
 /// `Error{code, message}` with the message's own call_id, and the stream stays open.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rejection {
+    /// The code of the `Error` message.
     pub code: ErrorCode,
     /// Human-readable, names the offending field; never holds another subscriber's data.
     pub message: String,
@@ -125,24 +167,46 @@ pub enum PhoneCommand {
     /// Ring the phone of `to` with a call from `from`. Expected answers: `Ringing`, `Answered`,
     /// `Rejected`, `HungUp`.
     Ring {
+        /// The new leg, chosen by the switch.
         leg: PhoneLegId,
+        /// The number whose phone rings.
         to: Msisdn,
+        /// The caller, shown as caller ID.
         from: Msisdn,
+        /// The caller's offer.
         sdp: Sdp,
     },
     /// Bring up `msisdn`'s own phone to take over its call with `peer` (handover, 4.6). Expected
     /// answers: `HandOverReady` with the phone's offer, or `HandOverFailed`.
     HandOver {
+        /// The new leg, chosen by the switch.
         leg: PhoneLegId,
+        /// The subscriber whose phone takes the call.
         msisdn: Msisdn,
+        /// The other party of the call.
         peer: Msisdn,
     },
     /// A re-offer to an established phone leg. Expected answer: `Answered` (or `Rejected`).
-    Offer { leg: PhoneLegId, sdp: Sdp },
+    Offer {
+        /// The phone leg.
+        leg: PhoneLegId,
+        /// The other party's new offer.
+        sdp: Sdp,
+    },
     /// The answer to the phone's handover offer: the leg now carries the call.
-    Answer { leg: PhoneLegId, sdp: Sdp },
+    Answer {
+        /// The phone leg.
+        leg: PhoneLegId,
+        /// The other party's answer.
+        sdp: Sdp,
+    },
     /// Release the leg; the network reports nothing more for it.
-    Release { leg: PhoneLegId, reason: ByeReason },
+    Release {
+        /// The phone leg.
+        leg: PhoneLegId,
+        /// Why it ends.
+        reason: ByeReason,
+    },
 }
 
 /// Why a phone refused a call.
@@ -161,20 +225,43 @@ pub enum PhoneRejection {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PhoneEvent {
     /// The phone alerts.
-    Ringing { leg: PhoneLegId },
+    Ringing {
+        /// The phone leg.
+        leg: PhoneLegId,
+    },
     /// The phone answered a `Ring` or an `Offer` with this SDP.
-    Answered { leg: PhoneLegId, sdp: Sdp },
+    Answered {
+        /// The phone leg.
+        leg: PhoneLegId,
+        /// The phone's answer.
+        sdp: Sdp,
+    },
     /// The phone refused a `Ring` or an `Offer`.
     Rejected {
+        /// The phone leg.
         leg: PhoneLegId,
+        /// Why.
         reason: PhoneRejection,
     },
     /// The phone is up for a handover, with its SDP offer.
-    HandOverReady { leg: PhoneLegId, sdp: Sdp },
-    /// The handover could not be done; `message` says why, for the terminal.
-    HandOverFailed { leg: PhoneLegId, message: String },
+    HandOverReady {
+        /// The phone leg.
+        leg: PhoneLegId,
+        /// The phone's offer, relayed to the other party.
+        sdp: Sdp,
+    },
+    /// The handover could not be done.
+    HandOverFailed {
+        /// The phone leg.
+        leg: PhoneLegId,
+        /// Why, for the terminal that asked (sent in `Error.message`).
+        message: String,
+    },
     /// The phone hung up.
-    HungUp { leg: PhoneLegId },
+    HungUp {
+        /// The phone leg.
+        leg: PhoneLegId,
+    },
 }
 
 /// One output of the switch, drained with `Switch::poll_output` after every input.
@@ -182,7 +269,9 @@ pub enum PhoneEvent {
 pub enum Output {
     /// Send `notice` to `terminal`.
     Deliver {
+        /// The registered terminal it is for.
         terminal: TerminalId,
+        /// What to send, with the call id as that terminal knows the call.
         notice: Notice,
     },
     /// Hand `command` to the phone network.

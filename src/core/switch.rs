@@ -22,9 +22,15 @@ use std::time::Instant;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RegisterError {
     /// The process already has `SwitchConfig::max_terminals` terminals.
-    TooManyTerminals { limit: usize },
+    TooManyTerminals {
+        /// The limit, in terminals.
+        limit: usize,
+    },
     /// The msisdn already has `SwitchConfig::max_terminals_per_msisdn` terminals.
-    TooManyTerminalsForMsisdn { limit: usize },
+    TooManyTerminalsForMsisdn {
+        /// The limit, in terminals.
+        limit: usize,
+    },
 }
 
 impl fmt::Display for RegisterError {

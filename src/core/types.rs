@@ -236,7 +236,12 @@ pub enum SdpError {
     /// Zero bytes, or only whitespace.
     Empty,
     /// Longer than the limit, in bytes.
-    TooLarge { bytes: usize, limit: usize },
+    TooLarge {
+        /// Its size, in bytes.
+        bytes: usize,
+        /// The limit, in bytes.
+        limit: usize,
+    },
     /// The SDP parser refused it; the text is the parser's reason.
     Unparsable(String),
     /// It parses but has no `m=` section, so it could carry no media.

@@ -36,10 +36,9 @@ const INPUT_QUEUE: usize = 1024;
 /// The sending half of a terminal's outbound queue: what the response stream of its rpc yields.
 pub type Outbound = mpsc::Sender<Result<WebTerminalMessage, Status>>;
 
-/// One input for the driver task. Sent through a [`DriverHandle`]; public so that embedders can see
-/// the full vocabulary.
+/// One input for the driver task. Sent through a [`DriverHandle`].
 #[derive(Debug)]
-pub enum DriverInput {
+pub(crate) enum DriverInput {
     /// A terminal opened `Pipe` or `MultiPipe` as `msisdn` (from its token). The driver keeps
     /// `outbound` and answers on `reply`; on error it drops `outbound`.
     Register {
