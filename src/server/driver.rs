@@ -1,6 +1,6 @@
 //! The driver: the one tokio task that owns the [`Switch`] (ARCHITECTURE.md, "one owner").
 //!
-//! Stream tasks hand it [`DriverInput`]s through a [`DriverHandle`]; it feeds each to the switch with
+//! Stream tasks hand it inputs through a [`DriverHandle`]; it feeds each to the switch with
 //! `Instant::now()`, then drains every [`Output`] before the next input: notices go to the terminal's
 //! bounded outbound queue, commands go to the phone network. It also reads the phone network's
 //! events and sleeps until the switch's next deadline. No lock guards call state: only this task
@@ -138,7 +138,7 @@ impl DriverHandle {
             .map_err(|_| DriverError::Stopped)
     }
 
-    /// Registers a terminal (see [`DriverInput::Register`]); resolves once the switch accepted it, after
+    /// Registers a terminal (see `DriverInput::Register`); resolves once the switch accepted it, after
     /// any `Idle`/`InCall`/`Offer` for it has been queued on `outbound`.
     ///
     /// # Errors
@@ -168,7 +168,7 @@ impl DriverHandle {
         Ok(Detached(signal))
     }
 
-    /// Hands over one message of a terminal (see [`DriverInput::Request`]). Returns once queued; the
+    /// Hands over one message of a terminal (see `DriverInput::Request`). Returns once queued; the
     /// answer, if any, arrives on the terminal's outbound queue.
     ///
     /// # Errors
@@ -187,7 +187,7 @@ impl DriverHandle {
         .await
     }
 
-    /// The terminal half-closed (see [`DriverInput::HalfClose`]).
+    /// The terminal half-closed (see `DriverInput::HalfClose`).
     ///
     /// # Errors
     /// [`DriverError::Stopped`].
@@ -195,7 +195,7 @@ impl DriverHandle {
         self.send(DriverInput::HalfClose { terminal }).await
     }
 
-    /// The terminal's rpc ended (see [`DriverInput::Gone`]).
+    /// The terminal's rpc ended (see `DriverInput::Gone`).
     ///
     /// # Errors
     /// [`DriverError::Stopped`].
@@ -213,7 +213,7 @@ impl DriverHandle {
         answer.await.map_err(|_| DriverError::Stopped)
     }
 
-    /// Shuts the switch down (see [`DriverInput::Shutdown`]) and waits until every Bye is queued and
+    /// Shuts the switch down (see `DriverInput::Shutdown`) and waits until every Bye is queued and
     /// every outbound queue is closed.
     ///
     /// # Errors
