@@ -198,6 +198,20 @@ impl View {
     }
 }
 
+/// One established call of a number, as that number's terminals see it (4.4).
+#[derive(Debug)]
+struct SeenCall {
+    /// When it was established (sequence number): the most recent is what a Pipe reflects.
+    since: u64,
+    key: CallKey,
+    /// The number's side id.
+    id: CallId,
+    /// The number's active leg.
+    leg: Leg,
+    /// The other party.
+    peer: Msisdn,
+}
+
 #[derive(Debug)]
 struct Terminal {
     msisdn: Msisdn,
@@ -354,8 +368,8 @@ impl Switch {
 
         if kind == PipeKind::Pipe {
             // Section 3: on open, a Pipe learns whether its msisdn is in a call.
-            match self.latest_established(&msisdn) {
-                Some((key, id, peer)) => {
+            match self.established_calls(&msisdn).pop() {
+                Some(SeenCall { key, id, peer, .. }) => {
                     self.set_view_single(terminal, Some((key, id)));
                     self.deliver(terminal, Some(id), NoticeBody::InCall { peer });
                 }
@@ -367,23 +381,12 @@ impl Switch {
             // move (4.4), like every other terminal of its number.
             // A call whose leg went away within the reconnect grace is the exception: this may be
             // that terminal reconnecting, so it is told InCall to pull the call back (4.8).
-            let mut seen = BTreeMap::new();
-            let mut in_grace = Vec::new();
-            for (id, key) in &self.subscribers[&msisdn].calls {
-                let call = &self.calls[key];
-                let CallState::Established(e) = &call.state else {
-                    continue;
-                };
-                seen.insert(*key, *id);
-                let party = call.party_of(&msisdn).expect("indexed call has the msisdn");
-                if e.legs[party as usize] == Leg::Vacant {
-                    let peer = call.side(party.other()).msisdn.clone();
-                    in_grace.push((*id, peer));
-                }
-            }
+            let calls = self.established_calls(&msisdn);
+            let seen = calls.iter().map(|c| (c.key, c.id)).collect();
             self.terminals.get_mut(&terminal).unwrap().view = View::Multi(seen);
-            for (id, peer) in in_grace {
-                self.deliver(terminal, Some(id), NoticeBody::InCall { peer });
+            for call in calls.into_iter().filter(|c| c.leg == Leg::Vacant) {
+                let peer = call.peer;
+                self.deliver(terminal, Some(call.id), NoticeBody::InCall { peer });
             }
         }
 
@@ -1519,26 +1522,7 @@ impl Switch {
         if subscriber.terminals.is_empty() {
             return;
         }
-        // Established calls of this msisdn: (since, key, side id, active leg, peer).
-        let mut established: Vec<(u64, CallKey, CallId, Leg, Msisdn)> = subscriber
-            .calls
-            .values()
-            .filter_map(|key| {
-                let call = &self.calls[key];
-                let CallState::Established(e) = &call.state else {
-                    return None;
-                };
-                let party = call.party_of(msisdn)?;
-                Some((
-                    e.since,
-                    *key,
-                    call.side(party).id,
-                    e.legs[party as usize],
-                    call.side(party.other()).msisdn.clone(),
-                ))
-            })
-            .collect();
-        established.sort_by_key(|(since, ..)| *since);
+        let established = self.established_calls(msisdn);
         let terminals = subscriber.terminals.clone();
         for terminal in terminals {
             let t = self.terminals.get_mut(&terminal).unwrap();
@@ -1547,19 +1531,20 @@ impl Switch {
             match &mut t.view {
                 View::Multi(seen) => {
                     let mut desired = BTreeMap::new();
-                    for (_, key, id, leg, peer) in &established {
-                        if *leg == Leg::Terminal(terminal) {
+                    for call in &established {
+                        if call.leg == Leg::Terminal(terminal) {
                             continue;
                         }
-                        desired.insert(*key, *id);
-                        if !seen.contains_key(key) || moved == Some(*key) {
-                            notices.push((Some(*id), NoticeBody::InCall { peer: peer.clone() }));
+                        desired.insert(call.key, call.id);
+                        if !seen.contains_key(&call.key) || moved == Some(call.key) {
+                            let peer = call.peer.clone();
+                            notices.push((Some(call.id), NoticeBody::InCall { peer }));
                         }
                     }
                     for (key, id) in seen.iter() {
                         // A call that left the view because this terminal became its active leg
                         // needs no message; one that ended gets Idle.
-                        let ended = !established.iter().any(|(_, k, ..)| k == key);
+                        let ended = !established.iter().any(|c| c.key == *key);
                         if ended && !desired.contains_key(key) {
                             notices.push((Some(*id), NoticeBody::Idle));
                         }
@@ -1580,18 +1565,18 @@ impl Switch {
                     let desired = established.last();
                     let resync = std::mem::take(paused);
                     match desired {
-                        Some((_, key, id, _, peer)) => {
-                            let known = seen.map(|(k, _)| k) == Some(*key);
-                            if !known || moved == Some(*key) || resync {
-                                notices
-                                    .push((Some(*id), NoticeBody::InCall { peer: peer.clone() }));
+                        Some(call) => {
+                            let known = seen.map(|(k, _)| k) == Some(call.key);
+                            if !known || moved == Some(call.key) || resync {
+                                let peer = call.peer.clone();
+                                notices.push((Some(call.id), NoticeBody::InCall { peer }));
                             }
                         }
                         // Idle{} only when its number is in no established call at all.
                         None if seen.is_some() => notices.push((None, NoticeBody::Idle)),
                         None => {}
                     }
-                    *seen = desired.map(|(_, key, id, ..)| (*key, *id));
+                    *seen = desired.map(|c| (c.key, c.id));
                 }
             }
             for (id, body) in notices {
@@ -1600,10 +1585,12 @@ impl Switch {
         }
     }
 
-    /// The most recently established call of `msisdn`: key, side id and the other party.
-    fn latest_established(&self, msisdn: &Msisdn) -> Option<(CallKey, CallId, Msisdn)> {
-        let subscriber = self.subscribers.get(msisdn)?;
-        subscriber
+    /// The established calls of `msisdn`, oldest first.
+    fn established_calls(&self, msisdn: &Msisdn) -> Vec<SeenCall> {
+        let Some(subscriber) = self.subscribers.get(msisdn) else {
+            return Vec::new();
+        };
+        let mut calls: Vec<SeenCall> = subscriber
             .calls
             .values()
             .filter_map(|key| {
@@ -1612,15 +1599,17 @@ impl Switch {
                     return None;
                 };
                 let party = call.party_of(msisdn)?;
-                Some((
-                    e.since,
-                    *key,
-                    call.side(party).id,
-                    call.side(party.other()).msisdn.clone(),
-                ))
+                Some(SeenCall {
+                    since: e.since,
+                    key: *key,
+                    id: call.side(party).id,
+                    leg: e.legs[party as usize],
+                    peer: call.side(party.other()).msisdn.clone(),
+                })
             })
-            .max_by_key(|(since, ..)| *since)
-            .map(|(_, key, id, peer)| (key, id, peer))
+            .collect();
+        calls.sort_by_key(|c| c.since);
+        calls
     }
 
     fn set_view_single(&mut self, terminal: TerminalId, value: Option<(CallKey, CallId)>) {
