@@ -12,7 +12,7 @@
 //! browser that talks to a simulated phone negotiates but never hears anything.
 //!
 //! Shape: the state machine is the plain, synchronous [`SimulatedPhones`] (tested without tokio); one
-//! task spawned by [`start`] owns it and is fed by an unbounded channel from the
+//! task spawned by [`SimulatedPhoneNetwork::start`] owns it and is fed by an unbounded channel from the
 //! [`SimulatedPhoneNetwork`] (the switch's commands) and from any number of [`SimulatorControl`]s (the
 //! operator's requests). No locks: one owner, `&mut self`.
 
@@ -100,7 +100,7 @@ struct PhoneLeg {
 }
 
 /// The state machine of the simulated phone network: every number's [`Behaviour`] and every leg on
-/// a simulated phone. Synchronous and clock-free; [`start`] runs it on a task.
+/// a simulated phone. Synchronous and clock-free; [`SimulatedPhoneNetwork::start`] runs it on a task.
 ///
 /// Every input returns the [`PhoneEvent`]s it causes, in order, for the caller to report.
 #[derive(Debug, Default)]
@@ -425,20 +425,63 @@ enum Request {
 }
 
 /// The simulated phone network as the switch's driver sees it: a [`PhoneNetwork`] that queues each
-/// command to the simulator task and returns at once (PROTOCOL.md section 7). Made by [`start`].
+/// command to the simulator task and returns at once (PROTOCOL.md section 7). Made by
+/// [`SimulatedPhoneNetwork::start`].
 #[derive(Debug)]
 pub struct SimulatedPhoneNetwork {
     requests: mpsc::UnboundedSender<Request>,
 }
 
 impl SimulatedPhoneNetwork {
-    /// The same as the free function [`start`]: spawns the simulator task and returns the network
-    /// with its operator's control.
+    /// Starts the simulated phone network (PROTOCOL.md section 7): spawns the one task that owns every
+    /// simulated phone and reports their events to `reports`. Returns the [`PhoneNetwork`] to give the
+    /// driver and the operator's [`SimulatorControl`]. The task ends when both (and every clone of the
+    /// control) are dropped.
     ///
     /// # Panics
-    /// Outside a tokio runtime.
+    /// Outside a tokio runtime (it calls `tokio::spawn`).
     pub fn start(reports: PhoneReports) -> (SimulatedPhoneNetwork, SimulatorControl) {
-        start(reports)
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut phones = SimulatedPhones::new();
+            while let Some(request) = rx.recv().await {
+                let events = match request {
+                    Request::Command(command) => phones.command(command),
+                    Request::SetBehaviour(msisdn, behaviour, reply) => {
+                        phones.set_behaviour(msisdn, behaviour);
+                        let _ = reply.send(());
+                        continue;
+                    }
+                    Request::Control(msisdn, operation, reply) => {
+                        match phones.control(&msisdn, operation) {
+                            Ok(events) => {
+                                // Report before replying, so the operator's caller sees the events
+                                // queued to the core by the time its request returns.
+                                let legs = u32::try_from(events.len()).unwrap_or(u32::MAX);
+                                for event in events {
+                                    reports.report(event);
+                                }
+                                let _ = reply.send(Ok(legs));
+                            }
+                            Err(e) => {
+                                let _ = reply.send(Err(e));
+                            }
+                        }
+                        continue;
+                    }
+                };
+                for event in events {
+                    reports.report(event);
+                }
+            }
+            tracing::debug!("simulated phone network stopped");
+        });
+        (
+            SimulatedPhoneNetwork {
+                requests: tx.clone(),
+            },
+            SimulatorControl { requests: tx },
+        )
     }
 }
 
@@ -526,57 +569,6 @@ impl SimulatorControl {
             .map_err(|_| SimError::Stopped)?;
         rx.await.map_err(|_| SimError::Stopped)?
     }
-}
-
-/// Starts the simulated phone network (PROTOCOL.md section 7): spawns the one task that owns every
-/// simulated phone and reports their events to `reports`. Returns the [`PhoneNetwork`] to give the
-/// driver and the operator's [`SimulatorControl`]. The task ends when both (and every clone of the
-/// control) are dropped.
-///
-/// # Panics
-/// Outside a tokio runtime (it calls `tokio::spawn`).
-pub fn start(reports: PhoneReports) -> (SimulatedPhoneNetwork, SimulatorControl) {
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut phones = SimulatedPhones::new();
-        while let Some(request) = rx.recv().await {
-            let events = match request {
-                Request::Command(command) => phones.command(command),
-                Request::SetBehaviour(msisdn, behaviour, reply) => {
-                    phones.set_behaviour(msisdn, behaviour);
-                    let _ = reply.send(());
-                    continue;
-                }
-                Request::Control(msisdn, operation, reply) => {
-                    match phones.control(&msisdn, operation) {
-                        Ok(events) => {
-                            // Report before replying, so the operator's caller sees the events
-                            // queued to the core by the time its request returns.
-                            let legs = u32::try_from(events.len()).unwrap_or(u32::MAX);
-                            for event in events {
-                                reports.report(event);
-                            }
-                            let _ = reply.send(Ok(legs));
-                        }
-                        Err(e) => {
-                            let _ = reply.send(Err(e));
-                        }
-                    }
-                    continue;
-                }
-            };
-            for event in events {
-                reports.report(event);
-            }
-        }
-        tracing::debug!("simulated phone network stopped");
-    });
-    (
-        SimulatedPhoneNetwork {
-            requests: tx.clone(),
-        },
-        SimulatorControl { requests: tx },
-    )
 }
 
 #[cfg(test)]
@@ -958,7 +950,7 @@ mod tests {
     #[tokio::test]
     async fn the_task_reports_commands_and_operator_requests() {
         let (reports, mut events) = PhoneReports::channel();
-        let (mut network, control) = start(reports);
+        let (mut network, control) = SimulatedPhoneNetwork::start(reports);
         network.send(ring(1, B));
         assert_eq!(
             events.recv().await,

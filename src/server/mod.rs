@@ -260,7 +260,7 @@ impl Exchange {
         switch_config.phone_network = config.phone_network == PhoneNetworkKind::Sim;
         let (phone, simulator) = match config.phone_network {
             PhoneNetworkKind::Sim => {
-                let (network, control) = crate::phone::sim::start(reports);
+                let (network, control) = crate::phone::sim::SimulatedPhoneNetwork::start(reports);
                 let network: Box<dyn PhoneNetwork> = Box::new(network);
                 (Some(network), Some(simulator::service(control)))
             }

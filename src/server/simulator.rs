@@ -124,7 +124,7 @@ mod tests {
     #[tokio::test]
     async fn simulator_service_maps_requests_and_errors() {
         let (reports, mut events) = PhoneReports::channel();
-        let (mut network, control) = sim::start(reports);
+        let (mut network, control) = sim::SimulatedPhoneNetwork::start(reports);
         let service = SimulatorService { control };
 
         let bad = service.answer(phone("4799990002")).await.unwrap_err();
