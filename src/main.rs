@@ -103,6 +103,10 @@ struct ServeArgs {
     /// Log phone numbers and SDP bodies in full (personal data; off by default: redacted).
     #[arg(long)]
     log_personal_data: bool,
+    /// Worker threads of the runtime; 0 means one per CPU core. 1 runs everything on one thread
+    /// (no cross-thread wake-ups), which suits a small machine shared with other work.
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
 }
 
 #[derive(Args, Debug)]
@@ -206,7 +210,16 @@ fn run_serve(args: ServeArgs) -> CliResult {
     };
     webterminal_core::core::log_personal_data(args.log_personal_data);
 
-    let runtime = tokio::runtime::Runtime::new()?;
+    let runtime = match args.threads {
+        1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?,
+        0 => tokio::runtime::Runtime::new()?,
+        n => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build()?,
+    };
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let local = listener.local_addr()?;
