@@ -83,6 +83,15 @@ impl Msisdn {
     }
 }
 
+impl std::str::FromStr for Msisdn {
+    type Err = MsisdnError;
+
+    /// The same as [`Msisdn::parse`].
+    fn from_str(s: &str) -> Result<Self, MsisdnError> {
+        Msisdn::parse(s)
+    }
+}
+
 impl fmt::Display for Msisdn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

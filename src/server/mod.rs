@@ -256,8 +256,6 @@ impl Exchange {
     /// Outside a tokio runtime.
     pub fn start(config: ServerConfig) -> Exchange {
         let (reports, phone_events) = PhoneReports::channel();
-        let mut switch_config = config.switch.clone();
-        switch_config.phone_network = config.phone_network == PhoneNetworkKind::Sim;
         let (phone, simulator) = match config.phone_network {
             PhoneNetworkKind::Sim => {
                 let (network, control) = crate::phone::sim::SimulatedPhoneNetwork::start(reports);
@@ -266,6 +264,33 @@ impl Exchange {
             }
             PhoneNetworkKind::None => (None, None),
         };
+        Self::assemble(config, phone, phone_events, simulator)
+    }
+
+    /// Starts the driver task with the embedder's own phone network (PROTOCOL.md section 7) in place
+    /// of the simulated one: `connect` is given the [`PhoneReports`] to report the network's events
+    /// through (now or later, from any task) and returns the [`PhoneNetwork`] the driver hands its
+    /// commands to. `config.phone_network` is ignored; the simulator's operator API is not served.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
+    pub fn with_phone_network<N: PhoneNetwork>(
+        config: ServerConfig,
+        connect: impl FnOnce(PhoneReports) -> N,
+    ) -> Exchange {
+        let (reports, phone_events) = PhoneReports::channel();
+        let network: Box<dyn PhoneNetwork> = Box::new(connect(reports));
+        Self::assemble(config, Some(network), phone_events, None)
+    }
+
+    fn assemble(
+        config: ServerConfig,
+        phone: Option<Box<dyn PhoneNetwork>>,
+        phone_events: tokio::sync::mpsc::UnboundedReceiver<crate::core::PhoneEvent>,
+        simulator: Option<SimulatorServer>,
+    ) -> Exchange {
+        let mut switch_config = config.switch.clone();
+        switch_config.phone_network = phone.is_some();
         let (driver, driver_task) = driver::spawn(Switch::new(switch_config), phone, phone_events);
         Exchange {
             config,
