@@ -462,7 +462,12 @@ impl Switch {
                         Party::Callee
                     };
                     if self.config.reconnect_grace.is_zero() {
-                        self.end_established(key, leg, ByeReason::PeerGone, "active leg gone");
+                        self.end_established(
+                            key,
+                            ByeReason::PeerGone,
+                            "active leg gone",
+                            Some(leg),
+                        );
                     } else {
                         self.park(now, key, party);
                     }
@@ -536,7 +541,7 @@ impl Switch {
         match request.body {
             RequestBody::Offer { sdp, to: None } => self.offer_on_call(now, terminal, key, sdp),
             RequestBody::Offer { to: Some(_), .. } => unreachable!("handled above"),
-            RequestBody::Answer { sdp } => self.answer(now, key, leg, sdp),
+            RequestBody::Answer { sdp } => self.answer(key, leg, sdp),
             RequestBody::Ringing => self.alert(key, leg),
             RequestBody::Bye => self.bye(key, leg),
             RequestBody::ToPhone => self.hand_over(now, terminal, key),
@@ -791,7 +796,7 @@ impl Switch {
     }
 
     /// An Answer from `leg`: wins a ringing call (4.2) or completes a pending negotiation (4.5–4.7).
-    fn answer(&mut self, now: Instant, key: CallKey, leg: Leg, sdp: Sdp) -> Result<(), Rejection> {
+    fn answer(&mut self, key: CallKey, leg: Leg, sdp: Sdp) -> Result<(), Rejection> {
         let call = &self.calls[&key];
         match &call.state {
             CallState::Ringing(ringing) => {
@@ -801,7 +806,7 @@ impl Switch {
                         "this terminal was not offered the call",
                     ));
                 }
-                self.establish(now, key, leg, sdp);
+                self.establish(key, leg, sdp);
                 Ok(())
             }
             CallState::Established(established) => {
@@ -883,8 +888,7 @@ impl Switch {
 
     /// 4.2: `leg` answered ringing call `key`. The other forks get `Bye{ANSWERED_ELSEWHERE}`, the
     /// caller gets the answer, and both numbers' other terminals get InCall.
-    fn establish(&mut self, now: Instant, key: CallKey, leg: Leg, sdp: Sdp) {
-        let _ = now;
+    fn establish(&mut self, key: CallKey, leg: Leg, sdp: Sdp) {
         let call = self.calls.get_mut(&key).unwrap();
         let CallState::Ringing(ringing) = &mut call.state else {
             unreachable!("establish on a ringing call");
@@ -969,7 +973,7 @@ impl Switch {
                 Ok(())
             }
             CallState::Established(established) if established.legs.contains(&leg) => {
-                self.end_established(key, leg, ByeReason::NormalClearing, "bye");
+                self.end_established(key, ByeReason::NormalClearing, "bye", Some(leg));
                 Ok(())
             }
             _ => Err(Rejection::new(
@@ -1062,6 +1066,7 @@ impl Switch {
     /// One report from the phone network. Reports about legs the switch no longer knows are ignored
     /// (they raced with a release).
     pub fn handle_phone_event(&mut self, now: Instant, event: PhoneEvent) {
+        let _ = now; // every input carries `now`; no phone event arms a timer today
         let leg_id = match &event {
             PhoneEvent::Ringing { leg }
             | PhoneEvent::Answered { leg, .. }
@@ -1078,9 +1083,9 @@ impl Switch {
         let in_handover = self.pending_handover(key) == Some(leg_id);
         let result = match event {
             PhoneEvent::Ringing { .. } => self.alert(key, leg),
-            PhoneEvent::Answered { sdp, .. } => self.answer(now, key, leg, sdp),
+            PhoneEvent::Answered { sdp, .. } => self.answer(key, leg, sdp),
             PhoneEvent::HandOverReady { sdp, .. } if in_handover => {
-                self.handover_ready(key, leg_id, sdp);
+                self.handover_ready(key, sdp);
                 Ok(())
             }
             PhoneEvent::HandOverFailed { message, .. } if in_handover => {
@@ -1124,7 +1129,7 @@ impl Switch {
     }
 
     /// 4.6: the phone is up; re-offer the far side with its SDP.
-    fn handover_ready(&mut self, key: CallKey, phone: PhoneLegId, sdp: Sdp) {
+    fn handover_ready(&mut self, key: CallKey, sdp: Sdp) {
         let established = self.established_mut(key);
         let Some(negotiation) = established.negotiation.as_mut() else {
             return;
@@ -1138,7 +1143,6 @@ impl Switch {
         let by = negotiation.by;
         let far_leg = established.legs[by.other() as usize];
         let from = self.calls[&key].side(by).msisdn.clone();
-        let _ = phone;
         self.send_to_leg(key, by.other(), far_leg, NoticeBody::Offer { sdp, from });
     }
 
@@ -1324,13 +1328,7 @@ impl Switch {
             return;
         }
         self.established_mut(key).grace[party as usize] = None;
-        self.end_established_with(
-            key,
-            ByeReason::PeerGone,
-            ByeReason::PeerGone,
-            "reconnect grace over",
-            None,
-        );
+        self.end_established(key, ByeReason::PeerGone, "reconnect grace over", None);
     }
 
     // ----------------------------------------------------------------------------------------------
@@ -1348,9 +1346,7 @@ impl Switch {
         for key in keys {
             match &self.calls[&key].state {
                 CallState::Ringing(_) => self.end_ringing(key, reason, Some(reason), "shutdown"),
-                CallState::Established(_) => {
-                    self.end_established_with(key, reason, reason, "shutdown", None)
-                }
+                CallState::Established(_) => self.end_established(key, reason, "shutdown", None),
             }
         }
         // The calls are gone; nobody is in a call any more, so Idle would be noise at shutdown.
@@ -1410,20 +1406,13 @@ impl Switch {
         }
     }
 
-    /// Ends established call `key` because active leg `from` left: the other active leg (and a
-    /// pending puller) gets `Bye{reason}`.
-    fn end_established(&mut self, key: CallKey, from: Leg, reason: ByeReason, why: &'static str) {
-        self.end_established_with(key, reason, reason, why, Some(from));
-    }
-
-    /// Ends established call `key`: every active leg but `except` gets `Bye{reason}`, a pending puller
-    /// `Bye{puller_reason}`, a pending handover phone is released; then the call is removed and the
-    /// numbers' observers get Idle.
-    fn end_established_with(
+    /// Ends established call `key`: every active leg but `except` (the leg that ended it, if any)
+    /// gets `Bye{reason}`, and so does a pending puller; a pending handover phone is released; then
+    /// the call is removed and the numbers' observers get Idle.
+    fn end_established(
         &mut self,
         key: CallKey,
         reason: ByeReason,
-        puller_reason: ByeReason,
         why: &'static str,
         except: Option<Leg>,
     ) {
@@ -1441,13 +1430,7 @@ impl Switch {
                 Purpose::Pull { puller } => {
                     self.forget_pull(puller, key);
                     let id = self.calls[&key].side(by).id;
-                    self.deliver(
-                        puller,
-                        Some(id),
-                        NoticeBody::Bye {
-                            reason: puller_reason,
-                        },
-                    );
+                    self.deliver(puller, Some(id), NoticeBody::Bye { reason });
                 }
                 Purpose::HandOver { phone, .. } => {
                     self.phone_legs.remove(&phone);
