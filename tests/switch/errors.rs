@@ -133,21 +133,24 @@ fn call_id_may_be_reused_once_its_call_has_ended() {
     net.expect_offer(b);
 }
 
-#[test]
-fn answer_from_a_terminal_of_the_callee_that_was_not_offered_the_call_is_not_incall() {
-    let mut net = Net::with(SwitchConfig {
-        phone_network: false,
-        multipipe_call_cap: 1,
-        ..Net::config()
-    });
+/// B has two MultiPipes with a cap of one call: `b_full` is in a call with C, `b` is free. A calls
+/// B, so only `b` is offered the call. Returns (net, a, b_full, b, B's id of A's call).
+fn callee_with_a_full_terminal() -> (Net, TerminalId, TerminalId, TerminalId, CallId) {
+    let mut net = Net::with_call_cap(1);
     let a = net.multi(A);
     let c = net.multi(C);
     let b_full = net.multi(B);
     net.connect(c, B, b_full);
     let b = net.multi(B);
     net.call(a, B, "chromium-offer");
-    // Only b is offered the call; b_full is at its cap. It learns B's id some other way.
     let b_id = net.expect_offer(b);
+    (net, a, b_full, b, b_id)
+}
+
+#[test]
+fn answer_from_a_terminal_of_the_callee_that_was_not_offered_the_call_is_not_incall() {
+    // Only b is offered the call; b_full is at its cap. It learns B's id some other way.
+    let (mut net, a, b_full, b, b_id) = callee_with_a_full_terminal();
     net.silent(b_full);
     assert_eq!(
         net.refused(b_full, Some(b_id), answer("chromium-answer")),
@@ -159,18 +162,7 @@ fn answer_from_a_terminal_of_the_callee_that_was_not_offered_the_call_is_not_inc
 
 #[test]
 fn ringing_from_a_terminal_of_the_callee_that_was_not_offered_the_call_is_not_incall() {
-    let mut net = Net::with(SwitchConfig {
-        phone_network: false,
-        multipipe_call_cap: 1,
-        ..Net::config()
-    });
-    let a = net.multi(A);
-    let c = net.multi(C);
-    let b_full = net.multi(B);
-    net.connect(c, B, b_full);
-    let b = net.multi(B);
-    net.call(a, B, "chromium-offer");
-    let b_id = net.expect_offer(b);
+    let (mut net, a, b_full, _, b_id) = callee_with_a_full_terminal();
     assert_eq!(
         net.refused(b_full, Some(b_id), RequestBody::Ringing),
         ErrorCode::NotInCall
@@ -349,11 +341,7 @@ fn pipe_in_no_call_sending_bye_is_not_incall() {
 
 #[test]
 fn multipipe_at_its_call_cap_gets_rate_limit_hit_for_a_new_call() {
-    let mut net = Net::with(SwitchConfig {
-        phone_network: false,
-        multipipe_call_cap: 2,
-        ..Net::config()
-    });
+    let mut net = Net::with_call_cap(2);
     let a = net.multi(A);
     let b = net.multi(B);
     let c = net.multi(C);
@@ -370,11 +358,7 @@ fn multipipe_at_its_call_cap_gets_rate_limit_hit_for_a_new_call() {
 
 #[test]
 fn multipipe_under_its_cap_again_may_place_a_call() {
-    let mut net = Net::with(SwitchConfig {
-        phone_network: false,
-        multipipe_call_cap: 1,
-        ..Net::config()
-    });
+    let mut net = Net::with_call_cap(1);
     let a = net.multi(A);
     let b = net.multi(B);
     let (a_id, _) = net.connect(a, B, b);

@@ -32,6 +32,26 @@ fn to_phone(net: &mut Net, b: TerminalId, b_id: CallId) -> PhoneLegId {
     }
 }
 
+/// `b` hands the call over; the phone comes up with aiortc-offer, `a` answers with aiortc-answer,
+/// and the phone gets that answer (its command consumed). Returns the phone leg.
+fn handed_over(
+    net: &mut Net,
+    a: TerminalId,
+    a_id: CallId,
+    b: TerminalId,
+    b_id: CallId,
+) -> PhoneLegId {
+    let leg = to_phone(net, b, b_id);
+    net.phone_event(PhoneEvent::HandOverReady {
+        leg,
+        sdp: sdp("aiortc-offer"),
+    });
+    net.expect_offer(a);
+    net.ok(a, Some(a_id), answer("aiortc-answer"));
+    net.next_phone();
+    leg
+}
+
 #[test]
 fn to_phone_asks_the_phone_network_to_bring_up_the_numbers_phone() {
     let mut net = Net::with_phones();
@@ -83,14 +103,7 @@ fn far_sides_answer_goes_to_the_phone_and_the_terminal_gets_in_call_not_bye() {
 fn handed_over_terminal_gets_idle_when_the_call_ends() {
     let mut net = Net::with_phones();
     let (a, b, a_id, b_id) = call_with_phones(&mut net);
-    let leg = to_phone(&mut net, b, b_id);
-    net.phone_event(PhoneEvent::HandOverReady {
-        leg,
-        sdp: sdp("aiortc-offer"),
-    });
-    net.expect_offer(a);
-    net.ok(a, Some(a_id), answer("aiortc-answer"));
-    net.next_phone();
+    let leg = handed_over(&mut net, a, a_id, b, b_id);
     net.expect_in_call(b, b_id, A);
     net.phone_event(PhoneEvent::HungUp { leg });
     assert_eq!(net.expect_bye(a, ByeReason::NormalClearing), a_id);
@@ -102,14 +115,7 @@ fn handed_over_terminal_gets_idle_when_the_call_ends() {
 fn far_side_ending_a_handed_over_call_releases_the_phone() {
     let mut net = Net::with_phones();
     let (a, b, a_id, b_id) = call_with_phones(&mut net);
-    let leg = to_phone(&mut net, b, b_id);
-    net.phone_event(PhoneEvent::HandOverReady {
-        leg,
-        sdp: sdp("aiortc-offer"),
-    });
-    net.expect_offer(a);
-    net.ok(a, Some(a_id), answer("aiortc-answer"));
-    net.next_phone();
+    let leg = handed_over(&mut net, a, a_id, b, b_id);
     net.ok(a, Some(a_id), RequestBody::Bye);
     net.expect_release(leg, ByeReason::NormalClearing);
     net.expect_in_call(b, b_id, A);
@@ -262,14 +268,7 @@ fn far_side_cannot_answer_before_the_phone_is_up() {
 fn terminal_pulls_a_handed_over_call_back_from_the_phone() {
     let mut net = Net::with_phones();
     let (a, b, a_id, b_id) = call_with_phones(&mut net);
-    let leg = to_phone(&mut net, b, b_id);
-    net.phone_event(PhoneEvent::HandOverReady {
-        leg,
-        sdp: sdp("aiortc-offer"),
-    });
-    net.expect_offer(a);
-    net.ok(a, Some(a_id), answer("aiortc-answer"));
-    net.next_phone();
+    let leg = handed_over(&mut net, a, a_id, b, b_id);
     net.expect_in_call(b, b_id, A);
     net.ok(b, Some(b_id), reoffer("chromium-offer"));
     net.expect_offer_of(a, a_id, B, "chromium-offer");

@@ -55,6 +55,15 @@ impl Net {
         Self::with(Self::config())
     }
 
+    /// Phone network off, and a MultiPipe may be in at most `cap` calls at once.
+    pub fn with_call_cap(cap: usize) -> Self {
+        Self::with(SwitchConfig {
+            phone_network: false,
+            multipipe_call_cap: cap,
+            ..Self::config()
+        })
+    }
+
     /// The default configuration, but with no reconnect grace: tests of other behaviours see
     /// `Bye{PEER_GONE}` at once. `reconnect_grace.rs` turns it on.
     pub fn config() -> SwitchConfig {
@@ -280,6 +289,19 @@ impl Net {
             Some(PipeKind::MultiPipe) => Some(id),
             _ => None,
         }
+    }
+
+    /// MultiPipe `caller` (of A) calls B with chromium-offer; B's phone is rung and answers with
+    /// aiortc-answer, which reaches the caller. Returns (the caller side's id, the phone leg).
+    pub fn call_answered_by_phone(&mut self, caller: TerminalId) -> (CallId, PhoneLegId) {
+        let a_id = self.call(caller, B, "chromium-offer").unwrap();
+        let leg = self.expect_ring(B, A, "chromium-offer");
+        self.phone_event(PhoneEvent::Answered {
+            leg,
+            sdp: sdp("aiortc-answer"),
+        });
+        self.expect_answer(caller, a_id, "aiortc-answer");
+        (a_id, leg)
     }
 
     /// Opens a Pipe for `number` and consumes its opening `Idle{}` (asserting it is that).

@@ -176,13 +176,7 @@ fn phone_decline_declines_the_call_for_every_device() {
 fn phone_hanging_up_an_established_call_gives_the_far_side_normal_clearing() {
     let mut net = Net::with_phones();
     let a = net.multi(A);
-    let a_id = net.call(a, B, "chromium-offer").unwrap();
-    let leg = net.expect_ring(B, A, "chromium-offer");
-    net.phone_event(PhoneEvent::Answered {
-        leg,
-        sdp: sdp("aiortc-answer"),
-    });
-    net.expect_answer(a, a_id, "aiortc-answer");
+    let (a_id, leg) = net.call_answered_by_phone(a);
     net.phone_event(PhoneEvent::HungUp { leg });
     assert_eq!(net.expect_bye(a, ByeReason::NormalClearing), a_id);
     net.phone_silent();
@@ -193,13 +187,7 @@ fn phone_hanging_up_an_established_call_gives_the_far_side_normal_clearing() {
 fn terminal_bye_on_a_call_the_phone_answered_releases_the_phone_with_normal_clearing() {
     let mut net = Net::with_phones();
     let a = net.multi(A);
-    let a_id = net.call(a, B, "chromium-offer").unwrap();
-    let leg = net.expect_ring(B, A, "chromium-offer");
-    net.phone_event(PhoneEvent::Answered {
-        leg,
-        sdp: sdp("aiortc-answer"),
-    });
-    net.expect_answer(a, a_id, "aiortc-answer");
+    let (a_id, leg) = net.call_answered_by_phone(a);
     net.ok(a, Some(a_id), RequestBody::Bye);
     net.expect_release(leg, ByeReason::NormalClearing);
     net.silent(a);

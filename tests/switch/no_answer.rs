@@ -89,11 +89,7 @@ fn number_whose_only_pipe_is_in_a_call_is_busy() {
 
 #[test]
 fn number_whose_only_multipipe_is_at_its_call_cap_is_busy() {
-    let mut net = Net::with(SwitchConfig {
-        phone_network: false,
-        multipipe_call_cap: 1,
-        ..Net::config()
-    });
+    let mut net = Net::with_call_cap(1);
     let a = net.multi(A);
     let b = net.multi(B);
     let c = net.multi(C);

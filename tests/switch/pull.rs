@@ -254,13 +254,7 @@ fn pull_of_a_call_on_the_phone_releases_the_phone_leg_with_pulled() {
 fn pull_toward_a_phone_on_the_far_side_re_offers_the_phone() {
     let mut net = Net::with_phones();
     let a1 = net.multi(A);
-    let a_id = net.call(a1, B, "chromium-offer").unwrap();
-    let leg = net.expect_ring(B, A, "chromium-offer");
-    net.phone_event(PhoneEvent::Answered {
-        leg,
-        sdp: sdp("aiortc-answer"),
-    });
-    net.expect_answer(a1, a_id, "aiortc-answer");
+    let (a_id, leg) = net.call_answered_by_phone(a1);
     let a2 = net.pipe(A);
     net.expect_in_call(a2, a_id, B);
     net.ok(a2, None, reoffer("aiortc-offer"));
@@ -284,13 +278,7 @@ fn pull_toward_a_phone_on_the_far_side_re_offers_the_phone() {
 fn phone_rejecting_a_pull_gives_the_puller_negotiation_failed() {
     let mut net = Net::with_phones();
     let a1 = net.multi(A);
-    let a_id = net.call(a1, B, "chromium-offer").unwrap();
-    let leg = net.expect_ring(B, A, "chromium-offer");
-    net.phone_event(PhoneEvent::Answered {
-        leg,
-        sdp: sdp("aiortc-answer"),
-    });
-    net.expect_answer(a1, a_id, "aiortc-answer");
+    let (a_id, leg) = net.call_answered_by_phone(a1);
     let a2 = net.multi(A);
     net.ok(a2, Some(a_id), reoffer("aiortc-offer"));
     net.next_phone();

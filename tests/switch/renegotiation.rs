@@ -71,13 +71,7 @@ fn a_second_renegotiation_is_accepted_once_the_first_is_answered() {
 fn re_offer_to_a_phone_leg_goes_to_the_phone_and_its_answer_comes_back() {
     let mut net = Net::with_phones();
     let a = net.multi(A);
-    let a_id = net.call(a, B, "chromium-offer").unwrap();
-    let leg = net.expect_ring(B, A, "chromium-offer");
-    net.phone_event(PhoneEvent::Answered {
-        leg,
-        sdp: sdp("aiortc-answer"),
-    });
-    net.expect_answer(a, a_id, "aiortc-answer");
+    let (a_id, leg) = net.call_answered_by_phone(a);
     net.ok(a, Some(a_id), reoffer("chromium-hold-offer"));
     match net.next_phone() {
         PhoneCommand::Offer { leg: l, sdp: s } => {
@@ -160,13 +154,7 @@ fn offerer_may_re_offer_again_after_a_timeout() {
 fn phone_refusing_a_re_offer_gives_the_offerer_try_again() {
     let mut net = Net::with_phones();
     let a = net.multi(A);
-    let a_id = net.call(a, B, "chromium-offer").unwrap();
-    let leg = net.expect_ring(B, A, "chromium-offer");
-    net.phone_event(PhoneEvent::Answered {
-        leg,
-        sdp: sdp("aiortc-answer"),
-    });
-    net.expect_answer(a, a_id, "aiortc-answer");
+    let (a_id, leg) = net.call_answered_by_phone(a);
     net.ok(a, Some(a_id), reoffer("chromium-hold-offer"));
     net.next_phone();
     net.phone_event(PhoneEvent::Rejected {

@@ -39,13 +39,7 @@ fn shutdown_sends_server_shutdown_to_both_active_legs() {
 fn shutdown_releases_an_active_phone_leg() {
     let mut net = Net::with_phones();
     let a = net.multi(A);
-    let a_id = net.call(a, B, "chromium-offer").unwrap();
-    let leg = net.expect_ring(B, A, "chromium-offer");
-    net.phone_event(PhoneEvent::Answered {
-        leg,
-        sdp: sdp("aiortc-answer"),
-    });
-    net.expect_answer(a, a_id, "aiortc-answer");
+    let (a_id, leg) = net.call_answered_by_phone(a);
     net.shutdown();
     assert_eq!(net.expect_bye(a, ByeReason::ServerShutdown), a_id);
     net.expect_release(leg, ByeReason::ServerShutdown);

@@ -94,13 +94,7 @@ fn active_leg_going_away_gives_its_numbers_observers_idle() {
 fn active_leg_going_away_releases_the_far_sides_phone_with_peer_gone() {
     let mut net = Net::with_phones();
     let a = net.multi(A);
-    let a_id = net.call(a, B, "chromium-offer").unwrap();
-    let leg = net.expect_ring(B, A, "chromium-offer");
-    net.phone_event(PhoneEvent::Answered {
-        leg,
-        sdp: sdp("aiortc-answer"),
-    });
-    net.expect_answer(a, a_id, "aiortc-answer");
+    let (_, leg) = net.call_answered_by_phone(a);
     net.gone(a);
     net.expect_release(leg, ByeReason::PeerGone);
     assert_eq!(net.switch.call_count(), 0);
