@@ -75,7 +75,7 @@ fn parse_seconds(s: &str) -> Result<Duration, String> {
 
 fn read_sdp(given: Option<PathBuf>, fixture: &str) -> std::io::Result<String> {
     let path = given.unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../shared/fixtures/sdp/{fixture}"))
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/sdp/{fixture}"))
     });
     std::fs::read_to_string(&path)
         .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))

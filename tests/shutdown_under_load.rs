@@ -30,7 +30,7 @@ const WAIT: Duration = Duration::from_secs(10);
 fn fixture(name: &str) -> String {
     let path = format!(
         "{}{name}",
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/sdp/")
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/sdp/")
     );
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }

@@ -22,7 +22,7 @@ const WAIT: Duration = Duration::from_secs(10);
 
 fn fixture(name: &str) -> String {
     let path = format!(
-        "{}/../shared/fixtures/sdp/{name}",
+        "{}/tests/fixtures/sdp/{name}",
         env!("CARGO_MANIFEST_DIR")
     );
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))

@@ -96,7 +96,7 @@ impl Options {
             mode,
             sdp_dir: PathBuf::from(concat!(
                 env!("CARGO_MANIFEST_DIR"),
-                "/../shared/fixtures/sdp"
+                "/tests/fixtures/sdp"
             )),
             server_pid: None,
             call_timeout: Duration::from_secs(5),

@@ -496,7 +496,7 @@ mod tests {
 
     fn sdp(name: &str) -> String {
         let path = format!(
-            "{}/../shared/fixtures/sdp/{name}",
+            "{}/tests/fixtures/sdp/{name}",
             env!("CARGO_MANIFEST_DIR")
         );
         std::fs::read_to_string(path).unwrap()

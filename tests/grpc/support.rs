@@ -93,11 +93,11 @@ macro_rules! for_both_kinds {
     };
 }
 
-/// The text of an SDP fixture of `../shared/fixtures/sdp/`, byte for byte.
+/// The text of an SDP fixture of `tests/fixtures/sdp/`, byte for byte.
 pub fn sdp(name: &str) -> String {
     let path = format!(
         "{}{name}",
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/sdp/")
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/sdp/")
     );
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading fixture {path}: {e}"))
 }

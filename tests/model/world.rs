@@ -43,12 +43,12 @@ const NAMES: [&str; 4] = ["A", "B", "C", "D"];
 
 /// The SDP fixtures, relayed as they are (paths relative to this file).
 const SDPS: [&str; 6] = [
-    include_str!("../../../shared/fixtures/sdp/chromium-offer.sdp"),
-    include_str!("../../../shared/fixtures/sdp/chromium-answer.sdp"),
-    include_str!("../../../shared/fixtures/sdp/aiortc-offer.sdp"),
-    include_str!("../../../shared/fixtures/sdp/aiortc-answer.sdp"),
-    include_str!("../../../shared/fixtures/sdp/chromium-hold-offer.sdp"),
-    include_str!("../../../shared/fixtures/sdp/chromium-icerestart-offer.sdp"),
+    include_str!("../fixtures/sdp/chromium-offer.sdp"),
+    include_str!("../fixtures/sdp/chromium-answer.sdp"),
+    include_str!("../fixtures/sdp/aiortc-offer.sdp"),
+    include_str!("../fixtures/sdp/aiortc-answer.sdp"),
+    include_str!("../fixtures/sdp/chromium-hold-offer.sdp"),
+    include_str!("../fixtures/sdp/chromium-icerestart-offer.sdp"),
 ];
 
 /// How the switch is configured for one run.

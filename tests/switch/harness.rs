@@ -9,7 +9,7 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 use webterminal_core::core::*;
 
-/// An SDP fixture from `../shared/fixtures/sdp/`, validated as the edge would.
+/// An SDP fixture from `tests/fixtures/sdp/`, validated as the edge would.
 pub fn sdp(name: &str) -> Sdp {
     Sdp::parse(&fixture(name), 64 * 1024).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
@@ -17,7 +17,7 @@ pub fn sdp(name: &str) -> Sdp {
 /// The raw text of an SDP fixture.
 pub fn fixture(name: &str) -> String {
     let path = format!(
-        "{}/../shared/fixtures/sdp/{name}.sdp",
+        "{}/tests/fixtures/sdp/{name}.sdp",
         env!("CARGO_MANIFEST_DIR")
     );
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
