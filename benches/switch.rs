@@ -8,19 +8,17 @@ use std::time::Instant;
 use webterminal_core::core::*;
 
 fn fixture(name: &str) -> String {
-    let path = format!(
-        "{}/tests/fixtures/sdp/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let path = format!("{}/tests/fixtures/sdp/{name}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 /// A switch with `pairs` caller/callee MultiPipe pairs registered, phone network off.
 fn switch_with_pairs(pairs: u64) -> (Switch, Vec<(TerminalId, TerminalId, Msisdn)>) {
-    let mut switch = Switch::new(SwitchConfig {
+    let config = SwitchConfig {
         phone_network: false,
         ..SwitchConfig::default()
-    });
+    };
+    let mut switch = Switch::new(config, 1);
     let now = Instant::now();
     let mut out = Vec::new();
     for i in 0..pairs {

@@ -264,6 +264,20 @@ pub enum PhoneEvent {
     },
 }
 
+impl PhoneEvent {
+    /// The phone leg the event is about.
+    pub fn leg(&self) -> PhoneLegId {
+        match self {
+            PhoneEvent::Ringing { leg }
+            | PhoneEvent::Answered { leg, .. }
+            | PhoneEvent::Rejected { leg, .. }
+            | PhoneEvent::HandOverReady { leg, .. }
+            | PhoneEvent::HandOverFailed { leg, .. }
+            | PhoneEvent::HungUp { leg } => *leg,
+        }
+    }
+}
+
 /// One output of the switch, drained with `Switch::poll_output` after every input.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Output {

@@ -407,10 +407,13 @@ mod tests {
     fn no_phone() -> (DriverHandle, JoinHandle<()>) {
         let (_reports, events) = crate::phone::PhoneReports::channel();
         spawn(
-            Switch::new(SwitchConfig {
-                phone_network: false,
-                ..SwitchConfig::default()
-            }),
+            Switch::new(
+                SwitchConfig {
+                    phone_network: false,
+                    ..SwitchConfig::default()
+                },
+                1,
+            ),
             None,
             events,
         )

@@ -291,7 +291,8 @@ impl Exchange {
     ) -> Exchange {
         let mut switch_config = config.switch.clone();
         switch_config.phone_network = phone.is_some();
-        let (driver, driver_task) = driver::spawn(Switch::new(switch_config), phone, phone_events);
+        let (driver, driver_task) =
+            driver::spawn(Switch::new(switch_config, seed()), phone, phone_events);
         Exchange {
             config,
             driver,
@@ -436,6 +437,11 @@ impl Exchange {
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A server builder, serving TLS with `tls`'s certificate chain and key when given.
+/// A seed for the switch's call-id generator, from the operating system's randomness.
+fn seed() -> u64 {
+    getrandom::u64().expect("the operating system provides randomness")
+}
+
 fn tls_server(tls: Option<&TlsFiles>) -> Result<Server, ServeError> {
     let Some(files) = tls else {
         return Ok(Server::builder());
@@ -495,10 +501,7 @@ mod tests {
     const B: &str = "+4799990002";
 
     fn sdp(name: &str) -> String {
-        let path = format!(
-            "{}/tests/fixtures/sdp/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
+        let path = format!("{}/tests/fixtures/sdp/{name}", env!("CARGO_MANIFEST_DIR"));
         std::fs::read_to_string(path).unwrap()
     }
 

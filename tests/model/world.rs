@@ -323,7 +323,7 @@ impl World {
             },
         };
         World {
-            switch: Switch::new(config),
+            switch: Switch::new(config, 1),
             now: Instant::now(),
             setup,
             numbers: NUMBERS.iter().map(|n| Msisdn::parse(n).unwrap()).collect(),

@@ -75,7 +75,7 @@ impl Net {
 
     pub fn with(config: SwitchConfig) -> Self {
         Net {
-            switch: Switch::new(config),
+            switch: Switch::new(config, 1),
             now: Instant::now(),
             next_terminal: 1,
             inbox: HashMap::new(),

@@ -1,0 +1,133 @@
+//! The switch's internal consistency, checked by the tests and the model-based test after every
+//! step.
+
+use super::call::{CallKey, CallState, Leg, Party, Purpose};
+use super::timers::TimerKind;
+use super::Switch;
+use crate::core::types::{Msisdn, PipeKind};
+
+impl Switch {
+    /// Checks the switch's internal consistency: every index agrees with the calls, every id is
+    /// scoped to its msisdn, every leg and fork is a registered terminal of the right msisdn or a
+    /// known phone leg, exactly the timers of live states are armed (ring while ringing, negotiation
+    /// while one is pending, grace while a side is vacant), and no subscriber entry is empty.
+    ///
+    /// # Errors
+    /// A description of the first broken invariant.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let mut armed = 0;
+        let mut expect_timer = |key: CallKey, kind: TimerKind, what: &str| {
+            armed += 1;
+            match self.timers.is_armed(key, kind) {
+                true => Ok(()),
+                false => Err(format!("{key:?}: {what} without its timer")),
+            }
+        };
+        for (key, call) in &self.calls {
+            let key = *key;
+            if call.sides[0].msisdn == call.sides[1].msisdn {
+                return Err(format!("{key:?}: both sides have the same number"));
+            }
+            for side in &call.sides {
+                let s = self
+                    .subscribers
+                    .get(&side.msisdn)
+                    .ok_or(format!("{key:?}: side's number has no subscriber entry"))?;
+                if s.calls.get(&side.id) != Some(&key) {
+                    return Err(format!("{key:?}: side id not indexed under its number"));
+                }
+            }
+            match &call.state {
+                CallState::Ringing(r) => {
+                    self.check_leg(r.caller_leg, &call.sides[0].msisdn, key)?;
+                    if r.forks.is_empty() {
+                        return Err(format!("{key:?}: ringing with no fork"));
+                    }
+                    for fork in &r.forks {
+                        self.check_leg(*fork, &call.sides[1].msisdn, key)?;
+                    }
+                    expect_timer(key, TimerKind::Ring, "ringing")?;
+                }
+                CallState::Established(e) => {
+                    for party in [Party::Caller, Party::Callee] {
+                        match e.legs[party as usize] {
+                            Leg::Vacant => expect_timer(key, TimerKind::Grace(party), "vacant")?,
+                            leg => self.check_leg(leg, &call.side(party).msisdn, key)?,
+                        }
+                    }
+                    if let Some(n) = &e.negotiation {
+                        expect_timer(key, TimerKind::Negotiation, "negotiation")?;
+                        if let Purpose::Pull { puller } = n.purpose {
+                            let t = self
+                                .terminals
+                                .get(&puller)
+                                .ok_or(format!("{key:?}: puller gone"))?;
+                            if t.msisdn != call.sides[n.by as usize].msisdn
+                                || !t.pulls.contains(&key)
+                            {
+                                return Err(format!("{key:?}: puller inconsistent"));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if armed != self.timers.len() {
+            return Err(format!(
+                "{} timers armed for {armed} live deadlines",
+                self.timers.len()
+            ));
+        }
+        for (msisdn, s) in &self.subscribers {
+            if s.terminals.is_empty() && s.calls.is_empty() {
+                return Err(format!("empty subscriber entry for {msisdn:?}"));
+            }
+            for t in &s.terminals {
+                if self.terminals.get(t).map(|t| &t.msisdn) != Some(msisdn) {
+                    return Err(format!("{t:?} listed under the wrong number"));
+                }
+            }
+        }
+        for (id, t) in &self.terminals {
+            if t.kind == PipeKind::Pipe && t.calls.len() > 1 {
+                return Err(format!("Pipe {id:?} is in {} calls", t.calls.len()));
+            }
+            for key in t.calls.iter().chain(&t.pulls) {
+                if !self.calls.contains_key(key) {
+                    return Err(format!("{id:?} lists a call that is gone"));
+                }
+            }
+        }
+        for (p, key) in &self.phone_legs {
+            if !self.calls.contains_key(key) {
+                return Err(format!("phone leg {p:?} of a call that is gone"));
+            }
+        }
+        Ok(())
+    }
+
+    /// `leg` of call `key` belongs to `msisdn` and is indexed as such.
+    fn check_leg(&self, leg: Leg, msisdn: &Msisdn, key: CallKey) -> Result<(), String> {
+        match leg {
+            Leg::Terminal(t) => {
+                let term = self
+                    .terminals
+                    .get(&t)
+                    .ok_or(format!("{key:?}: leg {t:?} is not registered"))?;
+                if term.msisdn != *msisdn {
+                    return Err(format!("{key:?}: leg {t:?} belongs to another number"));
+                }
+                if !term.calls.contains(&key) {
+                    return Err(format!("{key:?}: terminal {t:?} does not list the call"));
+                }
+            }
+            Leg::Phone(p) => {
+                if self.phone_legs.get(&p) != Some(&key) {
+                    return Err(format!("{key:?}: phone leg {p:?} is not indexed"));
+                }
+            }
+            Leg::Vacant => return Err(format!("{key:?}: a vacant leg outside a grace")),
+        }
+        Ok(())
+    }
+}

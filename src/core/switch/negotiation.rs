@@ -1,0 +1,317 @@
+//! Offer/answer on an established call (PROTOCOL.md 4.5–4.7): re-offers, pulls and handovers, one
+//! at a time per call, each ended in one place ([`Switch::end_negotiation`]).
+
+use super::call::{CallKey, CallState, Leg, Negotiation, Party, Purpose};
+use super::timers::TimerKind;
+use super::Switch;
+use crate::core::message::{ByeReason, ErrorCode, NoticeBody, Output, PhoneCommand, Rejection};
+use crate::core::types::{PhoneLegId, Sdp, TerminalId};
+use std::time::Instant;
+
+/// How a pending negotiation ends.
+#[derive(Debug)]
+pub(super) enum Outcome {
+    /// The far side answered with this SDP: the offerer gets it, a pull or handover moves the leg.
+    Answered(Sdp),
+    /// It failed; the call stays where it was. A re-offerer gets `Error{TRY_AGAIN}`, a puller
+    /// `Bye{NEGOTIATION_FAILED}`, a handover requester `Error{UNKNOWN}`; the far side is told nothing.
+    Failed(Failure),
+    /// The call ends with this reason: a puller gets that Bye, a handover phone is released.
+    CallEnded(ByeReason),
+    /// The puller went away: the pull is dropped and nobody is told.
+    PullerGone,
+}
+
+/// Why a negotiation failed.
+#[derive(Debug)]
+pub(super) enum Failure {
+    /// No answer within the negotiation timeout, or the leg that had to answer went away.
+    TimedOut,
+    /// A phone refused it (a re-offer rejected, the handover phone rejected or hung up).
+    Refused,
+    /// The phone network could not bring the phone up, with its reason.
+    HandOverFailed(String),
+}
+
+impl Failure {
+    fn explain(&self, purpose: Purpose) -> String {
+        let handover = matches!(purpose, Purpose::HandOver { .. });
+        match (self, handover) {
+            (Failure::TimedOut, false) => "the re-offer was not answered in time".into(),
+            (Failure::Refused, false) => "the other party's phone refused the re-offer".into(),
+            (Failure::TimedOut, true) => {
+                "handover failed: the far side did not answer in time".into()
+            }
+            (Failure::Refused, true) => "handover failed: the phone did not take the call".into(),
+            (Failure::HandOverFailed(why), _) => format!("handover failed: {why}"),
+        }
+    }
+}
+
+impl Switch {
+    /// An Offer without a number on an existing call: a re-offer from an active leg (4.7) or a pull
+    /// from a terminal that observes the call (4.5).
+    pub(super) fn offer_on_call(
+        &mut self,
+        now: Instant,
+        terminal: TerminalId,
+        key: CallKey,
+        sdp: Sdp,
+    ) -> Result<(), Rejection> {
+        let t = &self.terminals[&terminal];
+        let call = &self.calls[&key];
+        let party = call
+            .party_of(&t.msisdn)
+            .expect("indexed call has the msisdn");
+        let established = match &call.state {
+            CallState::Ringing(r) if r.caller_leg == Leg::Terminal(terminal) => {
+                return Err(Rejection::new(
+                    ErrorCode::TryAgain,
+                    "the call is not answered yet; re-offer once it is",
+                ))
+            }
+            CallState::Ringing(_) => {
+                return Err(Rejection::new(
+                    ErrorCode::NotInCall,
+                    "the call is not established; answer or decline the offer",
+                ))
+            }
+            CallState::Established(e) => e,
+        };
+        Self::may_negotiate(
+            established.negotiation,
+            established.legs[party.other() as usize],
+        )?;
+        let purpose = if established.legs[party as usize] == Leg::Terminal(terminal) {
+            Purpose::ReOffer
+        } else {
+            if !self.has_room(t) {
+                return Err(self.no_room(t.kind));
+            }
+            Purpose::Pull { puller: terminal }
+        };
+        let from = t.msisdn.clone();
+        let far_leg = established.legs[party.other() as usize];
+        self.begin_negotiation(now, key, party, purpose);
+        if let Purpose::Pull { .. } = purpose {
+            self.terminals.get_mut(&terminal).unwrap().pulls.push(key);
+            tracing::info!(?key, ?terminal, "pull offered");
+        }
+        self.send_to_leg(key, party.other(), far_leg, NoticeBody::Offer { sdp, from });
+        Ok(())
+    }
+
+    /// 4.6: the active terminal asks to move the call to its msisdn's mobile phone.
+    pub(super) fn hand_over(
+        &mut self,
+        now: Instant,
+        terminal: TerminalId,
+        key: CallKey,
+    ) -> Result<(), Rejection> {
+        let msisdn = self.terminals[&terminal].msisdn.clone();
+        let call = &self.calls[&key];
+        let party = call.party_of(&msisdn).expect("indexed call has the msisdn");
+        let established = match &call.state {
+            CallState::Established(e) if e.legs[party as usize] == Leg::Terminal(terminal) => e,
+            _ => {
+                return Err(Rejection::new(
+                    ErrorCode::NotInCall,
+                    "only the active leg of an established call may hand it to the phone",
+                ))
+            }
+        };
+        if !self.config.phone_network {
+            return Err(Rejection::new(
+                ErrorCode::Unknown,
+                "handover failed: no phone network is attached",
+            ));
+        }
+        Self::may_negotiate(
+            established.negotiation,
+            established.legs[party.other() as usize],
+        )?;
+        let peer = call.side(party.other()).msisdn.clone();
+        let phone = self.new_phone_leg(key);
+        let purpose = Purpose::HandOver {
+            phone,
+            far_offered: false,
+        };
+        self.begin_negotiation(now, key, party, purpose);
+        self.outputs
+            .push_back(Output::Phone(PhoneCommand::HandOver {
+                leg: phone,
+                msisdn,
+                peer,
+            }));
+        tracing::info!(?key, ?terminal, "handover to phone requested");
+        Ok(())
+    }
+
+    /// One negotiation at a time (4.7, glare: the later offer loses), and none while the far side
+    /// is vacant (4.8: nobody could answer it).
+    fn may_negotiate(pending: Option<Negotiation>, far_leg: Leg) -> Result<(), Rejection> {
+        if pending.is_some() {
+            return Err(Rejection::new(
+                ErrorCode::TryAgain,
+                "another offer on this call is pending",
+            ));
+        }
+        if far_leg == Leg::Vacant {
+            return Err(Rejection::new(
+                ErrorCode::TryAgain,
+                "the other party is reconnecting; offer again once it is back",
+            ));
+        }
+        Ok(())
+    }
+
+    fn begin_negotiation(&mut self, now: Instant, key: CallKey, by: Party, purpose: Purpose) {
+        self.established_mut(key).negotiation = Some(Negotiation { by, purpose });
+        self.timers.arm(
+            key,
+            TimerKind::Negotiation,
+            now + self.config.negotiation_timeout,
+        );
+    }
+
+    /// An Answer from `leg` to the negotiation pending on `key`; `false` when none waits on it.
+    pub(super) fn answer_negotiation(&mut self, key: CallKey, leg: Leg, sdp: Sdp) -> bool {
+        if !self.negotiation_waits_on(key, leg) {
+            return false;
+        }
+        self.end_negotiation(key, Outcome::Answered(sdp));
+        true
+    }
+
+    /// Whether the negotiation on `key` waits for an answer from `leg` (a handover waits on nobody
+    /// until the phone's offer went to the far side).
+    pub(super) fn negotiation_waits_on(&self, key: CallKey, leg: Leg) -> bool {
+        let Some(CallState::Established(e)) = self.calls.get(&key).map(|c| &c.state) else {
+            return false;
+        };
+        e.negotiation.is_some_and(|n| {
+            e.legs[n.by.other() as usize] == leg
+                && !matches!(
+                    n.purpose,
+                    Purpose::HandOver {
+                        far_offered: false,
+                        ..
+                    }
+                )
+        })
+    }
+
+    /// The phone leg of the handover pending on call `key`, if any.
+    pub(super) fn pending_handover(&self, key: CallKey) -> Option<PhoneLegId> {
+        match &self.calls.get(&key)?.state {
+            CallState::Established(e) => match e.negotiation?.purpose {
+                Purpose::HandOver { phone, .. } => Some(phone),
+                _ => None,
+            },
+            CallState::Ringing(_) => None,
+        }
+    }
+
+    /// 4.6: the handover phone is up; re-offer the far side with its SDP (once).
+    pub(super) fn handover_ready(&mut self, key: CallKey, sdp: Sdp) {
+        let established = self.established_mut(key);
+        let Some(Negotiation {
+            by,
+            purpose: Purpose::HandOver { far_offered, .. },
+        }) = established.negotiation.as_mut()
+        else {
+            return;
+        };
+        if std::mem::replace(far_offered, true) {
+            return;
+        }
+        let by = *by;
+        let far_leg = established.legs[by.other() as usize];
+        let from = self.calls[&key].side(by).msisdn.clone();
+        self.send_to_leg(key, by.other(), far_leg, NoticeBody::Offer { sdp, from });
+    }
+
+    /// Releases phone leg `phone` (the network reports nothing more for it).
+    pub(super) fn release_phone(&mut self, phone: PhoneLegId, reason: ByeReason) {
+        self.phone_legs.remove(&phone);
+        self.outputs
+            .push_back(Output::Phone(PhoneCommand::Release { leg: phone, reason }));
+    }
+
+    /// The puller went away: its pending pull is dropped; the far side is told nothing (as on a
+    /// negotiation timeout, 4.7).
+    pub(super) fn abandon_pull(&mut self, key: CallKey, terminal: TerminalId) {
+        self.forget_pull(terminal, key);
+        let pulling = matches!(
+            self.calls.get(&key).map(|c| &c.state),
+            Some(CallState::Established(e))
+                if e.negotiation.is_some_and(|n| n.purpose == Purpose::Pull { puller: terminal })
+        );
+        if pulling {
+            self.end_negotiation(key, Outcome::PullerGone);
+        }
+    }
+
+    /// The one place a negotiation ends: disarms its timer, and tells the offerer (and moves the
+    /// leg, releases the phone) as `outcome` says. Nothing when no negotiation is pending.
+    pub(super) fn end_negotiation(&mut self, key: CallKey, outcome: Outcome) {
+        let Some(CallState::Established(e)) = self.calls.get_mut(&key).map(|c| &mut c.state) else {
+            return;
+        };
+        let Some(Negotiation { by, purpose }) = e.negotiation.take() else {
+            return;
+        };
+        let offerer = e.legs[by as usize];
+        self.timers.disarm(key, TimerKind::Negotiation);
+        match purpose {
+            Purpose::ReOffer => {
+                let body = match outcome {
+                    Outcome::Answered(sdp) => NoticeBody::Answer { sdp },
+                    Outcome::Failed(failure) => NoticeBody::Error(Rejection::new(
+                        ErrorCode::TryAgain,
+                        failure.explain(purpose),
+                    )),
+                    Outcome::CallEnded(_) | Outcome::PullerGone => return,
+                };
+                self.send_to_leg(key, by, offerer, body);
+            }
+            Purpose::Pull { puller } => {
+                self.forget_pull(puller, key);
+                let id = self.calls[&key].side(by).id;
+                let reason = match outcome {
+                    Outcome::Answered(sdp) => {
+                        self.deliver(puller, Some(id), NoticeBody::Answer { sdp });
+                        let to = Leg::Terminal(puller);
+                        self.move_active_leg(key, by, to, ByeReason::Pulled);
+                        return;
+                    }
+                    Outcome::Failed(_) => ByeReason::NegotiationFailed,
+                    Outcome::CallEnded(reason) => reason,
+                    Outcome::PullerGone => return,
+                };
+                self.deliver(puller, Some(id), NoticeBody::Bye { reason });
+            }
+            Purpose::HandOver { phone, .. } => {
+                let message = match outcome {
+                    Outcome::Answered(sdp) => {
+                        self.outputs
+                            .push_back(Output::Phone(PhoneCommand::Answer { leg: phone, sdp }));
+                        let to = Leg::Phone(phone);
+                        self.move_active_leg(key, by, to, ByeReason::HandedToPhone);
+                        return;
+                    }
+                    Outcome::Failed(failure) => failure.explain(purpose),
+                    Outcome::CallEnded(reason) => {
+                        self.release_phone(phone, reason);
+                        return;
+                    }
+                    Outcome::PullerGone => unreachable!("a handover has no puller"),
+                };
+                tracing::info!(?key, %message, "handover failed");
+                self.release_phone(phone, ByeReason::NegotiationFailed);
+                let error = Rejection::new(ErrorCode::Unknown, message);
+                self.send_to_leg(key, by, offerer, NoticeBody::Error(error));
+            }
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! New calls and where they ring (PROTOCOL.md 4.1, section 5): the callee's eligible terminals and
+//! its mobile phone.
+
+use super::call::{Call, CallKey, CallState, Leg, Ringing, Side};
+use super::timers::TimerKind;
+use super::Switch;
+use crate::core::message::{ByeReason, ErrorCode, NoticeBody, Output, PhoneCommand, Rejection};
+use crate::core::types::{CallId, Msisdn, PhoneLegId, PipeKind, Sdp, TerminalId};
+use std::time::Instant;
+
+/// The caller of a new call: who, on which leg, with which id for its side.
+pub(super) struct Origin {
+    pub(super) msisdn: Msisdn,
+    pub(super) leg: Leg,
+    pub(super) id: CallId,
+}
+
+impl Switch {
+    /// 4.1: a new call from `terminal` to `to`, routed as section 5 says.
+    pub(super) fn start_call(
+        &mut self,
+        now: Instant,
+        terminal: TerminalId,
+        call_id: Option<CallId>,
+        to: Msisdn,
+        sdp: Sdp,
+    ) -> Result<(), Rejection> {
+        let t = &self.terminals[&terminal];
+        let from = t.msisdn.clone();
+        if to == from {
+            return Err(Rejection::new(
+                ErrorCode::InvalidArgument,
+                "offer.msisdn is the terminal's own number",
+            ));
+        }
+        let id = match (t.kind, call_id) {
+            (PipeKind::MultiPipe, None) => {
+                return Err(Rejection::new(
+                    ErrorCode::InvalidCallId,
+                    "call_id is required",
+                ))
+            }
+            (PipeKind::MultiPipe, Some(id)) => {
+                if self
+                    .subscribers
+                    .get(&from)
+                    .is_some_and(|s| s.calls.contains_key(&id))
+                {
+                    return Err(Rejection::new(
+                        ErrorCode::InvalidCallId,
+                        format!("call_id {id} is already in use by a live call"),
+                    ));
+                }
+                Some(id)
+            }
+            // A Pipe's call_id is ignored: the core makes the caller side's id.
+            (PipeKind::Pipe, _) => None,
+        };
+        if !self.has_room(t) {
+            return Err(self.no_room(t.kind));
+        }
+        let id = id.unwrap_or_else(|| self.next_call_id());
+        let origin = Origin {
+            msisdn: from,
+            leg: Leg::Terminal(terminal),
+            id,
+        };
+        if let Err(reason) = self.route(now, origin, to, sdp) {
+            self.deliver(terminal, Some(id), NoticeBody::Bye { reason });
+        }
+        Ok(())
+    }
+
+    /// Section 5: offers a new call from `origin` to every eligible device of `to` — its terminals
+    /// and, when a phone network is attached, its mobile phone — and arms the ring timeout.
+    ///
+    /// # Errors
+    /// The reason to end the caller's leg with when there is nothing to ring and no call was made:
+    /// `BUSY` if `to` has terminals but none is eligible, else `UNAVAILABLE` (4.3).
+    pub(super) fn route(
+        &mut self,
+        now: Instant,
+        origin: Origin,
+        to: Msisdn,
+        sdp: Sdp,
+    ) -> Result<CallKey, ByeReason> {
+        let (eligible, busy) = match self.subscribers.get(&to) {
+            Some(s) => {
+                let eligible: Vec<TerminalId> = s
+                    .terminals
+                    .iter()
+                    .copied()
+                    .filter(|t| self.is_eligible(*t))
+                    .collect();
+                let busy = eligible.len() < s.terminals.len();
+                (eligible, busy)
+            }
+            None => (Vec::new(), false),
+        };
+        let from = origin.msisdn;
+        if eligible.is_empty() && !self.config.phone_network {
+            let reason = if busy {
+                ByeReason::Busy
+            } else {
+                ByeReason::Unavailable
+            };
+            tracing::info!(?from, ?to, ?reason, "call not routed");
+            return Err(reason);
+        }
+        let key = CallKey(self.next_call);
+        self.next_call += 1;
+        let callee_id = self.next_call_id();
+        self.calls.insert(
+            key,
+            Call {
+                sides: [
+                    Side {
+                        msisdn: from.clone(),
+                        id: origin.id,
+                    },
+                    Side {
+                        msisdn: to.clone(),
+                        id: callee_id,
+                    },
+                ],
+                state: CallState::Ringing(Ringing {
+                    caller_leg: origin.leg,
+                    forks: Vec::new(),
+                    alerted: false,
+                    saw_busy: busy,
+                    offer: sdp.clone(),
+                }),
+            },
+        );
+        for (msisdn, id) in [(&from, origin.id), (&to, callee_id)] {
+            self.subscribers
+                .entry(msisdn.clone())
+                .or_default()
+                .calls
+                .insert(id, key);
+        }
+        match origin.leg {
+            Leg::Terminal(t) => self.terminals.get_mut(&t).unwrap().calls.push(key),
+            Leg::Phone(p) => {
+                self.phone_legs.insert(p, key);
+            }
+            Leg::Vacant => unreachable!("a call's caller is a device"),
+        }
+        self.timers
+            .arm(key, TimerKind::Ring, now + self.config.ring_timeout);
+        tracing::info!(?key, ?from, ?to, "call offered");
+
+        for callee in eligible {
+            self.add_terminal_fork(key, callee);
+        }
+        if self.config.phone_network {
+            let leg = self.new_phone_leg(key);
+            self.ringing_mut(key).forks.push(Leg::Phone(leg));
+            self.outputs
+                .push_back(Output::Phone(PhoneCommand::Ring { leg, to, from, sdp }));
+        }
+        Ok(key)
+    }
+
+    /// A new phone leg of call `key`, with an id made by the switch.
+    pub(super) fn new_phone_leg(&mut self, key: CallKey) -> PhoneLegId {
+        let leg = PhoneLegId(self.next_phone_leg);
+        self.next_phone_leg += 1;
+        self.phone_legs.insert(leg, key);
+        leg
+    }
+}
