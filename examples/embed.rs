@@ -39,7 +39,9 @@ impl PhoneNetwork for EchoNetwork {
             PhoneCommand::Offer { leg, sdp } => {
                 reports.report(PhoneEvent::Answered { leg, sdp });
             }
-            PhoneCommand::Answer { .. } | PhoneCommand::Release { .. } => {}
+            // Answers to the phones' own offers, ringback, releases: nothing to do in this toy.
+            // (A real network also reports calls from its phones: `PhoneEvent::Incoming`.)
+            _ => {}
         }
     }
 }

@@ -161,8 +161,11 @@ impl fmt::Display for Rejection {
 impl std::error::Error for Rejection {}
 
 /// What the switch asks of the phone network (PROTOCOL.md section 7). Each command names the leg; the
-/// network answers with [`PhoneEvent`]s for that leg.
+/// network answers with [`PhoneEvent`]s for that leg. Non-exhaustive: later versions may ask more,
+/// so an embedder's `match` needs a `_` arm (ignoring a command it does not know is safe: the call
+/// goes on, or ends on its timers).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PhoneCommand {
     /// Ring the phone of `to` with a call from `from`. Expected answers: `Ringing`, `Answered`,
     /// `Rejected`, `HungUp`.
@@ -193,12 +196,25 @@ pub enum PhoneCommand {
         /// The other party's new offer.
         sdp: Sdp,
     },
-    /// The answer to the phone's handover offer: the leg now carries the call.
+    /// An answer to the phone's offer: its handover offer (the leg now carries the call), its
+    /// incoming call (the callee answered with this SDP, 4.11), or its re-offer.
     Answer {
         /// The phone leg.
         leg: PhoneLegId,
         /// The other party's answer.
         sdp: Sdp,
+    },
+    /// The callee of the phone's incoming call alerts (4.1, 4.11): the caller hears ringback.
+    Alerting {
+        /// The calling phone's leg.
+        leg: PhoneLegId,
+    },
+    /// The phone's re-offer failed: another negotiation on the call is pending (glare: the later
+    /// offer loses, 4.7), the other party is reconnecting, or it did not answer in time. The call
+    /// goes on with the media it had, as after SIP's 491 Request Pending.
+    OfferFailed {
+        /// The phone leg.
+        leg: PhoneLegId,
     },
     /// Release the leg; the network reports nothing more for it.
     Release {
@@ -262,6 +278,27 @@ pub enum PhoneEvent {
         /// The phone leg.
         leg: PhoneLegId,
     },
+    /// A phone calls a subscriber (4.11): routed like a terminal's call, with this leg as the
+    /// caller's active leg. Expected answers: `Alerting`, `Answer` (the callee's SDP), `Release`
+    /// (with the reason the call did not connect or ended).
+    Incoming {
+        /// The new leg, made with [`PhoneLegId::from_network`]; an id already in use is ignored.
+        leg: PhoneLegId,
+        /// The calling number (caller ID).
+        from: Msisdn,
+        /// The number called.
+        to: Msisdn,
+        /// The calling phone's offer.
+        sdp: Sdp,
+    },
+    /// The phone re-offers on its established call (4.7): relayed to the other party, whose answer
+    /// comes back as `Answer`; or `OfferFailed`.
+    Offer {
+        /// The phone leg.
+        leg: PhoneLegId,
+        /// The phone's new offer.
+        sdp: Sdp,
+    },
 }
 
 impl PhoneEvent {
@@ -273,7 +310,9 @@ impl PhoneEvent {
             | PhoneEvent::Rejected { leg, .. }
             | PhoneEvent::HandOverReady { leg, .. }
             | PhoneEvent::HandOverFailed { leg, .. }
-            | PhoneEvent::HungUp { leg } => *leg,
+            | PhoneEvent::HungUp { leg }
+            | PhoneEvent::Incoming { leg, .. }
+            | PhoneEvent::Offer { leg, .. } => *leg,
         }
     }
 }

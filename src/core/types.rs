@@ -221,9 +221,28 @@ impl fmt::Debug for CallId {
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
 pub struct TerminalId(pub u64);
 
-/// One call leg on a mobile phone in the phone network (PROTOCOL.md section 7). Chosen by the switch.
+/// One call leg on a mobile phone in the phone network (PROTOCOL.md section 7). The switch chooses
+/// the ids of the legs it asks for (ring, handover), all below [`PhoneLegId::FROM_NETWORK`]; the
+/// network chooses the ids of the calls it brings in (4.11) with [`PhoneLegId::from_network`], so
+/// the two never collide.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
 pub struct PhoneLegId(pub u64);
+
+impl PhoneLegId {
+    /// The bit set in every id the phone network makes (2^63).
+    pub const FROM_NETWORK: u64 = 1 << 63;
+
+    /// The id of the `n`th call the phone network brings in (its own numbering, any `u64`; the top
+    /// bit is set).
+    pub fn from_network(n: u64) -> Self {
+        PhoneLegId(n | Self::FROM_NETWORK)
+    }
+
+    /// Whether the phone network made this id (an incoming call's leg, 4.11).
+    pub fn is_from_network(self) -> bool {
+        self.0 & Self::FROM_NETWORK != 0
+    }
+}
 
 /// Which rpc a terminal opened (PROTOCOL.md section 3).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]

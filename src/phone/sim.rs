@@ -64,6 +64,12 @@ pub enum SimError {
     NothingRinging,
     /// [`Operation::HangUp`] on a phone with no call leg (`NOT_FOUND`).
     NoLegs,
+    /// `Dial` from a phone that is busy ([`Behaviour::Busy`]) (`FAILED_PRECONDITION`).
+    Busy,
+    /// `Dial` from a phone that is unreachable ([`Behaviour::Unreachable`]) (`FAILED_PRECONDITION`).
+    Unreachable,
+    /// `Dial` from a number to itself (`INVALID_ARGUMENT`).
+    DialsItself,
     /// The simulator task has stopped: the runtime is shutting down (`UNAVAILABLE`).
     Stopped,
 }
@@ -73,6 +79,11 @@ impl fmt::Display for SimError {
         f.write_str(match self {
             SimError::NothingRinging => "nothing rings on that simulated phone",
             SimError::NoLegs => "that simulated phone has no call leg",
+            SimError::Busy => "that simulated phone is busy",
+            SimError::Unreachable => "that simulated phone is unreachable",
+            SimError::DialsItself => {
+                "a simulated phone cannot dial its own number (from equals to)"
+            }
             SimError::Stopped => "the simulated phone network has stopped",
         })
     }
@@ -87,6 +98,8 @@ enum LegState {
     Ringing { since: u64 },
     /// Sent its handover offer (`HandOverReady`); waits for the switch's `Answer`.
     HandingOver,
+    /// Dialled out (`Dial`, reported as `Incoming`); waits for the switch's `Answer`.
+    Calling,
     /// Carries a call: answered, or a handover that was answered.
     Established,
 }
@@ -113,6 +126,8 @@ pub struct SimulatedPhones {
     rings: u64,
     /// The `o=` session id of the next generated SDP.
     next_session: u64,
+    /// Counts calls dialled, to number their legs ([`PhoneLegId::from_network`]).
+    dials: u64,
 }
 
 impl SimulatedPhones {
@@ -151,14 +166,24 @@ impl SimulatedPhones {
     /// - `Offer` (re-offer): `Answered` at once with a generated answer on an established leg;
     ///   `Rejected{Busy}` on a leg that is still ringing or handing over (a negotiation is already
     ///   under way there, as SIP's 491 Request Pending); `HungUp` on a leg the phone does not have.
-    /// - `Answer`: the handover leg is established; nothing is reported (`HungUp` for an unknown leg).
+    /// - `Answer`: the handover leg, or the dialled call, is established; nothing is reported
+    ///   (`HungUp` for an unknown leg).
+    /// - `Alerting`, `OfferFailed`: noted; nothing is reported.
     /// - `Release`: the leg is forgotten; nothing is reported.
     pub fn command(&mut self, command: PhoneCommand) -> Vec<PhoneEvent> {
         match command {
             PhoneCommand::Ring { leg, to, .. } => self.ring(leg, to),
             PhoneCommand::HandOver { leg, msisdn, .. } => self.hand_over(leg, msisdn),
             PhoneCommand::Offer { leg, .. } => self.re_offer(leg),
-            PhoneCommand::Answer { leg, .. } => self.handover_answered(leg),
+            PhoneCommand::Answer { leg, .. } => self.offer_answered(leg),
+            PhoneCommand::Alerting { leg } => {
+                tracing::debug!(?leg, "the simulated phone's callee alerts");
+                Vec::new()
+            }
+            PhoneCommand::OfferFailed { leg } => {
+                tracing::debug!(?leg, "a simulated phone's re-offer failed");
+                Vec::new()
+            }
             PhoneCommand::Release { leg, reason } => {
                 if let Some(gone) = self.legs.remove(&leg) {
                     tracing::debug!(?leg, phone = ?gone.phone, ?reason, "simulated phone leg released");
@@ -291,7 +316,7 @@ impl SimulatedPhones {
                 let sdp = self.answer_sdp(&phone);
                 vec![PhoneEvent::Answered { leg, sdp }]
             }
-            LegState::Ringing { .. } | LegState::HandingOver => {
+            LegState::Ringing { .. } | LegState::HandingOver | LegState::Calling => {
                 tracing::warn!(?leg, state = ?known.state, "re-offer to a simulated phone leg that is not established");
                 vec![PhoneEvent::Rejected {
                     leg,
@@ -301,13 +326,37 @@ impl SimulatedPhones {
         }
     }
 
-    fn handover_answered(&mut self, leg: PhoneLegId) -> Vec<PhoneEvent> {
+    /// The simulated phone of `from` calls `to` (PROTOCOL.md 4.11, section 7's `Dial`): returns the
+    /// `Incoming` event with a generated offer, on a new leg numbered by the network.
+    ///
+    /// # Errors
+    /// [`SimError::Busy`] or [`SimError::Unreachable`] by `from`'s [`Behaviour`];
+    /// [`SimError::DialsItself`] when `from` is `to`.
+    pub fn dial(&mut self, from: Msisdn, to: Msisdn) -> Result<Vec<PhoneEvent>, SimError> {
+        tracing::info!(?from, ?to, "simulated phone dials");
+        match self.behaviour(&from) {
+            Behaviour::Busy => return Err(SimError::Busy),
+            Behaviour::Unreachable => return Err(SimError::Unreachable),
+            Behaviour::Ring | Behaviour::Answer | Behaviour::Decline => {}
+        }
+        if from == to {
+            return Err(SimError::DialsItself);
+        }
+        self.dials += 1;
+        let leg = PhoneLegId::from_network(self.dials);
+        let session = self.session();
+        let sdp = generated_sdp(&from, session);
+        self.keep(leg, from.clone(), LegState::Calling);
+        Ok(vec![PhoneEvent::Incoming { leg, from, to, sdp }])
+    }
+
+    fn offer_answered(&mut self, leg: PhoneLegId) -> Vec<PhoneEvent> {
         match self.legs.get(&leg).map(|l| l.state) {
             None => {
                 tracing::debug!(?leg, "answer to a leg no simulated phone has");
                 vec![PhoneEvent::HungUp { leg }]
             }
-            Some(LegState::HandingOver) => {
+            Some(LegState::HandingOver | LegState::Calling) => {
                 self.set_state(leg, LegState::Established);
                 Vec::new()
             }
@@ -422,6 +471,7 @@ enum Request {
     Command(PhoneCommand),
     SetBehaviour(Msisdn, Behaviour, oneshot::Sender<()>),
     Control(Msisdn, Operation, oneshot::Sender<Result<u32, SimError>>),
+    Dial(Msisdn, Msisdn, oneshot::Sender<Result<(), SimError>>),
 }
 
 /// The simulated phone network as the switch's driver sees it: a [`PhoneNetwork`] that queues each
@@ -469,6 +519,20 @@ impl SimulatedPhoneNetwork {
                         }
                         continue;
                     }
+                    Request::Dial(from, to, reply) => match phones.dial(from, to) {
+                        Ok(events) => {
+                            // Reported before the reply, as for Control.
+                            for event in events {
+                                reports.report(event);
+                            }
+                            let _ = reply.send(Ok(()));
+                            continue;
+                        }
+                        Err(e) => {
+                            let _ = reply.send(Err(e));
+                            continue;
+                        }
+                    },
                 };
                 for event in events {
                     reports.report(event);
@@ -511,6 +575,7 @@ impl fmt::Debug for Request {
                 f.debug_tuple("SetBehaviour").field(m).field(b).finish()
             }
             Request::Control(m, o, _) => f.debug_tuple("Control").field(m).field(o).finish(),
+            Request::Dial(from, to, _) => f.debug_tuple("Dial").field(from).field(to).finish(),
         }
     }
 }
@@ -548,6 +613,20 @@ impl SimulatorControl {
     /// [`SimError::NothingRinging`]; [`SimError::Stopped`].
     pub async fn reject(&self, msisdn: Msisdn) -> Result<u32, SimError> {
         self.control(msisdn, Operation::Reject).await
+    }
+
+    /// `from`'s simulated phone calls `to` with a generated offer (PROTOCOL.md 4.11); the call is
+    /// reported to the core before this returns. `hang_up(from)` ends it from the phone.
+    ///
+    /// # Errors
+    /// [`SimError::Busy`], [`SimError::Unreachable`], [`SimError::DialsItself`];
+    /// [`SimError::Stopped`].
+    pub async fn dial(&self, from: Msisdn, to: Msisdn) -> Result<(), SimError> {
+        let (tx, rx) = oneshot::channel();
+        self.requests
+            .send(Request::Dial(from, to, tx))
+            .map_err(|_| SimError::Stopped)?;
+        rx.await.map_err(|_| SimError::Stopped)?
     }
 
     /// Hangs up every leg on `msisdn`'s simulated phone (`HungUp` for each). Returns how many.

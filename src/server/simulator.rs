@@ -11,8 +11,8 @@ use crate::proto::simulator::simulated_phone_network_server::{
     SimulatedPhoneNetwork, SimulatedPhoneNetworkServer,
 };
 use crate::proto::simulator::{
-    Behaviour as WireBehaviour, PhoneRequest, PhoneResponse, SetBehaviourRequest,
-    SetBehaviourResponse,
+    Behaviour as WireBehaviour, DialRequest, DialResponse, PhoneRequest, PhoneResponse,
+    SetBehaviourRequest, SetBehaviourResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -27,24 +27,33 @@ pub struct SimulatorService {
 ///
 /// Every rpc answers `INVALID_ARGUMENT` when `msisdn` is not E.164 (or `behaviour` is not a known
 /// value); `Answer` and `Reject` answer `NOT_FOUND` when nothing rings on the phone, `HangUp` when the
-/// phone has no call leg; `UNAVAILABLE` when the simulator has stopped. `PhoneResponse.legs` is the
+/// phone has no call leg; `Dial` answers `FAILED_PRECONDITION` when the calling phone is busy or
+/// unreachable; `UNAVAILABLE` when the simulator has stopped. `PhoneResponse.legs` is the
 /// number of call legs touched.
 pub fn service(control: SimulatorControl) -> SimulatedPhoneNetworkServer<SimulatorService> {
     SimulatedPhoneNetworkServer::new(SimulatorService { control })
 }
 
-/// The gRPC status for a simulator error: `NOT_FOUND` for nothing to act on, `UNAVAILABLE` when the
-/// simulator has stopped.
+/// The gRPC status for a simulator error: `NOT_FOUND` for nothing to act on, `FAILED_PRECONDITION`
+/// for a dial from a busy or unreachable phone, `INVALID_ARGUMENT` for a dial to oneself,
+/// `UNAVAILABLE` when the simulator has stopped.
 pub fn status(error: SimError) -> Status {
     match error {
         SimError::NothingRinging | SimError::NoLegs => Status::not_found(error.to_string()),
+        SimError::Busy | SimError::Unreachable => Status::failed_precondition(error.to_string()),
+        SimError::DialsItself => Status::invalid_argument(error.to_string()),
         SimError::Stopped => Status::unavailable(error.to_string()),
     }
 }
 
 /// Parses the request's `msisdn`, or `INVALID_ARGUMENT` naming the field.
 fn msisdn(raw: &str) -> Result<Msisdn, Status> {
-    Msisdn::parse(raw).map_err(|e| Status::invalid_argument(format!("msisdn {e}")))
+    number("msisdn", raw)
+}
+
+/// Parses the request's field `field`, or `INVALID_ARGUMENT` naming it.
+fn number(field: &str, raw: &str) -> Result<Msisdn, Status> {
+    Msisdn::parse(raw).map_err(|e| Status::invalid_argument(format!("{field} {e}")))
 }
 
 /// The simulator's behaviour for a wire `Behaviour`, or `INVALID_ARGUMENT` for an unknown value.
@@ -105,6 +114,14 @@ impl SimulatedPhoneNetwork for SimulatorService {
     ) -> Result<Response<PhoneResponse>, Status> {
         let msisdn = msisdn(&request.into_inner().msisdn)?;
         legs(self.control.hang_up(msisdn).await)
+    }
+
+    async fn dial(&self, request: Request<DialRequest>) -> Result<Response<DialResponse>, Status> {
+        let request = request.into_inner();
+        let from = number("from", &request.from)?;
+        let to = number("to", &request.to)?;
+        self.control.dial(from, to).await.map_err(status)?;
+        Ok(Response::new(DialResponse {}))
     }
 }
 

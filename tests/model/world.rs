@@ -89,8 +89,11 @@ pub enum Op {
     /// A message about an existing call. A MultiPipe picks `call` among the ids it has seen, one
     /// fresh id, and one of another number's ids; a Pipe sends no id.
     Send { term: u8, call: u8, msg: Msg },
-    /// The phone network reports `event` on one of the phone legs the switch has opened.
+    /// The phone network reports `event` on one of the phone legs that are up.
     Phone { leg: u8, event: PhoneOp, sdp: u8 },
+    /// The phone of `NUMBERS[from % 4]` calls `NUMBERS[to % 4]` (4.11); nothing without a phone
+    /// network.
+    Dial { from: u8, to: u8, sdp: u8 },
     /// The clock moves `ms` milliseconds; every timer due fires in order.
     Advance { ms: u16 },
 }
@@ -121,6 +124,8 @@ pub enum PhoneOp {
     HandOverReady,
     HandOverFailed,
     HungUp,
+    /// The phone re-offers (4.7, 4.11).
+    Offer,
 }
 
 impl Op {
@@ -152,9 +157,9 @@ impl Op {
                     _ => Msg::ToPhone,
                 },
             },
-            23..=27 => Op::Phone {
+            23..=26 => Op::Phone {
                 leg: x,
-                event: match y % 8 {
+                event: match y % 9 {
                     0 => PhoneOp::Ringing,
                     1 => PhoneOp::Answered,
                     2 => PhoneOp::Busy,
@@ -162,8 +167,14 @@ impl Op {
                     4 => PhoneOp::Unreachable,
                     5 => PhoneOp::HandOverReady,
                     6 => PhoneOp::HandOverFailed,
-                    _ => PhoneOp::HungUp,
+                    7 => PhoneOp::HungUp,
+                    _ => PhoneOp::Offer,
                 },
+                sdp: z,
+            },
+            27 => Op::Dial {
+                from: x,
+                to: y,
                 sdp: z,
             },
             _ => Op::Advance {
@@ -180,9 +191,9 @@ impl Op {
     }
 }
 
-/// Runs `input` from an empty switch and checks every step; `Err` describes the first broken promise,
-/// with the steps and the switch's outputs so far.
-pub fn run(input: &Input) -> Result<(), String> {
+/// Runs `input` from an empty switch and checks every step. `Ok` is the trace of the steps and every
+/// output of the switch; `Err` describes the first broken promise, with the trace so far.
+pub fn run(input: &Input) -> Result<String, String> {
     let mut world = World::new(input.setup);
     for (i, op) in input.ops.iter().enumerate() {
         let _ = writeln!(world.trace, "step {i}: {op:?}");
@@ -202,7 +213,8 @@ pub fn run(input: &Input) -> Result<(), String> {
         world.trace,
         "end: every terminal goes, every phone hangs up"
     );
-    world.finish().map_err(|e| world.failure("the end", &e))
+    world.finish().map_err(|e| world.failure("the end", &e))?;
+    Ok(world.trace)
 }
 
 /// What a terminal believes about one call it takes part in.
@@ -287,6 +299,8 @@ pub struct World {
     next_id: u64,
     /// Phone legs the switch opened and has not released.
     phone_legs: Vec<PhoneLegId>,
+    /// Calls the phone network brought in so far (numbers their legs).
+    dials: u64,
     released: HashSet<PhoneLegId>,
     /// Which number each call id belongs to, as first seen.
     owners: Vec<(CallId, usize)>,
@@ -335,6 +349,7 @@ impl World {
             next_terminal: 1,
             next_id: 1,
             phone_legs: Vec::new(),
+            dials: 0,
             released: HashSet::new(),
             owners: Vec::new(),
             peers: Vec::new(),
@@ -474,6 +489,7 @@ impl World {
             } => self.call(term, to, reuse, sdp),
             Op::Send { term, call, msg } => self.send(term, call, msg),
             Op::Phone { leg, event, sdp } => self.phone(leg, event, sdp),
+            Op::Dial { from, to, sdp } => self.dial(from, to, sdp),
             Op::Advance { ms: d } => self.advance(ms(d)),
         }
     }
@@ -795,6 +811,34 @@ impl World {
                 message: "the model says no".into(),
             },
             PhoneOp::HungUp => PhoneEvent::HungUp { leg },
+            PhoneOp::Offer => PhoneEvent::Offer { leg, sdp },
+        };
+        let _ = writeln!(self.trace, "    (phone: {event:?})");
+        self.switch.handle_phone_event(self.now, event);
+        let outs = self.drain();
+        self.apply(outs)
+    }
+
+    /// 4.11: a phone calls a number, on a leg the network numbers.
+    fn dial(&mut self, from: u8, to: u8, sdp: u8) -> Result<(), String> {
+        if !self.setup.phone_network {
+            return Ok(());
+        }
+        let (from, to) = (
+            usize::from(from) % NUMBERS.len(),
+            usize::from(to) % NUMBERS.len(),
+        );
+        self.dials += 1;
+        let leg = PhoneLegId::from_network(self.dials);
+        self.new_leg(leg)?;
+        if from != to {
+            self.attempts.insert((from, to));
+        }
+        let event = PhoneEvent::Incoming {
+            leg,
+            from: self.numbers[from].clone(),
+            to: self.numbers[to].clone(),
+            sdp: self.sdp(sdp),
         };
         let _ = writeln!(self.trace, "    (phone: {event:?})");
         self.switch.handle_phone_event(self.now, event);
@@ -920,7 +964,10 @@ impl World {
                 }
                 self.new_leg(leg)
             }
-            PhoneCommand::Offer { leg, .. } | PhoneCommand::Answer { leg, .. } => {
+            PhoneCommand::Offer { leg, .. }
+            | PhoneCommand::Answer { leg, .. }
+            | PhoneCommand::Alerting { leg }
+            | PhoneCommand::OfferFailed { leg } => {
                 if !self.phone_legs.contains(&leg) {
                     return fail(format!("a command for phone leg {leg:?}, which is not up"));
                 }
@@ -937,6 +984,7 @@ impl World {
                 self.released.insert(leg);
                 Ok(())
             }
+            other => fail(format!("a phone command the model does not know: {other:?}")),
         }
     }
 

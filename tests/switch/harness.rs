@@ -38,6 +38,7 @@ pub struct Net {
     inbox: HashMap<TerminalId, VecDeque<Notice>>,
     pub phone: VecDeque<PhoneCommand>,
     live: Vec<TerminalId>,
+    next_dial: u64,
 }
 
 impl Net {
@@ -81,6 +82,7 @@ impl Net {
             inbox: HashMap::new(),
             phone: VecDeque::new(),
             live: Vec::new(),
+            next_dial: 0,
         }
     }
 
@@ -415,6 +417,79 @@ impl Net {
     /// Expects the next phone command to be `Release{leg, reason}`.
     pub fn expect_release(&mut self, leg: PhoneLegId, reason: ByeReason) {
         assert_eq!(self.next_phone(), PhoneCommand::Release { leg, reason });
+    }
+
+    /// The phone of `from` calls `number` with fixture `offer` (4.11), on a leg the network numbers;
+    /// returns that leg (the caller side's active leg).
+    pub fn dial(&mut self, from: &str, number: &str, offer: &str) -> PhoneLegId {
+        self.next_dial += 1;
+        let leg = PhoneLegId::from_network(self.next_dial);
+        self.phone_event(PhoneEvent::Incoming {
+            leg,
+            from: msisdn(from),
+            to: msisdn(number),
+            sdp: sdp(offer),
+        });
+        leg
+    }
+
+    /// Expects `t`'s next notice to be an incoming Offer from `from` with fixture `fixture_name`'s
+    /// SDP byte for byte; returns its call id.
+    pub fn expect_offer_from(&mut self, t: TerminalId, from: &str, fixture_name: &str) -> CallId {
+        match self.next(t) {
+            Notice {
+                call_id: Some(id),
+                body: NoticeBody::Offer { sdp: got, from: f },
+            } => {
+                assert_eq!(f, msisdn(from), "{t:?}: offer from the wrong number");
+                assert_eq!(
+                    got.as_str(),
+                    fixture(fixture_name),
+                    "SDP not relayed byte for byte"
+                );
+                id
+            }
+            other => panic!("{t:?}: expected an Offer, got {other:?}"),
+        }
+    }
+
+    /// Expects `t`'s next notice to be `InCall{peer}` on some id; returns that id.
+    pub fn expect_in_call_any(&mut self, t: TerminalId, peer: &str) -> CallId {
+        match self.next(t) {
+            Notice {
+                call_id: Some(id),
+                body: NoticeBody::InCall { peer: p },
+            } if p == msisdn(peer) => id,
+            other => panic!("{t:?}: expected InCall{{{peer}}}, got {other:?}"),
+        }
+    }
+
+    /// Expects the next phone command to be `Answer{leg}` with fixture `fixture_name`'s SDP.
+    pub fn expect_phone_answer(&mut self, leg: PhoneLegId, fixture_name: &str) {
+        match self.next_phone() {
+            PhoneCommand::Answer { leg: l, sdp: s } if l == leg => {
+                assert_eq!(
+                    s.as_str(),
+                    fixture(fixture_name),
+                    "SDP not relayed byte for byte"
+                );
+            }
+            other => panic!("expected PhoneCommand::Answer on {leg:?}, got {other:?}"),
+        }
+    }
+
+    /// Expects the next phone command to be a re-offer `Offer{leg}` with fixture `fixture_name`'s SDP.
+    pub fn expect_phone_offer(&mut self, leg: PhoneLegId, fixture_name: &str) {
+        match self.next_phone() {
+            PhoneCommand::Offer { leg: l, sdp: s } if l == leg => {
+                assert_eq!(
+                    s.as_str(),
+                    fixture(fixture_name),
+                    "SDP not relayed byte for byte"
+                );
+            }
+            other => panic!("expected PhoneCommand::Offer on {leg:?}, got {other:?}"),
+        }
     }
 
     /// The server shuts down (4.9); outputs are drained into inboxes.

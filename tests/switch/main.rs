@@ -4,6 +4,7 @@
 
 mod harness;
 
+mod calls_from_phones;
 mod errors;
 mod glare;
 mod half_close;

@@ -275,11 +275,11 @@ impl Switch {
                         self.phone_legs.remove(&phone);
                         PhoneCommand::Release { leg: phone, reason }
                     }
-                    // A phone is never an observer, and nothing it asked can fail asynchronously.
-                    NoticeBody::Ringing
-                    | NoticeBody::Idle
-                    | NoticeBody::InCall { .. }
-                    | NoticeBody::Error(_) => return,
+                    NoticeBody::Ringing => PhoneCommand::Alerting { leg: phone },
+                    // Only a phone's re-offer fails asynchronously (4.7).
+                    NoticeBody::Error(_) => PhoneCommand::OfferFailed { leg: phone },
+                    // A phone is never an observer.
+                    NoticeBody::Idle | NoticeBody::InCall { .. } => return,
                 };
                 self.outputs.push_back(Output::Phone(command));
             }

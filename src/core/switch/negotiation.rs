@@ -90,15 +90,50 @@ impl Switch {
             }
             Purpose::Pull { puller: terminal }
         };
-        let from = t.msisdn.clone();
-        let far_leg = established.legs[party.other() as usize];
-        self.begin_negotiation(now, key, party, purpose);
         if let Purpose::Pull { .. } = purpose {
             self.terminals.get_mut(&terminal).unwrap().pulls.push(key);
             tracing::info!(?key, ?terminal, "pull offered");
         }
-        self.send_to_leg(key, party.other(), far_leg, NoticeBody::Offer { sdp, from });
+        self.offer_far_side(now, key, party, purpose, sdp);
         Ok(())
+    }
+
+    /// A phone re-offers on its established call (4.7, 4.11): relayed to the other party like a
+    /// terminal's re-offer; when that cannot be now (another negotiation pending, the other party
+    /// reconnecting, or the leg is not an active leg) the network is told `OfferFailed`.
+    pub(super) fn phone_offer(&mut self, now: Instant, key: CallKey, leg: PhoneLegId, sdp: Sdp) {
+        let may = match &self.calls[&key].state {
+            CallState::Established(e) => e.party_of_leg(Leg::Phone(leg)).filter(|party| {
+                Self::may_negotiate(e.negotiation, e.legs[party.other() as usize]).is_ok()
+            }),
+            CallState::Ringing(_) => None,
+        };
+        match may {
+            Some(party) => self.offer_far_side(now, key, party, Purpose::ReOffer, sdp),
+            None => self
+                .outputs
+                .push_back(Output::Phone(PhoneCommand::OfferFailed { leg })),
+        }
+    }
+
+    /// Starts a negotiation by side `by` and sends its offer to the other side's active leg, from
+    /// `by`'s number.
+    fn offer_far_side(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        by: Party,
+        purpose: Purpose,
+        sdp: Sdp,
+    ) {
+        self.begin_negotiation(now, key, by, purpose);
+        let call = &self.calls[&key];
+        let from = call.side(by).msisdn.clone();
+        let CallState::Established(e) = &call.state else {
+            unreachable!("negotiations are on established calls");
+        };
+        let far_leg = e.legs[by.other() as usize];
+        self.send_to_leg(key, by.other(), far_leg, NoticeBody::Offer { sdp, from });
     }
 
     /// 4.6: the active terminal asks to move the call to its msisdn's mobile phone.
@@ -149,7 +184,10 @@ impl Switch {
 
     /// One negotiation at a time (4.7, glare: the later offer loses), and none while the far side
     /// is vacant (4.8: nobody could answer it).
-    fn may_negotiate(pending: Option<Negotiation>, far_leg: Leg) -> Result<(), Rejection> {
+    pub(super) fn may_negotiate(
+        pending: Option<Negotiation>,
+        far_leg: Leg,
+    ) -> Result<(), Rejection> {
         if pending.is_some() {
             return Err(Rejection::new(
                 ErrorCode::TryAgain,

@@ -12,8 +12,11 @@ impl Switch {
     /// One report from the phone network. Reports about legs the switch no longer knows are ignored
     /// (they raced with a release), and so are reports that do not fit the leg's part in its call.
     pub fn handle_phone_event(&mut self, now: Instant, event: PhoneEvent) {
-        let _ = now; // every input carries `now`
         let leg_id = event.leg();
+        if let PhoneEvent::Incoming { from, to, sdp, .. } = event {
+            self.incoming_call(now, leg_id, from, to, sdp);
+            return;
+        }
         let Some(&key) = self.phone_legs.get(&leg_id) else {
             tracing::debug!(?event, "phone event for an unknown leg ignored");
             return;
@@ -40,7 +43,12 @@ impl Switch {
             }
             PhoneEvent::Rejected { reason, .. } => self.phone_rejected(key, leg_id, reason),
             PhoneEvent::HungUp { .. } => self.phone_hung_up(key, leg_id),
+            PhoneEvent::Offer { sdp, .. } => {
+                self.phone_offer(now, key, leg_id, sdp);
+                true
+            }
             PhoneEvent::HandOverReady { .. } | PhoneEvent::HandOverFailed { .. } => false,
+            PhoneEvent::Incoming { .. } => unreachable!("handled above"),
         };
         if !fitted {
             tracing::debug!(?key, ?leg_id, "phone event did not fit the call");

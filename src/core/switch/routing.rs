@@ -162,6 +162,39 @@ impl Switch {
         Ok(key)
     }
 
+    /// 4.11: the phone of `from` calls `to` on the network's new leg `leg`: routed like a terminal's
+    /// call, the phone leg being the caller side's active leg and the caller side's id made by the
+    /// core. Nothing to ring (or a phone calling its own number) releases the leg with the reason.
+    pub(super) fn incoming_call(
+        &mut self,
+        now: Instant,
+        leg: PhoneLegId,
+        from: Msisdn,
+        to: Msisdn,
+        sdp: Sdp,
+    ) {
+        if self.phone_legs.contains_key(&leg) {
+            tracing::warn!(?leg, "incoming call on a phone leg already in use ignored");
+            return;
+        }
+        if from == to {
+            self.outputs.push_back(Output::Phone(PhoneCommand::Release {
+                leg,
+                reason: ByeReason::Unavailable,
+            }));
+            return;
+        }
+        let origin = Origin {
+            msisdn: from,
+            leg: Leg::Phone(leg),
+            id: self.next_call_id(),
+        };
+        if let Err(reason) = self.route(now, origin, to, sdp) {
+            self.outputs
+                .push_back(Output::Phone(PhoneCommand::Release { leg, reason }));
+        }
+    }
+
     /// A new phone leg of call `key`, with an id made by the switch.
     pub(super) fn new_phone_leg(&mut self, key: CallKey) -> PhoneLegId {
         let leg = PhoneLegId(self.next_phone_leg);
