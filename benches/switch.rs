@@ -8,10 +8,7 @@ use std::time::Instant;
 use webterminal_core::core::*;
 
 fn fixture(name: &str) -> String {
-    let path = format!(
-        "{}/tests/fixtures/sdp/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let path = format!("{}/tests/fixtures/sdp/{name}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 

@@ -20,10 +20,7 @@ const B: &str = "+4791234502";
 const WAIT: Duration = Duration::from_secs(10);
 
 fn fixture(name: &str) -> String {
-    let path = format!(
-        "{}/tests/fixtures/sdp/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let path = format!("{}/tests/fixtures/sdp/{name}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 

@@ -21,10 +21,7 @@ const SECRET: &[u8] = b"limits-test-secret";
 const WAIT: Duration = Duration::from_secs(10);
 
 fn fixture(name: &str) -> String {
-    let path = format!(
-        "{}/tests/fixtures/sdp/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let path = format!("{}/tests/fixtures/sdp/{name}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 

@@ -94,10 +94,7 @@ impl Options {
             terminals: 2000,
             connections: None,
             mode,
-            sdp_dir: PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/fixtures/sdp"
-            )),
+            sdp_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/sdp")),
             server_pid: None,
             call_timeout: Duration::from_secs(5),
             knee_p99: Duration::from_millis(10),

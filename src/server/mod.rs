@@ -495,10 +495,7 @@ mod tests {
     const B: &str = "+4799990002";
 
     fn sdp(name: &str) -> String {
-        let path = format!(
-            "{}/tests/fixtures/sdp/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
+        let path = format!("{}/tests/fixtures/sdp/{name}", env!("CARGO_MANIFEST_DIR"));
         std::fs::read_to_string(path).unwrap()
     }
 
