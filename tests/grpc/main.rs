@@ -18,3 +18,4 @@ mod renegotiation;
 mod shutdown;
 mod simulated_phone;
 mod terminal_gone;
+mod wg2;
