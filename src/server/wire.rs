@@ -42,7 +42,7 @@ impl Default for Limits {
 ///    and the request carries `call_id: None`.
 /// 2. A oneof set (and, for `Action`, an action inside it), else `INVALID_ARGUMENT`.
 /// 3. Field validity, else `INVALID_ARGUMENT` with a message naming the field: `offer.msisdn.e164` is
-///    E.164 and not `own`; `offer.sdp` / `answer.sdp` pass [`Sdp::parse`] within
+///    E.164, with or without its `+` ([`Msisdn::parse_lenient`]), and not `own`; `offer.sdp` / `answer.sdp` pass [`Sdp::parse`] within
 ///    `limits.max_sdp_bytes`. `Idle`, `InCall` and `Error` are only ever sent by the core.
 ///
 /// # Errors
@@ -68,7 +68,8 @@ pub fn parse_request(
             let to = match offer.msisdn {
                 None => None,
                 Some(number) => {
-                    let to = Msisdn::parse(&number.e164)
+                    // With or without its '+' (PROTOCOL.md section 1); sent on with it.
+                    let to = Msisdn::parse_lenient(&number.e164)
                         .map_err(|e| invalid_argument(format!("offer.msisdn.e164 {e}")))?;
                     if &to == own {
                         return Err(invalid_argument(
@@ -432,14 +433,41 @@ mod tests {
     }
 
     #[test]
+    fn offer_to_a_number_without_its_plus_parses_as_e164() {
+        let sdp = fixture("chromium-offer.sdp");
+        let request = parse(PipeKind::MultiPipe, ID, offer(&sdp, Some("4799990002"))).unwrap();
+        let RequestBody::Offer { to: Some(to), .. } = request.body else {
+            panic!("expected an offer to a number, got {:?}", request.body)
+        };
+        assert_eq!(to, Msisdn::parse("+4799990002").unwrap());
+        assert_eq!(to.as_str(), "+4799990002");
+        // The own number is the own number, with or without the '+'.
+        assert_rejected(
+            parse(PipeKind::Pipe, "", offer(&sdp, Some("4799990001"))),
+            ErrorCode::InvalidArgument,
+            "own number",
+        );
+    }
+
+    #[test]
     fn bad_e164_names_the_field() {
         let sdp = fixture("chromium-offer.sdp");
         assert_rejected(
-            parse(PipeKind::MultiPipe, ID, offer(&sdp, Some("4799990002"))),
+            parse(PipeKind::MultiPipe, ID, offer(&sdp, Some("47 9999 0002"))),
             ErrorCode::InvalidArgument,
-            "offer.msisdn.e164 must start with '+'",
+            "offer.msisdn.e164 must have only digits",
         );
-        for bad in ["", "+47 9999", "+1", "+0479999", "+1234567890123456"] {
+        for bad in [
+            "",
+            "+47 9999",
+            "+1",
+            "1",
+            "+0479999",
+            "0479999",
+            "+1234567890123456",
+            "1234567890123456",
+            "++4799990002",
+        ] {
             assert_rejected(
                 parse(PipeKind::MultiPipe, ID, offer(&sdp, Some(bad))),
                 ErrorCode::InvalidArgument,

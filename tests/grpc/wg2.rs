@@ -1,10 +1,12 @@
-//! PROTOCOL.md section 1: how WG2's own clients connect. Client tokens (`sub` is the client, claim
-//! `msisdns` the numbers it grants) with the subscriber named in `wg2-msisdn` metadata, on `Pipe`
-//! and `MultiPipe` alike.
+//! PROTOCOL.md section 1: how WG2's own clients connect, on `Pipe` and `MultiPipe` alike. Client
+//! tokens (`sub` is the client, claim `msisdns` the numbers it grants) with the subscriber named in
+//! `wg2-msisdn` metadata; numbers without their leading `+` in `Offer.msisdn`, `wg2-msisdn` and
+//! `msisdns`, always sent back with it.
 
 use crate::for_both_kinds;
 use crate::support::*;
-use std::time::Duration;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tonic::Code;
 use webterminal_core::core::Msisdn;
 use webterminal_core::server::auth::{mint_client_token, REQUIRED_SCOPE};
@@ -18,6 +20,8 @@ for_both_kinds!(
     subscriber_token_naming_its_own_number_is_accepted,
     malformed_wg2_msisdn_is_invalid_argument,
     client_token_without_the_scope_is_permission_denied,
+    offer_to_a_number_without_its_plus_reaches_the_callee,
+    wg2_msisdn_and_grants_without_their_plus_name_the_e164_number,
 );
 
 /// A client token for `voicebot` granting `msisdns`.
@@ -185,4 +189,77 @@ async fn client_token_without_the_scope_is_permission_denied(kind: Kind) {
         REQUIRED_SCOPE,
     )
     .await;
+}
+
+/// `number` without its leading `+`.
+fn no_plus(number: &str) -> &str {
+    number.strip_prefix('+').unwrap()
+}
+
+async fn offer_to_a_number_without_its_plus_reaches_the_callee(kind: Kind) {
+    let core = TestCore::new(PhoneNetworkKind::None).await;
+    let mut a = core.open_idle(kind, A).await;
+    let mut b = core.open_idle(kind.other(), B).await;
+    let sent = a.dial(no_plus(B), &chromium_offer()).await;
+    // B is offered the call, and sees the caller with the '+'.
+    let b_id = b.expect_offer_of(&chromium_offer(), A).await;
+    b.send(msg::ringing(&b_id)).await;
+    let a_id = a.expect_ringing().await;
+    a.assert_own_call_id(&sent, &a_id);
+    b.send(msg::answer(&b_id, &chromium_answer())).await;
+    a.expect_answer_of(&a_id, &chromium_answer()).await;
+    a.send(msg::bye(&a_id)).await;
+    b.expect_bye_on(&b_id, Reason::NormalClearing).await;
+    core.wait_for_stats("the call ends", |s| s.calls == 0).await;
+    // Its own number without the '+' is still its own number.
+    let id = a.new_call_id();
+    a.send(msg::offer(&id, &chromium_offer(), no_plus(A))).await;
+    let text = a.expect_error(ErrCode::InvalidArgument, &id).await;
+    assert!(text.contains("own number"), "{text}");
+    core.assert_no_calls_left().await;
+}
+
+async fn wg2_msisdn_and_grants_without_their_plus_name_the_e164_number(kind: Kind) {
+    let core = TestCore::new(PhoneNetworkKind::None).await;
+    let mut b = core.open_idle(Kind::Multi, B).await;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // As WG2's examples write them: grants without the '+' too.
+    let claims = serde_json::json!({
+        "sub": "wg2-voicebot",
+        "msisdns": [no_plus(A), C],
+        "scope": REQUIRED_SCOPE,
+        "exp": now + 3600,
+    });
+    let unsigned = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(SECRET),
+    )
+    .unwrap();
+    let subscriber = TestCore::token(A);
+    let granted = client_token(&[A]);
+    for (token, named) in [
+        (&unsigned, no_plus(A)),
+        (&unsigned, A),
+        (&granted, no_plus(A)),
+        (&subscriber, no_plus(A)),
+    ] {
+        let mut a = open_naming(&core, kind, token, Some(named), A)
+            .await
+            .unwrap_or_else(|s| panic!("wg2-msisdn {named:?}: {s:?}"));
+        if kind == Kind::Pipe {
+            a.expect_greeting_idle().await;
+        }
+        // The terminal speaks for +4799990001: the callee sees the caller with the '+'.
+        let (a_id, b_id) = establish(&mut a, &mut b).await;
+        a.send(msg::bye(&a_id)).await;
+        b.expect_bye_on(&b_id, Reason::NormalClearing).await;
+        a.cancel();
+        core.wait_for_stats("the terminal is gone", |s| s.calls == 0 && s.terminals == 1)
+            .await;
+    }
+    core.assert_no_calls_left().await;
 }
