@@ -34,10 +34,19 @@ impl Default for Limits {
     }
 }
 
+/// Whether `msg` is a keepalive: no field of the oneof set and an empty `call_id` (PROTOCOL.md
+/// section 1; WG2's voicebot sends one every 100 ms while it has nothing to say). It is set aside
+/// before [`parse_request`]: ignored and answered with nothing, though it counts toward the
+/// terminal's message rate limit. A message with no oneof but a `call_id` is not one.
+pub fn is_keepalive(msg: &WebTerminalMessage) -> bool {
+    msg.message.is_none() && msg.call_id.is_empty()
+}
+
 /// Parses one message a terminal sent on a `kind` rpc, opened with the token of `own`, into a core
 /// [`Request`] (PROTOCOL.md sections 3 and 6).
 ///
-/// Checks, in this order, the first fault being the one reported:
+/// A keepalive ([`is_keepalive`]) is the caller's to set aside first; given one, this answers as for
+/// any message without a oneof. Checks, in this order, the first fault being the one reported:
 /// 1. MultiPipe: `call_id` present and a UUID, else `INVALID_CALL_ID`. A Pipe's `call_id` is ignored
 ///    and the request carries `call_id: None`.
 /// 2. A oneof set (and, for `Action`, an action inside it), else `INVALID_ARGUMENT`.
@@ -300,6 +309,21 @@ mod tests {
             ErrorCode::InvalidCallId,
             "call_id",
         );
+    }
+
+    #[test]
+    fn only_a_message_with_no_oneof_and_no_call_id_is_a_keepalive() {
+        let message = |call_id: &str, message: Option<Message>| WebTerminalMessage {
+            message,
+            call_id: call_id.to_owned(),
+        };
+        assert!(is_keepalive(&message("", None)));
+        assert!(!is_keepalive(&message(ID, None)));
+        assert!(!is_keepalive(&message("x", None)));
+        assert!(!is_keepalive(&message(
+            "",
+            Some(Message::Bye(pb::Bye::default()))
+        )));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! PROTOCOL.md section 1: how WG2's own clients connect, on `Pipe` and `MultiPipe` alike. Client
 //! tokens (`sub` is the client, claim `msisdns` the numbers it grants) with the subscriber named in
 //! `wg2-msisdn` metadata; numbers without their leading `+` in `Offer.msisdn`, `wg2-msisdn` and
-//! `msisdns`, always sent back with it.
+//! `msisdns`, always sent back with it; empty messages as keepalives.
 
 use crate::for_both_kinds;
 use crate::support::*;
@@ -22,6 +22,8 @@ for_both_kinds!(
     client_token_without_the_scope_is_permission_denied,
     offer_to_a_number_without_its_plus_reaches_the_callee,
     wg2_msisdn_and_grants_without_their_plus_name_the_e164_number,
+    keepalives_every_100ms_get_nothing_back_and_the_terminal_still_takes_a_call,
+    keepalives_count_toward_the_message_rate_limit,
 );
 
 /// A client token for `voicebot` granting `msisdns`.
@@ -261,5 +263,45 @@ async fn wg2_msisdn_and_grants_without_their_plus_name_the_e164_number(kind: Kin
         core.wait_for_stats("the terminal is gone", |s| s.calls == 0 && s.terminals == 1)
             .await;
     }
+    core.assert_no_calls_left().await;
+}
+
+async fn keepalives_every_100ms_get_nothing_back_and_the_terminal_still_takes_a_call(kind: Kind) {
+    let core = TestCore::new(PhoneNetworkKind::None).await;
+    let mut a = core.open_idle(kind, A).await;
+    // As WG2's voicebot does while it has nothing to say: an empty message every 100 ms, for 2 s.
+    for _ in 0..20 {
+        a.send(msg::empty("")).await;
+        a.expect_silent(Duration::from_millis(100)).await;
+    }
+    a.expect_silent(SILENCE).await;
+    // Still registered and usable: it is offered a call, and answers it.
+    let mut b = core.open_idle(Kind::Multi, B).await;
+    let (b_id, a_id) = establish(&mut b, &mut a).await;
+    // Keepalives in a call change nothing either.
+    a.send(msg::empty("")).await;
+    b.expect_silent(SILENCE).await;
+    a.send(msg::bye(&a_id)).await;
+    b.expect_bye_on(&b_id, Reason::NormalClearing).await;
+    a.expect_silent(SILENCE).await;
+    core.assert_no_calls_left().await;
+}
+
+async fn keepalives_count_toward_the_message_rate_limit(kind: Kind) {
+    let mut config = TestCore::config(PhoneNetworkKind::None);
+    // A bucket of 2 messages, refilled at one a second.
+    config.messages_per_second = 1;
+    let core = TestCore::start(config).await;
+    let mut t = core.open_idle(kind, A).await;
+    for _ in 0..4 {
+        t.send(msg::empty("")).await;
+    }
+    // The keepalives spent the budget (the ones over it are dropped as silently): the next message
+    // is refused for the rate, not for its missing oneof.
+    let id = uuid();
+    t.send(msg::empty(&id)).await;
+    let text = t.expect_error(ErrCode::RateLimitHit, &id).await;
+    assert!(text.contains("messages per second"), "{text}");
+    t.expect_silent(SILENCE).await;
     core.assert_no_calls_left().await;
 }
