@@ -58,80 +58,51 @@ pub const LEEWAY: Duration = Duration::from_secs(60);
 pub const MIN_RSA_BITS: usize = 2048;
 
 /// Why a token was refused. [`AuthError::status`] maps it to the gRPC status that fails the rpc.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
     /// No `authorization` metadata.
+    #[error("missing 'authorization: Bearer <token>' metadata")]
     MissingToken,
     /// `authorization` is not `Bearer <token>` in ASCII.
+    #[error("the authorization metadata must be 'Bearer <token>'")]
     NotBearer,
     /// The token is malformed, has a bad signature, an algorithm no key is configured for, an
     /// unaccepted `typ`, or lacks a required claim; the text says which.
+    #[error("invalid access token: {0}")]
     Invalid(String),
     /// `exp` is more than [`LEEWAY`] in the past.
+    #[error("the access token has expired")]
     Expired,
     /// The token names a key (`kid` header) that no configured key of its algorithm has.
+    #[error("the access token's key id (kid) {0:?} is not in the JWKS: no configured key has it")]
     UnknownKeyId(String),
     /// `iss` is not the configured issuer.
+    #[error("the access token's iss claim is not the expected issuer")]
     WrongIssuer,
     /// `aud` does not contain the configured audience.
+    #[error("the access token's aud claim does not contain the expected audience")]
     WrongAudience,
     /// `sub` is not an E.164 number.
+    #[error("the access token's sub claim {0}: it must be the subscriber's E.164 msisdn")]
     BadSubject(MsisdnError),
     /// `scope` does not contain [`REQUIRED_SCOPE`].
+    #[error("the access token lacks the scope {REQUIRED_SCOPE}")]
     MissingScope,
     /// A client token, and the rpc has no [`MSISDN_METADATA`] naming the subscriber it acts for.
+    #[error(
+        "{MSISDN_METADATA} is required with a client token: metadata naming the subscriber the \
+         rpc acts for, one of the token's msisdns"
+    )]
     MsisdnRequired,
     /// [`MSISDN_METADATA`] names a number the token does not grant (a client token's `msisdns`, or
     /// a subscriber token's own `sub`).
+    #[error("the access token does not grant the number in {MSISDN_METADATA}")]
     NotGranted,
     /// [`MSISDN_METADATA`] is given more than once, is not visible ASCII, or is not an E.164
     /// number (with or without its `+`).
+    #[error("{MSISDN_METADATA} metadata {0}")]
     BadMsisdnMetadata(String),
 }
-
-impl fmt::Display for AuthError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            AuthError::MissingToken => {
-                f.write_str("missing 'authorization: Bearer <token>' metadata")
-            }
-            AuthError::NotBearer => {
-                f.write_str("the authorization metadata must be 'Bearer <token>'")
-            }
-            AuthError::Invalid(why) => write!(f, "invalid access token: {why}"),
-            AuthError::Expired => f.write_str("the access token has expired"),
-            AuthError::UnknownKeyId(kid) => write!(
-                f,
-                "the access token's key id (kid) {kid:?} is not in the JWKS: no configured key has it"
-            ),
-            AuthError::WrongIssuer => {
-                f.write_str("the access token's iss claim is not the expected issuer")
-            }
-            AuthError::WrongAudience => {
-                f.write_str("the access token's aud claim does not contain the expected audience")
-            }
-            AuthError::BadSubject(e) => write!(
-                f,
-                "the access token's sub claim {e}: it must be the subscriber's E.164 msisdn"
-            ),
-            AuthError::MissingScope => {
-                write!(f, "the access token lacks the scope {REQUIRED_SCOPE}")
-            }
-            AuthError::MsisdnRequired => write!(
-                f,
-                "{MSISDN_METADATA} is required with a client token: metadata naming the \
-                 subscriber the rpc acts for, one of the token's msisdns"
-            ),
-            AuthError::NotGranted => write!(
-                f,
-                "the access token does not grant the number in {MSISDN_METADATA}"
-            ),
-            AuthError::BadMsisdnMetadata(why) => write!(f, "{MSISDN_METADATA} metadata {why}"),
-        }
-    }
-}
-
-impl std::error::Error for AuthError {}
 
 impl AuthError {
     /// The gRPC status that fails the rpc (PROTOCOL.md section 6): `PERMISSION_DENIED` for a
@@ -156,9 +127,10 @@ impl From<AuthError> for Status {
 }
 
 /// Why the configured token keys cannot be used: a startup error (the server does not start).
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     /// A key file could not be read.
+    #[error("cannot read the key file {}: {source}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
@@ -166,6 +138,7 @@ pub enum KeyError {
         source: std::io::Error,
     },
     /// A PEM public key file (`--public-key`) holds no usable RS256 or ES256 public key.
+    #[error("the public key file {}: {reason}", path.display())]
     PublicKey {
         /// The file.
         path: PathBuf,
@@ -173,37 +146,13 @@ pub enum KeyError {
         reason: String,
     },
     /// A JWKS file (`--jwks`) is malformed or holds no usable RS256 or ES256 signing key.
+    #[error("the JWKS file {}: {reason}", path.display())]
     Jwks {
         /// The file.
         path: PathBuf,
         /// What is wrong with it.
         reason: String,
     },
-}
-
-impl fmt::Display for KeyError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            KeyError::Read { path, source } => {
-                write!(f, "cannot read the key file {}: {source}", path.display())
-            }
-            KeyError::PublicKey { path, reason } => {
-                write!(f, "the public key file {}: {reason}", path.display())
-            }
-            KeyError::Jwks { path, reason } => {
-                write!(f, "the JWKS file {}: {reason}", path.display())
-            }
-        }
-    }
-}
-
-impl std::error::Error for KeyError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            KeyError::Read { source, .. } => Some(source),
-            _ => None,
-        }
-    }
 }
 
 /// Where a [`VerifyingKey`] came from, for logs and `Debug`.
