@@ -2,13 +2,15 @@
 //!
 //! - `webterminal-core serve`: serves the WebTerminal API until SIGINT/SIGTERM, then shuts down
 //!   gracefully (PROTOCOL.md 4.9) and exits 0.
-//! - `webterminal-core token --msisdn E164`: prints an access token for a subscriber.
+//! - `webterminal-core token --msisdn E164`: prints an access token for a subscriber;
+//!   `webterminal-core token --client ID --grant E164 [--grant E164 ...]`: a client token for an
+//!   application acting for those subscribers (it names one in `wg2-msisdn` metadata).
 //!
 //! Without `--jwt-secret` (or `WEBTERMINAL_JWT_SECRET`), a random secret is made once and kept in
 //! `$XDG_DATA_HOME/webterminal-core/jwt-secret` (or `~/.local/share/...`, mode 0600); `serve` then
 //! prints demo tokens and a ready-to-paste grpcurl command. The secret's UTF-8 bytes are the HS256 key.
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -36,7 +38,8 @@ struct Cli {
 enum Command {
     /// Serve the WebTerminal API (gRPC over HTTP/2; plaintext unless --tls-cert is given).
     Serve(Box<ServeArgs>),
-    /// Print an access token for a subscriber.
+    /// Print an access token: for a subscriber (--msisdn), or for a client acting for subscribers
+    /// (--client, --grant).
     Token(TokenArgs),
 }
 
@@ -110,10 +113,18 @@ struct ServeArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(group(ArgGroup::new("holder").required(true).args(["msisdn", "client"])))]
 struct TokenArgs {
-    /// The subscriber, in E.164 (e.g. +4799990001).
+    /// A subscriber token for this number, in E.164 (e.g. +4799990001): its `sub`.
     #[arg(long, value_parser = parse_msisdn)]
-    msisdn: Msisdn,
+    msisdn: Option<Msisdn>,
+    /// A client token for this client id (its `sub`), acting for the --grant numbers: the rpc
+    /// names one of them in `wg2-msisdn` metadata.
+    #[arg(long, requires = "grant", value_parser = parse_client_id)]
+    client: Option<String>,
+    /// A number the client token grants, in E.164 (claim `msisdns`); repeatable.
+    #[arg(long, value_parser = parse_msisdn, requires = "client", conflicts_with = "msisdn")]
+    grant: Vec<Msisdn>,
     /// Space-separated scopes.
     #[arg(long, default_value = auth::REQUIRED_SCOPE)]
     scope: String,
@@ -167,10 +178,18 @@ fn run_token(args: TokenArgs) -> CliResult {
         Some(secret) => secret,
         None => stored_secret()?.0,
     };
-    println!(
-        "{}",
-        auth::mint_token(secret.as_bytes(), &args.msisdn, &args.scope, args.ttl)
-    );
+    let token = match (&args.msisdn, &args.client) {
+        (Some(msisdn), _) => auth::mint_token(secret.as_bytes(), msisdn, &args.scope, args.ttl),
+        (None, Some(client)) => auth::mint_client_token(
+            secret.as_bytes(),
+            client,
+            &args.grant,
+            &args.scope,
+            args.ttl,
+        ),
+        (None, None) => unreachable!("clap requires --msisdn or --client"),
+    };
+    println!("{token}");
     Ok(())
 }
 
@@ -411,6 +430,13 @@ fn secret_path() -> Option<PathBuf> {
     Some(data.join("webterminal-core").join("jwt-secret"))
 }
 
+fn parse_client_id(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.trim() != s {
+        return Err("a client id is not empty and has no surrounding spaces".into());
+    }
+    Ok(s.to_owned())
+}
+
 fn parse_msisdn(s: &str) -> Result<Msisdn, String> {
     Msisdn::parse(s).map_err(|e| format!("an E.164 number {e}"))
 }
@@ -509,6 +535,57 @@ mod tests {
         assert_eq!(args.multipipe_call_cap, 4);
         assert!(matches!(args.phone_network, PhoneNetworkArg::None));
         assert!(Cli::try_parse_from(["webterminal-core", "token", "--msisdn", "4799"]).is_err());
+    }
+
+    #[test]
+    fn token_is_for_a_subscriber_or_a_client_with_grants() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(["webterminal-core", "token"].iter().chain(args)).map(|cli| {
+                let Command::Token(args) = cli.command else {
+                    panic!("expected token")
+                };
+                args
+            })
+        };
+        let client = parse(&[
+            "--client",
+            "voicebot",
+            "--grant",
+            "+4799990001",
+            "--grant",
+            "+4799990002",
+        ])
+        .unwrap();
+        assert_eq!(client.client.as_deref(), Some("voicebot"));
+        assert_eq!(client.msisdn, None);
+        assert_eq!(
+            client.grant,
+            [
+                Msisdn::parse("+4799990001").unwrap(),
+                Msisdn::parse("+4799990002").unwrap()
+            ]
+        );
+        let subscriber = parse(&["--msisdn", "+4799990001"]).unwrap();
+        assert_eq!(subscriber.client, None);
+        assert!(subscriber.grant.is_empty());
+        for refused in [
+            &[][..],
+            &[
+                "--msisdn",
+                "+4799990001",
+                "--client",
+                "voicebot",
+                "--grant",
+                "+4799990002",
+            ],
+            &["--client", "voicebot"],
+            &["--grant", "+4799990001"],
+            &["--msisdn", "+4799990001", "--grant", "+4799990002"],
+            &["--client", "voicebot", "--grant", "not a number"],
+            &["--client", "", "--grant", "+4799990001"],
+        ] {
+            assert!(parse(refused).is_err(), "{refused:?} must be refused");
+        }
     }
 
     #[test]

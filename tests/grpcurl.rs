@@ -317,3 +317,109 @@ async fn grpcurl_places_a_call_that_a_tonic_terminal_answers_and_hangs_up() {
         .unwrap();
     assert!(status.success(), "grpcurl failed: {stderr}");
 }
+
+/// `webterminal-core token ARGS --jwt-secret SECRET`: the token the real binary prints.
+async fn cli_token(args: &[&str]) -> String {
+    let secret = std::str::from_utf8(SECRET).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_webterminal-core"))
+        .arg("token")
+        .args(args)
+        .args(["--jwt-secret", secret])
+        .output()
+        .await
+        .expect("the binary runs");
+    assert!(
+        out.status.success(),
+        "token {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// PROTOCOL.md section 1 as WG2's clients use it: a client token from `token --client`, the
+/// subscriber in `wg2-msisdn` without its `+`, a callee without its `+`, and `{}` keepalives.
+#[tokio::test]
+async fn grpcurl_with_a_client_token_from_the_cli_calls_as_the_number_wg2_msisdn_names() {
+    let core = start_core().await;
+    let addr = core.addr.to_string();
+    let token = cli_token(&[
+        "--client",
+        "wg2-voicebot",
+        "--grant",
+        A,
+        "--grant",
+        "+4799990003",
+    ])
+    .await;
+    let auth = format!("authorization: Bearer {token}");
+
+    // Without wg2-msisdn, the client token speaks for nobody.
+    let refused = tokio::time::timeout(
+        WAIT,
+        Command::new(grpcurl())
+            .args(["-plaintext", "-H", &auth, "-d", "{}", &addr])
+            .arg("wgtwo.webterminal.v0.WebTerminalService/Pipe")
+            .output(),
+    )
+    .await
+    .expect("grpcurl finished in time")
+    .expect("grpcurl runs");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains("Unauthenticated") && stderr.contains("wg2-msisdn"),
+        "{stderr}"
+    );
+
+    let mut b = TonicTerminal::pipe(core.addr, B).await;
+    assert!(matches!(b.recv().await.message, Some(Message::Idle(_))));
+    let mut grpcurl = Command::new(grpcurl())
+        .args(["-plaintext", "-H", &auth, "-H", "wg2-msisdn: 4799990001"])
+        .args([
+            "-d",
+            "@",
+            &addr,
+            "wgtwo.webterminal.v0.WebTerminalService/Pipe",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("grpcurl starts");
+    let mut out = JsonStream::new(grpcurl.stdout.take().unwrap());
+    let mut stdin = grpcurl.stdin.take().unwrap();
+    assert_eq!(out.next().await, json!({"idle": {}}));
+
+    // Keepalives first (answered with nothing), then a call to B's number without its '+'.
+    let offer_sdp = fixture("chromium-offer.sdp");
+    let offer = json!({"offer": {"sdp": offer_sdp, "msisdn": {"e164": "4799990002"}}});
+    stdin
+        .write_all(format!("{{}}\n{{}}\n{offer}\n").as_bytes())
+        .await
+        .unwrap();
+    stdin.flush().await.unwrap();
+    let offered = b.recv().await;
+    match offered.message {
+        Some(Message::Offer(o)) => {
+            assert_eq!(o.sdp, offer_sdp);
+            assert_eq!(o.msisdn.unwrap().e164, A, "the caller, with its '+'");
+        }
+        other => panic!("expected an Offer, got {other:?}"),
+    }
+    b.send(&offered.call_id, Message::Ringing(Ringing {})).await;
+    // The first thing grpcurl prints after the keepalives is the Ringing: they got no answer.
+    let ringing = out.next().await;
+    assert!(ringing.get("ringing").is_some(), "{ringing}");
+    b.send(&offered.call_id, Message::Bye(Bye::default())).await;
+    let bye = out.next().await;
+    assert!(bye.get("bye").is_some(), "{bye}");
+
+    drop(stdin);
+    core.stop().await;
+    let status = tokio::time::timeout(WAIT, grpcurl.wait())
+        .await
+        .expect("grpcurl exited after shutdown")
+        .unwrap();
+    assert!(status.success());
+}

@@ -77,6 +77,20 @@ impl Msisdn {
         Ok(Msisdn(Arc::from(s)))
     }
 
+    /// Parses an E.164 number with or without its leading `+` (`+4799000000` or `4799000000`, as
+    /// some clients send numbers; PROTOCOL.md section 1), under the same digit rules as
+    /// [`Msisdn::parse`]. The number is kept, and printed, with its `+`.
+    ///
+    /// # Errors
+    /// [`MsisdnError`] says which rule the string breaks (never [`MsisdnError::NoPlus`]).
+    pub fn parse_lenient(s: &str) -> Result<Self, MsisdnError> {
+        if s.is_empty() || s.starts_with('+') {
+            Msisdn::parse(s)
+        } else {
+            Msisdn::parse(&format!("+{s}"))
+        }
+    }
+
     /// The number as E.164 text, with its `+`.
     pub fn as_str(&self) -> &str {
         &self.0

@@ -1,11 +1,18 @@
 //! Access tokens: who a terminal is (PROTOCOL.md sections 1, 2 and 6).
 //!
-//! A client sends `authorization: Bearer <JWT>` metadata when it opens `Pipe` or `MultiPipe`. The
-//! token's `sub` claim is the terminal's msisdn (E.164), its `scope` claim (space-separated, or a JSON
-//! array of scopes) must hold [`REQUIRED_SCOPE`], and `exp` is required, checked with [`LEEWAY`] of
-//! clock skew (as is `nbf` when present). The rpc fails with `UNAUTHENTICATED` (no, invalid or expired
-//! token, unknown `kid`, wrong `iss` or `aud`, bad `sub`) or `PERMISSION_DENIED` (no scope) before any
-//! message.
+//! A client sends `authorization: Bearer <JWT>` metadata when it opens `Pipe` or `MultiPipe`. Its
+//! `scope` claim (space-separated, or a JSON array of scopes) must hold [`REQUIRED_SCOPE`], and `exp`
+//! is required, checked with [`LEEWAY`] of clock skew (as is `nbf` when present). Two kinds of token
+//! are accepted ([`Principal`]):
+//! - a **subscriber token**: its `sub` claim is the terminal's msisdn (E.164, with its `+`);
+//! - a **client token** (it has an `msisdns` claim): `sub` is the client, and `msisdns` a JSON array
+//!   of the numbers it grants (E.164, with or without `+`). The rpc names the subscriber in
+//!   [`MSISDN_METADATA`] (`wg2-msisdn`, with or without `+`), which the token must grant.
+//!
+//! The rpc fails before any message ([`AuthError::status`]) with `UNAUTHENTICATED` (no, invalid or
+//! expired token, unknown `kid`, wrong `iss` or `aud`, bad `sub` or `msisdns`, a client token without
+//! `wg2-msisdn`), `PERMISSION_DENIED` (no scope, a `wg2-msisdn` the token does not grant) or
+//! `INVALID_ARGUMENT` (a malformed `wg2-msisdn`).
 //!
 //! Accepted signatures ([`Verifier::from_config`]):
 //! - HS256 with the shared secret ([`crate::server::ServerConfig::jwt_secret`]; an empty secret
@@ -40,6 +47,10 @@ use tonic::Status;
 /// The OAuth scope a token needs to use the WebTerminal API (PROTOCOL.md section 1).
 pub const REQUIRED_SCOPE: &str = "call.control.answer_and_initiate";
 
+/// The metadata key an rpc names its subscriber with: required with a client token, optional with a
+/// subscriber token (which may name only its own number). PROTOCOL.md section 1.
+pub const MSISDN_METADATA: &str = "wg2-msisdn";
+
 /// Clock skew allowed on `exp` (and `nbf`, when present): 60 s (PROTOCOL.md section 6).
 pub const LEEWAY: Duration = Duration::from_secs(60);
 
@@ -47,69 +58,63 @@ pub const LEEWAY: Duration = Duration::from_secs(60);
 pub const MIN_RSA_BITS: usize = 2048;
 
 /// Why a token was refused. [`AuthError::status`] maps it to the gRPC status that fails the rpc.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
     /// No `authorization` metadata.
+    #[error("missing 'authorization: Bearer <token>' metadata")]
     MissingToken,
     /// `authorization` is not `Bearer <token>` in ASCII.
+    #[error("the authorization metadata must be 'Bearer <token>'")]
     NotBearer,
     /// The token is malformed, has a bad signature, an algorithm no key is configured for, an
     /// unaccepted `typ`, or lacks a required claim; the text says which.
+    #[error("invalid access token: {0}")]
     Invalid(String),
     /// `exp` is more than [`LEEWAY`] in the past.
+    #[error("the access token has expired")]
     Expired,
     /// The token names a key (`kid` header) that no configured key of its algorithm has.
+    #[error("the access token's key id (kid) {0:?} is not in the JWKS: no configured key has it")]
     UnknownKeyId(String),
     /// `iss` is not the configured issuer.
+    #[error("the access token's iss claim is not the expected issuer")]
     WrongIssuer,
     /// `aud` does not contain the configured audience.
+    #[error("the access token's aud claim does not contain the expected audience")]
     WrongAudience,
     /// `sub` is not an E.164 number.
+    #[error("the access token's sub claim {0}: it must be the subscriber's E.164 msisdn")]
     BadSubject(MsisdnError),
     /// `scope` does not contain [`REQUIRED_SCOPE`].
+    #[error("the access token lacks the scope {REQUIRED_SCOPE}")]
     MissingScope,
+    /// A client token, and the rpc has no [`MSISDN_METADATA`] naming the subscriber it acts for.
+    #[error(
+        "{MSISDN_METADATA} is required with a client token: metadata naming the subscriber the \
+         rpc acts for, one of the token's msisdns"
+    )]
+    MsisdnRequired,
+    /// [`MSISDN_METADATA`] names a number the token does not grant (a client token's `msisdns`, or
+    /// a subscriber token's own `sub`).
+    #[error("the access token does not grant the number in {MSISDN_METADATA}")]
+    NotGranted,
+    /// [`MSISDN_METADATA`] is given more than once, is not visible ASCII, or is not an E.164
+    /// number (with or without its `+`).
+    #[error("{MSISDN_METADATA} metadata {0}")]
+    BadMsisdnMetadata(String),
 }
-
-impl fmt::Display for AuthError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            AuthError::MissingToken => {
-                f.write_str("missing 'authorization: Bearer <token>' metadata")
-            }
-            AuthError::NotBearer => {
-                f.write_str("the authorization metadata must be 'Bearer <token>'")
-            }
-            AuthError::Invalid(why) => write!(f, "invalid access token: {why}"),
-            AuthError::Expired => f.write_str("the access token has expired"),
-            AuthError::UnknownKeyId(kid) => write!(
-                f,
-                "the access token's key id (kid) {kid:?} is not in the JWKS: no configured key has it"
-            ),
-            AuthError::WrongIssuer => {
-                f.write_str("the access token's iss claim is not the expected issuer")
-            }
-            AuthError::WrongAudience => {
-                f.write_str("the access token's aud claim does not contain the expected audience")
-            }
-            AuthError::BadSubject(e) => write!(
-                f,
-                "the access token's sub claim {e}: it must be the subscriber's E.164 msisdn"
-            ),
-            AuthError::MissingScope => {
-                write!(f, "the access token lacks the scope {REQUIRED_SCOPE}")
-            }
-        }
-    }
-}
-
-impl std::error::Error for AuthError {}
 
 impl AuthError {
-    /// The gRPC status that fails the rpc: `PERMISSION_DENIED` for a missing scope, `UNAUTHENTICATED`
-    /// for everything else (PROTOCOL.md section 6).
+    /// The gRPC status that fails the rpc (PROTOCOL.md section 6): `PERMISSION_DENIED` for a
+    /// missing scope or a number the token does not grant, `INVALID_ARGUMENT` for a malformed
+    /// [`MSISDN_METADATA`], `UNAUTHENTICATED` for everything else (a client token without
+    /// [`MSISDN_METADATA`] included).
     pub fn status(&self) -> Status {
         match self {
-            AuthError::MissingScope => Status::permission_denied(self.to_string()),
+            AuthError::MissingScope | AuthError::NotGranted => {
+                Status::permission_denied(self.to_string())
+            }
+            AuthError::BadMsisdnMetadata(_) => Status::invalid_argument(self.to_string()),
             _ => Status::unauthenticated(self.to_string()),
         }
     }
@@ -122,9 +127,10 @@ impl From<AuthError> for Status {
 }
 
 /// Why the configured token keys cannot be used: a startup error (the server does not start).
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     /// A key file could not be read.
+    #[error("cannot read the key file {}: {source}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
@@ -132,6 +138,7 @@ pub enum KeyError {
         source: std::io::Error,
     },
     /// A PEM public key file (`--public-key`) holds no usable RS256 or ES256 public key.
+    #[error("the public key file {}: {reason}", path.display())]
     PublicKey {
         /// The file.
         path: PathBuf,
@@ -139,37 +146,13 @@ pub enum KeyError {
         reason: String,
     },
     /// A JWKS file (`--jwks`) is malformed or holds no usable RS256 or ES256 signing key.
+    #[error("the JWKS file {}: {reason}", path.display())]
     Jwks {
         /// The file.
         path: PathBuf,
         /// What is wrong with it.
         reason: String,
     },
-}
-
-impl fmt::Display for KeyError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            KeyError::Read { path, source } => {
-                write!(f, "cannot read the key file {}: {source}", path.display())
-            }
-            KeyError::PublicKey { path, reason } => {
-                write!(f, "the public key file {}: {reason}", path.display())
-            }
-            KeyError::Jwks { path, reason } => {
-                write!(f, "the JWKS file {}: {reason}", path.display())
-            }
-        }
-    }
-}
-
-impl std::error::Error for KeyError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            KeyError::Read { source, .. } => Some(source),
-            _ => None,
-        }
-    }
 }
 
 /// Where a [`VerifyingKey`] came from, for logs and `Debug`.
@@ -367,10 +350,52 @@ pub struct Verifier {
     audience: Option<String>,
 }
 
-/// The claims [`mint_token`] writes.
+/// Who a verified token speaks for (PROTOCOL.md sections 1 and 2). A token with an `msisdns` claim
+/// is a client token; any other is a subscriber token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// A subscriber token: the number in its `sub`.
+    Subscriber(Msisdn),
+    /// A client token, as an OAuth 2.0 authorization server issues it to an application acting for
+    /// subscribers (client-credentials grant): the rpc names the subscriber in [`MSISDN_METADATA`].
+    Client {
+        /// The client: the token's `sub` (not a number).
+        client_id: String,
+        /// The numbers the token grants: its `msisdns` claim, each read as E.164 with or without
+        /// its `+`.
+        msisdns: Vec<Msisdn>,
+    },
+}
+
+impl Principal {
+    /// The subscriber an rpc opened with this token speaks for, given the number its
+    /// [`MSISDN_METADATA`] names (`None` when it has none): a subscriber token's `sub`, which
+    /// [`MSISDN_METADATA`] may repeat but not contradict; or the number [`MSISDN_METADATA`] names,
+    /// when a client token grants it.
+    ///
+    /// # Errors
+    /// [`AuthError::MsisdnRequired`] for a client token without a named number;
+    /// [`AuthError::NotGranted`] for a number the token does not grant.
+    pub fn subscriber(self, named: Option<Msisdn>) -> Result<Msisdn, AuthError> {
+        match (self, named) {
+            (Principal::Subscriber(own), None) => Ok(own),
+            (Principal::Subscriber(own), Some(named)) if named == own => Ok(own),
+            (Principal::Subscriber(_), Some(_)) => Err(AuthError::NotGranted),
+            (Principal::Client { .. }, None) => Err(AuthError::MsisdnRequired),
+            (Principal::Client { msisdns, .. }, Some(named)) if msisdns.contains(&named) => {
+                Ok(named)
+            }
+            (Principal::Client { .. }, Some(_)) => Err(AuthError::NotGranted),
+        }
+    }
+}
+
+/// The claims [`mint_token`] and [`mint_client_token`] write.
 #[derive(Debug, Serialize)]
 struct MintedClaims<'a> {
     sub: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    msisdns: Option<Vec<&'a str>>,
     scope: &'a str,
     exp: u64,
     iat: u64,
@@ -383,6 +408,9 @@ struct Claims {
     sub: String,
     #[serde(default)]
     scope: Option<Scopes>,
+    /// Present on a client token only: the numbers it grants.
+    #[serde(default)]
+    msisdns: Option<Vec<String>>,
 }
 
 /// `scope`: space-separated (RFC 8693, RFC 9068) or, as some issuers write it, a JSON array.
@@ -469,8 +497,13 @@ impl Verifier {
         &self.keys
     }
 
-    /// Reads `authorization: Bearer <token>` from the rpc's metadata and verifies the token
-    /// (PROTOCOL.md section 6).
+    /// Reads `authorization: Bearer <token>` and [`MSISDN_METADATA`] from the rpc's metadata,
+    /// verifies the token and returns the subscriber the rpc speaks for (PROTOCOL.md sections 1, 2
+    /// and 6). Checked in this order, the first fault being the one reported: the token
+    /// ([`Verifier::verify_token`]: `UNAUTHENTICATED`, or `PERMISSION_DENIED` without the scope);
+    /// [`MSISDN_METADATA`] well-formed when present (`INVALID_ARGUMENT`); then
+    /// [`Principal::subscriber`] (a client token without [`MSISDN_METADATA`]: `UNAUTHENTICATED`; a
+    /// number the token does not grant: `PERMISSION_DENIED`).
     ///
     /// # Errors
     /// An [`AuthError`]; turn it into the rpc's status with [`AuthError::status`].
@@ -483,18 +516,33 @@ impl Verifier {
         if !scheme.eq_ignore_ascii_case("bearer") {
             return Err(AuthError::NotBearer);
         }
-        self.verify(token.trim())
+        let principal = self.verify_token(token.trim())?;
+        let named = named_msisdn(metadata)?;
+        if let Principal::Client { client_id, .. } = &principal {
+            tracing::debug!(client = %shorten(client_id), "client token");
+        }
+        principal.subscriber(named)
+    }
+
+    /// Verifies one compact JWT as [`Verifier::verify_token`] does and returns the subscriber it
+    /// speaks for as an rpc without [`MSISDN_METADATA`] would: a subscriber token's `sub`.
+    ///
+    /// # Errors
+    /// An [`AuthError`] naming the first fault; [`AuthError::MsisdnRequired`] for a client token.
+    pub fn verify(&self, token: &str) -> Result<Msisdn, AuthError> {
+        self.verify_token(token)?.subscriber(None)
     }
 
     /// Verifies one compact JWT: `typ` (when present) `JWT` or `at+jwt`; the signature with a key of
     /// the header's `alg` (the one named by `kid` when a key has it, else every key of that algorithm
     /// without a `kid`); `exp` (required) and `nbf` with [`LEEWAY`] of skew; `iss` and `aud` when
-    /// configured; `sub` an E.164 msisdn; `scope` containing [`REQUIRED_SCOPE`]. Returns the
-    /// subscriber the token speaks for.
+    /// configured; then, for a client token (one with an `msisdns` claim), every entry of `msisdns`
+    /// an E.164 number with or without its `+`, else `sub` an E.164 msisdn with its `+`; and
+    /// `scope` containing [`REQUIRED_SCOPE`]. Returns whom the token speaks for.
     ///
     /// # Errors
     /// An [`AuthError`] naming the first fault.
-    pub fn verify(&self, token: &str) -> Result<Msisdn, AuthError> {
+    pub fn verify_token(&self, token: &str) -> Result<Principal, AuthError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| {
             AuthError::Invalid("malformed token or header (an unknown alg, such as none?)".into())
         })?;
@@ -725,8 +773,24 @@ fn shorten(text: &str) -> String {
     text.chars().take(64).collect()
 }
 
-fn check_claims(claims: Claims) -> Result<Msisdn, AuthError> {
-    let msisdn = Msisdn::parse(&claims.sub).map_err(AuthError::BadSubject)?;
+fn check_claims(claims: Claims) -> Result<Principal, AuthError> {
+    let principal = match claims.msisdns {
+        None => Principal::Subscriber(Msisdn::parse(&claims.sub).map_err(AuthError::BadSubject)?),
+        Some(granted) => Principal::Client {
+            client_id: claims.sub,
+            msisdns: granted
+                .iter()
+                .enumerate()
+                .map(|(index, number)| {
+                    Msisdn::parse_lenient(number).map_err(|e| {
+                        AuthError::Invalid(format!(
+                            "the msisdns claim's entry {index} {e}: a client token grants E.164 numbers"
+                        ))
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        },
+    };
     let scoped = claims
         .scope
         .as_ref()
@@ -734,7 +798,35 @@ fn check_claims(claims: Claims) -> Result<Msisdn, AuthError> {
     if !scoped {
         return Err(AuthError::MissingScope);
     }
-    Ok(msisdn)
+    Ok(principal)
+}
+
+/// The number [`MSISDN_METADATA`] names, read as E.164 with or without its `+`; `None` when the
+/// metadata is absent or empty.
+fn named_msisdn(metadata: &MetadataMap) -> Result<Option<Msisdn>, AuthError> {
+    let mut values = metadata.get_all(MSISDN_METADATA).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(AuthError::BadMsisdnMetadata(
+            "is given more than once: an rpc speaks for one subscriber".into(),
+        ));
+    }
+    let text = value
+        .to_str()
+        .map_err(|_| {
+            AuthError::BadMsisdnMetadata("is not visible ASCII: it must be an E.164 number".into())
+        })?
+        .trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    Msisdn::parse_lenient(text).map(Some).map_err(|e| {
+        AuthError::BadMsisdnMetadata(format!(
+            "{e}: it must be an E.164 number, with or without its '+'"
+        ))
+    })
 }
 
 /// Whether `e` says that this key did not verify the signature (so another key may).
@@ -777,12 +869,39 @@ fn map_jwt_error(e: jsonwebtoken::errors::Error) -> AuthError {
 /// from now (claims `iat`, `exp`, in whole seconds). For the CLI's `token` command, demos and tests;
 /// production tokens come from the operator's identity provider.
 pub fn mint_token(secret: &[u8], msisdn: &Msisdn, scope: &str, ttl: Duration) -> String {
+    mint(secret, msisdn.as_str(), None, scope, ttl)
+}
+
+/// Mints an HS256 client token, as an OAuth 2.0 authorization server issues one to an application
+/// acting for subscribers (PROTOCOL.md section 1): claim `sub` is `client_id`, claim `msisdns` the
+/// numbers it grants (with their `+`), `scope` and the validity as in [`mint_token`]. An rpc opened
+/// with it names one of `msisdns` in [`MSISDN_METADATA`]. For the CLI's `token --client` command,
+/// demos and tests.
+pub fn mint_client_token(
+    secret: &[u8],
+    client_id: &str,
+    msisdns: &[Msisdn],
+    scope: &str,
+    ttl: Duration,
+) -> String {
+    let granted = msisdns.iter().map(Msisdn::as_str).collect();
+    mint(secret, client_id, Some(granted), scope, ttl)
+}
+
+fn mint(
+    secret: &[u8],
+    sub: &str,
+    msisdns: Option<Vec<&str>>,
+    scope: &str,
+    ttl: Duration,
+) -> String {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .expect("the system clock is after 1970")
         .as_secs();
     let claims = MintedClaims {
-        sub: msisdn.as_str(),
+        sub,
+        msisdns,
         scope,
         exp: now.saturating_add(ttl.as_secs()),
         iat: now,
@@ -1279,5 +1398,268 @@ mod tests {
         let err = Verifier::from_config(&config).unwrap_err();
         assert!(matches!(err, KeyError::Read { .. }), "{err:?}");
         assert!(err.to_string().contains("/nonexistent/jwks.json"), "{err}");
+    }
+
+    // --- client tokens and wg2-msisdn ---------------------------------------------------------
+
+    fn number(text: &str) -> Msisdn {
+        Msisdn::parse(text).unwrap()
+    }
+
+    fn client_token(msisdns: &[&str]) -> String {
+        let granted: Vec<Msisdn> = msisdns.iter().map(|m| number(m)).collect();
+        mint_client_token(
+            SECRET,
+            "voicebot",
+            &granted,
+            REQUIRED_SCOPE,
+            Duration::from_secs(60),
+        )
+    }
+
+    /// `authorization: Bearer <token>` and, for each of `named`, a `wg2-msisdn` value.
+    fn metadata_naming(token: &str, named: &[&str]) -> MetadataMap {
+        let mut map = metadata(&format!("Bearer {token}"));
+        for value in named {
+            map.append(MSISDN_METADATA, value.parse().unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn minted_client_token_has_the_client_as_sub_and_the_grants() {
+        let token = client_token(&["+4799990001", "+4799990002"]);
+        let data = jsonwebtoken::decode::<serde_json::Value>(
+            &token,
+            &DecodingKey::from_secret(SECRET),
+            &Validation::new(Algorithm::HS256),
+        )
+        .unwrap();
+        assert_eq!(data.claims["sub"], "voicebot");
+        assert_eq!(
+            data.claims["msisdns"],
+            serde_json::json!(["+4799990001", "+4799990002"])
+        );
+        assert_eq!(data.claims["scope"], REQUIRED_SCOPE);
+        assert_eq!(
+            Verifier::hs256(SECRET).verify_token(&token),
+            Ok(Principal::Client {
+                client_id: "voicebot".into(),
+                msisdns: vec![number("+4799990001"), number("+4799990002")],
+            })
+        );
+        // A subscriber token has no msisdns claim.
+        let subscriber = mint_token(SECRET, &msisdn(), REQUIRED_SCOPE, Duration::from_secs(60));
+        let data = jsonwebtoken::decode::<serde_json::Value>(
+            &subscriber,
+            &DecodingKey::from_secret(SECRET),
+            &Validation::new(Algorithm::HS256),
+        )
+        .unwrap();
+        assert!(data.claims.get("msisdns").is_none(), "{:?}", data.claims);
+    }
+
+    #[test]
+    fn client_token_speaks_for_the_granted_number_wg2_msisdn_names() {
+        let verifier = Verifier::hs256(SECRET);
+        let token = client_token(&["+4799990001", "+4799990002"]);
+        for named in ["+4799990002", "4799990002", " +4799990002 "] {
+            assert_eq!(
+                verifier.authenticate(&metadata_naming(&token, &[named])),
+                Ok(number("+4799990002")),
+                "{named:?}"
+            );
+        }
+        assert_eq!(
+            verifier.authenticate(&metadata_naming(&token, &["+4799990001"])),
+            Ok(number("+4799990001"))
+        );
+    }
+
+    #[test]
+    fn client_token_without_wg2_msisdn_is_unauthenticated_and_says_so() {
+        let verifier = Verifier::hs256(SECRET);
+        let token = client_token(&["+4799990001"]);
+        for map in [metadata_naming(&token, &[]), metadata_naming(&token, &[""])] {
+            let result = verifier.authenticate(&map);
+            assert_eq!(result, Err(AuthError::MsisdnRequired));
+            let status = result.unwrap_err().status();
+            assert_eq!(status.code(), Code::Unauthenticated);
+            assert!(
+                status.message().contains("wg2-msisdn is required"),
+                "{}",
+                status.message()
+            );
+        }
+        // verify() knows no metadata: a client token alone names nobody.
+        assert_eq!(verifier.verify(&token), Err(AuthError::MsisdnRequired));
+    }
+
+    #[test]
+    fn wg2_msisdn_the_token_does_not_grant_is_permission_denied() {
+        let verifier = Verifier::hs256(SECRET);
+        let token = client_token(&["+4799990001"]);
+        let result = verifier.authenticate(&metadata_naming(&token, &["+4799990002"]));
+        assert_eq!(result, Err(AuthError::NotGranted));
+        assert_eq!(code_of(result), Code::PermissionDenied);
+        // A client token that grants nothing speaks for nobody.
+        let empty = client_token(&[]);
+        assert_eq!(
+            code_of(verifier.authenticate(&metadata_naming(&empty, &["+4799990001"]))),
+            Code::PermissionDenied
+        );
+        assert_eq!(
+            code_of(verifier.authenticate(&metadata_naming(&empty, &[]))),
+            Code::Unauthenticated
+        );
+    }
+
+    #[test]
+    fn subscriber_token_may_name_only_its_own_number() {
+        let verifier = Verifier::hs256(SECRET);
+        let token = mint_token(SECRET, &msisdn(), REQUIRED_SCOPE, Duration::from_secs(60));
+        for own in ["+4799990001", "4799990001", ""] {
+            assert_eq!(
+                verifier.authenticate(&metadata_naming(&token, &[own])),
+                Ok(msisdn()),
+                "{own:?}"
+            );
+        }
+        let other = verifier.authenticate(&metadata_naming(&token, &["+4799990002"]));
+        assert_eq!(other, Err(AuthError::NotGranted));
+        assert_eq!(code_of(other), Code::PermissionDenied);
+    }
+
+    #[test]
+    fn malformed_wg2_msisdn_is_invalid_argument() {
+        let verifier = Verifier::hs256(SECRET);
+        let client = client_token(&["+4799990001"]);
+        let subscriber = mint_token(SECRET, &msisdn(), REQUIRED_SCOPE, Duration::from_secs(60));
+        for token in [&client, &subscriber] {
+            for bad in [
+                "+47 9999 0001",
+                "tel:+4799990001",
+                "+1",
+                "0479999",
+                "++4799990001",
+            ] {
+                let result = verifier.authenticate(&metadata_naming(token, &[bad]));
+                assert!(
+                    matches!(result, Err(AuthError::BadMsisdnMetadata(_))),
+                    "{bad:?}: {result:?}"
+                );
+                let status = result.unwrap_err().status();
+                assert_eq!(status.code(), Code::InvalidArgument, "{bad:?}");
+                assert!(
+                    status.message().contains("wg2-msisdn"),
+                    "{}",
+                    status.message()
+                );
+            }
+            // Twice, even the same number: an rpc speaks for one subscriber.
+            let twice = metadata_naming(token, &["+4799990001", "+4799990001"]);
+            assert_eq!(
+                code_of(verifier.authenticate(&twice)),
+                Code::InvalidArgument
+            );
+        }
+    }
+
+    #[test]
+    fn the_token_is_checked_before_wg2_msisdn() {
+        let verifier = Verifier::hs256(SECRET);
+        // A bad token: UNAUTHENTICATED, whatever wg2-msisdn says.
+        let forged = mint_client_token(
+            b"another secret",
+            "voicebot",
+            &[msisdn()],
+            REQUIRED_SCOPE,
+            Duration::from_secs(60),
+        );
+        assert_eq!(
+            code_of(verifier.authenticate(&metadata_naming(&forged, &["not a number"]))),
+            Code::Unauthenticated
+        );
+        // No scope: PERMISSION_DENIED before the missing wg2-msisdn.
+        let unscoped = mint_client_token(
+            SECRET,
+            "voicebot",
+            &[msisdn()],
+            "events.read",
+            Duration::from_secs(60),
+        );
+        assert_eq!(
+            verifier.authenticate(&metadata_naming(&unscoped, &[])),
+            Err(AuthError::MissingScope)
+        );
+        assert_eq!(
+            verifier.authenticate(&metadata_naming(&unscoped, &["+4799990001"])),
+            Err(AuthError::MissingScope)
+        );
+    }
+
+    #[test]
+    fn client_token_grants_may_lack_the_plus_and_must_be_numbers() {
+        let verifier = Verifier::hs256(SECRET);
+        let token = |msisdns: serde_json::Value| {
+            raw_token(serde_json::json!({
+                "sub": "wg2-voicebot", "msisdns": msisdns, "scope": REQUIRED_SCOPE,
+                "exp": now() + 60,
+            }))
+        };
+        let plain = token(serde_json::json!(["4799990001", "+4799990002"]));
+        for named in ["+4799990001", "4799990001", "+4799990002"] {
+            assert!(
+                verifier
+                    .authenticate(&metadata_naming(&plain, &[named]))
+                    .is_ok(),
+                "{named:?}"
+            );
+        }
+        for bad in [
+            serde_json::json!(["+4799990001", "alice"]),
+            serde_json::json!(["+47 9999 0001"]),
+            serde_json::json!("+4799990001"),
+            serde_json::json!([4799990001u64]),
+        ] {
+            let result =
+                verifier.authenticate(&metadata_naming(&token(bad.clone()), &["+4799990001"]));
+            assert!(
+                matches!(result, Err(AuthError::Invalid(_))),
+                "{bad}: {result:?}"
+            );
+            assert_eq!(code_of(result), Code::Unauthenticated, "{bad}");
+        }
+        // A subscriber token's sub keeps its '+' (a sub that is not E.164 could be a client).
+        let no_plus_sub = raw_token(serde_json::json!({
+            "sub": "4799990001", "scope": REQUIRED_SCOPE, "exp": now() + 60,
+        }));
+        assert_eq!(
+            verifier.authenticate(&metadata_naming(&no_plus_sub, &["4799990001"])),
+            Err(AuthError::BadSubject(MsisdnError::NoPlus))
+        );
+    }
+
+    #[test]
+    fn lenient_numbers_follow_the_e164_digit_rules() {
+        assert_eq!(Msisdn::parse_lenient("4799990001"), Ok(msisdn()));
+        assert_eq!(Msisdn::parse_lenient("+4799990001"), Ok(msisdn()));
+        assert_eq!(
+            Msisdn::parse_lenient("4799990001").unwrap().as_str(),
+            "+4799990001"
+        );
+        assert_eq!(Msisdn::parse_lenient(""), Err(MsisdnError::Empty));
+        assert_eq!(Msisdn::parse_lenient("+"), Err(MsisdnError::Length(0)));
+        assert_eq!(Msisdn::parse_lenient("1"), Err(MsisdnError::Length(1)));
+        assert_eq!(
+            Msisdn::parse_lenient("0479999"),
+            Err(MsisdnError::LeadingZero)
+        );
+        assert_eq!(Msisdn::parse_lenient("47 99"), Err(MsisdnError::NotDigits));
+        assert_eq!(Msisdn::parse_lenient("++47"), Err(MsisdnError::NotDigits));
+        assert_eq!(
+            Msisdn::parse_lenient("1234567890123456"),
+            Err(MsisdnError::Length(16))
+        );
     }
 }

@@ -155,58 +155,22 @@ impl fmt::Debug for ServerConfig {
 }
 
 /// Why [`serve`] failed.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     /// The gRPC transport failed (accepting connections, HTTP/2).
-    Transport(tonic::transport::Error),
+    #[error("gRPC transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
     /// The reflection service could not be built from the embedded descriptors (a build defect).
-    Reflection(tonic_reflection::server::Error),
+    #[error("gRPC reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
     /// A token key file ([`TokenPolicy::public_keys`], [`TokenPolicy::jwks`]) is unreadable or
     /// holds no usable key: a startup error.
-    Keys(auth::KeyError),
+    #[error("access token keys: {0}")]
+    Keys(#[from] auth::KeyError),
     /// The TLS certificate or key ([`ServerConfig::tls`]) is unreadable or unusable: a startup
     /// error. The text names the file and the fault.
+    #[error("TLS: {0}")]
     Tls(String),
-}
-
-impl fmt::Display for ServeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ServeError::Transport(e) => write!(f, "gRPC transport: {e}"),
-            ServeError::Reflection(e) => write!(f, "gRPC reflection: {e}"),
-            ServeError::Keys(e) => write!(f, "access token keys: {e}"),
-            ServeError::Tls(e) => write!(f, "TLS: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for ServeError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            ServeError::Transport(e) => Some(e),
-            ServeError::Reflection(e) => Some(e),
-            ServeError::Keys(e) => Some(e),
-            ServeError::Tls(_) => None,
-        }
-    }
-}
-
-impl From<tonic::transport::Error> for ServeError {
-    fn from(e: tonic::transport::Error) -> Self {
-        ServeError::Transport(e)
-    }
-}
-
-impl From<auth::KeyError> for ServeError {
-    fn from(e: auth::KeyError) -> Self {
-        ServeError::Keys(e)
-    }
-}
-
-impl From<tonic_reflection::server::Error> for ServeError {
-    fn from(e: tonic_reflection::server::Error) -> Self {
-        ServeError::Reflection(e)
-    }
 }
 
 /// Serves the core on `listener` until `shutdown` resolves, then shuts down gracefully

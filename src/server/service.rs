@@ -4,7 +4,8 @@
 //! Each rpc is one terminal. Opening it authenticates the token from metadata before any message
 //! ([`Verifier`]), registers the terminal with the driver and returns its outbound queue as the
 //! response stream. A reader task then decodes every inbound message with [`wire::parse_request`]
-//! and hands it to the driver; it reports the client's half-close, and the end of the rpc (the
+//! and hands it to the driver (a keepalive, [`wire::is_keepalive`], is only charged to the
+//! terminal's rate limit); it reports the client's half-close, and the end of the rpc (the
 //! response stream dropped: cancelled, connection lost, or ended by the driver) as `Gone`.
 
 use crate::core::{PipeKind, TerminalId};
@@ -229,6 +230,12 @@ impl Reader {
                 // so that a client flooding a stream it does not read costs nothing more.
                 () = detached.wait() => return,
                 next = inbound.message(), if reading => match next {
+                    // A keepalive (no oneof, no call_id) is answered with nothing and goes no
+                    // further, but it is charged like any message (PROTOCOL.md section 1): over the
+                    // budget, it is dropped as silently, and the next real message is refused.
+                    Ok(Some(message)) if wire::is_keepalive(&message) => {
+                        let _ = budget.charge(std::time::Instant::now(), false);
+                    }
                     Ok(Some(message)) => {
                         let raw_call_id = message.call_id.clone();
                         let new_call = matches!(&message.message, Some(Message::Offer(o)) if o.msisdn.is_some());

@@ -34,15 +34,24 @@ impl Default for Limits {
     }
 }
 
+/// Whether `msg` is a keepalive: no field of the oneof set and an empty `call_id` (PROTOCOL.md
+/// section 1; WG2's voicebot sends one every 100 ms while it has nothing to say). It is set aside
+/// before [`parse_request`]: ignored and answered with nothing, though it counts toward the
+/// terminal's message rate limit. A message with no oneof but a `call_id` is not one.
+pub fn is_keepalive(msg: &WebTerminalMessage) -> bool {
+    msg.message.is_none() && msg.call_id.is_empty()
+}
+
 /// Parses one message a terminal sent on a `kind` rpc, opened with the token of `own`, into a core
 /// [`Request`] (PROTOCOL.md sections 3 and 6).
 ///
-/// Checks, in this order, the first fault being the one reported:
+/// A keepalive ([`is_keepalive`]) is the caller's to set aside first; given one, this answers as for
+/// any message without a oneof. Checks, in this order, the first fault being the one reported:
 /// 1. MultiPipe: `call_id` present and a UUID, else `INVALID_CALL_ID`. A Pipe's `call_id` is ignored
 ///    and the request carries `call_id: None`.
 /// 2. A oneof set (and, for `Action`, an action inside it), else `INVALID_ARGUMENT`.
 /// 3. Field validity, else `INVALID_ARGUMENT` with a message naming the field: `offer.msisdn.e164` is
-///    E.164 and not `own`; `offer.sdp` / `answer.sdp` pass [`Sdp::parse`] within
+///    E.164, with or without its `+` ([`Msisdn::parse_lenient`]), and not `own`; `offer.sdp` / `answer.sdp` pass [`Sdp::parse`] within
 ///    `limits.max_sdp_bytes`. `Idle`, `InCall` and `Error` are only ever sent by the core.
 ///
 /// # Errors
@@ -68,7 +77,8 @@ pub fn parse_request(
             let to = match offer.msisdn {
                 None => None,
                 Some(number) => {
-                    let to = Msisdn::parse(&number.e164)
+                    // With or without its '+' (PROTOCOL.md section 1); sent on with it.
+                    let to = Msisdn::parse_lenient(&number.e164)
                         .map_err(|e| invalid_argument(format!("offer.msisdn.e164 {e}")))?;
                     if &to == own {
                         return Err(invalid_argument(
@@ -302,6 +312,21 @@ mod tests {
     }
 
     #[test]
+    fn only_a_message_with_no_oneof_and_no_call_id_is_a_keepalive() {
+        let message = |call_id: &str, message: Option<Message>| WebTerminalMessage {
+            message,
+            call_id: call_id.to_owned(),
+        };
+        assert!(is_keepalive(&message("", None)));
+        assert!(!is_keepalive(&message(ID, None)));
+        assert!(!is_keepalive(&message("x", None)));
+        assert!(!is_keepalive(&message(
+            "",
+            Some(Message::Bye(pb::Bye::default()))
+        )));
+    }
+
+    #[test]
     fn call_id_is_checked_before_the_oneof() {
         assert_rejected(
             parse(PipeKind::MultiPipe, "", None),
@@ -432,14 +457,41 @@ mod tests {
     }
 
     #[test]
+    fn offer_to_a_number_without_its_plus_parses_as_e164() {
+        let sdp = fixture("chromium-offer.sdp");
+        let request = parse(PipeKind::MultiPipe, ID, offer(&sdp, Some("4799990002"))).unwrap();
+        let RequestBody::Offer { to: Some(to), .. } = request.body else {
+            panic!("expected an offer to a number, got {:?}", request.body)
+        };
+        assert_eq!(to, Msisdn::parse("+4799990002").unwrap());
+        assert_eq!(to.as_str(), "+4799990002");
+        // The own number is the own number, with or without the '+'.
+        assert_rejected(
+            parse(PipeKind::Pipe, "", offer(&sdp, Some("4799990001"))),
+            ErrorCode::InvalidArgument,
+            "own number",
+        );
+    }
+
+    #[test]
     fn bad_e164_names_the_field() {
         let sdp = fixture("chromium-offer.sdp");
         assert_rejected(
-            parse(PipeKind::MultiPipe, ID, offer(&sdp, Some("4799990002"))),
+            parse(PipeKind::MultiPipe, ID, offer(&sdp, Some("47 9999 0002"))),
             ErrorCode::InvalidArgument,
-            "offer.msisdn.e164 must start with '+'",
+            "offer.msisdn.e164 must have only digits",
         );
-        for bad in ["", "+47 9999", "+1", "+0479999", "+1234567890123456"] {
+        for bad in [
+            "",
+            "+47 9999",
+            "+1",
+            "1",
+            "+0479999",
+            "0479999",
+            "+1234567890123456",
+            "1234567890123456",
+            "++4799990002",
+        ] {
             assert_rejected(
                 parse(PipeKind::MultiPipe, ID, offer(&sdp, Some(bad))),
                 ErrorCode::InvalidArgument,

@@ -60,7 +60,6 @@ async fn bad_e164_is_invalid_argument_naming_the_field(kind: Kind) {
     let mut t = core.open_idle(kind, A).await;
     let mut b = core.open_idle(Kind::Multi, "+4799990002").await;
     for bad in [
-        "4799990002",
         "",
         "+47 9999 0002",
         "+1",
@@ -68,6 +67,10 @@ async fn bad_e164_is_invalid_argument_naming_the_field(kind: Kind) {
         "+1234567890123456",
         "+47999900O2",
         "tel:+4799990002",
+        // Without the '+', the same digit rules.
+        "0479999",
+        "1",
+        "47 9999 0002",
     ] {
         let id = some_id(kind);
         t.send(msg::offer(&id, &chromium_offer(), bad)).await;
@@ -186,7 +189,10 @@ async fn message_about_no_call_of_the_number_is_refused(kind: Kind) {
             let text = t.expect_error(ErrCode::InvalidCallId, raw).await;
             assert!(text.contains("call_id"), "{text}");
             t.send(msg::empty(raw)).await;
-            t.expect_error(ErrCode::InvalidCallId, raw).await;
+            // No oneof and no call_id is a keepalive, answered with nothing (section 1).
+            if !raw.is_empty() {
+                t.expect_error(ErrCode::InvalidCallId, raw).await;
+            }
             t.send(msg::offer(raw, "", "not a number")).await;
             t.expect_error(ErrCode::InvalidCallId, raw).await;
         }

@@ -19,3 +19,4 @@ mod renegotiation;
 mod shutdown;
 mod simulated_phone;
 mod terminal_gone;
+mod wg2;

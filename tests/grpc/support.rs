@@ -299,14 +299,30 @@ impl TestCore {
         msisdn: &str,
         authorization: Option<&str>,
     ) -> Result<Terminal, Status> {
+        let metadata: Vec<(&str, &str)> = authorization
+            .map(|value| ("authorization", value))
+            .into_iter()
+            .collect();
+        self.try_open_with_metadata(kind, msisdn, &metadata).await
+    }
+
+    /// Opens a `kind` rpc with these metadata entries (a key may repeat); the terminal is named
+    /// after `msisdn`, the number it is expected to speak for.
+    pub async fn try_open_with_metadata(
+        &self,
+        kind: Kind,
+        msisdn: &str,
+        metadata: &[(&str, &str)],
+    ) -> Result<Terminal, Status> {
         let (channel, proxy) = self.proxied_channel().await;
         let mut client = WebTerminalServiceClient::new(channel.clone());
         let (tx, rx) = mpsc::channel(64);
         let mut request = tonic::Request::new(ReceiverStream::new(rx));
-        if let Some(value) = authorization {
+        for (key, value) in metadata {
+            let key = tonic::metadata::MetadataKey::from_bytes(key.as_bytes()).expect("a key");
             request
                 .metadata_mut()
-                .insert("authorization", value.parse().expect("ASCII metadata"));
+                .append(key, value.parse().expect("ASCII metadata"));
         }
         let response = match kind {
             Kind::Pipe => client.pipe(request).await,
