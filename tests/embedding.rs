@@ -1,17 +1,20 @@
 //! An embedder's own phone network behind the core (PROTOCOL.md section 7), plugged in with
 //! `Exchange::with_phone_network`: the switch's commands reach it, and what it reports through
-//! `PhoneReports` drives the calls of real gRPC terminals.
+//! `PhoneReports` drives the calls of real gRPC terminals, both ways (calls to the network's phones
+//! and calls from them, 4.11).
 
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
-use webterminal_core::core::{ByeReason, Msisdn, PhoneCommand, PhoneEvent, Sdp};
+use webterminal_core::core::{
+    ByeReason, Msisdn, PhoneCommand, PhoneEvent, PhoneLegId, PhoneRejection, Sdp,
+};
 use webterminal_core::phone::{PhoneNetwork, PhoneReports};
 use webterminal_core::proto::common::PhoneNumber;
 use webterminal_core::proto::webterminal::web_terminal_message::Message;
 use webterminal_core::proto::webterminal::web_terminal_service_client::WebTerminalServiceClient;
-use webterminal_core::proto::webterminal::{bye, Bye, Offer, WebTerminalMessage};
+use webterminal_core::proto::webterminal::{bye, Answer, Bye, Offer, Ringing, WebTerminalMessage};
 use webterminal_core::server::auth::mint_token;
 use webterminal_core::server::{Exchange, ServerConfig};
 
@@ -41,6 +44,16 @@ struct Terminal {
 }
 
 impl Terminal {
+    async fn send(&self, call_id: &str, message: Message) {
+        self.tx
+            .send(WebTerminalMessage {
+                message: Some(message),
+                call_id: call_id.into(),
+            })
+            .await
+            .unwrap();
+    }
+
     async fn recv(&mut self) -> WebTerminalMessage {
         tokio::time::timeout(WAIT, self.rx.next())
             .await
@@ -50,42 +63,89 @@ impl Terminal {
     }
 }
 
+/// A core serving on a loopback port with the test's network behind it.
+struct Core {
+    addr: std::net::SocketAddr,
+    commands: mpsc::UnboundedReceiver<PhoneCommand>,
+    reports: PhoneReports,
+    driver: webterminal_core::server::driver::DriverHandle,
+    stop: oneshot::Sender<()>,
+    served: tokio::task::JoinHandle<Result<(), webterminal_core::server::ServeError>>,
+}
+
+impl Core {
+    async fn start() -> Core {
+        let (commands_tx, commands) = mpsc::unbounded_channel();
+        let (reports_tx, reports_rx) = oneshot::channel::<PhoneReports>();
+        let mut config = ServerConfig::new(SECRET.to_vec());
+        config.switch.reconnect_grace = Duration::ZERO;
+        let exchange = Exchange::with_phone_network(config, move |reports| {
+            reports_tx.send(reports).unwrap();
+            Network(commands_tx)
+        });
+        let reports = reports_rx.await.unwrap();
+        let driver = exchange.driver().clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let served = tokio::spawn(exchange.serve(listener, async {
+            let _ = stopped.await;
+        }));
+        Core {
+            addr,
+            commands,
+            reports,
+            driver,
+            stop,
+            served,
+        }
+    }
+
+    /// The next command the core gives the network.
+    async fn command(&mut self) -> PhoneCommand {
+        tokio::time::timeout(WAIT, self.commands.recv())
+            .await
+            .expect("a phone command in time")
+            .expect("the core is running")
+    }
+
+    /// Opens a MultiPipe for `msisdn`.
+    async fn multi_pipe(&self, msisdn: &str) -> Terminal {
+        let mut client = WebTerminalServiceClient::connect(format!("http://{}", self.addr))
+            .await
+            .unwrap();
+        let (tx, rx) = mpsc::channel(16);
+        let mut request = tonic::Request::new(ReceiverStream::new(rx));
+        let token = mint_token(
+            SECRET,
+            &Msisdn::parse(msisdn).unwrap(),
+            "call.control.answer_and_initiate",
+            Duration::from_secs(600),
+        );
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        let rx = client.multi_pipe(request).await.unwrap().into_inner();
+        Terminal { tx, rx }
+    }
+
+    async fn stop(self) {
+        assert_eq!(self.driver.stats().await.unwrap().calls, 0);
+        let _ = self.stop.send(());
+        tokio::time::timeout(WAIT, self.served)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    }
+}
+
 #[tokio::test]
 async fn an_embedders_phone_network_carries_calls_of_grpc_terminals() {
-    let (commands_tx, mut commands) = mpsc::unbounded_channel();
-    let (reports_tx, reports_rx) = oneshot::channel::<PhoneReports>();
-    let mut config = ServerConfig::new(SECRET.to_vec());
-    config.switch.reconnect_grace = Duration::ZERO;
-    let exchange = Exchange::with_phone_network(config, move |reports| {
-        reports_tx.send(reports).unwrap();
-        Network(commands_tx)
-    });
-    let reports = reports_rx.await.unwrap();
-    let driver = exchange.driver().clone();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let served = tokio::spawn(exchange.serve(listener, async {
-        let _ = stopped.await;
-    }));
-
+    let mut core = Core::start().await;
+    let reports = core.reports.clone();
     // A MultiPipe terminal of A calls a number that lives only in the embedder's network.
-    let mut client = WebTerminalServiceClient::connect(format!("http://{addr}"))
-        .await
-        .unwrap();
-    let (tx, rx) = mpsc::channel(16);
-    let mut request = tonic::Request::new(ReceiverStream::new(rx));
-    let token = mint_token(
-        SECRET,
-        &Msisdn::parse(A).unwrap(),
-        "call.control.answer_and_initiate",
-        Duration::from_secs(600),
-    );
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    let rx = client.multi_pipe(request).await.unwrap().into_inner();
-    let mut a = Terminal { tx, rx };
+    let mut a = core.multi_pipe(A).await;
     let id = uuid::Uuid::new_v4().to_string();
     let offer_sdp = fixture("chromium-offer.sdp");
     a.tx.send(WebTerminalMessage {
@@ -101,10 +161,7 @@ async fn an_embedders_phone_network_carries_calls_of_grpc_terminals() {
     .unwrap();
 
     // The network is asked to ring that number, with A as caller ID and A's SDP byte for byte.
-    let command = tokio::time::timeout(WAIT, commands.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let command = core.command().await;
     let PhoneCommand::Ring { leg, to, from, sdp } = command else {
         panic!("expected Ring, got {command:?}");
     };
@@ -133,10 +190,7 @@ async fn an_embedders_phone_network_carries_calls_of_grpc_terminals() {
     })
     .await
     .unwrap();
-    let command = tokio::time::timeout(WAIT, commands.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let command = core.command().await;
     assert_eq!(
         command,
         PhoneCommand::Release {
@@ -158,7 +212,7 @@ async fn an_embedders_phone_network_carries_calls_of_grpc_terminals() {
     })
     .await
     .unwrap();
-    let Some(PhoneCommand::Ring { leg: leg2, .. }) = commands.recv().await else {
+    let PhoneCommand::Ring { leg: leg2, .. } = core.command().await else {
         panic!("expected a second Ring");
     };
     reports.report(PhoneEvent::Answered {
@@ -173,13 +227,102 @@ async fn an_embedders_phone_network_carries_calls_of_grpc_terminals() {
         Some(Message::Bye(b)) => assert_eq!(b.reason(), bye::Reason::NormalClearing),
         other => panic!("expected Bye, got {other:?}"),
     }
-    assert_eq!(driver.stats().await.unwrap().calls, 0);
-
     drop(a);
-    let _ = stop.send(());
-    tokio::time::timeout(WAIT, served)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    core.stop().await;
+}
+
+/// PROTOCOL.md 4.11 through an embedder's network: a phone of the network calls A; A's terminal
+/// rings and answers, the network hears the alerting and the answer, re-offers both ways work,
+/// and the phone hangs up.
+#[tokio::test]
+async fn an_embedders_phone_network_brings_in_calls_from_its_phones() {
+    let mut core = Core::start().await;
+    let mut a = core.multi_pipe(A).await;
+    tokio::time::timeout(WAIT, async {
+        while core.driver.stats().await.unwrap().terminals == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("A registers");
+    let leg = PhoneLegId::from_network(7);
+    let offer_sdp = fixture("aiortc-offer.sdp");
+    assert!(core.reports.report(PhoneEvent::Incoming {
+        leg,
+        from: Msisdn::parse(MOBILE).unwrap(),
+        to: Msisdn::parse(A).unwrap(),
+        sdp: Sdp::parse(&offer_sdp, 65536).unwrap(),
+    }));
+    let offered = a.recv().await;
+    let id = offered.call_id.clone();
+    match offered.message {
+        Some(Message::Offer(offer)) => {
+            assert_eq!(offer.sdp, offer_sdp, "relayed byte for byte");
+            assert_eq!(
+                offer.msisdn.unwrap().e164,
+                MOBILE,
+                "the calling phone's number"
+            );
+        }
+        other => panic!("expected the Offer, got {other:?}"),
+    }
+    // A's own mobile phone is rung too; in this network it is off.
+    let PhoneCommand::Ring {
+        leg: a_phone, to, ..
+    } = core.command().await
+    else {
+        panic!("expected A's phone to be rung");
+    };
+    assert_eq!(to.as_str(), A);
+    core.reports.report(PhoneEvent::Rejected {
+        leg: a_phone,
+        reason: PhoneRejection::Unreachable,
+    });
+
+    a.send(&id, Message::Ringing(Ringing {})).await;
+    assert_eq!(core.command().await, PhoneCommand::Alerting { leg });
+    let answer_sdp = fixture("chromium-answer.sdp");
+    a.send(
+        &id,
+        Message::Answer(Answer {
+            sdp: answer_sdp.clone(),
+        }),
+    )
+    .await;
+    match core.command().await {
+        PhoneCommand::Answer { leg: l, sdp } => {
+            assert_eq!(l, leg);
+            assert_eq!(sdp.as_str(), answer_sdp);
+        }
+        other => panic!("expected the answer toward the calling phone, got {other:?}"),
+    }
+
+    // The phone re-offers (hold); A answers; the answer goes back to the network.
+    let hold = fixture("aiortc-hold-offer.sdp");
+    core.reports.report(PhoneEvent::Offer {
+        leg,
+        sdp: Sdp::parse(&hold, 65536).unwrap(),
+    });
+    let reoffer = a.recv().await;
+    assert_eq!(reoffer.call_id, id);
+    assert!(matches!(reoffer.message, Some(Message::Offer(o)) if o.sdp == hold));
+    a.send(
+        &id,
+        Message::Answer(Answer {
+            sdp: fixture("chromium-hold-answer.sdp"),
+        }),
+    )
+    .await;
+    assert!(matches!(core.command().await, PhoneCommand::Answer { leg: l, .. } if l == leg));
+
+    // The phone hangs up.
+    core.reports.report(PhoneEvent::HungUp { leg });
+    let bye = a.recv().await;
+    assert_eq!(bye.call_id, id);
+    match bye.message {
+        Some(Message::Bye(b)) => assert_eq!(b.reason(), bye::Reason::NormalClearing),
+        other => panic!("expected Bye, got {other:?}"),
+    }
+    drop(a);
+    core.stop().await;
 }

@@ -984,7 +984,9 @@ impl World {
                 self.released.insert(leg);
                 Ok(())
             }
-            other => fail(format!("a phone command the model does not know: {other:?}")),
+            other => fail(format!(
+                "a phone command the model does not know: {other:?}"
+            )),
         }
     }
 
