@@ -4,7 +4,6 @@
 //! `crate::server::wire` converts between them and the protobuf messages in one place.
 
 use super::types::{CallId, Msisdn, PhoneLegId, Sdp, TerminalId};
-use std::fmt;
 
 /// A message from a terminal, already parsed and validated at the edge (PROTOCOL.md section 6 order:
 /// call_id format, a oneof set, field validity). Call state is checked by the switch.
@@ -134,7 +133,8 @@ pub enum ErrorCode {
 
 /// A terminal's message that the switch (or the edge) refused: sent back as
 /// `Error{code, message}` with the message's own call_id, and the stream stays open.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{code:?}: {message}")]
 pub struct Rejection {
     /// The code of the `Error` message.
     pub code: ErrorCode,
@@ -152,13 +152,6 @@ impl Rejection {
     }
 }
 
-impl fmt::Display for Rejection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}: {}", self.code, self.message)
-    }
-}
-
-impl std::error::Error for Rejection {}
 
 /// What the switch asks of the phone network (PROTOCOL.md section 7). Each command names the leg; the
 /// network answers with [`PhoneEvent`]s for that leg. Non-exhaustive: later versions may ask more,

@@ -26,33 +26,24 @@ fn personal_data_logged() -> bool {
 pub struct Msisdn(Arc<str>);
 
 /// Why a string is not an E.164 number.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MsisdnError {
     /// The string is empty.
+    #[error("is empty")]
     Empty,
     /// It does not start with `+`.
+    #[error("must start with '+'")]
     NoPlus,
     /// A character after `+` is not an ASCII digit.
+    #[error("must have only digits after '+'")]
     NotDigits,
     /// Fewer than 2 or more than 15 digits (ITU-T E.164 section 6.1).
+    #[error("must have 2 to 15 digits, has {0}")]
     Length(usize),
     /// The country code starts with 0.
+    #[error("must not start with '+0'")]
     LeadingZero,
 }
-
-impl fmt::Display for MsisdnError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            MsisdnError::Empty => f.write_str("is empty"),
-            MsisdnError::NoPlus => f.write_str("must start with '+'"),
-            MsisdnError::NotDigits => f.write_str("must have only digits after '+'"),
-            MsisdnError::Length(n) => write!(f, "must have 2 to 15 digits, has {n}"),
-            MsisdnError::LeadingZero => f.write_str("must not start with '+0'"),
-        }
-    }
-}
-
-impl std::error::Error for MsisdnError {}
 
 impl Msisdn {
     /// Parses an E.164 number with its leading `+`.
@@ -273,11 +264,13 @@ pub enum PipeKind {
 pub struct Sdp(Arc<str>);
 
 /// Why an SDP was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SdpError {
     /// Zero bytes, or only whitespace.
+    #[error("is empty")]
     Empty,
     /// Longer than the limit, in bytes.
+    #[error("is {bytes} bytes, over the limit of {limit} bytes")]
     TooLarge {
         /// Its size, in bytes.
         bytes: usize,
@@ -285,25 +278,12 @@ pub enum SdpError {
         limit: usize,
     },
     /// The SDP parser refused it; the text is the parser's reason.
+    #[error("is not a valid session description: {0}")]
     Unparsable(String),
     /// It parses but has no `m=` section, so it could carry no media.
+    #[error("has no media section (m=)")]
     NoMedia,
 }
-
-impl fmt::Display for SdpError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SdpError::Empty => f.write_str("is empty"),
-            SdpError::TooLarge { bytes, limit } => {
-                write!(f, "is {bytes} bytes, over the limit of {limit} bytes")
-            }
-            SdpError::Unparsable(why) => write!(f, "is not a valid session description: {why}"),
-            SdpError::NoMedia => f.write_str("has no media section (m=)"),
-        }
-    }
-}
-
-impl std::error::Error for SdpError {}
 
 impl Sdp {
     /// Validates `text` as an SDP (RFC 8866) of at most `limit` bytes with at least one media section,

@@ -58,38 +58,27 @@ pub enum Operation {
 
 /// Why an operator request to the simulated phone network failed. The operator API maps it to a gRPC
 /// status in `crate::server::simulator`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
 pub enum SimError {
     /// [`Operation::Answer`] or [`Operation::Reject`] on a phone where nothing rings (`NOT_FOUND`).
+    #[error("nothing rings on that simulated phone")]
     NothingRinging,
     /// [`Operation::HangUp`] on a phone with no call leg (`NOT_FOUND`).
+    #[error("that simulated phone has no call leg")]
     NoLegs,
     /// `Dial` from a phone that is busy ([`Behaviour::Busy`]) (`FAILED_PRECONDITION`).
+    #[error("that simulated phone is busy")]
     Busy,
     /// `Dial` from a phone that is unreachable ([`Behaviour::Unreachable`]) (`FAILED_PRECONDITION`).
+    #[error("that simulated phone is unreachable")]
     Unreachable,
     /// `Dial` from a number to itself (`INVALID_ARGUMENT`).
+    #[error("a simulated phone cannot dial its own number (from equals to)")]
     DialsItself,
     /// The simulator task has stopped: the runtime is shutting down (`UNAVAILABLE`).
+    #[error("the simulated phone network has stopped")]
     Stopped,
 }
-
-impl fmt::Display for SimError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            SimError::NothingRinging => "nothing rings on that simulated phone",
-            SimError::NoLegs => "that simulated phone has no call leg",
-            SimError::Busy => "that simulated phone is busy",
-            SimError::Unreachable => "that simulated phone is unreachable",
-            SimError::DialsItself => {
-                "a simulated phone cannot dial its own number (from equals to)"
-            }
-            SimError::Stopped => "the simulated phone network has stopped",
-        })
-    }
-}
-
-impl std::error::Error for SimError {}
 
 /// Where one leg on a simulated phone stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
