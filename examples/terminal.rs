@@ -1,5 +1,5 @@
 //! A command-line WebTerminal: registers with the core over gRPC, places or waits for one call, and
-//! prints every message it gets. It sends real SDP (a Chromium offer/answer from the shared fixtures,
+//! prints every message it gets. It sends real SDP (a Chromium offer/answer from the repository's fixtures,
 //! or a file you give); it carries no media itself.
 //!
 //! ```text
@@ -140,8 +140,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let id = msg.call_id.clone();
         match msg.message {
             Some(Message::Offer(_)) => {
+                println!("-> ringing");
                 tx.send(message(&id, Message::Ringing(Ringing {}))).await?;
                 if let Some(sdp) = &answer_sdp {
+                    println!("-> answer ({} bytes of SDP)", sdp.len());
                     tx.send(message(&id, Message::Answer(Answer { sdp: sdp.clone() })))
                         .await?;
                 }
