@@ -1,8 +1,10 @@
-//! The call switch: terminals, calls, sides, legs, forks and timers (PROTOCOL.md sections 3–6).
+//! The call switch: terminals, calls, sides, legs, forks and timers (PROTOCOL.md sections 3–7),
+//! for calls from terminals and from the phone network (4.11).
 //!
 //! Sans-IO, after quinn-proto and str0m: no tokio, no sockets, no clock. Every input carries `now`;
 //! after each input the caller drains [`Switch::poll_output`] and arms a timer for
 //! [`Switch::poll_timeout`]. Tests drive time by hand, so a 60 s ring timeout takes microseconds.
+//! Call ids come from a generator seeded by the caller ([`Switch::new`]), so a run replays exactly.
 
 mod config;
 mod message;
