@@ -421,13 +421,14 @@ fn write_private(path: &Path, text: &str) -> Result<(), Box<dyn std::error::Erro
     }
 }
 
-/// `$XDG_DATA_HOME/webterminal-core/jwt-secret`, else `$HOME/.local/share/webterminal-core/jwt-secret`.
+/// `webterminal-core/jwt-secret` in the user's data directory (`$XDG_DATA_HOME`, else
+/// `~/.local/share`, on Linux; the platform's own elsewhere).
 fn secret_path() -> Option<PathBuf> {
-    let non_empty = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
-    let data = non_empty("XDG_DATA_HOME")
-        .map(PathBuf::from)
-        .or_else(|| non_empty("HOME").map(|home| PathBuf::from(home).join(".local/share")))?;
-    Some(data.join("webterminal-core").join("jwt-secret"))
+    Some(
+        dirs::data_dir()?
+            .join("webterminal-core")
+            .join("jwt-secret"),
+    )
 }
 
 fn parse_client_id(s: &str) -> Result<String, String> {
@@ -441,42 +442,36 @@ fn parse_msisdn(s: &str) -> Result<Msisdn, String> {
     Msisdn::parse(s).map_err(|e| format!("an E.164 number {e}"))
 }
 
-/// Parses a positive duration: an integer and a unit, `ms`, `s`, `m` or `h` (`500ms`, `2s`, `1m`).
-/// A duration as [`parse_duration`] reads it, or `0` for none.
+/// A duration as [`parse_duration`] reads it, or `0` (with or without a unit) for none.
 fn parse_grace(s: &str) -> Result<Duration, String> {
-    if s.trim().trim_end_matches(['m', 's', 'h']) == "0" {
-        return Ok(Duration::ZERO);
-    }
-    parse_duration(s)
+    parse_duration_or_zero(s)
 }
 
+/// A positive duration: whole numbers with a unit, `ms`, `s`, `m` or `h` (`500ms`, `2s`, `1m`,
+/// `1h30m`).
 fn parse_duration(s: &str) -> Result<Duration, String> {
+    match parse_duration_or_zero(s)? {
+        Duration::ZERO => Err("the duration must be more than zero".into()),
+        duration => Ok(duration),
+    }
+}
+
+/// humantime's reading of `s`, held to the units these timeouts are written in: no fractions, signs,
+/// spaces, days or longer.
+fn parse_duration_or_zero(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (number, unit) = s.split_at(split);
-    if number.is_empty() {
-        return Err(format!(
-            "{s:?} must start with a number, e.g. 500ms, 2s, 1m"
-        ));
+    let not_a_duration =
+        || format!("{s:?}: write whole numbers with a unit, ms, s, m or h (500ms, 2s, 1m)");
+    if !s
+        .chars()
+        .all(|c| c.is_ascii_digit() || matches!(c, 'm' | 's' | 'h'))
+    {
+        return Err(not_a_duration());
     }
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{number:?} is too large"))?;
-    let millis_per_unit: u64 = match unit {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "" => return Err(format!("{s:?} needs a unit: ms, s, m or h")),
-        other => return Err(format!("unknown unit {other:?}: use ms, s, m or h")),
-    };
-    let millis = n
-        .checked_mul(millis_per_unit)
-        .ok_or_else(|| format!("{s:?} is too long"))?;
-    if millis == 0 {
-        return Err("the duration must be more than zero".into());
-    }
-    Ok(Duration::from_millis(millis))
+    humantime::parse_duration(s).map_err(|e| match e {
+        humantime::DurationError::NumberOverflow => format!("{s:?} is too long"),
+        _ => not_a_duration(),
+    })
 }
 
 #[cfg(test)]
@@ -508,6 +503,17 @@ mod tests {
             assert!(parse_duration(bad).is_err(), "{bad:?} must be refused");
         }
         assert!(parse_duration("18446744073709551615h").is_err());
+    }
+
+    #[test]
+    fn grace_may_be_zero_and_units_combine() {
+        for zero in ["0", "0s", "0ms", "0m", " 0 "] {
+            assert_eq!(parse_grace(zero), Ok(Duration::ZERO), "{zero:?}");
+        }
+        assert_eq!(parse_grace("15s"), Ok(Duration::from_secs(15)));
+        assert!(parse_grace("-1s").is_err());
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("1s500ms"), Ok(Duration::from_millis(1500)));
     }
 
     #[test]

@@ -37,6 +37,7 @@ use jsonwebtoken::jwk::{
     AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, KeyOperations, PublicKeyUse,
 };
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rsa::pkcs1::der::Decode;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -190,21 +191,11 @@ impl VerifyingKey {
     /// # Errors
     /// What is wrong with the PEM, in words for the operator.
     pub fn from_pem(pem: &[u8]) -> Result<Self, String> {
-        let label = pem_label(pem).ok_or("not a PEM file (no '-----BEGIN ...-----' line)")?;
-        let (algorithm, key) = match label {
-            "PUBLIC KEY" | "RSA PUBLIC KEY" => {
-                if let Ok(key) = DecodingKey::from_rsa_pem(pem) {
-                    check_rsa_bits(rsa_modulus_bits(key.as_bytes()))?;
-                    (Algorithm::RS256, key)
-                } else if let Ok(key) = DecodingKey::from_ec_pem(pem) {
-                    (ec_algorithm(key.as_bytes())?, key)
-                } else {
-                    return Err(
-                        "neither an RSA (RS256) nor an EC P-256 (ES256) public key, or malformed"
-                            .into(),
-                    );
-                }
-            }
+        let block =
+            pem::parse(pem).map_err(|_| "not a PEM file (no '-----BEGIN ...-----' block)")?;
+        let algorithm = match block.tag() {
+            "RSA PUBLIC KEY" => Algorithm::RS256,
+            "PUBLIC KEY" => spki_algorithm(block.contents())?,
             "CERTIFICATE" => {
                 return Err(
                     "holds a certificate; give its public key (openssl x509 -pubkey -noout)".into(),
@@ -216,6 +207,17 @@ impl VerifyingKey {
                 )
             }
             other => return Err(format!("holds a {other:?} PEM block, not a PUBLIC KEY")),
+        };
+        let key = if algorithm == Algorithm::RS256 {
+            let key = DecodingKey::from_rsa_pem(pem)
+                .map_err(|e| format!("a malformed RSA public key: {e}"))?;
+            // The key's bytes are a PKCS#1 RSAPublicKey.
+            let parts = rsa::pkcs1::RsaPublicKey::from_der(key.as_bytes())
+                .map_err(|e| format!("a malformed RSA public key: {e}"))?;
+            check_rsa(parts.modulus.as_bytes(), parts.public_exponent.as_bytes())?;
+            key
+        } else {
+            DecodingKey::from_ec_pem(pem).map_err(|e| format!("a malformed EC public key: {e}"))?
         };
         let key = VerifyingKey {
             algorithm,
@@ -249,13 +251,9 @@ impl VerifyingKey {
             AlgorithmParameters::RSA(rsa) => {
                 let key = DecodingKey::from_rsa_components(&rsa.n, &rsa.e)
                     .map_err(|e| Invalid(format!("bad RSA n or e: {e}")))?;
-                let bits = match key.kind() {
-                    jsonwebtoken::DecodingKeyKind::RsaModulusExponent { n, .. } => {
-                        Some(unsigned_bits(n))
-                    }
-                    jsonwebtoken::DecodingKeyKind::SecretOrDer(_) => None,
-                };
-                check_rsa_bits(bits).map_err(Invalid)?;
+                if let jsonwebtoken::DecodingKeyKind::RsaModulusExponent { n, e } = key.kind() {
+                    check_rsa(n, e).map_err(Invalid)?;
+                }
                 (Algorithm::RS256, key)
             }
             AlgorithmParameters::EllipticCurve(ec) => {
@@ -313,7 +311,7 @@ impl VerifyingKey {
     }
 
     /// Parses the key as the verifier will, so that a malformed EC point fails at startup rather
-    /// than on every token. (RSA keys are parsed per signature; their DER was checked above.)
+    /// than on every token. (RSA keys are parsed per signature; [`check_rsa`] has checked them.)
     fn probe(&self) -> Result<(), String> {
         jsonwebtoken::crypto::verify("", b"probe", &self.key, self.algorithm)
             .map(|_| ())
@@ -700,72 +698,45 @@ fn keys_from_jwks(json: &[u8]) -> Result<Vec<VerifyingKey>, String> {
     Ok(keys)
 }
 
-/// The label of the first PEM block: `PUBLIC KEY` for `-----BEGIN PUBLIC KEY-----`.
-fn pem_label(pem: &[u8]) -> Option<&str> {
-    let text = std::str::from_utf8(pem).ok()?;
-    let start = text.find("-----BEGIN ")? + "-----BEGIN ".len();
-    let end = text[start..].find("-----")?;
-    Some(&text[start..start + end])
-}
-
-/// The algorithm of a SEC1 EC public point: P-256 (65 bytes uncompressed, 33 compressed) → ES256.
-fn ec_algorithm(point: &[u8]) -> Result<Algorithm, String> {
-    match point.len() {
-        65 | 33 => Ok(Algorithm::ES256),
-        97 | 49 => Err("an EC P-384 key: only P-256 (ES256) EC keys are accepted".into()),
-        _ => Err("an EC key on an unsupported curve: only P-256 (ES256) is accepted".into()),
-    }
-}
-
-fn check_rsa_bits(bits: Option<usize>) -> Result<(), String> {
-    match bits {
-        Some(bits) if bits >= MIN_RSA_BITS => Ok(()),
-        Some(bits) => Err(format!(
-            "an RSA key of {bits} bits: RS256 needs at least {MIN_RSA_BITS}"
-        )),
-        None => Err("a malformed RSA public key".into()),
-    }
-}
-
-/// The size in bits of the modulus of a PKCS#1 `RSAPublicKey` (`SEQUENCE { INTEGER n, INTEGER e }`,
-/// DER), or `None` when it is not one.
-fn rsa_modulus_bits(der: &[u8]) -> Option<usize> {
-    /// Reads one DER tag and length; returns the content and what follows it.
-    fn tlv(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
-        let (&first, rest) = input.split_first()?;
-        if first != tag {
-            return None;
+/// The algorithm a DER `SubjectPublicKeyInfo` verifies: RS256 for an RSA key, ES256 for an EC key
+/// on P-256 (RFC 5480 object identifiers).
+fn spki_algorithm(der: &[u8]) -> Result<Algorithm, String> {
+    use rsa::pkcs8::spki::{ObjectIdentifier as Oid, SubjectPublicKeyInfoRef};
+    const RSA_ENCRYPTION: Oid = Oid::new_unwrap("1.2.840.113549.1.1.1");
+    const EC_PUBLIC_KEY: Oid = Oid::new_unwrap("1.2.840.10045.2.1");
+    const P256: Oid = Oid::new_unwrap("1.2.840.10045.3.1.7");
+    const P384: Oid = Oid::new_unwrap("1.3.132.0.34");
+    let spki = SubjectPublicKeyInfoRef::from_der(der)
+        .map_err(|e| format!("a malformed public key: {e}"))?;
+    let curve = spki.algorithm.parameters_oid().ok();
+    match spki.algorithm.oid {
+        RSA_ENCRYPTION => Ok(Algorithm::RS256),
+        EC_PUBLIC_KEY if curve == Some(P256) => Ok(Algorithm::ES256),
+        EC_PUBLIC_KEY if curve == Some(P384) => {
+            Err("an EC P-384 key: only P-256 (ES256) EC keys are accepted".into())
         }
-        let (&len0, mut rest) = rest.split_first()?;
-        let len = if len0 < 0x80 {
-            usize::from(len0)
-        } else {
-            let count = usize::from(len0 & 0x7f);
-            if count == 0 || count > 4 || rest.len() < count {
-                return None;
-            }
-            let (bytes, after) = rest.split_at(count);
-            rest = after;
-            bytes.iter().fold(0usize, |n, &b| (n << 8) | usize::from(b))
-        };
-        (rest.len() >= len).then(|| rest.split_at(len))
+        EC_PUBLIC_KEY => {
+            Err("an EC key on an unsupported curve: only P-256 (ES256) is accepted".into())
+        }
+        _ => Err("neither an RSA (RS256) nor an EC P-256 (ES256) public key".into()),
     }
-    let (sequence, _) = tlv(der, 0x30)?;
-    let (modulus, after) = tlv(sequence, 0x02)?;
-    let (exponent, _) = tlv(after, 0x02)?;
-    if exponent.is_empty() {
-        return None;
-    }
-    Some(unsigned_bits(modulus))
 }
 
-/// The size in bits of a big-endian unsigned integer (leading zero bytes ignored).
-fn unsigned_bits(be: &[u8]) -> usize {
-    let digits: &[u8] = match be.iter().position(|&b| b != 0) {
-        Some(first) => &be[first..],
-        None => return 0,
-    };
-    (digits.len() - 1) * 8 + (8 - digits[0].leading_zeros() as usize)
+/// Checks an RSA public key (modulus and exponent, big-endian) as the verifier will use it: at
+/// least [`MIN_RSA_BITS`], and one the `rsa` crate accepts (at most 4096 bits, a sane exponent).
+fn check_rsa(modulus: &[u8], exponent: &[u8]) -> Result<(), String> {
+    let n = rsa::BigUint::from_bytes_be(modulus);
+    let bits = n.bits();
+    if bits < MIN_RSA_BITS {
+        return Err(format!(
+            "an RSA key of {bits} bits: RS256 needs at least {MIN_RSA_BITS}"
+        ));
+    }
+    rsa::RsaPublicKey::new(n, rsa::BigUint::from_bytes_be(exponent))
+        .map(drop)
+        .map_err(|e| {
+            format!("not a usable RS256 key ({e}): RSA keys of 2048 to 4096 bits are accepted")
+        })
 }
 
 /// A client-supplied header value for an error message: at most 64 characters.
@@ -1323,7 +1294,34 @@ mod tests {
         assert!(err.contains("not a PEM"), "{err}");
         let garbage = b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n";
         assert!(VerifyingKey::from_pem(garbage).is_err());
-        assert_eq!(rsa_modulus_bits(rsa.key.as_bytes()), Some(2048));
+        let parts = rsa::pkcs1::RsaPublicKey::from_der(rsa.key.as_bytes()).unwrap();
+        assert_eq!(
+            rsa::BigUint::from_bytes_be(parts.modulus.as_bytes()).bits(),
+            2048
+        );
+    }
+
+    #[test]
+    fn pem_keys_may_be_pkcs1_or_follow_text_and_rsa_keys_are_bounded() {
+        use rsa::pkcs1::EncodeRsaPublicKey;
+        use rsa::pkcs8::DecodePublicKey;
+        let spki = String::from_utf8(test_key("rsa-1.pub.pem")).unwrap();
+        let public = rsa::RsaPublicKey::from_public_key_pem(&spki).unwrap();
+        let pkcs1 = public.to_pkcs1_pem(Default::default()).unwrap();
+        assert!(
+            pkcs1.starts_with("-----BEGIN RSA PUBLIC KEY-----"),
+            "{pkcs1}"
+        );
+        let key = VerifyingKey::from_pem(pkcs1.as_bytes()).unwrap();
+        assert_eq!(key.algorithm(), Algorithm::RS256);
+        // Explanatory text before the block, as some tools write it.
+        let annotated = format!("issuer signing key, 2024\n{spki}");
+        assert!(VerifyingKey::from_pem(annotated.as_bytes()).is_ok());
+        // Over 4096 bits the verifier cannot use the key: refused at startup, not per token.
+        let huge = check_rsa(&[0xff; 1025], &[1, 0, 1]).unwrap_err();
+        assert!(huge.contains("4096"), "{huge}");
+        let weak = check_rsa(&[0xff; 128], &[1, 0, 1]).unwrap_err();
+        assert!(weak.contains("1024 bits"), "{weak}");
     }
 
     #[test]
