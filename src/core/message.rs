@@ -152,7 +152,6 @@ impl Rejection {
     }
 }
 
-
 /// What the switch asks of the phone network (PROTOCOL.md section 7). Each command names the leg; the
 /// network answers with [`PhoneEvent`]s for that leg. Non-exhaustive: later versions may ask more,
 /// so an embedder's `match` needs a `_` arm (ignoring a command it does not know is safe: the call
