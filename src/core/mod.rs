@@ -7,11 +7,13 @@
 //! Call ids come from a generator seeded by the caller ([`Switch::new`]), so a run replays exactly.
 
 mod config;
+mod context;
 mod message;
 mod switch;
 mod types;
 
 pub use config::SwitchConfig;
+pub use context::{CallContext, CallContextError};
 pub use message::{
     ByeReason, ErrorCode, Notice, NoticeBody, Output, PhoneCommand, PhoneEvent, PhoneRejection,
     Rejection, Request, RequestBody,

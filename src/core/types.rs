@@ -14,7 +14,7 @@ pub fn log_personal_data(on: bool) {
     LOG_PERSONAL_DATA.store(on, Ordering::Relaxed);
 }
 
-fn personal_data_logged() -> bool {
+pub(super) fn personal_data_logged() -> bool {
     LOG_PERSONAL_DATA.load(Ordering::Relaxed)
 }
 

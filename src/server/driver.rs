@@ -516,6 +516,7 @@ mod tests {
                     body: RequestBody::Offer {
                         sdp: Sdp::parse(SDP, 65536).unwrap(),
                         to: Some(msisdn("+4799990002")),
+                        context: Default::default(),
                     },
                 }),
             )
@@ -572,6 +573,7 @@ mod tests {
             body: RequestBody::Offer {
                 sdp: Sdp::parse(SDP, 65536).unwrap(),
                 to: Some(msisdn("+4799990002")),
+                context: Default::default(),
             },
         };
         let first = crate::core::CallId::random();

@@ -564,6 +564,7 @@ mod tests {
             message: Some(Message::Offer(Offer {
                 sdp: sdp("chromium-offer.sdp"),
                 msisdn: Some(PhoneNumber { e164: B.into() }),
+                data: Default::default(),
             })),
             call_id: String::new(),
         })
@@ -640,6 +641,7 @@ mod tests {
             message: Some(Message::Offer(Offer {
                 sdp: sdp("aiortc-offer.sdp"),
                 msisdn: Some(PhoneNumber { e164: B.into() }),
+                data: Default::default(),
             })),
             call_id: id.clone(),
         })
@@ -683,6 +685,7 @@ mod tests {
             message: Some(Message::Offer(Offer {
                 sdp: sdp("chromium-offer.sdp"),
                 msisdn: Some(PhoneNumber { e164: A.into() }),
+                data: Default::default(),
             })),
             call_id: String::new(),
         })

@@ -7,6 +7,7 @@ mod support;
 
 mod auth;
 mod bad_input;
+mod call_context;
 mod calls_from_phones;
 mod handover;
 mod in_call_idle;

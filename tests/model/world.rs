@@ -582,6 +582,7 @@ impl World {
             body: RequestBody::Offer {
                 sdp: self.sdp(sdp),
                 to: Some(self.numbers[to].clone()),
+                context: Default::default(),
             },
         };
         let tid = self.terms[ti].id;
@@ -672,6 +673,7 @@ impl World {
             Msg::Offer { sdp } => RequestBody::Offer {
                 sdp: self.sdp(sdp),
                 to: None,
+                context: Default::default(),
             },
             Msg::Answer { sdp } => RequestBody::Answer { sdp: self.sdp(sdp) },
             Msg::Ringing => RequestBody::Ringing,
@@ -839,6 +841,7 @@ impl World {
             from: self.numbers[from].clone(),
             to: self.numbers[to].clone(),
             sdp: self.sdp(sdp),
+            context: Default::default(),
         };
         let _ = writeln!(self.trace, "    (phone: {event:?})");
         self.switch.handle_phone_event(self.now, event);

@@ -227,6 +227,7 @@ impl Net {
             RequestBody::Offer {
                 sdp: sdp(offer),
                 to: Some(msisdn(number)),
+                context: Default::default(),
             },
         );
         id
@@ -266,7 +267,27 @@ pub fn offer_to(number: &str, fixture: &str) -> RequestBody {
     RequestBody::Offer {
         sdp: sdp(fixture),
         to: Some(msisdn(number)),
+        context: Default::default(),
     }
+}
+
+/// `Offer{sdp=fixture, msisdn=to, data=context}`: a new call with call context.
+pub fn offer_with_context(number: &str, fixture: &str, context: &CallContext) -> RequestBody {
+    RequestBody::Offer {
+        sdp: sdp(fixture),
+        to: Some(msisdn(number)),
+        context: context.clone(),
+    }
+}
+
+/// A call context of these entries, validated as the edge would.
+pub fn context(entries: &[(&str, &str)]) -> CallContext {
+    CallContext::parse(
+        entries
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    )
+    .unwrap()
 }
 
 /// `Offer{sdp=fixture}` with no number: a re-offer (4.7) or a pull (4.5).
@@ -274,6 +295,7 @@ pub fn reoffer(fixture: &str) -> RequestBody {
     RequestBody::Offer {
         sdp: sdp(fixture),
         to: None,
+        context: Default::default(),
     }
 }
 
@@ -345,7 +367,10 @@ impl Net {
         match self.next(t) {
             Notice {
                 call_id: Some(got_id),
-                body: NoticeBody::Offer { sdp: got, from: f },
+                body:
+                    NoticeBody::Offer {
+                        sdp: got, from: f, ..
+                    },
             } => {
                 assert_eq!(got_id, id, "{t:?}: offer on the wrong call id");
                 assert_eq!(f, msisdn(from), "{t:?}: offer from the wrong number");
@@ -404,6 +429,7 @@ impl Net {
                 to: t,
                 from: f,
                 sdp: s,
+                ..
             } => {
                 assert_eq!(t, msisdn(to));
                 assert_eq!(f, msisdn(from));
@@ -429,6 +455,7 @@ impl Net {
             from: msisdn(from),
             to: msisdn(number),
             sdp: sdp(offer),
+            context: Default::default(),
         });
         leg
     }
@@ -439,7 +466,10 @@ impl Net {
         match self.next(t) {
             Notice {
                 call_id: Some(id),
-                body: NoticeBody::Offer { sdp: got, from: f },
+                body:
+                    NoticeBody::Offer {
+                        sdp: got, from: f, ..
+                    },
             } => {
                 assert_eq!(f, msisdn(from), "{t:?}: offer from the wrong number");
                 assert_eq!(
@@ -447,6 +477,21 @@ impl Net {
                     fixture(fixture_name),
                     "SDP not relayed byte for byte"
                 );
+                id
+            }
+            other => panic!("{t:?}: expected an Offer, got {other:?}"),
+        }
+    }
+
+    /// Expects `t`'s next notice to be an Offer carrying exactly call context `context`; returns
+    /// its call id.
+    pub fn expect_offer_with_context(&mut self, t: TerminalId, context: &CallContext) -> CallId {
+        match self.next(t) {
+            Notice {
+                call_id: Some(id),
+                body: NoticeBody::Offer { context: got, .. },
+            } => {
+                assert_eq!(&got, context, "{t:?}: the Offer's call context");
                 id
             }
             other => panic!("{t:?}: expected an Offer, got {other:?}"),

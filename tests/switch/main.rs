@@ -4,6 +4,7 @@
 
 mod harness;
 
+mod call_context;
 mod calls_from_phones;
 mod errors;
 mod glare;

@@ -2,6 +2,7 @@
 //! flight once established (PROTOCOL.md section 2). State is an enum with data per state
 //! (quinn-proto's `connection/state`); deadlines live in the timer table, not here.
 
+use super::super::context::CallContext;
 use super::super::types::{CallId, Msisdn, PhoneLegId, Sdp, TerminalId};
 
 /// The internal handle of a call (both sides share it); never shown to terminals. Made in order, so
@@ -86,8 +87,9 @@ pub(super) struct Ringing {
     /// A device of the callee was there but not eligible (busy): the caller gets BUSY, not
     /// UNAVAILABLE, when no fork is left.
     pub(super) saw_busy: bool,
-    /// The caller's offer, kept to offer late-registering terminals (4.2).
+    /// The caller's offer and call context, kept to offer late-registering terminals (4.2).
     pub(super) offer: Sdp,
+    pub(super) context: CallContext,
 }
 
 #[derive(Debug)]

@@ -129,16 +129,28 @@ impl Switch {
                 "the terminal is no longer registered",
             ));
         }
-        // A new call: Offer with a number.
-        if let RequestBody::Offer { sdp, to: Some(to) } = request.body {
-            return self.start_call(now, terminal, request.call_id, to, sdp);
+        match request.body {
+            // A new call: Offer with a number.
+            RequestBody::Offer {
+                sdp,
+                to: Some(to),
+                context,
+            } => return self.start_call(now, terminal, request.call_id, to, sdp, context),
+            // Section 1: context belongs to a new call, never to a renegotiation or pull.
+            RequestBody::Offer { ref context, .. } if !context.is_empty() => {
+                return Err(Rejection::new(
+                    ErrorCode::InvalidArgument,
+                    "offer.data: call context is for a new call (offer.msisdn set), not for a re-offer or pull",
+                ))
+            }
+            _ => {}
         }
         // Everything else is about an existing call.
         let key = self.call_of_request(terminal, request.call_id)?;
         let leg = Leg::Terminal(terminal);
         let not_in_call = |message: &str| Err(Rejection::new(ErrorCode::NotInCall, message));
         match request.body {
-            RequestBody::Offer { sdp, to: None } => self.offer_on_call(now, terminal, key, sdp),
+            RequestBody::Offer { sdp, to: None, .. } => self.offer_on_call(now, terminal, key, sdp),
             RequestBody::Offer { to: Some(_), .. } => unreachable!("handled above"),
             RequestBody::Answer { sdp } => match &self.calls[&key].state {
                 CallState::Ringing(_) => match self.establish(key, leg, sdp) {

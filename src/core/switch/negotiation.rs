@@ -4,6 +4,7 @@
 use super::call::{CallKey, CallState, Leg, Negotiation, Party, Purpose};
 use super::timers::TimerKind;
 use super::Switch;
+use crate::core::context::CallContext;
 use crate::core::message::{ByeReason, ErrorCode, NoticeBody, Output, PhoneCommand, Rejection};
 use crate::core::types::{PhoneLegId, Sdp, TerminalId};
 use std::time::Instant;
@@ -133,7 +134,12 @@ impl Switch {
             unreachable!("negotiations are on established calls");
         };
         let far_leg = e.legs[by.other() as usize];
-        self.send_to_leg(key, by.other(), far_leg, NoticeBody::Offer { sdp, from });
+        let offer = NoticeBody::Offer {
+            sdp,
+            from,
+            context: CallContext::default(),
+        };
+        self.send_to_leg(key, by.other(), far_leg, offer);
     }
 
     /// 4.6: the active terminal asks to move the call to its msisdn's mobile phone.
@@ -266,7 +272,12 @@ impl Switch {
         let by = *by;
         let far_leg = established.legs[by.other() as usize];
         let from = self.calls[&key].side(by).msisdn.clone();
-        self.send_to_leg(key, by.other(), far_leg, NoticeBody::Offer { sdp, from });
+        let offer = NoticeBody::Offer {
+            sdp,
+            from,
+            context: CallContext::default(),
+        };
+        self.send_to_leg(key, by.other(), far_leg, offer);
     }
 
     /// Releases phone leg `phone` (the network reports nothing more for it).

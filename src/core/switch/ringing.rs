@@ -17,6 +17,7 @@ impl Switch {
         let notice = NoticeBody::Offer {
             sdp: ringing.offer.clone(),
             from: call.side(Party::Caller).msisdn.clone(),
+            context: ringing.context.clone(),
         };
         let id = call.side(Party::Callee).id;
         self.ringing_mut(key).forks.push(Leg::Terminal(terminal));

@@ -4,6 +4,7 @@
 use super::call::{Call, CallKey, CallState, Leg, Ringing, Side};
 use super::timers::TimerKind;
 use super::Switch;
+use crate::core::context::CallContext;
 use crate::core::message::{ByeReason, ErrorCode, NoticeBody, Output, PhoneCommand, Rejection};
 use crate::core::types::{CallId, Msisdn, PhoneLegId, PipeKind, Sdp, TerminalId};
 use std::time::Instant;
@@ -24,6 +25,7 @@ impl Switch {
         call_id: Option<CallId>,
         to: Msisdn,
         sdp: Sdp,
+        context: CallContext,
     ) -> Result<(), Rejection> {
         let t = &self.terminals[&terminal];
         let from = t.msisdn.clone();
@@ -65,14 +67,15 @@ impl Switch {
             leg: Leg::Terminal(terminal),
             id,
         };
-        if let Err(reason) = self.route(now, origin, to, sdp) {
+        if let Err(reason) = self.route(now, origin, to, sdp, context) {
             self.deliver(terminal, Some(id), NoticeBody::Bye { reason });
         }
         Ok(())
     }
 
     /// Section 5: offers a new call from `origin` to every eligible device of `to` — its terminals
-    /// and, when a phone network is attached, its mobile phone — and arms the ring timeout.
+    /// and, when a phone network is attached, its mobile phone — with the caller's `sdp` and
+    /// `context`, and arms the ring timeout.
     ///
     /// # Errors
     /// The reason to end the caller's leg with when there is nothing to ring and no call was made:
@@ -83,6 +86,7 @@ impl Switch {
         origin: Origin,
         to: Msisdn,
         sdp: Sdp,
+        context: CallContext,
     ) -> Result<CallKey, ByeReason> {
         let (eligible, busy) = match self.subscribers.get(&to) {
             Some(s) => {
@@ -129,6 +133,7 @@ impl Switch {
                     alerted: false,
                     saw_busy: busy,
                     offer: sdp.clone(),
+                    context: context.clone(),
                 }),
             },
         );
@@ -148,7 +153,7 @@ impl Switch {
         }
         self.timers
             .arm(key, TimerKind::Ring, now + self.config.ring_timeout);
-        tracing::info!(?key, ?from, ?to, "call offered");
+        tracing::info!(?key, ?from, ?to, ?context, "call offered");
 
         for callee in eligible {
             self.add_terminal_fork(key, callee);
@@ -156,8 +161,13 @@ impl Switch {
         if self.config.phone_network {
             let leg = self.new_phone_leg(key);
             self.ringing_mut(key).forks.push(Leg::Phone(leg));
-            self.outputs
-                .push_back(Output::Phone(PhoneCommand::Ring { leg, to, from, sdp }));
+            self.outputs.push_back(Output::Phone(PhoneCommand::Ring {
+                leg,
+                to,
+                from,
+                sdp,
+                context,
+            }));
         }
         Ok(key)
     }
@@ -172,6 +182,7 @@ impl Switch {
         from: Msisdn,
         to: Msisdn,
         sdp: Sdp,
+        context: CallContext,
     ) {
         if self.phone_legs.contains_key(&leg) {
             tracing::warn!(?leg, "incoming call on a phone leg already in use ignored");
@@ -189,7 +200,7 @@ impl Switch {
             leg: Leg::Phone(leg),
             id: self.next_call_id(),
         };
-        if let Err(reason) = self.route(now, origin, to, sdp) {
+        if let Err(reason) = self.route(now, origin, to, sdp, context) {
             self.outputs
                 .push_back(Output::Phone(PhoneCommand::Release { leg, reason }));
         }
