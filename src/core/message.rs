@@ -4,6 +4,7 @@
 //! `crate::server::wire` converts between them and the protobuf messages in one place.
 
 use super::context::CallContext;
+use super::events::CallEvent;
 use super::types::{CallId, Msisdn, PhoneLegId, Sdp, TerminalId};
 
 /// A message from a terminal, already parsed and validated at the edge (PROTOCOL.md section 6 order:
@@ -118,6 +119,10 @@ pub enum ByeReason {
     NegotiationFailed,
     /// `SERVER_SHUTDOWN`: the core is shutting down (4.9).
     ServerShutdown,
+    /// `TRANSFERRED`: the leg handed the call on with a transfer (4.12).
+    Transferred,
+    /// `ENDED_BY_OPERATOR`: the operator ended the call (section 8, `EndCall`).
+    EndedByOperator,
 }
 
 /// The `wgtwo.webterminal.v0.Error.Code` a rejection is reported with (PROTOCOL.md section 6).
@@ -333,4 +338,6 @@ pub enum Output {
     },
     /// Hand `command` to the phone network.
     Phone(PhoneCommand),
+    /// A call event for operators (PROTOCOL.md section 8).
+    Event(CallEvent),
 }

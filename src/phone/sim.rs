@@ -478,6 +478,7 @@ enum Request {
         CallContext,
         oneshot::Sender<Result<(), SimError>>,
     ),
+    Behaviour(Msisdn, oneshot::Sender<Behaviour>),
 }
 
 /// The simulated phone network as the switch's driver sees it: a [`PhoneNetwork`] that queues each
@@ -523,6 +524,10 @@ impl SimulatedPhoneNetwork {
                                 let _ = reply.send(Err(e));
                             }
                         }
+                        continue;
+                    }
+                    Request::Behaviour(msisdn, reply) => {
+                        let _ = reply.send(phones.behaviour(&msisdn));
                         continue;
                     }
                     Request::Dial(from, to, context, reply) => match phones.dial(from, to, context)
@@ -582,6 +587,7 @@ impl fmt::Debug for Request {
                 f.debug_tuple("SetBehaviour").field(m).field(b).finish()
             }
             Request::Control(m, o, _) => f.debug_tuple("Control").field(m).field(o).finish(),
+            Request::Behaviour(m, _) => f.debug_tuple("Behaviour").field(m).finish(),
             Request::Dial(from, to, context, _) => f
                 .debug_tuple("Dial")
                 .field(from)
@@ -605,6 +611,19 @@ impl SimulatorControl {
         let (tx, rx) = oneshot::channel();
         self.requests
             .send(Request::SetBehaviour(msisdn, behaviour, tx))
+            .map_err(|_| SimError::Stopped)?;
+        rx.await.map_err(|_| SimError::Stopped)
+    }
+
+    /// How `msisdn`'s simulated phone behaves now (what presence reports of it, PROTOCOL.md
+    /// section 8).
+    ///
+    /// # Errors
+    /// [`SimError::Stopped`].
+    pub async fn behaviour(&self, msisdn: Msisdn) -> Result<Behaviour, SimError> {
+        let (tx, rx) = oneshot::channel();
+        self.requests
+            .send(Request::Behaviour(msisdn, tx))
             .map_err(|_| SimError::Stopped)?;
         rx.await.map_err(|_| SimError::Stopped)
     }

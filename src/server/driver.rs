@@ -16,6 +16,7 @@ use crate::core::{
 };
 use crate::phone::PhoneNetwork;
 use crate::proto::webterminal::WebTerminalMessage;
+use crate::server::operator::{EventHub, OperatorQuery};
 use crate::server::wire;
 use std::collections::HashMap;
 use std::fmt;
@@ -64,6 +65,8 @@ pub(crate) enum DriverInput {
     Gone { terminal: TerminalId },
     /// Asks for [`DriverStats`].
     Stats { reply: oneshot::Sender<DriverStats> },
+    /// A question of the operator API (PROTOCOL.md section 8).
+    Operator(OperatorQuery),
     /// Server shutdown (PROTOCOL.md 4.9): `Bye{SERVER_SHUTDOWN}` on every live leg, every response
     /// stream ends with status OK, then the driver stops and answers on `done`.
     Shutdown { done: oneshot::Sender<()> },
@@ -213,6 +216,14 @@ impl DriverHandle {
         answer.await.map_err(|_| DriverError::Stopped)
     }
 
+    /// Hands a question of the operator API to the driver; it answers on the query's own reply.
+    ///
+    /// # Errors
+    /// [`DriverError::Stopped`].
+    pub async fn operator(&self, query: OperatorQuery) -> Result<(), DriverError> {
+        self.send(DriverInput::Operator(query)).await
+    }
+
     /// Shuts the switch down (see `DriverInput::Shutdown`) and waits until every Bye is queued and
     /// every outbound queue is closed.
     ///
@@ -237,6 +248,7 @@ pub fn spawn(
     let (inputs, receiver) = mpsc::channel(INPUT_QUEUE);
     let driver = Driver {
         switch,
+        events: EventHub::default(),
         phone,
         terminals: HashMap::new(),
     };
@@ -247,6 +259,8 @@ pub fn spawn(
 /// The state of the driver task.
 struct Driver {
     switch: Switch,
+    /// Call events for the operator API's watchers.
+    events: EventHub,
     phone: Option<Box<dyn PhoneNetwork>>,
     /// The outbound queue of every registered terminal.
     /// Each registered terminal's outbound queue, and the signal its reader waits on (dropped with
@@ -336,6 +350,7 @@ impl Driver {
                     calls: self.switch.call_count(),
                 });
             }
+            DriverInput::Operator(query) => query.answer(&mut self.switch, &self.events, now),
             DriverInput::Shutdown { .. } => unreachable!("handled by the run loop"),
         }
     }
@@ -351,6 +366,7 @@ impl Driver {
                     Some(phone) => phone.send(command),
                     None => tracing::warn!(?command, "no phone network for a phone command"),
                 },
+                Output::Event(event) => self.events.publish(event),
             }
         }
     }

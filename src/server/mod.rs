@@ -10,6 +10,7 @@
 
 pub mod auth;
 pub mod driver;
+pub mod operator;
 pub mod rate_limit;
 pub mod service;
 pub mod simulator;
@@ -196,13 +197,10 @@ pub struct Exchange {
     config: ServerConfig,
     driver: driver::DriverHandle,
     driver_task: tokio::task::JoinHandle<()>,
-    simulator: Option<SimulatorServer>,
+    /// The simulated phone network's control, when it runs: its operator API is served, and
+    /// presence reports its phones' state.
+    simulator: Option<crate::phone::sim::SimulatorControl>,
 }
-
-type SimulatorServer =
-    crate::proto::simulator::simulated_phone_network_server::SimulatedPhoneNetworkServer<
-        simulator::SimulatorService,
-    >;
 
 impl fmt::Debug for Exchange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -224,7 +222,7 @@ impl Exchange {
             PhoneNetworkKind::Sim => {
                 let (network, control) = crate::phone::sim::SimulatedPhoneNetwork::start(reports);
                 let network: Box<dyn PhoneNetwork> = Box::new(network);
-                (Some(network), Some(simulator::service(control)))
+                (Some(network), Some(control))
             }
             PhoneNetworkKind::None => (None, None),
         };
@@ -251,7 +249,7 @@ impl Exchange {
         config: ServerConfig,
         phone: Option<Box<dyn PhoneNetwork>>,
         phone_events: tokio::sync::mpsc::UnboundedReceiver<crate::core::PhoneEvent>,
-        simulator: Option<SimulatorServer>,
+        simulator: Option<crate::phone::sim::SimulatorControl>,
     ) -> Exchange {
         let mut switch_config = config.switch.clone();
         switch_config.phone_network = phone.is_some();
@@ -299,7 +297,7 @@ impl Exchange {
             config,
             driver,
             driver_task,
-            simulator,
+            simulator: sim_control,
         } = self;
         let prepared = auth::Verifier::from_config(&config)
             .map_err(ServeError::from)
@@ -317,11 +315,16 @@ impl Exchange {
             max_sdp_bytes: config.max_sdp_bytes,
         };
         let webterminal = WebTerminalServiceServer::new(
-            service::WebTerminal::new(driver.clone(), verifier, limits, config.outbound_queue)
-                .with_rate_limits(rate_limit::RateLimits {
-                    messages_per_second: config.messages_per_second,
-                    call_attempts_per_second: config.call_attempts_per_second,
-                }),
+            service::WebTerminal::new(
+                driver.clone(),
+                verifier.clone(),
+                limits,
+                config.outbound_queue,
+            )
+            .with_rate_limits(rate_limit::RateLimits {
+                messages_per_second: config.messages_per_second,
+                call_attempts_per_second: config.call_attempts_per_second,
+            }),
         )
         .max_decoding_message_size(config.max_message_bytes);
 
@@ -356,7 +359,12 @@ impl Exchange {
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_optional_service(simulator)
+            .add_service(operator::service(
+                driver.clone(),
+                verifier,
+                sim_control.clone(),
+            ))
+            .add_optional_service(sim_control.map(simulator::service))
             .serve_with_incoming_shutdown(incoming, async {
                 let _ = stopped.await;
             });

@@ -209,6 +209,8 @@ pub fn bye_reason_to_proto(reason: ByeReason) -> bye::Reason {
         ByeReason::PeerGone => bye::Reason::PeerGone,
         ByeReason::NegotiationFailed => bye::Reason::NegotiationFailed,
         ByeReason::ServerShutdown => bye::Reason::ServerShutdown,
+        ByeReason::Transferred => bye::Reason::Transferred,
+        ByeReason::EndedByOperator => bye::Reason::EndedByOperator,
     }
 }
 
@@ -652,6 +654,8 @@ mod tests {
             (ByeReason::PeerGone, "PEER_GONE"),
             (ByeReason::NegotiationFailed, "NEGOTIATION_FAILED"),
             (ByeReason::ServerShutdown, "SERVER_SHUTDOWN"),
+            (ByeReason::Transferred, "TRANSFERRED"),
+            (ByeReason::EndedByOperator, "ENDED_BY_OPERATOR"),
         ];
         for (reason, name) in reasons {
             assert_eq!(bye_reason_to_proto(reason).as_str_name(), name);

@@ -37,6 +37,11 @@ pub struct Net {
     next_terminal: u64,
     inbox: HashMap<TerminalId, VecDeque<Notice>>,
     pub phone: VecDeque<PhoneCommand>,
+    /// Call events not yet looked at (`take_events`).
+    pub events: VecDeque<CallEvent>,
+    /// Every call's statuses so far, by call_ref, checked on drop (one final status each).
+    lifecycles: HashMap<CallRef, Vec<CallStatus>>,
+    last_sequence: u64,
     live: Vec<TerminalId>,
     next_dial: u64,
 }
@@ -81,6 +86,9 @@ impl Net {
             next_terminal: 1,
             inbox: HashMap::new(),
             phone: VecDeque::new(),
+            events: VecDeque::new(),
+            lifecycles: HashMap::new(),
+            last_sequence: 0,
             live: Vec::new(),
             next_dial: 0,
         }
@@ -181,6 +189,21 @@ impl Net {
                     self.inbox.entry(terminal).or_default().push_back(notice)
                 }
                 Output::Phone(cmd) => self.phone.push_back(cmd),
+                Output::Event(event) => {
+                    assert_eq!(
+                        event.sequence,
+                        self.last_sequence + 1,
+                        "sequences grow by one"
+                    );
+                    self.last_sequence = event.sequence;
+                    let statuses = self.lifecycles.entry(event.call_ref).or_default();
+                    assert!(
+                        statuses.last().is_none_or(|s| !s.is_final()),
+                        "an event after the final one: {statuses:?} then {event:?}"
+                    );
+                    statuses.push(event.status);
+                    self.events.push_back(event);
+                }
             }
         }
         self.switch
@@ -537,6 +560,19 @@ impl Net {
         }
     }
 
+    /// The call events since the last look, as (status, reason).
+    pub fn take_events(&mut self) -> Vec<(CallStatus, Option<ByeReason>)> {
+        self.events
+            .drain(..)
+            .map(|e| (e.status, e.reason))
+            .collect()
+    }
+
+    /// The call events since the last look.
+    pub fn take_full_events(&mut self) -> Vec<CallEvent> {
+        self.events.drain(..).collect()
+    }
+
     /// The server shuts down (4.9); outputs are drained into inboxes.
     pub fn shutdown(&mut self) {
         self.switch.shutdown(self.now);
@@ -560,7 +596,14 @@ impl Drop for Net {
         }
         for t in std::mem::take(&mut self.live) {
             self.switch.unregister(self.now, t);
-            while self.switch.poll_output().is_some() {}
+            while let Some(out) = self.switch.poll_output() {
+                if let Output::Event(event) = out {
+                    self.lifecycles
+                        .entry(event.call_ref)
+                        .or_default()
+                        .push(event.status);
+                }
+            }
             self.switch.check_invariants().unwrap();
         }
         // Calls whose terminals went away wait out the reconnect grace (4.8), then end.
@@ -572,5 +615,23 @@ impl Drop for Net {
             "every terminal has gone, so the switch must hold no call"
         );
         assert_eq!(self.switch.terminal_count(), 0);
+        // Section 8: every call starts with STARTED and ends with exactly one final status.
+        while let Some(out) = self.switch.poll_output() {
+            if let Output::Event(event) = out {
+                self.lifecycles
+                    .entry(event.call_ref)
+                    .or_default()
+                    .push(event.status);
+            }
+        }
+        for (call, statuses) in &self.lifecycles {
+            assert_eq!(
+                statuses.first(),
+                Some(&CallStatus::Started),
+                "{call}: {statuses:?}"
+            );
+            let finals = statuses.iter().filter(|s| s.is_final()).count();
+            assert_eq!(finals, 1, "{call}: exactly one final status: {statuses:?}");
+        }
     }
 }

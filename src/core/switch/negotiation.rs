@@ -84,7 +84,9 @@ impl Switch {
             established.legs[party.other() as usize],
         )?;
         let purpose = if established.legs[party as usize] == Leg::Terminal(terminal) {
-            Purpose::ReOffer
+            Purpose::ReOffer {
+                hold: sdp.is_hold(),
+            }
         } else {
             if !self.has_room(t) {
                 return Err(self.no_room(t.kind));
@@ -110,7 +112,12 @@ impl Switch {
             CallState::Ringing(_) => None,
         };
         match may {
-            Some(party) => self.offer_far_side(now, key, party, Purpose::ReOffer, sdp),
+            Some(party) => {
+                let purpose = Purpose::ReOffer {
+                    hold: sdp.is_hold(),
+                };
+                self.offer_far_side(now, key, party, purpose, sdp)
+            }
             None => self
                 .outputs
                 .push_back(Output::Phone(PhoneCommand::OfferFailed { leg })),
@@ -313,9 +320,12 @@ impl Switch {
         let offerer = e.legs[by as usize];
         self.timers.disarm(key, TimerKind::Negotiation);
         match purpose {
-            Purpose::ReOffer => {
+            Purpose::ReOffer { hold } => {
                 let body = match outcome {
-                    Outcome::Answered(sdp) => NoticeBody::Answer { sdp },
+                    Outcome::Answered(sdp) => {
+                        self.hold_changed(key, by, hold);
+                        NoticeBody::Answer { sdp }
+                    }
                     Outcome::Failed(failure) => NoticeBody::Error(Rejection::new(
                         ErrorCode::TryAgain,
                         failure.explain(purpose),

@@ -12,6 +12,7 @@ impl Switch {
     /// One report from the phone network. Reports about legs the switch no longer knows are ignored
     /// (they raced with a release), and so are reports that do not fit the leg's part in its call.
     pub fn handle_phone_event(&mut self, now: Instant, event: PhoneEvent) {
+        self.now = now;
         let leg_id = event.leg();
         if let PhoneEvent::Incoming {
             from,

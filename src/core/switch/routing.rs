@@ -5,6 +5,7 @@ use super::call::{Call, CallKey, CallState, Leg, Ringing, Side};
 use super::timers::TimerKind;
 use super::Switch;
 use crate::core::context::CallContext;
+use crate::core::events::{CallRef, CallStatus};
 use crate::core::message::{ByeReason, ErrorCode, NoticeBody, Output, PhoneCommand, Rejection};
 use crate::core::types::{CallId, Msisdn, PhoneLegId, PipeKind, Sdp, TerminalId};
 use std::time::Instant;
@@ -102,6 +103,34 @@ impl Switch {
             None => (Vec::new(), false),
         };
         let from = origin.msisdn;
+        let callee_id = self.next_call_id();
+        let call_ref = CallRef(self.next_uuid());
+        let call = Call {
+            call_ref,
+            context: context.clone(),
+            started_at: self.now,
+            answered_at: None,
+            held: [false; 2],
+            sides: [
+                Side {
+                    msisdn: from.clone(),
+                    id: origin.id,
+                },
+                Side {
+                    msisdn: to.clone(),
+                    id: callee_id,
+                },
+            ],
+            state: CallState::Ringing(Ringing {
+                caller_leg: origin.leg,
+                forks: Vec::new(),
+                alerted: false,
+                saw_busy: busy,
+                offer: sdp.clone(),
+            }),
+        };
+        let device = self.device_of(&call.sides[0].msisdn, origin.leg);
+        self.emit_for(&call, CallStatus::Started, device, None);
         if eligible.is_empty() && !self.config.phone_network {
             let reason = if busy {
                 ByeReason::Busy
@@ -109,34 +138,13 @@ impl Switch {
                 ByeReason::Unavailable
             };
             tracing::info!(?from, ?to, ?reason, "call not routed");
+            let status = CallStatus::of_end(false, reason);
+            self.emit_for(&call, status, None, Some(reason));
             return Err(reason);
         }
         let key = CallKey(self.next_call);
         self.next_call += 1;
-        let callee_id = self.next_call_id();
-        self.calls.insert(
-            key,
-            Call {
-                sides: [
-                    Side {
-                        msisdn: from.clone(),
-                        id: origin.id,
-                    },
-                    Side {
-                        msisdn: to.clone(),
-                        id: callee_id,
-                    },
-                ],
-                state: CallState::Ringing(Ringing {
-                    caller_leg: origin.leg,
-                    forks: Vec::new(),
-                    alerted: false,
-                    saw_busy: busy,
-                    offer: sdp.clone(),
-                    context: context.clone(),
-                }),
-            },
-        );
+        self.calls.insert(key, call);
         for (msisdn, id) in [(&from, origin.id), (&to, callee_id)] {
             self.subscribers
                 .entry(msisdn.clone())
