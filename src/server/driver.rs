@@ -242,13 +242,14 @@ impl DriverHandle {
 /// switch down the same way).
 pub fn spawn(
     switch: Switch,
+    events: EventHub,
     phone: Option<Box<dyn PhoneNetwork>>,
     phone_events: mpsc::UnboundedReceiver<PhoneEvent>,
 ) -> (DriverHandle, JoinHandle<()>) {
     let (inputs, receiver) = mpsc::channel(INPUT_QUEUE);
     let driver = Driver {
         switch,
-        events: EventHub::default(),
+        events,
         phone,
         terminals: HashMap::new(),
     };
@@ -430,6 +431,7 @@ mod tests {
                 },
                 1,
             ),
+            EventHub::new(Default::default()),
             None,
             events,
         )

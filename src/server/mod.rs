@@ -85,6 +85,8 @@ pub struct ServerConfig {
     /// Each terminal's budget of new call attempts (Offers with a number), as above.
     /// Default [`DEFAULT_CALL_ATTEMPTS_PER_SECOND`].
     pub call_attempts_per_second: u32,
+    /// The operator API's event buffers (PROTOCOL.md section 8).
+    pub events: operator::EventLimits,
 }
 
 /// Default per-terminal message rate, in messages per second (burst: twice as many).
@@ -131,6 +133,7 @@ impl ServerConfig {
             tokens: TokenPolicy::default(),
             messages_per_second: DEFAULT_MESSAGES_PER_SECOND,
             call_attempts_per_second: DEFAULT_CALL_ATTEMPTS_PER_SECOND,
+            events: operator::EventLimits::default(),
         }
     }
 }
@@ -253,8 +256,9 @@ impl Exchange {
     ) -> Exchange {
         let mut switch_config = config.switch.clone();
         switch_config.phone_network = phone.is_some();
-        let (driver, driver_task) =
-            driver::spawn(Switch::new(switch_config, seed()), phone, phone_events);
+        let switch = Switch::new(switch_config, seed());
+        let events = operator::EventHub::new(config.events);
+        let (driver, driver_task) = driver::spawn(switch, events, phone, phone_events);
         Exchange {
             config,
             driver,

@@ -25,34 +25,48 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-/// Events held for replay (`WatchCallsRequest.after_sequence`): PROTOCOL.md asks for at least the
-/// last 10,000.
-pub const REPLAY_EVENTS: usize = 10_000;
-
-/// Events a watcher may fall behind by before it is ended with `RESOURCE_EXHAUSTED`.
-pub const WATCHER_LAG_EVENTS: usize = 4_096;
-
-/// Where call events go: the last [`REPLAY_EVENTS`] for replay, and every live watcher. Owned by
-/// the driver task.
-#[derive(Debug)]
-pub struct EventHub {
-    held: VecDeque<CallEvent>,
-    live: broadcast::Sender<CallEvent>,
+/// The operator API's event buffers (PROTOCOL.md section 8).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventLimits {
+    /// Events held for replay (`WatchCallsRequest.after_sequence`). Default 10,000, what
+    /// PROTOCOL.md asks for at least; smaller values are for tests.
+    pub replay: usize,
+    /// Events a watcher may fall behind by before it is ended with `RESOURCE_EXHAUSTED`. Default
+    /// 4,096.
+    pub watcher_lag: usize,
 }
 
-impl Default for EventHub {
+impl Default for EventLimits {
     fn default() -> Self {
-        EventHub {
-            held: VecDeque::with_capacity(REPLAY_EVENTS),
-            live: broadcast::channel(WATCHER_LAG_EVENTS).0,
+        EventLimits {
+            replay: 10_000,
+            watcher_lag: 4_096,
         }
     }
 }
 
+/// Where call events go: the last [`EventLimits::replay`] for replay, and every live watcher. Owned
+/// by the driver task.
+#[derive(Debug)]
+pub struct EventHub {
+    held: VecDeque<CallEvent>,
+    replay: usize,
+    live: broadcast::Sender<CallEvent>,
+}
+
 impl EventHub {
+    /// An empty hub with these buffer sizes (each at least 1).
+    pub fn new(limits: EventLimits) -> Self {
+        EventHub {
+            held: VecDeque::with_capacity(limits.replay.max(1)),
+            replay: limits.replay.max(1),
+            live: broadcast::channel(limits.watcher_lag.max(1)).0,
+        }
+    }
+
     /// Holds `event` for replay and hands it to every watcher; never waits.
     pub fn publish(&mut self, event: CallEvent) {
-        if self.held.len() == REPLAY_EVENTS {
+        if self.held.len() == self.replay {
             self.held.pop_front();
         }
         self.held.push_back(event.clone());

@@ -14,6 +14,7 @@ mod in_call_idle;
 mod incoming;
 mod limits;
 mod no_answer_busy_unavailable;
+mod operator;
 mod outgoing;
 mod pull;
 mod renegotiation;

@@ -573,6 +573,13 @@ impl Net {
         self.events.drain(..).collect()
     }
 
+    /// The operator ends `call_ref` (section 8); outputs are drained into inboxes.
+    pub fn end_call(&mut self, call_ref: CallRef) -> bool {
+        let ended = self.switch.end_call(self.now, call_ref);
+        self.drain();
+        ended
+    }
+
     /// The server shuts down (4.9); outputs are drained into inboxes.
     pub fn shutdown(&mut self) {
         self.switch.shutdown(self.now);
