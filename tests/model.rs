@@ -21,6 +21,7 @@ fn msg() -> impl Strategy<Value = Msg> {
         1 => Just(Msg::Ringing),
         3 => Just(Msg::Bye),
         1 => Just(Msg::ToPhone),
+        1 => (0u8..4).prop_map(|to| Msg::Transfer { to }),
     ]
 }
 

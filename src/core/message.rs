@@ -43,6 +43,11 @@ pub enum RequestBody {
     Bye,
     /// `Action{ToPhone}`: hand the call over to the msisdn's mobile phone (4.6).
     ToPhone,
+    /// `Action{Transfer}`: a blind transfer of the far party to `to` (4.12).
+    Transfer {
+        /// The number that takes the call over.
+        to: Msisdn,
+    },
 }
 
 /// A message from the switch to one terminal.

@@ -102,12 +102,29 @@ pub fn parse_request(
         Message::Bye(_) => RequestBody::Bye,
         Message::Action(pb::Action { message: None }) => {
             return Err(invalid_argument(
-                "action: no action is set (expected toPhone)",
+                "action: no action is set (expected toPhone or transfer)",
             ))
         }
         Message::Action(pb::Action {
             message: Some(action::Message::ToPhone(_)),
         }) => RequestBody::ToPhone,
+        Message::Action(pb::Action {
+            message: Some(action::Message::Transfer(transfer)),
+        }) => {
+            let Some(number) = transfer.msisdn else {
+                return Err(invalid_argument(
+                    "action.transfer.msisdn is required: the number to transfer to",
+                ));
+            };
+            let to = Msisdn::parse_lenient(&number.e164)
+                .map_err(|e| invalid_argument(format!("action.transfer.msisdn.e164 {e}")))?;
+            if &to == own {
+                return Err(invalid_argument(
+                    "action.transfer.msisdn.e164 is the terminal's own number",
+                ));
+            }
+            RequestBody::Transfer { to }
+        }
         Message::Idle(_) => return Err(invalid_argument("idle: only the core sends Idle")),
         Message::InCall(_) => return Err(invalid_argument("in_call: only the core sends InCall")),
         Message::Error(_) => return Err(invalid_argument("error: only the core sends Error")),

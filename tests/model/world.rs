@@ -111,6 +111,10 @@ pub enum Msg {
     Ringing,
     Bye,
     ToPhone,
+    /// `Action{Transfer}` to `NUMBERS[to % 4]` (4.12).
+    Transfer {
+        to: u8,
+    },
 }
 
 /// What the phone network reports about a leg.
@@ -154,7 +158,8 @@ impl Op {
                     1..=3 => Msg::Answer { sdp: z >> 3 },
                     4 => Msg::Ringing,
                     5 | 6 => Msg::Bye,
-                    _ => Msg::ToPhone,
+                    _ if z & 0x80 == 0 => Msg::ToPhone,
+                    _ => Msg::Transfer { to: x ^ y },
                 },
             },
             23..=26 => Op::Phone {
@@ -307,6 +312,8 @@ pub struct World {
     phone_legs: Vec<PhoneLegId>,
     /// Calls the phone network brought in so far (numbers their legs).
     dials: u64,
+    /// Transfers accepted: (transferring number, far party, target) (4.12).
+    transfers: Vec<(usize, usize, usize)>,
     /// Every call's statuses so far (section 8).
     lifecycles: std::collections::HashMap<CallRef, Vec<CallStatus>>,
     last_sequence: u64,
@@ -359,6 +366,7 @@ impl World {
             next_id: 1,
             phone_legs: Vec::new(),
             dials: 0,
+            transfers: Vec::new(),
             lifecycles: std::collections::HashMap::new(),
             last_sequence: 0,
             released: HashSet::new(),
@@ -431,10 +439,16 @@ impl World {
     /// and a number `number` had a call with.
     fn check_peer(&mut self, number: usize, id: CallId, peer: usize) -> Result<(), String> {
         if let Some((_, known)) = self.peers.iter().find(|(k, _)| *k == (number, id)) {
-            if *known != peer {
+            let known = *known;
+            if known != peer && self.transfers.contains(&(known, number, peer)) {
+                // The call's other party transferred it to `peer` (4.12).
+                self.set_peer(number, id, peer);
+                return Ok(());
+            }
+            if known != peer {
                 return fail(format!(
                     "{} told {} is the other party of {id}, which is {}",
-                    NAMES[number], NAMES[peer], NAMES[*known]
+                    NAMES[number], NAMES[peer], NAMES[known]
                 ));
             }
             return Ok(());
@@ -690,6 +704,9 @@ impl World {
             Msg::Ringing => RequestBody::Ringing,
             Msg::Bye => RequestBody::Bye,
             Msg::ToPhone => RequestBody::ToPhone,
+            Msg::Transfer { to } => RequestBody::Transfer {
+                to: self.numbers[usize::from(to) % NUMBERS.len()].clone(),
+            },
         };
         let tid = self.terms[ti].id;
         let _ = writeln!(self.trace, "    ({tid:?} sends {msg:?} on {call_id:?})");
@@ -782,6 +799,21 @@ impl World {
                     }
                 }
                 _ => return fail(format!("Bye was accepted from a terminal in state {state:?}")),
+            },
+            Msg::Transfer { to } => match entry {
+                Some(i) if state == Some(St::Active) => {
+                    // The far party is handed over to `to`: from now on `to` may be named to it,
+                    // and it to `to`'s terminals, as that call's other party (4.12).
+                    let far = t.entries[i].peer;
+                    let to = usize::from(to) % NUMBERS.len();
+                    self.attempts.insert((far, to));
+                    self.transfers.push((number, far, to));
+                }
+                _ => {
+                    return fail(format!(
+                        "Transfer was accepted from a terminal in state {state:?}"
+                    ))
+                }
             },
             Msg::ToPhone => match entry {
                 Some(i) if state == Some(St::Active) && phone_network => {
@@ -1017,7 +1049,11 @@ impl World {
                 let (m, p) = (self.number_of(&msisdn)?, self.number_of(&peer)?);
                 let asked = self.terms.iter().any(|t| {
                     t.number == m && t.entries.iter().any(|e| e.handover_pending && e.peer == p)
-                });
+                }) || self
+                    .transfers
+                    .iter()
+                    // A transfer target's phone (4.12), or a handover after a transfer.
+                    .any(|(_, far, to)| (*far == p && *to == m) || (*far == m && *to == p));
                 if !asked {
                     return fail("a handover nobody asked for");
                 }
@@ -1205,8 +1241,19 @@ impl World {
                     St::Offered => {
                         matches!(reason, Cancelled | AnsweredElsewhere | DeclinedElsewhere)
                     }
-                    St::Active => matches!(reason, NormalClearing | PeerGone | Pulled),
-                    St::Pulling => matches!(reason, NegotiationFailed | NormalClearing | PeerGone),
+                    St::Active => {
+                        matches!(reason, NormalClearing | PeerGone | Pulled | Transferred)
+                            // The far party of a transfer nobody took (4.12).
+                            || (matches!(reason, NoAnswer | Unavailable | Busy | NegotiationFailed)
+                                && self.transfers.iter().any(|(_, far, _)| *far == number))
+                    }
+                    St::Pulling => {
+                        matches!(reason, NegotiationFailed | NormalClearing | PeerGone)
+                            // Pulling a transferred call when nobody took it in time: the puller
+                            // gets the far party's reason (4.12).
+                            || (matches!(reason, NoAnswer | Unavailable)
+                                && self.transfers.iter().any(|(_, _, to)| *to == number))
+                    }
                 } || reason == ServerShutdown;
                 if !fits || (reason == ServerShutdown) != self.shutting_down {
                     return fail(format!(

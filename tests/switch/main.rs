@@ -22,3 +22,4 @@ mod renegotiation;
 mod routing;
 mod shutdown;
 mod terminal_gone;
+mod transfer;

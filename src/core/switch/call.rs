@@ -109,6 +109,10 @@ pub(super) struct Established {
     pub(super) since: u64,
     /// The one offer/answer exchange in flight, if any (4.5–4.7); its timer is armed while it is.
     pub(super) negotiation: Option<Negotiation>,
+    /// By `Party`: the side is vacant because its terminal transferred the call (4.12), not because
+    /// it went away (4.8): nobody taking it ends the call with `NO_ANSWER`, and the taker's move is
+    /// `TRANSFERRED`.
+    pub(super) transferred: [bool; 2],
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -30,7 +30,13 @@ impl Switch {
     /// `Bye{PULLED}`; a handed-over terminal gets no Bye, only InCall; a vacant side's grace ends)
     /// and every terminal of the side is told `InCall` again (4.4–4.6, 4.8).
     pub(super) fn move_active_leg(&mut self, key: CallKey, by: Party, to: Leg, reason: ByeReason) {
-        let old = std::mem::replace(&mut self.established_mut(key).legs[by as usize], to);
+        let established = self.established_mut(key);
+        let old = std::mem::replace(&mut established.legs[by as usize], to);
+        // A side taken over after a transfer moved for that reason, whoever takes it (4.12).
+        let reason = match std::mem::take(&mut established.transferred[by as usize]) {
+            true => ByeReason::Transferred,
+            false => reason,
+        };
         if let Leg::Terminal(t) = to {
             self.terminals.get_mut(&t).unwrap().calls.push(key);
         }
@@ -71,6 +77,11 @@ impl Switch {
         );
         if !own_pull {
             self.end_negotiation(key, Outcome::Failed(super::negotiation::Failure::TimedOut));
+            if !self.calls.contains_key(&key) {
+                // The other side was vacant too, after a transfer whose target's phone was still
+                // coming up: with nobody left on either side, the call has ended.
+                return;
+            }
         }
         tracing::info!(?key, grace = ?self.config.reconnect_grace, "active leg gone; reconnect grace");
         let msisdn = self.calls[&key].side(party).msisdn.clone();
@@ -82,7 +93,14 @@ impl Switch {
     pub(super) fn end_grace(&mut self, key: CallKey, party: Party) {
         if let Some(CallState::Established(e)) = self.calls.get(&key).map(|c| &c.state) {
             if e.legs[party as usize] == Leg::Vacant {
-                self.end_established(key, ByeReason::PeerGone, "reconnect grace over", None);
+                match e.transferred[party as usize] {
+                    true => {
+                        self.end_established(key, ByeReason::NoAnswer, "transfer not taken", None)
+                    }
+                    false => {
+                        self.end_established(key, ByeReason::PeerGone, "reconnect grace over", None)
+                    }
+                }
             }
         }
     }

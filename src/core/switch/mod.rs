@@ -22,6 +22,7 @@ mod routing;
 mod terminal_view;
 mod terminals;
 mod timers;
+mod transfer;
 
 pub use terminals::RegisterError;
 
@@ -179,6 +180,7 @@ impl Switch {
                 false => not_in_call("this terminal is not a leg of the call"),
             },
             RequestBody::ToPhone => self.hand_over(now, terminal, key),
+            RequestBody::Transfer { to } => self.transfer(now, terminal, key, to),
         }
     }
 

@@ -216,7 +216,13 @@ impl Switch {
         Ok(())
     }
 
-    fn begin_negotiation(&mut self, now: Instant, key: CallKey, by: Party, purpose: Purpose) {
+    pub(super) fn begin_negotiation(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        by: Party,
+        purpose: Purpose,
+    ) {
         self.established_mut(key).negotiation = Some(Negotiation { by, purpose });
         self.timers.arm(
             key,
@@ -359,7 +365,19 @@ impl Switch {
                         self.move_active_leg(key, by, to, ByeReason::HandedToPhone);
                         return;
                     }
-                    Outcome::Failed(failure) => failure.explain(purpose),
+                    Outcome::Failed(failure) => {
+                        if offerer == Leg::Vacant && e_transferred(self, key, by) {
+                            // The transfer target's phone did not take the call (4.12).
+                            let reason = match failure {
+                                Failure::TimedOut => ByeReason::NegotiationFailed,
+                                _ => ByeReason::Unavailable,
+                            };
+                            self.release_phone(phone, reason);
+                            self.end_established(key, reason, "transfer target unreachable", None);
+                            return;
+                        }
+                        failure.explain(purpose)
+                    }
                     Outcome::CallEnded(reason) => {
                         self.release_phone(phone, reason);
                         return;
@@ -373,4 +391,9 @@ impl Switch {
             }
         }
     }
+}
+
+/// Whether side `by` of established call `key` is vacant after a transfer.
+fn e_transferred(switch: &Switch, key: CallKey, by: Party) -> bool {
+    matches!(&switch.calls[&key].state, CallState::Established(e) if e.transferred[by as usize])
 }

@@ -67,6 +67,7 @@ impl Switch {
             legs: [caller_leg, leg],
             since,
             negotiation: None,
+            transferred: [false; 2],
         });
         self.timers.disarm(key, TimerKind::Ring);
         for loser in losers {

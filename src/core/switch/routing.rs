@@ -89,19 +89,7 @@ impl Switch {
         sdp: Sdp,
         context: CallContext,
     ) -> Result<CallKey, ByeReason> {
-        let (eligible, busy) = match self.subscribers.get(&to) {
-            Some(s) => {
-                let eligible: Vec<TerminalId> = s
-                    .terminals
-                    .iter()
-                    .copied()
-                    .filter(|t| self.is_eligible(*t))
-                    .collect();
-                let busy = eligible.len() < s.terminals.len();
-                (eligible, busy)
-            }
-            None => (Vec::new(), false),
-        };
+        let (eligible, busy) = self.eligible_terminals(&to);
         let from = origin.msisdn;
         let callee_id = self.next_call_id();
         let call_ref = CallRef(self.next_uuid());
@@ -212,6 +200,22 @@ impl Switch {
             self.outputs
                 .push_back(Output::Phone(PhoneCommand::Release { leg, reason }));
         }
+    }
+
+    /// Section 5: the terminals of `msisdn` that may be offered a new call, in registration order,
+    /// and whether it has terminals that may not (busy).
+    pub(super) fn eligible_terminals(&self, msisdn: &Msisdn) -> (Vec<TerminalId>, bool) {
+        let Some(s) = self.subscribers.get(msisdn) else {
+            return (Vec::new(), false);
+        };
+        let eligible: Vec<TerminalId> = s
+            .terminals
+            .iter()
+            .copied()
+            .filter(|t| self.is_eligible(*t))
+            .collect();
+        let busy = eligible.len() < s.terminals.len();
+        (eligible, busy)
     }
 
     /// A new phone leg of call `key`, with an id made by the switch.
