@@ -21,4 +21,5 @@ mod renegotiation;
 mod shutdown;
 mod simulated_phone;
 mod terminal_gone;
+mod transfer;
 mod wg2;
