@@ -228,7 +228,7 @@ pub enum StoreError {
 /// may implement it for another database (PostgreSQL for several nodes). Calls are made from the
 /// writer thread ([`RecordStore::write`], [`RecordStore::close_abandoned`]) and from blocking tasks
 /// serving `ListCallRecords` ([`RecordStore::list`]), never from the driver task; they may block.
-pub trait RecordStore: Send + Sync + 'static {
+pub trait RecordStore: Send + Sync + fmt::Debug + 'static {
     /// Applies `batch` in one transaction: live calls and finished records replace any row of the
     /// same `call_ref`; `alive_at`, when set, is kept for [`RecordStore::close_abandoned`].
     ///
@@ -274,6 +274,30 @@ impl fmt::Debug for RecordsConfig {
             RecordsConfig::Store(_) => f.write_str("Store(..)"),
         }
     }
+}
+
+/// Starts recording as `config` says: `Ok(None)` for [`RecordsConfig::None`], else the writer
+/// over the store, its calls left live by a crash closed first. `clock` turns an event's
+/// `Instant` into UTC (the server's `wall_clock`).
+///
+/// # Errors
+/// Why the store cannot be used (the SQLite file cannot be opened or migrated, no thread): the
+/// server logs it and runs without records (section 9: "the core starts even when the records
+/// path cannot be opened").
+pub fn start(
+    config: &RecordsConfig,
+    clock: impl Fn(std::time::Instant) -> SystemTime + Send + 'static,
+) -> Result<Option<Recorder>, String> {
+    let store: Arc<dyn RecordStore> = match config {
+        RecordsConfig::None => return Ok(None),
+        RecordsConfig::Sqlite(path) => {
+            Arc::new(SqliteStore::open(path.clone()).map_err(|e| e.to_string())?)
+        }
+        RecordsConfig::Store(store) => store.clone(),
+    };
+    Recorder::start(store, clock)
+        .map(Some)
+        .map_err(|e| format!("cannot start the records writer: {e}"))
 }
 
 /// `time` as milliseconds since the Unix epoch (negative before it).

@@ -280,7 +280,7 @@ mod tests {
     use std::sync::Mutex;
 
     /// A store in memory that can be told to fail.
-    #[derive(Default)]
+    #[derive(Default, Debug)]
     struct Memory {
         batches: Mutex<Vec<Batch>>,
         fail: std::sync::atomic::AtomicBool,

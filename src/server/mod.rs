@@ -19,6 +19,7 @@ pub mod wire;
 use crate::core::{Switch, SwitchConfig};
 use crate::phone::{PhoneNetwork, PhoneReports};
 use crate::proto::webterminal::web_terminal_service_server::WebTerminalServiceServer;
+use crate::records::{Recorder, RecordsConfig};
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -85,6 +86,9 @@ pub struct ServerConfig {
     /// Each terminal's budget of new call attempts (Offers with a number), as above.
     /// Default [`DEFAULT_CALL_ATTEMPTS_PER_SECOND`].
     pub call_attempts_per_second: u32,
+    /// Where call records are kept (PROTOCOL.md section 9). Default [`RecordsConfig::None`]:
+    /// none (the CLI's default is a SQLite file in the core's data directory).
+    pub records: RecordsConfig,
 }
 
 /// Default per-terminal message rate, in messages per second (burst: twice as many).
@@ -131,6 +135,7 @@ impl ServerConfig {
             tokens: TokenPolicy::default(),
             messages_per_second: DEFAULT_MESSAGES_PER_SECOND,
             call_attempts_per_second: DEFAULT_CALL_ATTEMPTS_PER_SECOND,
+            records: RecordsConfig::None,
         }
     }
 }
@@ -151,6 +156,7 @@ impl fmt::Debug for ServerConfig {
             .field("tokens", &self.tokens)
             .field("messages_per_second", &self.messages_per_second)
             .field("call_attempts_per_second", &self.call_attempts_per_second)
+            .field("records", &self.records)
             .finish()
     }
 }
@@ -200,6 +206,8 @@ pub struct Exchange {
     /// The simulated phone network's control, when it runs: its operator API is served, and
     /// presence reports its phones' state.
     simulator: Option<crate::phone::sim::SimulatorControl>,
+    /// The call records writer, or why there is none (section 9).
+    records: Result<Recorder, String>,
 }
 
 impl fmt::Debug for Exchange {
@@ -253,13 +261,26 @@ impl Exchange {
     ) -> Exchange {
         let mut switch_config = config.switch.clone();
         switch_config.phone_network = phone.is_some();
-        let (driver, driver_task) =
-            driver::spawn(Switch::new(switch_config, seed()), phone, phone_events);
+        let records = match crate::records::start(&config.records, operator::wall_clock) {
+            Ok(Some(recorder)) => Ok(recorder),
+            Ok(None) => Err("call records are off (--records none)".to_owned()),
+            Err(why) => {
+                tracing::error!(%why, "call records: running without records");
+                Err(format!("call records are unavailable: {why}"))
+            }
+        };
+        let (driver, driver_task) = driver::spawn_with_records(
+            Switch::new(switch_config, seed()),
+            phone,
+            phone_events,
+            records.as_ref().ok().map(Recorder::handle),
+        );
         Exchange {
             config,
             driver,
             driver_task,
             simulator,
+            records,
         }
     }
 
@@ -298,7 +319,18 @@ impl Exchange {
             driver,
             driver_task,
             simulator: sim_control,
+            records,
         } = self;
+        let record_store = records
+            .as_ref()
+            .map(|r| r.store().clone())
+            .map_err(String::clone);
+        // Commits every record once the driver has ended every call (section 9).
+        let close_records = || async {
+            if let Ok(recorder) = records {
+                recorder.close().await;
+            }
+        };
         let prepared = auth::Verifier::from_config(&config)
             .map_err(ServeError::from)
             .and_then(|verifier| Ok((verifier, tls_server(config.tls.as_ref())?)));
@@ -307,6 +339,7 @@ impl Exchange {
             Err(e) => {
                 let _ = driver.shutdown().await;
                 let _ = driver_task.await;
+                close_records().await;
                 return Err(e);
             }
         };
@@ -363,6 +396,7 @@ impl Exchange {
                 driver.clone(),
                 verifier,
                 sim_control.clone(),
+                record_store,
             ))
             .add_optional_service(sim_control.map(simulator::service))
             .serve_with_incoming_shutdown(incoming, async {
@@ -375,6 +409,7 @@ impl Exchange {
             result = &mut server => {
                 // The transport failed (or ended) on its own: end every call before returning.
                 let _ = driver.shutdown().await;
+                close_records().await;
                 return result.map_err(ServeError::from);
             }
             () = &mut shutdown => {}
@@ -400,6 +435,7 @@ impl Exchange {
             }
         }
         let _ = driver_task.await;
+        close_records().await;
         tracing::info!("shut down");
         Ok(())
     }
