@@ -64,15 +64,19 @@ struct OpenCall {
     hold_since: Option<Instant>,
     /// Hold time before `hold_since`.
     hold: Duration,
-    moves: Vec<(
-        Instant,
-        Side,
-        Option<Device>,
-        Option<Device>,
-        Option<ByeReason>,
-    )>,
+    moves: Vec<OpenMove>,
     /// The last event's time.
     last: Instant,
+}
+
+/// A move as the builder holds it, at an `Instant`.
+#[derive(Debug)]
+struct OpenMove {
+    at: Instant,
+    side: Side,
+    from: Option<Device>,
+    to: Option<Device>,
+    reason: Option<ByeReason>,
 }
 
 impl RecordBuilder {
@@ -164,8 +168,13 @@ impl RecordBuilder {
                 let side = call.side_of(event.device.as_ref());
                 let from =
                     std::mem::replace(&mut call.devices[side as usize], event.device.clone());
-                call.moves
-                    .push((at, side, from, event.device.clone(), event.reason));
+                call.moves.push(OpenMove {
+                    at,
+                    side,
+                    from,
+                    to: event.device.clone(),
+                    reason: event.reason,
+                });
             }
             CallStatus::Started
             | CallStatus::Completed
@@ -239,12 +248,12 @@ impl RecordBuilder {
             moves: call
                 .moves
                 .iter()
-                .map(|(at, side, from, to, reason)| Move {
-                    at: wall(*at),
-                    side: *side,
-                    from: from.clone(),
-                    to: to.clone(),
-                    reason: *reason,
+                .map(|m| Move {
+                    at: wall(m.at),
+                    side: m.side,
+                    from: m.from.clone(),
+                    to: m.to.clone(),
+                    reason: m.reason,
                 })
                 .collect(),
         }

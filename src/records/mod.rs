@@ -12,7 +12,7 @@
 //! - [`builder`]: call events → records, no I/O.
 //! - [`sqlite`]: the SQLite store (WAL, versioned schema).
 //! - [`writer`]: the writer thread and the handle the driver feeds.
-//! - [`format`]: records as a table, CSV or JSON lines (the `records` command).
+//! - [`format`](mod@format): records as a table, CSV or JSON lines (the `records` command).
 
 pub mod builder;
 pub mod format;

@@ -41,7 +41,8 @@ pub struct RecorderStats {
 }
 
 enum Message {
-    Event(CallEvent),
+    /// Boxed: the queue's slots are allocated up front, and most stay empty.
+    Event(Box<CallEvent>),
     Flush(oneshot::Sender<()>),
     /// Commit, answer, and end the thread.
     Close(oneshot::Sender<()>),
@@ -69,7 +70,7 @@ impl RecorderHandle {
     /// [`RecorderStats::dropped_events`], logged) when the queue is full or the writer has
     /// stopped. Never waits.
     pub fn record(&self, event: CallEvent) {
-        match self.queue.try_send(Message::Event(event)) {
+        match self.queue.try_send(Message::Event(Box::new(event))) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 let dropped = self.stats.dropped_events.fetch_add(1, Ordering::Relaxed) + 1;

@@ -80,7 +80,7 @@ async fn list_as(
 }
 
 fn time(ts: &Option<prost_types::Timestamp>) -> Option<SystemTime> {
-    ts.clone().map(|ts| SystemTime::try_from(ts).unwrap())
+    ts.map(|ts| SystemTime::try_from(ts).unwrap())
 }
 
 fn ms_of(t: SystemTime) -> u128 {
@@ -268,10 +268,7 @@ async fn unanswered_calls_are_recorded_and_paged_newest_first() {
         assert_eq!(record.status, CallStatus::Failed as i32);
         assert_eq!(record.reason, Reason::Unavailable as i32);
         assert_eq!(record.answered_by, "");
-        assert_eq!(
-            (record.answered_at.clone(), record.alerted_at.clone()),
-            (None, None)
-        );
+        assert_eq!((record.answered_at, record.alerted_at), (None, None));
         assert_eq!((record.setup_ms, record.talk_ms, record.hold_ms), (0, 0, 0));
         assert!(record.moves.is_empty());
     }
