@@ -263,7 +263,7 @@ impl Exchange {
         switch_config.phone_network = phone.is_some();
         let records = match crate::records::start(&config.records, operator::wall_clock) {
             Ok(Some(recorder)) => Ok(recorder),
-            Ok(None) => Err("call records are off (--records none)".to_owned()),
+            Ok(None) => Err("call records are off: this core keeps none".to_owned()),
             Err(why) => {
                 tracing::error!(%why, "call records: running without records");
                 Err(format!("call records are unavailable: {why}"))
@@ -282,6 +282,15 @@ impl Exchange {
             simulator,
             records,
         }
+    }
+
+    /// The call records writer's counters (events dropped, writes failed, records written), when
+    /// records are kept (PROTOCOL.md section 9).
+    pub fn records_stats(&self) -> Option<Arc<crate::records::RecorderStats>> {
+        self.records
+            .as_ref()
+            .ok()
+            .map(|r| r.handle().stats().clone())
     }
 
     /// A handle on the driver: [`driver::DriverHandle::stats`] tells how many terminals and calls

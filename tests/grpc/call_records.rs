@@ -5,6 +5,7 @@
 
 use crate::support::*;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tonic::transport::Channel;
 use tonic::Code;
@@ -13,7 +14,9 @@ use webterminal_core::proto::operator::operator_client::OperatorClient;
 use webterminal_core::proto::operator::{
     call_record, device, CallRecord, CallStatus, ListCallRecordsRequest,
 };
-use webterminal_core::records::{RecordQuery, RecordStore, RecordsConfig, SqliteStore};
+use webterminal_core::records::{
+    RecordPage, RecordQuery, RecordStore, RecordsConfig, SqliteStore, StoreError,
+};
 use webterminal_core::server::auth::{mint_token, OPERATOR_SCOPE, REQUIRED_SCOPE};
 use webterminal_core::server::PhoneNetworkKind;
 
@@ -381,4 +384,50 @@ async fn list_call_records_checks_its_token_and_arguments() {
     .await
     .expect("a page_size over the maximum is held to it");
     assert_eq!((records.len(), token.as_str()), (0, ""));
+}
+
+/// A store whose every write fails, as a full or failing disk does.
+#[derive(Debug, Default)]
+struct FailingDisk {
+    writes: std::sync::atomic::AtomicUsize,
+}
+
+impl RecordStore for FailingDisk {
+    fn write(&self, _: &webterminal_core::records::Batch) -> Result<(), StoreError> {
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Err(StoreError::Database("disk full".into()))
+    }
+    fn close_abandoned(&self) -> Result<usize, StoreError> {
+        Ok(0)
+    }
+    fn list(&self, _: &RecordQuery) -> Result<RecordPage, StoreError> {
+        Ok(RecordPage::default())
+    }
+}
+
+#[tokio::test]
+async fn a_failing_disk_never_stops_calls_and_the_writer_goes_on() {
+    let disk = Arc::new(FailingDisk::default());
+    let mut config = TestCore::config(PhoneNetworkKind::None);
+    config.records = RecordsConfig::Store(disk.clone());
+    let core = TestCore::start(config).await;
+    let writes = || disk.writes.load(std::sync::atomic::Ordering::SeqCst);
+    let mut a = core.open_idle(Kind::Multi, A).await;
+    let mut b = core.open_idle(Kind::Multi, B).await;
+    for call in 1..=2 {
+        let (a_id, b_id) = establish(&mut a, &mut b).await;
+        a.send(msg::bye(&a_id)).await;
+        b.expect_bye_on(&b_id, Reason::NormalClearing).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        while writes() < call {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "call {call}: the writer tried within a second ({} writes)",
+                writes()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    core.assert_no_calls_left().await;
 }
