@@ -5,6 +5,8 @@
 //! - `webterminal-core token --msisdn E164`: prints an access token for a subscriber;
 //!   `webterminal-core token --client ID --grant E164 [--grant E164 ...]`: a client token for an
 //!   application acting for those subscribers (it names one in `wg2-msisdn` metadata).
+//! - `webterminal-core records`: prints call records (PROTOCOL.md section 9) as a table, CSV or
+//!   JSON lines.
 //!
 //! Without `--jwt-secret` (or `WEBTERMINAL_JWT_SECRET`), a random secret is made once and kept in
 //! `$XDG_DATA_HOME/webterminal-core/jwt-secret` (or `~/.local/share/...`, mode 0600); `serve` then
@@ -14,8 +16,9 @@ use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use webterminal_core::core::{Msisdn, SwitchConfig};
+use webterminal_core::records::{self, RecordQuery, RecordStore, RecordsConfig, SqliteStore};
 use webterminal_core::server::{
     self, auth, wire, PhoneNetworkKind, ServerConfig, TlsFiles, TokenPolicy,
 };
@@ -41,6 +44,8 @@ enum Command {
     /// Print an access token: for a subscriber (--msisdn), or for a client acting for subscribers
     /// (--client, --grant).
     Token(TokenArgs),
+    /// Print call records, newest first (read-only: safe beside a running core).
+    Records(RecordsArgs),
 }
 
 #[derive(Args, Debug)]
@@ -110,6 +115,39 @@ struct ServeArgs {
     /// (no cross-thread wake-ups), which suits a small machine shared with other work.
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// SQLite file to keep call records in, or `none` to keep none. Default: records.sqlite3 in
+    /// the data directory (beside the stored JWT secret).
+    #[arg(long, value_name = "PATH|none")]
+    records: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct RecordsArgs {
+    /// The records database. Default: records.sqlite3 in the data directory.
+    #[arg(long, value_name = "PATH")]
+    records: Option<PathBuf>,
+    /// Only calls this number made or received (E.164, the '+' optional).
+    #[arg(long, value_parser = parse_msisdn_lenient)]
+    msisdn: Option<Msisdn>,
+    /// Only calls started at or after this time (RFC 3339 in UTC, e.g. 2026-12-02T07:00:00Z).
+    #[arg(long, value_parser = parse_time)]
+    since: Option<SystemTime>,
+    /// Only calls started before this time (RFC 3339 in UTC).
+    #[arg(long, value_parser = parse_time)]
+    until: Option<SystemTime>,
+    /// How to print them.
+    #[arg(long, value_enum, default_value = "table")]
+    format: RecordsFormat,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum RecordsFormat {
+    /// An aligned table for people; an estimated end is marked '~'.
+    Table,
+    /// CSV (RFC 4180) with a header line.
+    Csv,
+    /// One JSON object per line, field names as in CallRecord.
+    Json,
 }
 
 #[derive(Args, Debug)]
@@ -161,6 +199,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => run_serve(*args),
         Command::Token(args) => run_token(args),
+        Command::Records(args) => run_records(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -227,6 +266,22 @@ fn run_serve(args: ServeArgs) -> CliResult {
         issuer: args.issuer,
         audience: args.audience,
     };
+    config.records = match args.records {
+        Some(path) if path.as_os_str() == "none" => RecordsConfig::None,
+        Some(path) => RecordsConfig::Sqlite(path),
+        None => match records_path() {
+            Some(path) => RecordsConfig::Sqlite(path),
+            None => {
+                tracing::error!(
+                    "call records: no data directory (set XDG_DATA_HOME or HOME, or pass --records); running without records"
+                );
+                RecordsConfig::None
+            }
+        },
+    };
+    if let RecordsConfig::Sqlite(path) = &config.records {
+        tracing::info!(path = %path.display(), "call records");
+    }
     webterminal_core::core::log_personal_data(args.log_personal_data);
 
     let runtime = match args.threads {
@@ -412,6 +467,80 @@ fn write_private(path: &Path, text: &str) -> Result<(), Box<dyn std::error::Erro
     }
 }
 
+/// `webterminal-core/records.sqlite3` in the user's data directory, as [`secret_path`].
+fn records_path() -> Option<PathBuf> {
+    Some(
+        dirs::data_dir()?
+            .join("webterminal-core")
+            .join("records.sqlite3"),
+    )
+}
+
+/// `webterminal-core records`: every matching record, newest first, a page at a time.
+fn run_records(args: RecordsArgs) -> CliResult {
+    use std::io::Write;
+    let path = match args.records {
+        Some(path) => path,
+        None => records_path()
+            .ok_or("cannot find a data directory: set XDG_DATA_HOME or HOME, or pass --records")?,
+    };
+    if !path.exists() {
+        return Err(format!("no call records at {}", path.display()).into());
+    }
+    let store = SqliteStore::open_read_only(&path)?;
+    let mut query = RecordQuery {
+        msisdn: args.msisdn,
+        since: args.since,
+        until: args.until,
+        page_size: records::MAX_PAGE_SIZE,
+        after: None,
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut table = Vec::new();
+    let written = (|| -> std::io::Result<()> {
+        if let RecordsFormat::Csv = args.format {
+            writeln!(out, "{}", records::format::CSV_HEADER)?;
+        }
+        loop {
+            let page = store.list(&query).map_err(std::io::Error::other)?;
+            for record in page.records {
+                match args.format {
+                    RecordsFormat::Json => {
+                        writeln!(out, "{}", records::format::json_line(&record))?
+                    }
+                    RecordsFormat::Csv => writeln!(out, "{}", records::format::csv_line(&record))?,
+                    RecordsFormat::Table => table.push(record),
+                }
+            }
+            match page.next {
+                Some(next) => query.after = Some(next),
+                None => break,
+            }
+        }
+        if let RecordsFormat::Table = args.format {
+            out.write_all(records::format::table(&table).as_bytes())?;
+        }
+        out.flush()
+    })();
+    match written {
+        // `records | head` closed the pipe: not a failure.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}
+
+/// An RFC 3339 time in UTC (`2026-12-02T07:00:00Z`, `2026-12-02 07:00:00.5`), read by humantime:
+/// `T` may be a space, `Z` (or `+00:00`) may be left out; other offsets are refused.
+fn parse_time(s: &str) -> Result<SystemTime, String> {
+    humantime::parse_rfc3339_weak(s.trim())
+        .map_err(|e| format!("{s:?} is not an RFC 3339 time such as 2026-12-02T07:00:00Z: {e}"))
+}
+
+fn parse_msisdn_lenient(s: &str) -> Result<Msisdn, String> {
+    Msisdn::parse_lenient(s).map_err(|e| format!("an E.164 number {e}"))
+}
+
 /// `webterminal-core/jwt-secret` in the user's data directory (`$XDG_DATA_HOME`, else
 /// `~/.local/share`, on Linux; the platform's own elsewhere).
 fn secret_path() -> Option<PathBuf> {
@@ -505,6 +634,62 @@ mod tests {
         assert!(parse_grace("-1s").is_err());
         assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
         assert_eq!(parse_duration("1s500ms"), Ok(Duration::from_millis(1500)));
+    }
+
+    #[test]
+    fn records_flags_and_command() {
+        let serve = |extra: &[&str]| {
+            let cli =
+                Cli::try_parse_from(["webterminal-core", "serve"].iter().chain(extra)).unwrap();
+            let Command::Serve(args) = cli.command else {
+                panic!("expected serve")
+            };
+            args.records
+        };
+        assert_eq!(serve(&[]), None);
+        assert_eq!(serve(&["--records", "none"]), Some(PathBuf::from("none")));
+        assert_eq!(
+            serve(&["--records", "/tmp/r.sqlite3"]),
+            Some(PathBuf::from("/tmp/r.sqlite3"))
+        );
+        let cli = Cli::try_parse_from([
+            "webterminal-core",
+            "records",
+            "--msisdn",
+            "4799990001",
+            "--since",
+            "2026-12-02T07:00:00Z",
+            "--until",
+            "2026-12-02 08:00:00.5",
+            "--format",
+            "json",
+        ])
+        .unwrap();
+        let Command::Records(args) = cli.command else {
+            panic!("expected records")
+        };
+        assert_eq!(args.msisdn, Some(Msisdn::parse("+4799990001").unwrap()));
+        assert_eq!(
+            args.since.map(|t| humantime::format_rfc3339(t).to_string()),
+            Some("2026-12-02T07:00:00Z".to_owned())
+        );
+        assert_eq!(
+            args.until
+                .map(|t| humantime::format_rfc3339_millis(t).to_string()),
+            Some("2026-12-02T08:00:00.500Z".to_owned())
+        );
+        assert!(matches!(args.format, RecordsFormat::Json));
+        for bad in [
+            &["--since", "yesterday"][..],
+            &["--since", "2026-12-02T07:00:00+01:00"],
+            &["--msisdn", "not a number"],
+            &["--format", "xml"],
+        ] {
+            assert!(
+                Cli::try_parse_from(["webterminal-core", "records"].iter().chain(bad)).is_err(),
+                "{bad:?} must be refused"
+            );
+        }
     }
 
     #[test]

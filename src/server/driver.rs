@@ -16,6 +16,7 @@ use crate::core::{
 };
 use crate::phone::PhoneNetwork;
 use crate::proto::webterminal::WebTerminalMessage;
+use crate::records::RecorderHandle;
 use crate::server::operator::{EventHub, OperatorQuery};
 use crate::server::wire;
 use std::collections::HashMap;
@@ -246,10 +247,23 @@ pub fn spawn(
     phone: Option<Box<dyn PhoneNetwork>>,
     phone_events: mpsc::UnboundedReceiver<PhoneEvent>,
 ) -> (DriverHandle, JoinHandle<()>) {
+    spawn_with_records(switch, events, phone, phone_events, None)
+}
+
+/// [`spawn`], also handing every call event to the call records writer when `records` is given
+/// (PROTOCOL.md section 9; never waiting on it).
+pub fn spawn_with_records(
+    switch: Switch,
+    events: EventHub,
+    phone: Option<Box<dyn PhoneNetwork>>,
+    phone_events: mpsc::UnboundedReceiver<PhoneEvent>,
+    records: Option<RecorderHandle>,
+) -> (DriverHandle, JoinHandle<()>) {
     let (inputs, receiver) = mpsc::channel(INPUT_QUEUE);
     let driver = Driver {
         switch,
         events,
+        records,
         phone,
         terminals: HashMap::new(),
     };
@@ -262,6 +276,8 @@ struct Driver {
     switch: Switch,
     /// Call events for the operator API's watchers.
     events: EventHub,
+    /// Call events for the call records writer, when records are kept.
+    records: Option<RecorderHandle>,
     phone: Option<Box<dyn PhoneNetwork>>,
     /// The outbound queue of every registered terminal.
     /// Each registered terminal's outbound queue, and the signal its reader waits on (dropped with
@@ -367,7 +383,12 @@ impl Driver {
                     Some(phone) => phone.send(command),
                     None => tracing::warn!(?command, "no phone network for a phone command"),
                 },
-                Output::Event(event) => self.events.publish(event),
+                Output::Event(event) => {
+                    if let Some(records) = &self.records {
+                        records.record(event.clone());
+                    }
+                    self.events.publish(event);
+                }
             }
         }
     }

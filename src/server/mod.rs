@@ -19,6 +19,7 @@ pub mod wire;
 use crate::core::{Switch, SwitchConfig};
 use crate::phone::{PhoneNetwork, PhoneReports};
 use crate::proto::webterminal::web_terminal_service_server::WebTerminalServiceServer;
+use crate::records::{Recorder, RecordsConfig};
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -87,6 +88,9 @@ pub struct ServerConfig {
     pub call_attempts_per_second: u32,
     /// The operator API's event buffers (PROTOCOL.md section 8).
     pub events: operator::EventLimits,
+    /// Where call records are kept (PROTOCOL.md section 9). Default [`RecordsConfig::None`]:
+    /// none (the CLI's default is a SQLite file in the core's data directory).
+    pub records: RecordsConfig,
 }
 
 /// Default per-terminal message rate, in messages per second (burst: twice as many).
@@ -134,6 +138,7 @@ impl ServerConfig {
             messages_per_second: DEFAULT_MESSAGES_PER_SECOND,
             call_attempts_per_second: DEFAULT_CALL_ATTEMPTS_PER_SECOND,
             events: operator::EventLimits::default(),
+            records: RecordsConfig::None,
         }
     }
 }
@@ -154,6 +159,7 @@ impl fmt::Debug for ServerConfig {
             .field("tokens", &self.tokens)
             .field("messages_per_second", &self.messages_per_second)
             .field("call_attempts_per_second", &self.call_attempts_per_second)
+            .field("records", &self.records)
             .finish()
     }
 }
@@ -203,6 +209,8 @@ pub struct Exchange {
     /// The simulated phone network's control, when it runs: its operator API is served, and
     /// presence reports its phones' state.
     simulator: Option<crate::phone::sim::SimulatorControl>,
+    /// The call records writer, or why there is none (section 9).
+    records: Result<Recorder, String>,
 }
 
 impl fmt::Debug for Exchange {
@@ -256,15 +264,37 @@ impl Exchange {
     ) -> Exchange {
         let mut switch_config = config.switch.clone();
         switch_config.phone_network = phone.is_some();
-        let switch = Switch::new(switch_config, seed());
-        let events = operator::EventHub::new(config.events);
-        let (driver, driver_task) = driver::spawn(switch, events, phone, phone_events);
+        let records = match crate::records::start(&config.records, operator::wall_clock) {
+            Ok(Some(recorder)) => Ok(recorder),
+            Ok(None) => Err("call records are off: this core keeps none".to_owned()),
+            Err(why) => {
+                tracing::error!(%why, "call records: running without records");
+                Err(format!("call records are unavailable: {why}"))
+            }
+        };
+        let (driver, driver_task) = driver::spawn_with_records(
+            Switch::new(switch_config, seed()),
+            operator::EventHub::new(config.events),
+            phone,
+            phone_events,
+            records.as_ref().ok().map(Recorder::handle),
+        );
         Exchange {
             config,
             driver,
             driver_task,
             simulator,
+            records,
         }
+    }
+
+    /// The call records writer's counters (events dropped, writes failed, records written), when
+    /// records are kept (PROTOCOL.md section 9).
+    pub fn records_stats(&self) -> Option<Arc<crate::records::RecorderStats>> {
+        self.records
+            .as_ref()
+            .ok()
+            .map(|r| r.handle().stats().clone())
     }
 
     /// A handle on the driver: [`driver::DriverHandle::stats`] tells how many terminals and calls
@@ -302,7 +332,18 @@ impl Exchange {
             driver,
             driver_task,
             simulator: sim_control,
+            records,
         } = self;
+        let record_store = records
+            .as_ref()
+            .map(|r| r.store().clone())
+            .map_err(String::clone);
+        // Commits every record once the driver has ended every call (section 9).
+        let close_records = || async {
+            if let Ok(recorder) = records {
+                recorder.close().await;
+            }
+        };
         let prepared = auth::Verifier::from_config(&config)
             .map_err(ServeError::from)
             .and_then(|verifier| Ok((verifier, tls_server(config.tls.as_ref())?)));
@@ -311,6 +352,7 @@ impl Exchange {
             Err(e) => {
                 let _ = driver.shutdown().await;
                 let _ = driver_task.await;
+                close_records().await;
                 return Err(e);
             }
         };
@@ -367,6 +409,7 @@ impl Exchange {
                 driver.clone(),
                 verifier,
                 sim_control.clone(),
+                record_store,
             ))
             .add_optional_service(sim_control.map(simulator::service))
             .serve_with_incoming_shutdown(incoming, async {
@@ -379,6 +422,7 @@ impl Exchange {
             result = &mut server => {
                 // The transport failed (or ended) on its own: end every call before returning.
                 let _ = driver.shutdown().await;
+                close_records().await;
                 return result.map_err(ServeError::from);
             }
             () = &mut shutdown => {}
@@ -404,6 +448,7 @@ impl Exchange {
             }
         }
         let _ = driver_task.await;
+        close_records().await;
         tracing::info!("shut down");
         Ok(())
     }

@@ -1,5 +1,5 @@
 //! The operator API, `webterminal.core.v1.Operator` (PROTOCOL.md section 8): live call events with
-//! replay, the live calls, presence, and ending a call.
+//! replay, the live calls, presence, ending a call, and the call records (section 9).
 //!
 //! Shape: the driver task owns the switch and the [`EventHub`], and answers [`OperatorQuery`]s
 //! between two inputs, so a `ListCalls` snapshot and the sequence it reflects, or a watcher's replay
@@ -14,6 +14,7 @@ use crate::core::{
 use crate::phone::sim::{Behaviour, SimulatorControl};
 use crate::proto::operator::operator_server::{Operator, OperatorServer};
 use crate::proto::operator::{self as pb};
+use crate::records::{self, CallRecord, PageToken, RecordQuery, RecordStore};
 use crate::server::auth::Verifier;
 use crate::server::driver::DriverHandle;
 use crate::server::wire;
@@ -177,18 +178,23 @@ pub struct OperatorService {
     /// The simulated phone network, whose phones' state presence reports (none with an embedder's
     /// network, or none at all: the state is then unspecified).
     simulator: Option<SimulatorControl>,
+    /// The call records store, read on blocking tasks; or why there is none (`UNAVAILABLE`).
+    records: Result<Arc<dyn RecordStore>, String>,
 }
 
-/// The operator API, ready to add to a tonic router.
+/// The operator API, ready to add to a tonic router. `records` is the call records store
+/// `ListCallRecords` reads, or the message it answers `UNAVAILABLE` with when there is none.
 pub fn service(
     driver: DriverHandle,
     verifier: Arc<Verifier>,
     simulator: Option<SimulatorControl>,
+    records: Result<Arc<dyn RecordStore>, String>,
 ) -> OperatorServer<OperatorService> {
     OperatorServer::new(OperatorService {
         driver,
         verifier,
         simulator,
+        records,
     })
 }
 
@@ -353,6 +359,109 @@ impl Operator for OperatorService {
                 "no live call has call_ref {raw}"
             )))
         }
+    }
+
+    async fn list_call_records(
+        &self,
+        request: Request<pb::ListCallRecordsRequest>,
+    ) -> Result<Response<pb::ListCallRecordsResponse>, Status> {
+        self.authorize(&request)?;
+        let store = self.records.clone().map_err(Status::unavailable)?;
+        let query = records_query(request.into_inner())?;
+        // The store may block on the disk: never on the driver task, nor on the runtime's threads.
+        let page = tokio::task::spawn_blocking(move || store.list(&query))
+            .await
+            .map_err(|_| Status::internal("reading the call records failed"))?
+            .map_err(|e| {
+                tracing::error!(%e, "call records: cannot read");
+                Status::unavailable("cannot read the call records (the core's log says why)")
+            })?;
+        Ok(Response::new(pb::ListCallRecordsResponse {
+            records: page.records.iter().map(record_to_proto).collect(),
+            next_page_token: page.next.map(|t| t.to_string()).unwrap_or_default(),
+        }))
+    }
+}
+
+/// The query a `ListCallRecordsRequest` asks for (PROTOCOL.md section 9).
+///
+/// # Errors
+/// `INVALID_ARGUMENT` for a bad msisdn, timestamp or page_token, or `until` not after `since`.
+fn records_query(request: pb::ListCallRecordsRequest) -> Result<RecordQuery, Status> {
+    let time = |field: &str, ts: Option<prost_types::Timestamp>| {
+        ts.map(|ts| {
+            std::time::SystemTime::try_from(ts)
+                .map_err(|_| Status::invalid_argument(format!("{field} is not a valid timestamp")))
+        })
+        .transpose()
+    };
+    let since = time("since", request.since)?;
+    let until = time("until", request.until)?;
+    if let (Some(since), Some(until)) = (since, until) {
+        if until <= since {
+            return Err(Status::invalid_argument("until must be after since"));
+        }
+    }
+    let after = if request.page_token.is_empty() {
+        None
+    } else {
+        Some(
+            request
+                .page_token
+                .parse::<PageToken>()
+                .map_err(|e| Status::invalid_argument(e.to_string()))?,
+        )
+    };
+    Ok(RecordQuery {
+        msisdn: msisdn_filter("msisdn", &request.msisdn)?,
+        since,
+        until,
+        page_size: match request.page_size {
+            0 => records::DEFAULT_PAGE_SIZE,
+            n => usize::try_from(n)
+                .unwrap_or(usize::MAX)
+                .min(records::MAX_PAGE_SIZE),
+        },
+        after,
+    })
+}
+
+/// A call record as `ListCallRecords` sends it.
+pub fn record_to_proto(record: &CallRecord) -> pb::CallRecord {
+    pb::CallRecord {
+        call_ref: record.call_ref.to_string(),
+        caller: record.caller.to_string(),
+        callee: record.callee.to_string(),
+        answered_by: record
+            .answered_by
+            .as_ref()
+            .map(Msisdn::to_string)
+            .unwrap_or_default(),
+        data: record.data.clone().into_iter().collect(),
+        started_at: Some(record.started_at.into()),
+        alerted_at: record.alerted_at.map(Into::into),
+        answered_at: record.answered_at.map(Into::into),
+        ended_at: Some(record.ended_at.into()),
+        end_estimated: record.end_estimated,
+        status: status_to_proto(record.status) as i32,
+        reason: reason_to_proto(record.reason),
+        setup_ms: record.setup_ms,
+        talk_ms: record.talk_ms,
+        hold_ms: record.hold_ms,
+        moves: record
+            .moves
+            .iter()
+            .map(|m| pb::call_record::Move {
+                at: Some(m.at.into()),
+                side: match m.side {
+                    records::Side::Caller => pb::call_record::Side::Caller,
+                    records::Side::Callee => pb::call_record::Side::Callee,
+                } as i32,
+                from: m.from.as_ref().map(device_to_proto),
+                to: m.to.as_ref().map(device_to_proto),
+                reason: reason_to_proto(m.reason),
+            })
+            .collect(),
     }
 }
 

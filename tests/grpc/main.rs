@@ -8,6 +8,7 @@ mod support;
 mod auth;
 mod bad_input;
 mod call_context;
+mod call_records;
 mod calls_from_phones;
 mod handover;
 mod in_call_idle;
