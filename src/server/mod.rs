@@ -6,10 +6,13 @@
 //! - [`driver`]: the one task that owns the [`Switch`].
 //! - [`service`]: `WebTerminalService` (`Pipe`, `MultiPipe`).
 //! - [`simulator`]: the simulated phone network's operator API (PROTOCOL.md section 7).
+//! - [`listener`]: the connection edge: caps, accept back-off, handshake and idle deadlines.
+//! - [`rate_limit`]: rate limits per terminal, per number and per caller and callee (section 6).
 //! - [`serve`]: all of it on one listener, with health, reflection and shutdown (PROTOCOL.md 4.9).
 
 pub mod auth;
 pub mod driver;
+pub mod listener;
 pub mod rate_limit;
 pub mod service;
 pub mod simulator;
@@ -67,8 +70,10 @@ pub struct ServerConfig {
     /// Largest SDP accepted, in bytes. Default [`wire::DEFAULT_MAX_SDP_BYTES`].
     pub max_sdp_bytes: usize,
     /// Capacity of each terminal's outbound queue, in messages; a terminal that lets it fill is
-    /// dropped as a slow consumer. Default [`driver::DEFAULT_OUTBOUND_QUEUE`].
-    pub outbound_queue: usize,
+    /// dropped as a slow consumer, its rpc ending with `RESOURCE_EXHAUSTED`. `None` (the default):
+    /// sized from the message rate limit, [`driver::outbound_queue_for`]`(messages_per_second)`, so
+    /// that the answers to a full burst of messages fit.
+    pub outbound_queue: Option<usize>,
     /// How long a graceful shutdown may take before the remaining connections are dropped.
     /// Default [`DEFAULT_DRAIN_TIMEOUT`].
     pub drain_timeout: Duration,
@@ -84,6 +89,18 @@ pub struct ServerConfig {
     /// Each terminal's budget of new call attempts (Offers with a number), as above.
     /// Default [`DEFAULT_CALL_ATTEMPTS_PER_SECOND`].
     pub call_attempts_per_second: u32,
+    /// Each number's message budget, shared by all its terminals and kept across reconnects, as
+    /// above. Default [`DEFAULT_MESSAGES_PER_SECOND_PER_NUMBER`].
+    pub messages_per_second_per_number: u32,
+    /// Each number's budget of new call attempts, shared by all its terminals and kept across
+    /// reconnects, as above. Default [`DEFAULT_CALL_ATTEMPTS_PER_SECOND_PER_NUMBER`].
+    pub call_attempts_per_second_per_number: u32,
+    /// New calls one number may make to one other number a second (burst: twice as many), as
+    /// above: no subscriber is rung more often by one caller. Default
+    /// [`DEFAULT_OFFERS_PER_SECOND_PER_CALLEE`].
+    pub offers_per_second_per_callee: u32,
+    /// Caps on connections and deadlines for silent and idle ones ([`listener`]).
+    pub connections: listener::ConnectionLimits,
 }
 
 /// Default per-terminal message rate, in messages per second (burst: twice as many).
@@ -91,6 +108,19 @@ pub const DEFAULT_MESSAGES_PER_SECOND: u32 = 100;
 
 /// Default per-terminal rate of new call attempts, per second (burst: twice as many).
 pub const DEFAULT_CALL_ATTEMPTS_PER_SECOND: u32 = 10;
+
+/// Default per-number message rate, across all the number's terminals, per second (burst: twice
+/// as many): room for many terminals each sending keepalives, far below a flood.
+pub const DEFAULT_MESSAGES_PER_SECOND_PER_NUMBER: u32 = 500;
+
+/// Default per-number rate of new call attempts, across all the number's terminals, per second
+/// (burst: twice as many): one subscriber's budget, as for one terminal.
+pub const DEFAULT_CALL_ATTEMPTS_PER_SECOND_PER_NUMBER: u32 = 10;
+
+/// Default rate of new calls from one number to one other number, per second (burst: twice as
+/// many). It bites when the per-number attempt rate is raised (a dialler): one callee is still
+/// not rung more often than this by that caller.
+pub const DEFAULT_OFFERS_PER_SECOND_PER_CALLEE: u32 = 10;
 
 /// The certificate chain and private key a TLS listener presents, as PEM files.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -124,13 +154,35 @@ impl ServerConfig {
             phone_network: PhoneNetworkKind::Sim,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             max_sdp_bytes: wire::DEFAULT_MAX_SDP_BYTES,
-            outbound_queue: driver::DEFAULT_OUTBOUND_QUEUE,
+            outbound_queue: None,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             tls: None,
             tokens: TokenPolicy::default(),
             messages_per_second: DEFAULT_MESSAGES_PER_SECOND,
             call_attempts_per_second: DEFAULT_CALL_ATTEMPTS_PER_SECOND,
+            messages_per_second_per_number: DEFAULT_MESSAGES_PER_SECOND_PER_NUMBER,
+            call_attempts_per_second_per_number: DEFAULT_CALL_ATTEMPTS_PER_SECOND_PER_NUMBER,
+            offers_per_second_per_callee: DEFAULT_OFFERS_PER_SECOND_PER_CALLEE,
+            connections: listener::ConnectionLimits::default(),
         }
+    }
+
+    /// The rate limits of [`rate_limit`], as configured.
+    pub fn rate_limits(&self) -> rate_limit::RateLimits {
+        rate_limit::RateLimits {
+            messages_per_second: self.messages_per_second,
+            call_attempts_per_second: self.call_attempts_per_second,
+            messages_per_second_per_number: self.messages_per_second_per_number,
+            call_attempts_per_second_per_number: self.call_attempts_per_second_per_number,
+            offers_per_second_per_callee: self.offers_per_second_per_callee,
+        }
+    }
+
+    /// The outbound queue capacity in force: [`ServerConfig::outbound_queue`], or sized from the
+    /// message rate limit.
+    pub fn outbound_queue_capacity(&self) -> usize {
+        self.outbound_queue
+            .unwrap_or_else(|| driver::outbound_queue_for(self.messages_per_second))
     }
 }
 
@@ -150,6 +202,19 @@ impl fmt::Debug for ServerConfig {
             .field("tokens", &self.tokens)
             .field("messages_per_second", &self.messages_per_second)
             .field("call_attempts_per_second", &self.call_attempts_per_second)
+            .field(
+                "messages_per_second_per_number",
+                &self.messages_per_second_per_number,
+            )
+            .field(
+                "call_attempts_per_second_per_number",
+                &self.call_attempts_per_second_per_number,
+            )
+            .field(
+                "offers_per_second_per_callee",
+                &self.offers_per_second_per_callee,
+            )
+            .field("connections", &self.connections)
             .finish()
     }
 }
@@ -278,13 +343,16 @@ impl Exchange {
     /// service SERVING until shutdown begins); gRPC server reflection v1 and v1alpha; and, with the
     /// simulated phone network, `webterminal.core.v1.SimulatedPhoneNetwork`. HTTP/2 keepalive pings
     /// every 20 s (10 s timeout), TCP keepalive 30 s, at most 1024 concurrent streams per connection.
+    /// Connections are capped and given deadlines as `config.connections` says ([`listener`]): over
+    /// a cap, a new connection is closed at once; one that has not opened an rpc within the
+    /// handshake timeout, or has had none open for the idle timeout, is closed.
     ///
     /// Shutdown: the listener closes, every live leg gets `Bye{SERVER_SHUTDOWN}`, every response
     /// stream ends with status OK, and open connections drain for at most `config.drain_timeout`.
     ///
     /// Access tokens are verified as [`auth::Verifier::from_config`] describes. With `config.tls`,
-    /// connections are TLS (rustls, ALPN h2, TLS 1.2 and 1.3, a 10 s handshake timeout); a failed
-    /// handshake drops that connection only. Without it, plaintext HTTP/2.
+    /// connections are TLS (rustls, ALPN h2, TLS 1.2 and 1.3, under the same handshake timeout); a
+    /// failed handshake drops that connection only. Without it, plaintext HTTP/2.
     ///
     /// # Errors
     /// [`ServeError::Keys`] or [`ServeError::Tls`] when a token key or TLS file is unreadable or
@@ -303,7 +371,10 @@ impl Exchange {
         } = self;
         let prepared = auth::Verifier::from_config(&config)
             .map_err(ServeError::from)
-            .and_then(|verifier| Ok((verifier, tls_server(config.tls.as_ref())?)));
+            .and_then(|verifier| {
+                let tls = tls_server(config.tls.as_ref(), config.connections.handshake_timeout)?;
+                Ok((verifier, tls))
+            });
         let (verifier, builder) = match prepared {
             Ok(prepared) => prepared,
             Err(e) => {
@@ -317,11 +388,13 @@ impl Exchange {
             max_sdp_bytes: config.max_sdp_bytes,
         };
         let webterminal = WebTerminalServiceServer::new(
-            service::WebTerminal::new(driver.clone(), verifier, limits, config.outbound_queue)
-                .with_rate_limits(rate_limit::RateLimits {
-                    messages_per_second: config.messages_per_second,
-                    call_attempts_per_second: config.call_attempts_per_second,
-                }),
+            service::WebTerminal::new(
+                driver.clone(),
+                verifier,
+                limits,
+                config.outbound_queue_capacity(),
+            )
+            .with_rate_limits(config.rate_limits()),
         )
         .max_decoding_message_size(config.max_message_bytes);
 
@@ -344,11 +417,24 @@ impl Exchange {
 
         // TCP options go on the incoming stream: `Server::tcp_keepalive` is ignored with
         // `serve_with_incoming_shutdown`.
-        let incoming = TcpIncoming::from(listener)
+        let tcp = TcpIncoming::from(listener)
             .with_nodelay(Some(true))
             .with_keepalive(Some(Duration::from_secs(30)));
+        let open_files = listener::open_file_limit();
+        let incoming = listener::Incoming::new(tcp, config.connections, open_files);
+        let (max_connections, max_connections_per_ip) = incoming.caps();
+        tracing::info!(
+            open_files,
+            max_connections,
+            max_connections_per_ip,
+            handshake_timeout = ?config.connections.handshake_timeout,
+            idle_timeout = ?config.connections.idle_timeout,
+            outbound_queue = config.outbound_queue_capacity(),
+            "connection limits"
+        );
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = builder
+            .layer(listener::TrackRpcsLayer)
             .http2_keepalive_interval(Some(Duration::from_secs(20)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .max_concurrent_streams(Some(1024))
@@ -397,16 +483,14 @@ impl Exchange {
     }
 }
 
-/// How long a TLS handshake may take before the connection is dropped.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A server builder, serving TLS with `tls`'s certificate chain and key when given.
 /// A seed for the switch's call-id generator, from the operating system's randomness.
 fn seed() -> u64 {
     getrandom::u64().expect("the operating system provides randomness")
 }
 
-fn tls_server(tls: Option<&TlsFiles>) -> Result<Server, ServeError> {
+/// A server builder, serving TLS with `tls`'s certificate chain and key when given; a TLS handshake
+/// that takes longer than `handshake_timeout` drops its connection.
+fn tls_server(tls: Option<&TlsFiles>, handshake_timeout: Duration) -> Result<Server, ServeError> {
     let Some(files) = tls else {
         return Ok(Server::builder());
     };
@@ -426,7 +510,7 @@ fn tls_server(tls: Option<&TlsFiles>) -> Result<Server, ServeError> {
     let key = read(&files.key, "private key file", "PRIVATE KEY-----")?;
     let config = tonic::transport::ServerTlsConfig::new()
         .identity(tonic::transport::Identity::from_pem(cert, key))
-        .timeout(TLS_HANDSHAKE_TIMEOUT);
+        .timeout(handshake_timeout);
     let server = Server::builder().tls_config(config).map_err(|e| {
         let mut why = e.to_string();
         let mut source = std::error::Error::source(&e);
