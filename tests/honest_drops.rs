@@ -42,11 +42,19 @@ async fn start(config: ServerConfig) -> Core {
 }
 
 impl Core {
-    /// Opens a Pipe for `msisdn` on a connection of its own, and reads its greeting (Idle).
-    async fn open(&self, msisdn: &str) -> Terminal {
-        let mut client = WebTerminalServiceClient::connect(format!("http://{}", self.addr))
+    /// Opens a Pipe for `msisdn` on a connection of its own, and reads its greeting (Idle). With
+    /// `window`, the connection carries at most that many bytes toward the client before it reads
+    /// them (its HTTP/2 stream and connection windows), as a real network path holds only so
+    /// much in flight.
+    async fn open(&self, msisdn: &str, window: Option<u32>) -> Terminal {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .initial_stream_window_size(window)
+            .initial_connection_window_size(window)
+            .connect()
             .await
             .unwrap();
+        let mut client = WebTerminalServiceClient::new(channel);
         let (tx, requests) = mpsc::channel(4096);
         let mut request = tonic::Request::new(ReceiverStream::new(requests));
         let token = mint_token(
@@ -98,7 +106,7 @@ async fn a_flood_that_overflows_a_never_reading_terminals_queue_ends_its_rpc_wit
     let mut config = ServerConfig::new(SECRET.to_vec());
     config.phone_network = PhoneNetworkKind::None;
     let core = start(config).await;
-    let Terminal { tx, mut rx } = core.open("+4792000001").await;
+    let Terminal { tx, mut rx } = core.open("+4792000001", None).await;
     // Every message earns an answer (NOT_INCALL, then RATE_LIMIT_HIT over the budget); none is
     // read until the server has let go of the terminal.
     let flood = tokio::spawn(async move {
@@ -140,30 +148,31 @@ async fn a_terminal_reading_promptly_is_never_dropped_for_a_burst_at_its_rate_li
     config.messages_per_second_per_number = 1000;
     let burst = 2 * config.messages_per_second as usize;
     let core = start(config).await;
-    let Terminal { tx, mut rx } = core.open("+4792000002").await;
+    // 16 KiB in flight: a couple of hundred answers.
+    let Terminal { tx, mut rx } = core.open("+4792000002", Some(16 * 1024)).await;
 
-    let reader = tokio::spawn(async move {
-        let mut not_in_call = 0;
-        while not_in_call < burst {
-            let message = tokio::time::timeout(WAIT, rx.message())
-                .await
-                .expect("answers keep coming");
-            match message {
-                Ok(Some(m)) => match m.message {
-                    Some(Message::Error(e)) if e.err == error::Code::NotIncall as i32 => {
-                        not_in_call += 1
-                    }
-                    other => panic!("after {not_in_call} answers: {other:?}"),
-                },
-                end => panic!("dropped after {not_in_call} of {burst} answers: {end:?}"),
-            }
-        }
-        rx
-    });
+    // The burst, then one round trip (a slow mobile path) before the answers are read; from then
+    // on every answer is read as soon as it is there.
     for _ in 0..burst {
         tx.send(ringing()).await.unwrap();
     }
-    let _rx = reader.await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut not_in_call = 0;
+    while not_in_call < burst {
+        let message = tokio::time::timeout(WAIT, rx.message())
+            .await
+            .expect("answers keep coming");
+        match message {
+            Ok(Some(m)) => match m.message {
+                Some(Message::Error(e)) if e.err == error::Code::NotIncall as i32 => {
+                    not_in_call += 1
+                }
+                other => panic!("after {not_in_call} answers: {other:?}"),
+            },
+            end => panic!("dropped after {not_in_call} of {burst} answers: {end:?}"),
+        }
+    }
     // Still registered: not dropped.
     assert_eq!(core.driver.stats().await.unwrap().terminals, 1);
+    drop(tx);
 }
