@@ -43,6 +43,8 @@ const WAIT: Duration = Duration::from_secs(5);
 struct Server {
     child: Child,
     addr: SocketAddr,
+    /// Every line the server has logged so far (stderr).
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Drop for Server {
@@ -63,7 +65,7 @@ fn start(nofile: &str, extra: &[&str]) -> Server {
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("prlimit (util-linux) runs the server");
     let stdout = child.stdout.take().unwrap();
@@ -77,9 +79,18 @@ fn start(nofile: &str, extra: &[&str]) -> Server {
             break rest.split_whitespace().next().unwrap().parse().unwrap();
         }
     };
-    // Keep draining stdout so the server never blocks on it.
+    // Keep draining stdout and stderr so the server never blocks on them.
     std::thread::spawn(move || for _ in lines {});
-    Server { child, addr }
+    let log: std::sync::Arc<std::sync::Mutex<Vec<String>>> = std::sync::Arc::default();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let kept = std::sync::Arc::clone(&log);
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            eprintln!("{line}");
+            kept.lock().unwrap().push(line);
+        }
+    });
+    Server { child, addr, log }
 }
 
 /// The server's CPU time so far: utime + stime of `/proc/PID/stat`, in clock ticks of 10 ms
@@ -298,6 +309,84 @@ async fn silent_and_slowloris_connections_are_closed_while_good_clients_are_serv
     );
     // And afterwards it still serves.
     full_call(addr, [ip(1), ip(2)]).await;
+}
+
+/// With the caps set above what the descriptors allow, the descriptor table fills: the accept loop
+/// backs off instead of spinning, says so once (not once per failed accept), and serves again as
+/// soon as the deadline has closed the silent connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_descriptor_table_makes_the_accept_loop_back_off_not_spin() {
+    let _ = rlimit::increase_nofile_limit(4096);
+    let server = start(
+        "256:256",
+        &[
+            "--handshake-timeout",
+            "2s",
+            "--max-connections",
+            "1000",
+            "--max-connections-per-ip",
+            "1000",
+        ],
+    );
+    let pid = server.child.id();
+    let cpu_before = cpu_time(pid);
+    let start = Instant::now();
+    let mut attack = tokio::task::JoinSet::new();
+    for _ in 0..SILENT {
+        let stream = connect_from(ip(1), server.addr).await.unwrap();
+        attack.spawn(async move {
+            // Those the server could not accept at first wait in the backlog: they are accepted
+            // (and closed at their own deadline) once descriptors are free again.
+            let mut stream = stream;
+            let mut buf = [0u8; 256];
+            let closed = async {
+                // The server's HTTP/2 settings, then the end.
+                while !matches!(stream.read(&mut buf).await, Ok(0) | Err(_)) {}
+            };
+            tokio::time::timeout(Duration::from_secs(15), closed)
+                .await
+                .is_ok()
+        });
+    }
+    let mut still_open = 0;
+    while let Some(closed) = attack.join_next().await {
+        if !closed.unwrap() {
+            still_open += 1;
+        }
+    }
+    let cpu = cpu_time(pid).saturating_sub(cpu_before);
+    let warnings = server
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains("cannot accept connections"))
+        .count();
+    eprintln!(
+        "descriptor attack over after {:?}: {still_open} still open, server CPU {cpu:?}, \
+         {warnings} accept warnings",
+        start.elapsed()
+    );
+    assert_eq!(
+        still_open, 0,
+        "every connection is accepted and closed in the end"
+    );
+    assert!(
+        cpu < CPU_BOUND,
+        "the server used {cpu:?} of CPU with its descriptor table full (bound {CPU_BOUND:?})"
+    );
+    assert!(
+        (1..=2).contains(&warnings),
+        "EMFILE is logged, once per 10 s: {warnings} lines"
+    );
+    // Serving again.
+    let mut health =
+        tonic_health::pb::health_client::HealthClient::new(channel_from(ip(9), server.addr).await);
+    let check = health.check(tonic_health::pb::HealthCheckRequest::default());
+    tokio::time::timeout(WAIT, check)
+        .await
+        .expect("answered in time")
+        .expect("the health check succeeds");
 }
 
 #[test]
