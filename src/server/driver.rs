@@ -517,7 +517,7 @@ mod tests {
         let (driver, task) = no_phone();
         let (tx_a, mut rx_a) = mpsc::channel(8);
         let (tx_b, mut rx_b) = mpsc::channel(8);
-        driver
+        let mut detached_a = driver
             .register(
                 TerminalId(1),
                 msisdn("+4799990001"),
@@ -567,6 +567,7 @@ mod tests {
             bye::Reason::ServerShutdown as i32
         );
         assert!(rx_a.recv().await.is_none(), "stream ends after shutdown");
+        assert_eq!(detached_a.wait().await, None, "no reason: the rpc ends OK");
         assert!(rx_b.recv().await.is_none(), "stream ends after shutdown");
         task.await.unwrap();
         assert_eq!(driver.stats().await, Err(DriverError::Stopped));
@@ -587,7 +588,7 @@ mod tests {
             )
             .await
             .unwrap();
-        driver
+        let mut detached_b = driver
             .register(
                 TerminalId(2),
                 msisdn("+4799990002"),
@@ -618,6 +619,11 @@ mod tests {
         assert!(
             rx_b.recv().await.is_none(),
             "the slow consumer's stream ends"
+        );
+        assert_eq!(
+            detached_b.wait().await,
+            Some(DetachReason::SlowConsumer { queue: 1 }),
+            "its reader is told why, to end the rpc with RESOURCE_EXHAUSTED"
         );
         let mut reasons = vec![];
         for _ in 0..2 {
