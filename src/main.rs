@@ -86,17 +86,17 @@ struct ServeArgs {
     #[arg(long, default_value_t = server::DEFAULT_CALL_ATTEMPTS_PER_SECOND)]
     call_attempts_per_second: u32,
     /// Messages per second one number may send across all its terminals and reconnects (burst:
-    /// twice as many); more get RATE_LIMIT_HIT.
-    #[arg(long, default_value_t = server::DEFAULT_MESSAGES_PER_SECOND_PER_NUMBER)]
-    messages_per_second_per_number: u32,
+    /// twice as many); more get RATE_LIMIT_HIT. Default: 5 x --messages-per-second.
+    #[arg(long)]
+    messages_per_second_per_number: Option<u32>,
     /// New calls per second one number may attempt across all its terminals and reconnects
-    /// (burst: twice as many); more get RATE_LIMIT_HIT.
-    #[arg(long, default_value_t = server::DEFAULT_CALL_ATTEMPTS_PER_SECOND_PER_NUMBER)]
-    call_attempts_per_second_per_number: u32,
+    /// (burst: twice as many); more get RATE_LIMIT_HIT. Default: --call-attempts-per-second.
+    #[arg(long)]
+    call_attempts_per_second_per_number: Option<u32>,
     /// New calls per second one number may make to one other number (burst: twice as many); more
-    /// get RATE_LIMIT_HIT.
-    #[arg(long, default_value_t = server::DEFAULT_OFFERS_PER_SECOND_PER_CALLEE)]
-    offers_per_second_per_callee: u32,
+    /// get RATE_LIMIT_HIT. Default: --call-attempts-per-second-per-number.
+    #[arg(long)]
+    offers_per_second_per_callee: Option<u32>,
     /// How long a new connection has to complete its TLS and HTTP/2 handshake and open its first
     /// rpc before it is closed.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
@@ -582,7 +582,10 @@ mod tests {
         assert_eq!(args.handshake_timeout, Duration::from_secs(10));
         assert_eq!(args.idle_timeout, Duration::from_secs(120));
         assert_eq!(args.max_connections, None, "sized from the open-file limit");
-        assert_eq!(args.call_attempts_per_second_per_number, 10);
+        assert_eq!(
+            args.call_attempts_per_second_per_number, None,
+            "follows per terminal"
+        );
         assert!(Cli::try_parse_from(["webterminal-core", "token", "--msisdn", "4799"]).is_err());
         let cli = Cli::try_parse_from([
             "webterminal-core",
@@ -606,7 +609,7 @@ mod tests {
         assert_eq!(args.idle_timeout, Duration::ZERO);
         assert_eq!(args.max_connections, Some(100));
         assert_eq!(args.max_connections_per_ip, Some(10));
-        assert_eq!(args.offers_per_second_per_callee, 1);
+        assert_eq!(args.offers_per_second_per_callee, Some(1));
         for refused in [
             &["--handshake-timeout", "0"][..],
             &["--max-connections", "-1"],

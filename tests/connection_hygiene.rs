@@ -394,3 +394,58 @@ fn the_soft_open_file_limit_is_raised_to_the_hard_limit() {
     let server = start("128:300", &[]);
     assert_eq!(soft_open_file_limit(server.child.id()), 300);
 }
+
+/// A TLS listener: the handshake deadline covers the TLS handshake and, after it, the HTTP/2
+/// preface and the first rpc. A client that completes TLS and then says nothing is closed too.
+#[tokio::test]
+async fn a_tls_connection_that_opens_no_rpc_is_closed_at_the_handshake_deadline() {
+    let dir = std::env::temp_dir().join(format!("connection-hygiene-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let files = webterminal_core::server::TlsFiles {
+        cert: dir.join("cert.pem"),
+        key: dir.join("key.pem"),
+    };
+    std::fs::write(&files.cert, cert.pem()).unwrap();
+    std::fs::write(&files.key, signing_key.serialize_pem()).unwrap();
+    let mut config = webterminal_core::server::ServerConfig::new(SECRET.as_bytes().to_vec());
+    config.tls = Some(files);
+    config.connections.handshake_timeout = Duration::from_secs(1);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(
+        webterminal_core::server::Exchange::start(config).serve(listener, async {
+            let _ = stopped.await;
+        }),
+    );
+
+    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+    roots.add(cert.der().clone()).unwrap();
+    let mut tls = tokio_rustls::rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls));
+    let start = Instant::now();
+    let silent_tcp = TcpStream::connect(addr).await.unwrap();
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = tokio_rustls::rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut silent_tls = connector
+        .connect(name, tcp)
+        .await
+        .expect("the TLS handshake completes");
+    let tls_closed = tokio::time::timeout(CLOSED_WITHIN, async {
+        let mut buf = [0u8; 256];
+        // The server's HTTP/2 settings, then the end (close_notify, EOF or a reset).
+        while !matches!(silent_tls.read(&mut buf).await, Ok(0) | Err(_)) {}
+    });
+    let (tcp_closed, tls_closed) = tokio::join!(until_closed(silent_tcp, &[], start), tls_closed);
+    assert!(tcp_closed.is_some(), "a silent TCP connection is closed");
+    assert!(
+        tls_closed.is_ok(),
+        "a TLS connection that opened no rpc was still open after {CLOSED_WITHIN:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -145,7 +145,7 @@ async fn a_terminal_reading_promptly_is_never_dropped_for_a_burst_at_its_rate_li
     config.phone_network = PhoneNetworkKind::None;
     // A budget of 1000 messages a second: a burst of 2000, each answered.
     config.messages_per_second = 1000;
-    config.messages_per_second_per_number = 1000;
+    config.messages_per_second_per_number = Some(1000);
     let burst = 2 * config.messages_per_second as usize;
     let core = start(config).await;
     // 16 KiB in flight: a couple of hundred answers.

@@ -165,8 +165,8 @@ async fn one_caller_rings_one_callee_at_most_at_the_per_callee_rate() {
     config.phone_network = PhoneNetworkKind::None;
     // A dialler: a large attempt budget, but one callee is rung at most once a second (burst 2).
     config.call_attempts_per_second = 100;
-    config.call_attempts_per_second_per_number = 100;
-    config.offers_per_second_per_callee = 1;
+    config.call_attempts_per_second_per_number = Some(100);
+    config.offers_per_second_per_callee = Some(1);
     let (addr, _stop) = start(config).await;
     let offered_to_victim = victim(addr, VICTIM).await;
     let offered_to_other = victim(addr, OTHER).await;

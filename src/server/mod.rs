@@ -90,15 +90,17 @@ pub struct ServerConfig {
     /// Default [`DEFAULT_CALL_ATTEMPTS_PER_SECOND`].
     pub call_attempts_per_second: u32,
     /// Each number's message budget, shared by all its terminals and kept across reconnects, as
-    /// above. Default [`DEFAULT_MESSAGES_PER_SECOND_PER_NUMBER`].
-    pub messages_per_second_per_number: u32,
+    /// above. `None` (the default): [`NUMBER_MESSAGES_PER_TERMINAL_MESSAGES`] times
+    /// [`ServerConfig::messages_per_second`] (500 a second with the defaults).
+    pub messages_per_second_per_number: Option<u32>,
     /// Each number's budget of new call attempts, shared by all its terminals and kept across
-    /// reconnects, as above. Default [`DEFAULT_CALL_ATTEMPTS_PER_SECOND_PER_NUMBER`].
-    pub call_attempts_per_second_per_number: u32,
+    /// reconnects, as above. `None` (the default): [`ServerConfig::call_attempts_per_second`] (one
+    /// subscriber's budget, as for one terminal: 10 a second with the defaults).
+    pub call_attempts_per_second_per_number: Option<u32>,
     /// New calls one number may make to one other number a second (burst: twice as many), as
-    /// above: no subscriber is rung more often by one caller. Default
-    /// [`DEFAULT_OFFERS_PER_SECOND_PER_CALLEE`].
-    pub offers_per_second_per_callee: u32,
+    /// above: no subscriber is rung more often by one caller. `None` (the default): the per-number
+    /// attempt rate, so that it bites when that is raised explicitly (a dialler).
+    pub offers_per_second_per_callee: Option<u32>,
     /// Caps on connections and deadlines for silent and idle ones ([`listener`]).
     pub connections: listener::ConnectionLimits,
 }
@@ -109,18 +111,9 @@ pub const DEFAULT_MESSAGES_PER_SECOND: u32 = 100;
 /// Default per-terminal rate of new call attempts, per second (burst: twice as many).
 pub const DEFAULT_CALL_ATTEMPTS_PER_SECOND: u32 = 10;
 
-/// Default per-number message rate, across all the number's terminals, per second (burst: twice
-/// as many): room for many terminals each sending keepalives, far below a flood.
-pub const DEFAULT_MESSAGES_PER_SECOND_PER_NUMBER: u32 = 500;
-
-/// Default per-number rate of new call attempts, across all the number's terminals, per second
-/// (burst: twice as many): one subscriber's budget, as for one terminal.
-pub const DEFAULT_CALL_ATTEMPTS_PER_SECOND_PER_NUMBER: u32 = 10;
-
-/// Default rate of new calls from one number to one other number, per second (burst: twice as
-/// many). It bites when the per-number attempt rate is raised (a dialler): one callee is still
-/// not rung more often than this by that caller.
-pub const DEFAULT_OFFERS_PER_SECOND_PER_CALLEE: u32 = 10;
+/// The default per-number message rate is this many times the per-terminal one: room for several
+/// terminals each sending keepalives, far below a flood (500 a second with the defaults).
+pub const NUMBER_MESSAGES_PER_TERMINAL_MESSAGES: u32 = 5;
 
 /// The certificate chain and private key a TLS listener presents, as PEM files.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -160,21 +153,31 @@ impl ServerConfig {
             tokens: TokenPolicy::default(),
             messages_per_second: DEFAULT_MESSAGES_PER_SECOND,
             call_attempts_per_second: DEFAULT_CALL_ATTEMPTS_PER_SECOND,
-            messages_per_second_per_number: DEFAULT_MESSAGES_PER_SECOND_PER_NUMBER,
-            call_attempts_per_second_per_number: DEFAULT_CALL_ATTEMPTS_PER_SECOND_PER_NUMBER,
-            offers_per_second_per_callee: DEFAULT_OFFERS_PER_SECOND_PER_CALLEE,
+            messages_per_second_per_number: None,
+            call_attempts_per_second_per_number: None,
+            offers_per_second_per_callee: None,
             connections: listener::ConnectionLimits::default(),
         }
     }
 
-    /// The rate limits of [`rate_limit`], as configured.
+    /// The rate limits of [`rate_limit`] in force: as configured, the unset per-number and
+    /// per-callee ones derived from the per-terminal ones (so that raising or lifting a terminal's
+    /// limit does not leave a stricter per-number one behind it).
     pub fn rate_limits(&self) -> rate_limit::RateLimits {
+        let attempts_per_number = self
+            .call_attempts_per_second_per_number
+            .unwrap_or(self.call_attempts_per_second);
         rate_limit::RateLimits {
             messages_per_second: self.messages_per_second,
             call_attempts_per_second: self.call_attempts_per_second,
-            messages_per_second_per_number: self.messages_per_second_per_number,
-            call_attempts_per_second_per_number: self.call_attempts_per_second_per_number,
-            offers_per_second_per_callee: self.offers_per_second_per_callee,
+            messages_per_second_per_number: self.messages_per_second_per_number.unwrap_or(
+                self.messages_per_second
+                    .saturating_mul(NUMBER_MESSAGES_PER_TERMINAL_MESSAGES),
+            ),
+            call_attempts_per_second_per_number: attempts_per_number,
+            offers_per_second_per_callee: self
+                .offers_per_second_per_callee
+                .unwrap_or(attempts_per_number),
         }
     }
 
@@ -432,6 +435,7 @@ impl Exchange {
             outbound_queue = config.outbound_queue_capacity(),
             "connection limits"
         );
+        tracing::info!(rates = ?config.rate_limits(), "rate limits per second (0: none)");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = builder
             .layer(listener::TrackRpcsLayer)
@@ -618,6 +622,32 @@ mod tests {
             client.pipe(request).await?.into_inner()
         };
         Ok(Terminal { tx, rx })
+    }
+
+    #[test]
+    fn per_number_limits_follow_the_per_terminal_ones_unless_set() {
+        let mut config = ServerConfig::new(SECRET);
+        let limits = config.rate_limits();
+        assert_eq!(
+            (
+                limits.messages_per_second,
+                limits.call_attempts_per_second,
+                limits.messages_per_second_per_number,
+                limits.call_attempts_per_second_per_number,
+                limits.offers_per_second_per_callee
+            ),
+            (100, 10, 500, 10, 10)
+        );
+        assert_eq!(config.outbound_queue_capacity(), 456);
+        config.messages_per_second = 0;
+        config.call_attempts_per_second = 0;
+        assert_eq!(config.rate_limits(), rate_limit::RateLimits::UNLIMITED);
+        assert_eq!(config.outbound_queue_capacity(), 256);
+        config.call_attempts_per_second_per_number = Some(100);
+        config.offers_per_second_per_callee = Some(1);
+        let limits = config.rate_limits();
+        assert_eq!(limits.call_attempts_per_second_per_number, 100);
+        assert_eq!(limits.offers_per_second_per_callee, 1);
     }
 
     #[tokio::test]
