@@ -3,7 +3,10 @@
 //! send the HTTP/2 preface one byte every 2 s are all closed within the handshake deadline (2 s
 //! here), a health check and a full call from other addresses succeed meanwhile, and the server's
 //! CPU time over the attack (utime + stime from `/proc/PID/stat`) stays small: no accept loop
-//! spinning on a full descriptor table. Also: the soft open-file limit is raised to the hard one.
+//! spinning on a full descriptor table. Also: with caps above the descriptors the accept loop
+//! backs off; the soft open-file limit is raised to the hard one; a TLS connection that opens no
+//! rpc is closed at the handshake deadline; and a connection with no rpc open is closed after the
+//! idle timeout while one holding a terminal is kept (these last two in this process).
 //!
 //! The attack comes from 127.0.0.1 to 127.0.0.5 and the good clients from 127.0.0.9 and
 //! 127.0.0.10 (all loopback on Linux): one attacker address cannot take more than its share of
@@ -448,4 +451,68 @@ async fn a_tls_connection_that_opens_no_rpc_is_closed_at_the_handshake_deadline(
         "a TLS connection that opened no rpc was still open after {CLOSED_WITHIN:?}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A loopback proxy in front of `server` for one connection: the channel's traffic goes through
+/// it, and the returned task ends when either side closes the connection.
+async fn proxied_channel(server: SocketAddr) -> (Channel, tokio::task::JoinHandle<()>) {
+    let front = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let front_addr = front.local_addr().unwrap();
+    let proxy = tokio::spawn(async move {
+        let (mut client, _) = front.accept().await.unwrap();
+        let mut upstream = TcpStream::connect(server).await.unwrap();
+        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+    });
+    let channel = Channel::from_shared(format!("http://{front_addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    (channel, proxy)
+}
+
+/// The idle timeout, through the whole stack: a connection whose only rpc (a health check) has
+/// ended is closed once it has been idle that long, while one holding a terminal is kept.
+#[tokio::test]
+async fn a_connection_with_no_rpc_open_is_closed_after_the_idle_timeout() {
+    let mut config = webterminal_core::server::ServerConfig::new(SECRET.as_bytes().to_vec());
+    config.connections.idle_timeout = Duration::from_secs(1);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(
+        webterminal_core::server::Exchange::start(config).serve(listener, async {
+            let _ = stopped.await;
+        }),
+    );
+
+    let (idle, idle_connection) = proxied_channel(addr).await;
+    // The channel stays alive (a client keeping its connection for later): the client does not
+    // close it.
+    tonic_health::pb::health_client::HealthClient::new(idle.clone())
+        .check(tonic_health::pb::HealthCheckRequest::default())
+        .await
+        .expect("the health check succeeds");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !idle_connection.is_finished(),
+        "kept while within the idle timeout"
+    );
+    let (busy, busy_connection) = proxied_channel(addr).await;
+    let mut terminal = Terminal::open(busy, "+4799990001").await;
+    assert!(matches!(terminal.next().await, Message::Idle(_)));
+
+    tokio::time::timeout(CLOSED_WITHIN, idle_connection)
+        .await
+        .expect("the idle connection is closed")
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        !busy_connection.is_finished(),
+        "a connection holding a terminal is kept past the idle timeout"
+    );
+    // Still usable: its terminal is answered.
+    terminal.send(Message::Bye(Bye::default())).await;
+    assert!(matches!(terminal.next().await, Message::Error(_)));
+    drop(idle);
 }
