@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/wgtwo/common/v0/phonenumber.proto",
         "proto/wgtwo/webterminal/v0/webterminal.proto",
         "proto/webterminal/core/v1/simulated_phone_network.proto",
+        "proto/webterminal/core/v1/operator.proto",
     ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");

@@ -77,6 +77,7 @@ fn call_flow(c: &mut Criterion) {
                 let offer = RequestBody::Offer {
                     sdp: offer.clone(),
                     to: Some(mb.clone()),
+                    context: Default::default(),
                 };
                 let callee_id = send(&mut switch, now, *a, caller_id, offer)
                     .expect("the callee was offered the call");

@@ -119,6 +119,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 Message::Offer(Offer {
                     sdp: offer,
                     msisdn: Some(PhoneNumber { e164: msisdn }),
+                    data: Default::default(),
                 }),
             ))
             .await?;

@@ -31,13 +31,23 @@ pub mod proto {
             }
         }
     }
+    /// `webterminal.core.v1`: this project's own services: the operator API (PROTOCOL.md section 8)
+    /// and the simulated phone network's (section 7).
+    pub use project::core::v1 as core_v1;
     pub use wgtwo::common::v0 as common;
     pub use wgtwo::webterminal::v0 as webterminal;
-    /// `webterminal.core.v1`: this project's own services (the simulated phone network's operator API).
+    /// `webterminal.core.v1` nested as its package is, so that its generated references to
+    /// `wgtwo.webterminal.v0` resolve.
     #[allow(missing_docs)]
-    pub mod simulator {
-        tonic::include_proto!("webterminal.core.v1");
+    pub mod project {
+        pub mod core {
+            pub mod v1 {
+                tonic::include_proto!("webterminal.core.v1");
+            }
+        }
     }
+    pub use core_v1 as operator;
+    pub use core_v1 as simulator;
     /// The encoded `FileDescriptorSet` of every proto above, for gRPC server reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =
         include_bytes!(concat!(env!("OUT_DIR"), "/descriptors.bin"));

@@ -329,6 +329,14 @@ async fn shutdown_signal() {
     }
 }
 
+/// The JSON of a Pipe message placing a call to `to` with `sdp`, safe inside single shell quotes
+/// (JSON may write a `'` escaped, and the shell would end its quoting at one).
+fn demo_call_body(sdp: &str, to: &Msisdn) -> String {
+    serde_json::json!({"offer": {"sdp": sdp, "msisdn": {"e164": to.as_str()}}})
+        .to_string()
+        .replace('\'', "\\u0027")
+}
+
 /// Demo tokens (1 day) for the demo numbers and a grpcurl command that places a call.
 fn print_newcomer_guide(secret: &str, stored_at: &Path, listen: SocketAddr, transport: &str) {
     let day = Duration::from_secs(24 * 3600);
@@ -352,11 +360,7 @@ fn print_newcomer_guide(secret: &str, stored_at: &Path, listen: SocketAddr, tran
         println!("  {number}: {token}");
     }
     let sdp = webterminal_core::phone::sim::generated_sdp(&numbers[0], 1);
-    let body = format!(
-        r#"{{"offer":{{"sdp":"{}","msisdn":{{"e164":"{}"}}}}}}"#,
-        json_escape(sdp.as_str()),
-        numbers[1]
-    );
+    let body = demo_call_body(sdp.as_str(), &numbers[1]);
     println!();
     println!(
         "Call {} as {} (the SDP is generated and carries no media; with no terminal of {} open, \
@@ -393,25 +397,12 @@ fn print_newcomer_guide(secret: &str, stored_at: &Path, listen: SocketAddr, tran
         "  cargo run --example terminal -- --addr http://{} --token '{}' call {} --hangup-after 5s",
         listen, tokens[0], numbers[1]
     );
+    println!("or have the simulated phone of {} call it:", numbers[0]);
+    println!(
+        "  grpcurl {} -d '{{\"from\":\"{}\",\"to\":\"{}\"}}' {} webterminal.core.v1.SimulatedPhoneNetwork/Dial",
+        transport, numbers[0], numbers[1], listen
+    );
     println!();
-}
-
-/// A JSON string body (without quotes) that is also safe inside single shell quotes.
-fn json_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + text.len() / 8);
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\'' => out.push_str("\\u0027"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// The stored secret and where it is: read if present, else made from 32 random bytes (hex) and
@@ -671,11 +662,14 @@ mod tests {
     }
 
     #[test]
-    fn json_escape_is_shell_and_json_safe() {
-        assert_eq!(
-            json_escape("v=0\r\na=\"x\"\\'"),
-            "v=0\\r\\na=\\\"x\\\"\\\\\\u0027"
-        );
+    fn the_demo_call_body_is_shell_and_json_safe() {
+        let sdp = "v=0\r\na=\"x\"\\'";
+        let to = Msisdn::parse(DEMO_MSISDNS[1]).unwrap();
+        let body = demo_call_body(sdp, &to);
+        assert!(!body.contains('\''), "{body}");
+        let back: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(back["offer"]["sdp"], sdp);
+        assert_eq!(back["offer"]["msisdn"]["e164"], DEMO_MSISDNS[1]);
     }
 
     #[test]

@@ -307,6 +307,7 @@ impl Agent {
                                 msisdn: Some(PhoneNumber {
                                     e164: NUMBERS[to].into(),
                                 }),
+                                data: Default::default(),
                             }),
                         ))
                         .await
@@ -341,7 +342,11 @@ impl Agent {
                             .tx
                             .send(msg(
                                 &self.id_for_send(&id),
-                                Message::Offer(Offer { sdp, msisdn: None }),
+                                Message::Offer(Offer {
+                                    sdp,
+                                    msisdn: None,
+                                    data: Default::default(),
+                                }),
                             ))
                             .await
                     }

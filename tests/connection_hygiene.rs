@@ -226,6 +226,7 @@ async fn full_call(server: SocketAddr, local: [IpAddr; 2]) {
         msisdn: Some(PhoneNumber {
             e164: b_number.into(),
         }),
+        ..Offer::default()
     }))
     .await;
     let offered = b.next().await;

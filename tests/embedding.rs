@@ -154,6 +154,7 @@ async fn an_embedders_phone_network_carries_calls_of_grpc_terminals() {
             msisdn: Some(PhoneNumber {
                 e164: MOBILE.into(),
             }),
+            data: Default::default(),
         })),
         call_id: id.clone(),
     })
@@ -162,7 +163,10 @@ async fn an_embedders_phone_network_carries_calls_of_grpc_terminals() {
 
     // The network is asked to ring that number, with A as caller ID and A's SDP byte for byte.
     let command = core.command().await;
-    let PhoneCommand::Ring { leg, to, from, sdp } = command else {
+    let PhoneCommand::Ring {
+        leg, to, from, sdp, ..
+    } = command
+    else {
         panic!("expected Ring, got {command:?}");
     };
     assert_eq!((to.as_str(), from.as_str()), (MOBILE, A));
@@ -207,6 +211,7 @@ async fn an_embedders_phone_network_carries_calls_of_grpc_terminals() {
             msisdn: Some(PhoneNumber {
                 e164: MOBILE.into(),
             }),
+            data: Default::default(),
         })),
         call_id: id2.clone(),
     })
@@ -252,6 +257,7 @@ async fn an_embedders_phone_network_brings_in_calls_from_its_phones() {
         from: Msisdn::parse(MOBILE).unwrap(),
         to: Msisdn::parse(A).unwrap(),
         sdp: Sdp::parse(&offer_sdp, 65536).unwrap(),
+        context: Default::default()
     }));
     let offered = a.recv().await;
     let id = offered.call_id.clone();

@@ -104,9 +104,21 @@ async fn grpcurl_lists_and_describes_the_services_through_reflection() {
         "wgtwo.webterminal.v0.WebTerminalService",
         "grpc.health.v1.Health",
         "grpc.reflection.v1alpha.ServerReflection",
+        "webterminal.core.v1.Operator",
     ] {
         assert!(services.contains(&service), "{service} not in {services:?}");
     }
+    let operator = grpcurl_output(&[
+        "-plaintext",
+        &addr,
+        "describe",
+        "webterminal.core.v1.Operator",
+    ])
+    .await;
+    assert!(
+        operator.contains("rpc WatchCalls ( .webterminal.core.v1.WatchCallsRequest ) returns ( stream .webterminal.core.v1.CallEvent )"),
+        "{operator}"
+    );
     let described = grpcurl_output(&[
         "-plaintext",
         &addr,

@@ -82,6 +82,7 @@ fn offer(call_id: &str, to: &str) -> WebTerminalMessage {
         message: Some(Message::Offer(Offer {
             sdp: sdp(),
             msisdn: Some(PhoneNumber { e164: to.into() }),
+            ..Offer::default()
         })),
         call_id: call_id.into(),
     }

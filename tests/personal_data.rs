@@ -1,6 +1,7 @@
-//! Phone numbers and SDP bodies are personal data: the real binary, logging at `debug`, must not
-//! write a full number or any SDP line to its log while it carries a call with real Chromium SDP —
-//! unless the operator asks for it with `--log-personal-data`.
+//! Phone numbers, SDP bodies and call context values are personal data: the real binary, logging at
+//! `debug`, must not write a full number, any SDP line or a context value to its log while it carries
+//! a call with real Chromium SDP and a caller's context — unless the operator asks for it with
+//! `--log-personal-data`.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -18,6 +19,11 @@ const SECRET: &str = "personal-data-test-secret";
 const A: &str = "+4791234501";
 const B: &str = "+4791234502";
 const WAIT: Duration = Duration::from_secs(10);
+/// The caller's call context: a name and a ticket reference are personal data.
+const CONTEXT: [(&str, &str); 2] = [
+    ("display_name", "Kari Nordmann"),
+    ("contact_ref", "TICKET-4711-8842"),
+];
 
 fn fixture(name: &str) -> String {
     let path = format!("{}/tests/fixtures/sdp/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -100,6 +106,10 @@ async fn log_of_a_call(extra: &[&str]) -> String {
     let offer = Offer {
         sdp: fixture("chromium-offer.sdp"),
         msisdn: Some(PhoneNumber { e164: B.into() }),
+        data: CONTEXT
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
     };
     a_tx.send(message(&id, Message::Offer(offer)))
         .await
@@ -173,10 +183,20 @@ async fn the_log_holds_no_phone_number_and_no_sdp_by_default() {
         let value = line.split_once('=').unwrap().1;
         assert!(!log.contains(value), "SDP line {line:?} in the log:\n{log}");
     }
+    assert!(
+        log.contains("contact_ref"),
+        "the context is logged, its values redacted: {log}"
+    );
+    for (key, value) in CONTEXT {
+        assert!(!log.contains(value), "{key}'s value in the log:\n{log}");
+    }
 }
 
 #[tokio::test]
 async fn log_personal_data_shows_numbers_when_asked() {
     let log = log_of_a_call(&["--log-personal-data"]).await;
     assert!(log.contains(A) && log.contains(B), "numbers shown:\n{log}");
+    for (key, value) in CONTEXT {
+        assert!(log.contains(value), "{key}'s value shown:\n{log}");
+    }
 }

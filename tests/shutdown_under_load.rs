@@ -143,6 +143,7 @@ fn offer_to(sdp: &str, to: &str) -> Message {
     Message::Offer(Offer {
         sdp: sdp.to_owned(),
         msisdn: Some(PhoneNumber { e164: to.into() }),
+        data: Default::default(),
     })
 }
 

@@ -134,6 +134,7 @@ fn offer_to(msisdn: &str) -> Message {
         msisdn: Some(PhoneNumber {
             e164: msisdn.into(),
         }),
+        data: Default::default(),
     })
 }
 

@@ -3,7 +3,8 @@
 //! compiled at test time from the upstream schema (no extension of this core). It connects with an
 //! OAuth client-credentials token (issued here as an authorization server would, not by this core's
 //! own minting code), names its subscriber in `wg2-msisdn` without the `+`, sends an empty keepalive
-//! every 100 ms, and answers the call a simulated phone `Dial`s to it.
+//! every 100 ms, and answers the call a simulated phone `Dial`s to it — an Offer that carries call
+//! context (`Offer.data`), a field its schema does not have.
 //!
 //! Needs python3 with grpcio and grpcio-tools, which `scripts/install-test-tools` installs from PyPI;
 //! the test fails (it never skips) when they are missing.
@@ -106,6 +107,8 @@ async fn the_wg2_voicebot_answers_a_call_from_a_phone_unchanged() {
         .dial(DialRequest {
             from: CALLER.into(),
             to: SUBSCRIBER.into(),
+            // Call context the upstream schema has no field for: the bot's stubs skip it.
+            data: [("display_name".to_owned(), "Kari Nordmann".to_owned())].into(),
         })
         .await
         .expect("Dial");

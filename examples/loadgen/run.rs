@@ -679,6 +679,7 @@ async fn call(ctx: Arc<CallContext>, stats: Arc<StepStats>, pair: usize) {
             msisdn: Some(PhoneNumber {
                 e164: caller.callee.clone(),
             }),
+            data: Default::default(),
         }),
     );
     let sent = Instant::now();

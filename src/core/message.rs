@@ -3,6 +3,8 @@
 //! These are the typed forms of `wgtwo.webterminal.v0.WebTerminalMessage` (PROTOCOL.md section 1);
 //! `crate::server::wire` converts between them and the protobuf messages in one place.
 
+use super::context::CallContext;
+use super::events::CallEvent;
 use super::types::{CallId, Msisdn, PhoneLegId, Sdp, TerminalId};
 
 /// A message from a terminal, already parsed and validated at the edge (PROTOCOL.md section 6 order:
@@ -26,6 +28,9 @@ pub enum RequestBody {
         sdp: Sdp,
         /// The number called, or `None` for a re-offer or pull.
         to: Option<Msisdn>,
+        /// The call context of a new call (`Offer.data`, PROTOCOL.md section 1); a re-offer or pull
+        /// with one is refused with `INVALID_ARGUMENT`.
+        context: CallContext,
     },
     /// Answers an offered call (4.2) or a pending re-offer (4.7).
     Answer {
@@ -58,6 +63,8 @@ pub enum NoticeBody {
         sdp: Sdp,
         /// The other party's number (the caller, or the re-offering side).
         from: Msisdn,
+        /// The caller's call context on the Offer of a new call; empty on a re-offer or pull.
+        context: CallContext,
     },
     /// The other party's answer to this terminal's offer.
     Answer {
@@ -112,6 +119,10 @@ pub enum ByeReason {
     NegotiationFailed,
     /// `SERVER_SHUTDOWN`: the core is shutting down (4.9).
     ServerShutdown,
+    /// `TRANSFERRED`: the leg handed the call on with a transfer (4.12).
+    Transferred,
+    /// `ENDED_BY_OPERATOR`: the operator ended the call (section 8, `EndCall`).
+    EndedByOperator,
 }
 
 /// The `wgtwo.webterminal.v0.Error.Code` a rejection is reported with (PROTOCOL.md section 6).
@@ -170,6 +181,8 @@ pub enum PhoneCommand {
         from: Msisdn,
         /// The caller's offer.
         sdp: Sdp,
+        /// The caller's call context (a network may show its `display_name`).
+        context: CallContext,
     },
     /// Bring up `msisdn`'s own phone to take over its call with `peer` (handover, 4.6). Expected
     /// answers: `HandOverReady` with the phone's offer, or `HandOverFailed`.
@@ -282,6 +295,10 @@ pub enum PhoneEvent {
         to: Msisdn,
         /// The calling phone's offer.
         sdp: Sdp,
+        /// Call context from the network, relayed to the callee's devices like a terminal caller's
+        /// (`display_name`: the caller's name as the network knows it). Build it with
+        /// [`CallContext::parse`] from what the network got from outside.
+        context: CallContext,
     },
     /// The phone re-offers on its established call (4.7): relayed to the other party, whose answer
     /// comes back as `Answer`; or `OfferFailed`.
@@ -321,4 +338,6 @@ pub enum Output {
     },
     /// Hand `command` to the phone network.
     Phone(PhoneCommand),
+    /// A call event for operators (PROTOCOL.md section 8).
+    Event(CallEvent),
 }

@@ -7,11 +7,17 @@
 //! Call ids come from a generator seeded by the caller ([`Switch::new`]), so a run replays exactly.
 
 mod config;
+mod context;
+mod events;
 mod message;
 mod switch;
 mod types;
 
 pub use config::SwitchConfig;
+pub use context::{CallContext, CallContextError};
+pub use events::{
+    CallEvent, CallRef, CallStatus, Device, DeviceKind, LiveCall, Presence, TerminalPresence,
+};
 pub use message::{
     ByeReason, ErrorCode, Notice, NoticeBody, Output, PhoneCommand, PhoneEvent, PhoneRejection,
     Rejection, Request, RequestBody,

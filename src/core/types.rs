@@ -14,7 +14,7 @@ pub fn log_personal_data(on: bool) {
     LOG_PERSONAL_DATA.store(on, Ordering::Relaxed);
 }
 
-fn personal_data_logged() -> bool {
+pub(super) fn personal_data_logged() -> bool {
     LOG_PERSONAL_DATA.load(Ordering::Relaxed)
 }
 
@@ -259,9 +259,22 @@ pub enum PipeKind {
 }
 
 /// A session description (RFC 8866) that passed validation. The text is kept byte for byte and
-/// relayed unchanged (PROTOCOL.md section 2); cloning is cheap.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Sdp(Arc<str>);
+/// relayed unchanged (PROTOCOL.md section 2); cloning is cheap. What the parser read of its media
+/// direction is kept too ([`Sdp::is_hold`]), for call events (section 8).
+#[derive(Clone)]
+pub struct Sdp {
+    text: Arc<str>,
+    hold: bool,
+}
+
+impl PartialEq for Sdp {
+    /// Two SDPs are equal when their texts are.
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for Sdp {}
 
 /// Why an SDP was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -306,18 +319,61 @@ impl Sdp {
         if session.media.is_empty() {
             return Err(SdpError::NoMedia);
         }
-        Ok(Sdp(Arc::from(text)))
+        // RFC 3264 section 8.4: a media stream is put on hold by offering it sendonly (or inactive
+        // when it was recvonly); a media section without a direction takes the session's, and
+        // sendrecv is the default (RFC 8866 section 6.7).
+        let session_direction = direction(&session.attribute);
+        let hold = session.media.iter().all(|m| {
+            matches!(
+                direction(m.get_attributes()).or(session_direction),
+                Some(Direction::Sendonly | Direction::Inactive)
+            )
+        });
+        Ok(Sdp {
+            text: Arc::from(text),
+            hold,
+        })
     }
 
-    /// Wraps text that this process generated itself (the simulated phone network), unchecked.
+    /// Wraps text that this process generated itself (the simulated phone network), unchecked; it
+    /// counts as not on hold.
     pub fn trusted(text: impl Into<Arc<str>>) -> Self {
-        Sdp(text.into())
+        Sdp {
+            text: text.into(),
+            hold: false,
+        }
     }
 
     /// The SDP text, byte for byte as received.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.text
     }
+
+    /// Whether, as an offer, it puts its sender's media on hold: every media section `sendonly` or
+    /// `inactive` (RFC 3264 section 8.4; PROTOCOL.md section 8, `HELD` / `RESUMED`).
+    pub fn is_hold(&self) -> bool {
+        self.hold
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Direction {
+    Sendrecv,
+    Sendonly,
+    Recvonly,
+    Inactive,
+}
+
+/// The direction attribute among `attributes`, if there is one.
+fn direction(attributes: &[webrtc_sdp::attribute_type::SdpAttribute]) -> Option<Direction> {
+    use webrtc_sdp::attribute_type::SdpAttribute;
+    attributes.iter().find_map(|a| match a {
+        SdpAttribute::Sendrecv => Some(Direction::Sendrecv),
+        SdpAttribute::Sendonly => Some(Direction::Sendonly),
+        SdpAttribute::Recvonly => Some(Direction::Recvonly),
+        SdpAttribute::Inactive => Some(Direction::Inactive),
+        _ => None,
+    })
 }
 
 impl fmt::Debug for Sdp {
@@ -325,9 +381,9 @@ impl fmt::Debug for Sdp {
     /// [`log_personal_data`] is on).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if personal_data_logged() {
-            return write!(f, "Sdp({:?})", self.0);
+            return write!(f, "Sdp({:?})", self.text);
         }
-        write!(f, "Sdp({} bytes)", self.0.len())
+        write!(f, "Sdp({} bytes)", self.text.len())
     }
 }
 
@@ -360,6 +416,28 @@ mod tests {
         assert!(CallId::parse("not-a-uuid").is_err());
         let made = CallId::random();
         assert_eq!(made.to_string(), made.uuid().hyphenated().to_string());
+    }
+
+    #[test]
+    fn hold_is_read_from_the_media_direction() {
+        let fixture = |name: &str| {
+            let path = format!("{}/tests/fixtures/sdp/{name}", env!("CARGO_MANIFEST_DIR"));
+            Sdp::parse(&std::fs::read_to_string(path).unwrap(), 65536).unwrap()
+        };
+        for held in [
+            "chromium-hold-offer.sdp",
+            "aiortc-hold-offer.sdp",
+            "chromium-icerestart-offer.sdp",
+        ] {
+            assert!(fixture(held).is_hold(), "{held}");
+        }
+        for live in [
+            "chromium-offer.sdp",
+            "aiortc-offer.sdp",
+            "chromium-answer.sdp",
+        ] {
+            assert!(!fixture(live).is_hold(), "{live}");
+        }
     }
 
     #[test]

@@ -17,7 +17,7 @@
 //! operator's requests). No locks: one owner, `&mut self`.
 
 use super::{PhoneNetwork, PhoneReports};
-use crate::core::{Msisdn, PhoneCommand, PhoneEvent, PhoneLegId, PhoneRejection, Sdp};
+use crate::core::{CallContext, Msisdn, PhoneCommand, PhoneEvent, PhoneLegId, PhoneRejection, Sdp};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::fmt::Write as _;
@@ -315,13 +315,19 @@ impl SimulatedPhones {
         }
     }
 
-    /// The simulated phone of `from` calls `to` (PROTOCOL.md 4.11, section 7's `Dial`): returns the
-    /// `Incoming` event with a generated offer, on a new leg numbered by the network.
+    /// The simulated phone of `from` calls `to` (PROTOCOL.md 4.11, section 7's `Dial`) with call
+    /// `context` (e.g. a `display_name`): returns the `Incoming` event with a generated offer, on a
+    /// new leg numbered by the network.
     ///
     /// # Errors
     /// [`SimError::Busy`] or [`SimError::Unreachable`] by `from`'s [`Behaviour`];
     /// [`SimError::DialsItself`] when `from` is `to`.
-    pub fn dial(&mut self, from: Msisdn, to: Msisdn) -> Result<Vec<PhoneEvent>, SimError> {
+    pub fn dial(
+        &mut self,
+        from: Msisdn,
+        to: Msisdn,
+        context: CallContext,
+    ) -> Result<Vec<PhoneEvent>, SimError> {
         tracing::info!(?from, ?to, "simulated phone dials");
         match self.behaviour(&from) {
             Behaviour::Busy => return Err(SimError::Busy),
@@ -336,7 +342,13 @@ impl SimulatedPhones {
         let session = self.session();
         let sdp = generated_sdp(&from, session);
         self.keep(leg, from.clone(), LegState::Calling);
-        Ok(vec![PhoneEvent::Incoming { leg, from, to, sdp }])
+        Ok(vec![PhoneEvent::Incoming {
+            leg,
+            from,
+            to,
+            sdp,
+            context,
+        }])
     }
 
     fn offer_answered(&mut self, leg: PhoneLegId) -> Vec<PhoneEvent> {
@@ -460,7 +472,13 @@ enum Request {
     Command(PhoneCommand),
     SetBehaviour(Msisdn, Behaviour, oneshot::Sender<()>),
     Control(Msisdn, Operation, oneshot::Sender<Result<u32, SimError>>),
-    Dial(Msisdn, Msisdn, oneshot::Sender<Result<(), SimError>>),
+    Dial(
+        Msisdn,
+        Msisdn,
+        CallContext,
+        oneshot::Sender<Result<(), SimError>>,
+    ),
+    Behaviour(Msisdn, oneshot::Sender<Behaviour>),
 }
 
 /// The simulated phone network as the switch's driver sees it: a [`PhoneNetwork`] that queues each
@@ -508,7 +526,12 @@ impl SimulatedPhoneNetwork {
                         }
                         continue;
                     }
-                    Request::Dial(from, to, reply) => match phones.dial(from, to) {
+                    Request::Behaviour(msisdn, reply) => {
+                        let _ = reply.send(phones.behaviour(&msisdn));
+                        continue;
+                    }
+                    Request::Dial(from, to, context, reply) => match phones.dial(from, to, context)
+                    {
                         Ok(events) => {
                             // Reported before the reply, as for Control.
                             for event in events {
@@ -564,7 +587,13 @@ impl fmt::Debug for Request {
                 f.debug_tuple("SetBehaviour").field(m).field(b).finish()
             }
             Request::Control(m, o, _) => f.debug_tuple("Control").field(m).field(o).finish(),
-            Request::Dial(from, to, _) => f.debug_tuple("Dial").field(from).field(to).finish(),
+            Request::Behaviour(m, _) => f.debug_tuple("Behaviour").field(m).finish(),
+            Request::Dial(from, to, context, _) => f
+                .debug_tuple("Dial")
+                .field(from)
+                .field(to)
+                .field(context)
+                .finish(),
         }
     }
 }
@@ -582,6 +611,19 @@ impl SimulatorControl {
         let (tx, rx) = oneshot::channel();
         self.requests
             .send(Request::SetBehaviour(msisdn, behaviour, tx))
+            .map_err(|_| SimError::Stopped)?;
+        rx.await.map_err(|_| SimError::Stopped)
+    }
+
+    /// How `msisdn`'s simulated phone behaves now (what presence reports of it, PROTOCOL.md
+    /// section 8).
+    ///
+    /// # Errors
+    /// [`SimError::Stopped`].
+    pub async fn behaviour(&self, msisdn: Msisdn) -> Result<Behaviour, SimError> {
+        let (tx, rx) = oneshot::channel();
+        self.requests
+            .send(Request::Behaviour(msisdn, tx))
             .map_err(|_| SimError::Stopped)?;
         rx.await.map_err(|_| SimError::Stopped)
     }
@@ -604,16 +646,22 @@ impl SimulatorControl {
         self.control(msisdn, Operation::Reject).await
     }
 
-    /// `from`'s simulated phone calls `to` with a generated offer (PROTOCOL.md 4.11); the call is
-    /// reported to the core before this returns. `hang_up(from)` ends it from the phone.
+    /// `from`'s simulated phone calls `to` with a generated offer and call `context` (PROTOCOL.md
+    /// 4.11); the call is reported to the core before this returns. `hang_up(from)` ends it from the
+    /// phone.
     ///
     /// # Errors
     /// [`SimError::Busy`], [`SimError::Unreachable`], [`SimError::DialsItself`];
     /// [`SimError::Stopped`].
-    pub async fn dial(&self, from: Msisdn, to: Msisdn) -> Result<(), SimError> {
+    pub async fn dial(
+        &self,
+        from: Msisdn,
+        to: Msisdn,
+        context: CallContext,
+    ) -> Result<(), SimError> {
         let (tx, rx) = oneshot::channel();
         self.requests
-            .send(Request::Dial(from, to, tx))
+            .send(Request::Dial(from, to, context, tx))
             .map_err(|_| SimError::Stopped)?;
         rx.await.map_err(|_| SimError::Stopped)?
     }
@@ -657,6 +705,7 @@ mod tests {
             to: n(to),
             from: n(A),
             sdp: generated_sdp(&n(A), 99),
+            context: Default::default(),
         }
     }
 

@@ -52,6 +52,10 @@ pub const REQUIRED_SCOPE: &str = "call.control.answer_and_initiate";
 /// subscriber token (which may name only its own number). PROTOCOL.md section 1.
 pub const MSISDN_METADATA: &str = "wg2-msisdn";
 
+/// The scope an operator's token must hold for `webterminal.core.v1.Operator` (PROTOCOL.md
+/// section 8).
+pub const OPERATOR_SCOPE: &str = "webterminal.operator";
+
 /// Clock skew allowed on `exp` (and `nbf`, when present): 60 s (PROTOCOL.md section 6).
 pub const LEEWAY: Duration = Duration::from_secs(60);
 
@@ -89,6 +93,9 @@ pub enum AuthError {
     /// `scope` does not contain [`REQUIRED_SCOPE`].
     #[error("the access token lacks the scope {REQUIRED_SCOPE}")]
     MissingScope,
+    /// An operator rpc's token lacks [`OPERATOR_SCOPE`].
+    #[error("the access token lacks the scope {OPERATOR_SCOPE}")]
+    MissingOperatorScope,
     /// A client token, and the rpc has no [`MSISDN_METADATA`] naming the subscriber it acts for.
     #[error(
         "{MSISDN_METADATA} is required with a client token: metadata naming the subscriber the \
@@ -112,7 +119,7 @@ impl AuthError {
     /// [`MSISDN_METADATA`] included).
     pub fn status(&self) -> Status {
         match self {
-            AuthError::MissingScope | AuthError::NotGranted => {
+            AuthError::MissingScope | AuthError::MissingOperatorScope | AuthError::NotGranted => {
                 Status::permission_denied(self.to_string())
             }
             AuthError::BadMsisdnMetadata(_) => Status::invalid_argument(self.to_string()),
@@ -506,20 +513,27 @@ impl Verifier {
     /// # Errors
     /// An [`AuthError`]; turn it into the rpc's status with [`AuthError::status`].
     pub fn authenticate(&self, metadata: &MetadataMap) -> Result<Msisdn, AuthError> {
-        let value = metadata
-            .get("authorization")
-            .ok_or(AuthError::MissingToken)?;
-        let value = value.to_str().map_err(|_| AuthError::NotBearer)?;
-        let (scheme, token) = value.trim().split_once(' ').ok_or(AuthError::NotBearer)?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(AuthError::NotBearer);
-        }
-        let principal = self.verify_token(token.trim())?;
+        let principal = self.verify_token(bearer(metadata)?)?;
         let named = named_msisdn(metadata)?;
         if let Principal::Client { client_id, .. } = &principal {
             tracing::debug!(client = %shorten(client_id), "client token");
         }
         principal.subscriber(named)
+    }
+
+    /// Reads `authorization: Bearer <token>` from an operator rpc's metadata and verifies the token
+    /// as [`Verifier::verify_token`] does (signature, time, issuer, audience), but whatever its
+    /// subject: it must hold [`OPERATOR_SCOPE`] (PROTOCOL.md section 8).
+    ///
+    /// # Errors
+    /// An [`AuthError`] (`UNAUTHENTICATED`), or [`AuthError::MissingOperatorScope`]
+    /// (`PERMISSION_DENIED`) for a valid token without the scope.
+    pub fn authorize_operator(&self, metadata: &MetadataMap) -> Result<(), AuthError> {
+        let claims = self.verified_claims(bearer(metadata)?)?;
+        match claims.scope.is_some_and(|s| s.contains(OPERATOR_SCOPE)) {
+            true => Ok(()),
+            false => Err(AuthError::MissingOperatorScope),
+        }
     }
 
     /// Verifies one compact JWT as [`Verifier::verify_token`] does and returns the subscriber it
@@ -541,6 +555,11 @@ impl Verifier {
     /// # Errors
     /// An [`AuthError`] naming the first fault.
     pub fn verify_token(&self, token: &str) -> Result<Principal, AuthError> {
+        check_claims(self.verified_claims(token)?)
+    }
+
+    /// The claims of a token whose header, signature, time, issuer and audience check out.
+    fn verified_claims(&self, token: &str) -> Result<Claims, AuthError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| {
             AuthError::Invalid("malformed token or header (an unknown alg, such as none?)".into())
         })?;
@@ -562,7 +581,7 @@ impl Verifier {
         let mut mismatch = None;
         for key in candidates {
             match jsonwebtoken::decode::<Claims>(token, &key.key, &validation) {
-                Ok(data) => return check_claims(data.claims),
+                Ok(data) => return Ok(data.claims),
                 // This key did not sign it: another one may have.
                 Err(e) if is_key_mismatch(&e) => mismatch = Some(map_jwt_error(e)),
                 // The signature checked out, the claims did not (or the token is malformed).
@@ -742,6 +761,19 @@ fn check_rsa(modulus: &[u8], exponent: &[u8]) -> Result<(), String> {
 /// A client-supplied header value for an error message: at most 64 characters.
 fn shorten(text: &str) -> String {
     text.chars().take(64).collect()
+}
+
+/// The token of `authorization: Bearer <token>`.
+fn bearer(metadata: &MetadataMap) -> Result<&str, AuthError> {
+    let value = metadata
+        .get("authorization")
+        .ok_or(AuthError::MissingToken)?;
+    let value = value.to_str().map_err(|_| AuthError::NotBearer)?;
+    let (scheme, token) = value.trim().split_once(' ').ok_or(AuthError::NotBearer)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(AuthError::NotBearer);
+    }
+    Ok(token.trim())
 }
 
 fn check_claims(claims: Claims) -> Result<Principal, AuthError> {

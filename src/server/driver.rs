@@ -16,6 +16,7 @@ use crate::core::{
 };
 use crate::phone::PhoneNetwork;
 use crate::proto::webterminal::WebTerminalMessage;
+use crate::server::operator::{EventHub, OperatorQuery};
 use crate::server::wire;
 use std::collections::HashMap;
 use std::fmt;
@@ -66,6 +67,8 @@ pub(crate) enum DriverInput {
     Gone { terminal: TerminalId },
     /// Asks for [`DriverStats`].
     Stats { reply: oneshot::Sender<DriverStats> },
+    /// A question of the operator API (PROTOCOL.md section 8).
+    Operator(OperatorQuery),
     /// Server shutdown (PROTOCOL.md 4.9): `Bye{SERVER_SHUTDOWN}` on every live leg, every response
     /// stream ends with status OK, then the driver stops and answers on `done`.
     Shutdown { done: oneshot::Sender<()> },
@@ -237,6 +240,14 @@ impl DriverHandle {
         answer.await.map_err(|_| DriverError::Stopped)
     }
 
+    /// Hands a question of the operator API to the driver; it answers on the query's own reply.
+    ///
+    /// # Errors
+    /// [`DriverError::Stopped`].
+    pub async fn operator(&self, query: OperatorQuery) -> Result<(), DriverError> {
+        self.send(DriverInput::Operator(query)).await
+    }
+
     /// Shuts the switch down (see `DriverInput::Shutdown`) and waits until every Bye is queued and
     /// every outbound queue is closed.
     ///
@@ -255,12 +266,14 @@ impl DriverHandle {
 /// switch down the same way).
 pub fn spawn(
     switch: Switch,
+    events: EventHub,
     phone: Option<Box<dyn PhoneNetwork>>,
     phone_events: mpsc::UnboundedReceiver<PhoneEvent>,
 ) -> (DriverHandle, JoinHandle<()>) {
     let (inputs, receiver) = mpsc::channel(INPUT_QUEUE);
     let driver = Driver {
         switch,
+        events,
         phone,
         terminals: HashMap::new(),
     };
@@ -271,6 +284,8 @@ pub fn spawn(
 /// The state of the driver task.
 struct Driver {
     switch: Switch,
+    /// Call events for the operator API's watchers.
+    events: EventHub,
     phone: Option<Box<dyn PhoneNetwork>>,
     /// The outbound queue of every registered terminal.
     /// Each registered terminal's outbound queue, and the signal its reader waits on (dropped with
@@ -360,6 +375,7 @@ impl Driver {
                     calls: self.switch.call_count(),
                 });
             }
+            DriverInput::Operator(query) => query.answer(&mut self.switch, &self.events, now),
             DriverInput::Shutdown { .. } => unreachable!("handled by the run loop"),
         }
     }
@@ -375,6 +391,7 @@ impl Driver {
                     Some(phone) => phone.send(command),
                     None => tracing::warn!(?command, "no phone network for a phone command"),
                 },
+                Output::Event(event) => self.events.publish(event),
             }
         }
     }
@@ -443,6 +460,7 @@ mod tests {
                 },
                 1,
             ),
+            EventHub::new(Default::default()),
             None,
             events,
         )
@@ -545,6 +563,7 @@ mod tests {
                     body: RequestBody::Offer {
                         sdp: Sdp::parse(SDP, 65536).unwrap(),
                         to: Some(msisdn("+4799990002")),
+                        context: Default::default(),
                     },
                 }),
             )
@@ -602,6 +621,7 @@ mod tests {
             body: RequestBody::Offer {
                 sdp: Sdp::parse(SDP, 65536).unwrap(),
                 to: Some(msisdn("+4799990002")),
+                context: Default::default(),
             },
         };
         let first = crate::core::CallId::random();

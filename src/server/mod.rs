@@ -13,6 +13,7 @@
 pub mod auth;
 pub mod driver;
 pub mod listener;
+pub mod operator;
 pub mod rate_limit;
 pub mod service;
 pub mod simulator;
@@ -103,6 +104,8 @@ pub struct ServerConfig {
     pub offers_per_second_per_callee: Option<u32>,
     /// Caps on connections and deadlines for silent and idle ones ([`listener`]).
     pub connections: listener::ConnectionLimits,
+    /// The operator API's event buffers (PROTOCOL.md section 8).
+    pub events: operator::EventLimits,
 }
 
 /// Default per-terminal message rate, in messages per second (burst: twice as many).
@@ -157,6 +160,7 @@ impl ServerConfig {
             call_attempts_per_second_per_number: None,
             offers_per_second_per_callee: None,
             connections: listener::ConnectionLimits::default(),
+            events: operator::EventLimits::default(),
         }
     }
 
@@ -218,6 +222,7 @@ impl fmt::Debug for ServerConfig {
                 &self.offers_per_second_per_callee,
             )
             .field("connections", &self.connections)
+            .field("events", &self.events)
             .finish()
     }
 }
@@ -264,13 +269,10 @@ pub struct Exchange {
     config: ServerConfig,
     driver: driver::DriverHandle,
     driver_task: tokio::task::JoinHandle<()>,
-    simulator: Option<SimulatorServer>,
+    /// The simulated phone network's control, when it runs: its operator API is served, and
+    /// presence reports its phones' state.
+    simulator: Option<crate::phone::sim::SimulatorControl>,
 }
-
-type SimulatorServer =
-    crate::proto::simulator::simulated_phone_network_server::SimulatedPhoneNetworkServer<
-        simulator::SimulatorService,
-    >;
 
 impl fmt::Debug for Exchange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -292,7 +294,7 @@ impl Exchange {
             PhoneNetworkKind::Sim => {
                 let (network, control) = crate::phone::sim::SimulatedPhoneNetwork::start(reports);
                 let network: Box<dyn PhoneNetwork> = Box::new(network);
-                (Some(network), Some(simulator::service(control)))
+                (Some(network), Some(control))
             }
             PhoneNetworkKind::None => (None, None),
         };
@@ -319,12 +321,13 @@ impl Exchange {
         config: ServerConfig,
         phone: Option<Box<dyn PhoneNetwork>>,
         phone_events: tokio::sync::mpsc::UnboundedReceiver<crate::core::PhoneEvent>,
-        simulator: Option<SimulatorServer>,
+        simulator: Option<crate::phone::sim::SimulatorControl>,
     ) -> Exchange {
         let mut switch_config = config.switch.clone();
         switch_config.phone_network = phone.is_some();
-        let (driver, driver_task) =
-            driver::spawn(Switch::new(switch_config, seed()), phone, phone_events);
+        let switch = Switch::new(switch_config, seed());
+        let events = operator::EventHub::new(config.events);
+        let (driver, driver_task) = driver::spawn(switch, events, phone, phone_events);
         Exchange {
             config,
             driver,
@@ -370,7 +373,7 @@ impl Exchange {
             config,
             driver,
             driver_task,
-            simulator,
+            simulator: sim_control,
         } = self;
         let prepared = auth::Verifier::from_config(&config)
             .map_err(ServeError::from)
@@ -393,7 +396,7 @@ impl Exchange {
         let webterminal = WebTerminalServiceServer::new(
             service::WebTerminal::new(
                 driver.clone(),
-                verifier,
+                verifier.clone(),
                 limits,
                 config.outbound_queue_capacity(),
             )
@@ -446,7 +449,12 @@ impl Exchange {
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_optional_service(simulator)
+            .add_service(operator::service(
+                driver.clone(),
+                verifier,
+                sim_control.clone(),
+            ))
+            .add_optional_service(sim_control.map(simulator::service))
             .serve_with_incoming_shutdown(incoming, async {
                 let _ = stopped.await;
             });
@@ -678,6 +686,7 @@ mod tests {
             message: Some(Message::Offer(Offer {
                 sdp: sdp("chromium-offer.sdp"),
                 msisdn: Some(PhoneNumber { e164: B.into() }),
+                data: Default::default(),
             })),
             call_id: String::new(),
         })
@@ -754,6 +763,7 @@ mod tests {
             message: Some(Message::Offer(Offer {
                 sdp: sdp("aiortc-offer.sdp"),
                 msisdn: Some(PhoneNumber { e164: B.into() }),
+                data: Default::default(),
             })),
             call_id: id.clone(),
         })
@@ -797,6 +807,7 @@ mod tests {
             message: Some(Message::Offer(Offer {
                 sdp: sdp("chromium-offer.sdp"),
                 msisdn: Some(PhoneNumber { e164: A.into() }),
+                data: Default::default(),
             })),
             call_id: String::new(),
         })

@@ -5,7 +5,7 @@
 //! Each rpc parses its msisdn at the edge and hands the request to the simulator task through a
 //! [`SimulatorControl`]; errors become gRPC statuses in one place, [`status`].
 
-use crate::core::Msisdn;
+use crate::core::{CallContext, Msisdn};
 use crate::phone::sim::{Behaviour, SimError, SimulatorControl};
 use crate::proto::simulator::simulated_phone_network_server::{
     SimulatedPhoneNetwork, SimulatedPhoneNetworkServer,
@@ -120,7 +120,9 @@ impl SimulatedPhoneNetwork for SimulatorService {
         let request = request.into_inner();
         let from = number("from", &request.from)?;
         let to = number("to", &request.to)?;
-        self.control.dial(from, to).await.map_err(status)?;
+        let context = CallContext::parse(request.data)
+            .map_err(|e| Status::invalid_argument(format!("data {e}")))?;
+        self.control.dial(from, to, context).await.map_err(status)?;
         Ok(Response::new(DialResponse {}))
     }
 }
@@ -167,6 +169,7 @@ mod tests {
             to: Msisdn::parse("+4799990002").unwrap(),
             from: from.clone(),
             sdp: sim::generated_sdp(&from, 1),
+            context: Default::default(),
         });
         assert_eq!(
             events.recv().await,
@@ -196,6 +199,7 @@ mod tests {
             to: Msisdn::parse("+4799990002").unwrap(),
             from: from.clone(),
             sdp: sim::generated_sdp(&from, 2),
+            context: Default::default(),
         });
         assert_eq!(
             events.recv().await,

@@ -6,8 +6,8 @@
 //! Outbound, [`notice_to_proto`] and [`rejection_to_proto`] build the messages a terminal receives.
 
 use crate::core::{
-    ByeReason, CallId, ErrorCode, Msisdn, Notice, NoticeBody, PipeKind, Rejection, Request,
-    RequestBody, Sdp,
+    ByeReason, CallContext, CallId, ErrorCode, Msisdn, Notice, NoticeBody, PipeKind, Rejection,
+    Request, RequestBody, Sdp,
 };
 use crate::proto::common::PhoneNumber;
 use crate::proto::webterminal::{
@@ -51,8 +51,10 @@ pub fn is_keepalive(msg: &WebTerminalMessage) -> bool {
 ///    and the request carries `call_id: None`.
 /// 2. A oneof set (and, for `Action`, an action inside it), else `INVALID_ARGUMENT`.
 /// 3. Field validity, else `INVALID_ARGUMENT` with a message naming the field: `offer.msisdn.e164` is
-///    E.164, with or without its `+` ([`Msisdn::parse_lenient`]), and not `own`; `offer.sdp` / `answer.sdp` pass [`Sdp::parse`] within
-///    `limits.max_sdp_bytes`. `Idle`, `InCall` and `Error` are only ever sent by the core.
+///    E.164, with or without its `+` ([`Msisdn::parse_lenient`]), and not `own`; `offer.sdp` /
+///    `answer.sdp` pass [`Sdp::parse`] within `limits.max_sdp_bytes`; `offer.data` is a valid
+///    [`CallContext`] (its limits, section 1). `Idle`, `InCall` and `Error` are only ever sent by the
+///    core. (Context on a re-offer is a call-state matter: the switch refuses it.)
 ///
 /// # Errors
 /// A [`Rejection`] to send back as `Error{code, message}` with the message's raw call_id
@@ -89,7 +91,9 @@ pub fn parse_request(
                 }
             };
             let sdp = parse_sdp("offer.sdp", &offer.sdp, limits)?;
-            RequestBody::Offer { sdp, to }
+            let context = CallContext::parse(offer.data)
+                .map_err(|e| invalid_argument(format!("offer.data {e}")))?;
+            RequestBody::Offer { sdp, to, context }
         }
         Message::Answer(answer) => RequestBody::Answer {
             sdp: parse_sdp("answer.sdp", &answer.sdp, limits)?,
@@ -139,9 +143,13 @@ fn invalid_argument(message: impl Into<String>) -> Rejection {
 /// Pipe's `Idle`, PROTOCOL.md section 3); an `Offer` or `InCall` carries the other party's msisdn.
 pub fn notice_to_proto(notice: Notice) -> WebTerminalMessage {
     let message = match notice.body {
-        NoticeBody::Offer { sdp, from } => Message::Offer(pb::Offer {
+        NoticeBody::Offer { sdp, from, context } => Message::Offer(pb::Offer {
             sdp: sdp.as_str().to_owned(),
             msisdn: Some(phone_number(&from)),
+            data: context
+                .iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
         }),
         NoticeBody::Answer { sdp } => Message::Answer(pb::Answer {
             sdp: sdp.as_str().to_owned(),
@@ -201,6 +209,8 @@ pub fn bye_reason_to_proto(reason: ByeReason) -> bye::Reason {
         ByeReason::PeerGone => bye::Reason::PeerGone,
         ByeReason::NegotiationFailed => bye::Reason::NegotiationFailed,
         ByeReason::ServerShutdown => bye::Reason::ServerShutdown,
+        ByeReason::Transferred => bye::Reason::Transferred,
+        ByeReason::EndedByOperator => bye::Reason::EndedByOperator,
     }
 }
 
@@ -251,6 +261,7 @@ mod tests {
             msisdn: to.map(|e164| PhoneNumber {
                 e164: e164.to_owned(),
             }),
+            data: Default::default(),
         }))
     }
 
@@ -272,7 +283,9 @@ mod tests {
         let request = parse(PipeKind::MultiPipe, ID, offer(&sdp, Some("+4799990002"))).unwrap();
         assert_eq!(request.call_id, Some(CallId::parse(ID).unwrap()));
         match request.body {
-            RequestBody::Offer { sdp: parsed, to } => {
+            RequestBody::Offer {
+                sdp: parsed, to, ..
+            } => {
                 assert_eq!(parsed.as_str(), sdp, "SDP is kept byte for byte");
                 assert_eq!(to, Some(Msisdn::parse("+4799990002").unwrap()));
             }
@@ -555,6 +568,7 @@ mod tests {
             body: NoticeBody::Offer {
                 sdp: sdp.clone(),
                 from: peer.clone(),
+                context: Default::default(),
             },
         });
         assert_eq!(offer.call_id, ID);
@@ -565,6 +579,7 @@ mod tests {
                 msisdn: Some(PhoneNumber {
                     e164: "+4799990002".into()
                 }),
+                data: Default::default()
             }))
         );
 
@@ -639,6 +654,8 @@ mod tests {
             (ByeReason::PeerGone, "PEER_GONE"),
             (ByeReason::NegotiationFailed, "NEGOTIATION_FAILED"),
             (ByeReason::ServerShutdown, "SERVER_SHUTDOWN"),
+            (ByeReason::Transferred, "TRANSFERRED"),
+            (ByeReason::EndedByOperator, "ENDED_BY_OPERATOR"),
         ];
         for (reason, name) in reasons {
             assert_eq!(bye_reason_to_proto(reason).as_str_name(), name);

@@ -21,6 +21,7 @@ async fn dial(core: &TestCore, from: &str, to: &str) -> Result<(), tonic::Status
         .dial(DialRequest {
             from: from.into(),
             to: to.into(),
+            data: Default::default(),
         })
         .await
         .map(|_| ())

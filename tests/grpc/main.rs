@@ -7,12 +7,14 @@ mod support;
 
 mod auth;
 mod bad_input;
+mod call_context;
 mod calls_from_phones;
 mod handover;
 mod in_call_idle;
 mod incoming;
 mod limits;
 mod no_answer_busy_unavailable;
+mod operator;
 mod outgoing;
 mod pull;
 mod renegotiation;

@@ -142,6 +142,7 @@ pub mod msg {
             Message::Offer(Offer {
                 sdp: sdp.to_owned(),
                 msisdn: Some(PhoneNumber { e164: to.into() }),
+                data: Default::default(),
             }),
         )
     }
@@ -153,6 +154,7 @@ pub mod msg {
             Message::Offer(Offer {
                 sdp: sdp.to_owned(),
                 msisdn: None,
+                data: Default::default(),
             }),
         )
     }
@@ -535,6 +537,8 @@ pub struct Offered {
     pub call_id: String,
     pub sdp: String,
     pub from: String,
+    /// The call context (`Offer.data`).
+    pub data: std::collections::HashMap<String, String>,
 }
 
 /// One open `Pipe` or `MultiPipe`.
@@ -745,6 +749,7 @@ impl Terminal {
                 .msisdn
                 .unwrap_or_else(|| panic!("{}: an Offer from the core has msisdn", self.name))
                 .e164,
+            data: offer.data,
         }
     }
 

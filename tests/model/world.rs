@@ -194,7 +194,13 @@ impl Op {
 /// Runs `input` from an empty switch and checks every step. `Ok` is the trace of the steps and every
 /// output of the switch; `Err` describes the first broken promise, with the trace so far.
 pub fn run(input: &Input) -> Result<String, String> {
+    run_from(input, Instant::now())
+}
+
+/// [`run`] with the clock starting at `start`: two runs from one start give identical traces.
+pub fn run_from(input: &Input, start: Instant) -> Result<String, String> {
     let mut world = World::new(input.setup);
+    world.now = start;
     for (i, op) in input.ops.iter().enumerate() {
         let _ = writeln!(world.trace, "step {i}: {op:?}");
         world
@@ -301,6 +307,9 @@ pub struct World {
     phone_legs: Vec<PhoneLegId>,
     /// Calls the phone network brought in so far (numbers their legs).
     dials: u64,
+    /// Every call's statuses so far (section 8).
+    lifecycles: std::collections::HashMap<CallRef, Vec<CallStatus>>,
+    last_sequence: u64,
     released: HashSet<PhoneLegId>,
     /// Which number each call id belongs to, as first seen.
     owners: Vec<(CallId, usize)>,
@@ -350,6 +359,8 @@ impl World {
             next_id: 1,
             phone_legs: Vec::new(),
             dials: 0,
+            lifecycles: std::collections::HashMap::new(),
+            last_sequence: 0,
             released: HashSet::new(),
             owners: Vec::new(),
             peers: Vec::new(),
@@ -582,6 +593,7 @@ impl World {
             body: RequestBody::Offer {
                 sdp: self.sdp(sdp),
                 to: Some(self.numbers[to].clone()),
+                context: Default::default(),
             },
         };
         let tid = self.terms[ti].id;
@@ -672,6 +684,7 @@ impl World {
             Msg::Offer { sdp } => RequestBody::Offer {
                 sdp: self.sdp(sdp),
                 to: None,
+                context: Default::default(),
             },
             Msg::Answer { sdp } => RequestBody::Answer { sdp: self.sdp(sdp) },
             Msg::Ringing => RequestBody::Ringing,
@@ -839,6 +852,7 @@ impl World {
             from: self.numbers[from].clone(),
             to: self.numbers[to].clone(),
             sdp: self.sdp(sdp),
+            context: Default::default(),
         };
         let _ = writeln!(self.trace, "    (phone: {event:?})");
         self.switch.handle_phone_event(self.now, event);
@@ -918,6 +932,11 @@ impl World {
         if self.switch.poll_timeout().is_some() {
             return fail("a timer is still armed with no call");
         }
+        for (call, history) in &self.lifecycles {
+            if !history.last().is_some_and(|s| s.is_final()) {
+                return fail(format!("call {call} never ended: {history:?}"));
+            }
+        }
         Ok(())
     }
 
@@ -937,8 +956,48 @@ impl World {
                     self.deliver(ti, notice)?;
                 }
                 Output::Phone(command) => self.phone_command(command)?,
+                Output::Event(event) => self.call_event(event)?,
             }
         }
+        Ok(())
+    }
+
+    /// Section 8: sequences grow by one; every call's events follow `STARTED → (RINGING) →
+    /// (ANSWERED → (HELD/RESUMED/MOVED)*) →` exactly one final status, COMPLETED if and only if it
+    /// was answered, with a reason.
+    fn call_event(&mut self, event: CallEvent) -> Result<(), String> {
+        if event.sequence != self.last_sequence + 1 {
+            return fail(format!(
+                "event {} after {}: sequences grow by one",
+                event.sequence, self.last_sequence
+            ));
+        }
+        self.last_sequence = event.sequence;
+        let history = self.lifecycles.entry(event.call_ref).or_default();
+        let answered = history.contains(&CallStatus::Answered);
+        let status = event.status;
+        let fits = match status {
+            CallStatus::Started => history.is_empty(),
+            _ if history.is_empty() => false,
+            _ if history.last().is_some_and(|s| s.is_final()) => false,
+            CallStatus::Ringing => !answered && !history.contains(&CallStatus::Ringing),
+            CallStatus::Answered => !answered,
+            CallStatus::Held | CallStatus::Resumed | CallStatus::Moved => answered,
+            CallStatus::Completed => answered && event.reason.is_some(),
+            CallStatus::Unanswered | CallStatus::Rejected | CallStatus::Failed => {
+                !answered
+                    && event
+                        .reason
+                        .is_some_and(|r| CallStatus::of_end(false, r) == status)
+            }
+        };
+        if !fits {
+            return fail(format!(
+                "call event {status:?} ({:?}) after {history:?}",
+                event.reason
+            ));
+        }
+        history.push(status);
         Ok(())
     }
 

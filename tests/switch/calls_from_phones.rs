@@ -206,6 +206,7 @@ fn an_incoming_call_on_a_leg_already_in_use_is_ignored() {
         from: msisdn(A),
         to: msisdn(C),
         sdp: sdp("chromium-offer"),
+        context: Default::default(),
     });
     net.silent(c);
     net.phone_silent();

@@ -37,6 +37,11 @@ pub struct Net {
     next_terminal: u64,
     inbox: HashMap<TerminalId, VecDeque<Notice>>,
     pub phone: VecDeque<PhoneCommand>,
+    /// Call events not yet looked at (`take_events`).
+    pub events: VecDeque<CallEvent>,
+    /// Every call's statuses so far, by call_ref, checked on drop (one final status each).
+    lifecycles: HashMap<CallRef, Vec<CallStatus>>,
+    last_sequence: u64,
     live: Vec<TerminalId>,
     next_dial: u64,
 }
@@ -81,6 +86,9 @@ impl Net {
             next_terminal: 1,
             inbox: HashMap::new(),
             phone: VecDeque::new(),
+            events: VecDeque::new(),
+            lifecycles: HashMap::new(),
+            last_sequence: 0,
             live: Vec::new(),
             next_dial: 0,
         }
@@ -181,6 +189,21 @@ impl Net {
                     self.inbox.entry(terminal).or_default().push_back(notice)
                 }
                 Output::Phone(cmd) => self.phone.push_back(cmd),
+                Output::Event(event) => {
+                    assert_eq!(
+                        event.sequence,
+                        self.last_sequence + 1,
+                        "sequences grow by one"
+                    );
+                    self.last_sequence = event.sequence;
+                    let statuses = self.lifecycles.entry(event.call_ref).or_default();
+                    assert!(
+                        statuses.last().is_none_or(|s| !s.is_final()),
+                        "an event after the final one: {statuses:?} then {event:?}"
+                    );
+                    statuses.push(event.status);
+                    self.events.push_back(event);
+                }
             }
         }
         self.switch
@@ -227,6 +250,7 @@ impl Net {
             RequestBody::Offer {
                 sdp: sdp(offer),
                 to: Some(msisdn(number)),
+                context: Default::default(),
             },
         );
         id
@@ -266,7 +290,27 @@ pub fn offer_to(number: &str, fixture: &str) -> RequestBody {
     RequestBody::Offer {
         sdp: sdp(fixture),
         to: Some(msisdn(number)),
+        context: Default::default(),
     }
+}
+
+/// `Offer{sdp=fixture, msisdn=to, data=context}`: a new call with call context.
+pub fn offer_with_context(number: &str, fixture: &str, context: &CallContext) -> RequestBody {
+    RequestBody::Offer {
+        sdp: sdp(fixture),
+        to: Some(msisdn(number)),
+        context: context.clone(),
+    }
+}
+
+/// A call context of these entries, validated as the edge would.
+pub fn context(entries: &[(&str, &str)]) -> CallContext {
+    CallContext::parse(
+        entries
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    )
+    .unwrap()
 }
 
 /// `Offer{sdp=fixture}` with no number: a re-offer (4.7) or a pull (4.5).
@@ -274,6 +318,7 @@ pub fn reoffer(fixture: &str) -> RequestBody {
     RequestBody::Offer {
         sdp: sdp(fixture),
         to: None,
+        context: Default::default(),
     }
 }
 
@@ -345,7 +390,10 @@ impl Net {
         match self.next(t) {
             Notice {
                 call_id: Some(got_id),
-                body: NoticeBody::Offer { sdp: got, from: f },
+                body:
+                    NoticeBody::Offer {
+                        sdp: got, from: f, ..
+                    },
             } => {
                 assert_eq!(got_id, id, "{t:?}: offer on the wrong call id");
                 assert_eq!(f, msisdn(from), "{t:?}: offer from the wrong number");
@@ -404,6 +452,7 @@ impl Net {
                 to: t,
                 from: f,
                 sdp: s,
+                ..
             } => {
                 assert_eq!(t, msisdn(to));
                 assert_eq!(f, msisdn(from));
@@ -429,6 +478,7 @@ impl Net {
             from: msisdn(from),
             to: msisdn(number),
             sdp: sdp(offer),
+            context: Default::default(),
         });
         leg
     }
@@ -439,7 +489,10 @@ impl Net {
         match self.next(t) {
             Notice {
                 call_id: Some(id),
-                body: NoticeBody::Offer { sdp: got, from: f },
+                body:
+                    NoticeBody::Offer {
+                        sdp: got, from: f, ..
+                    },
             } => {
                 assert_eq!(f, msisdn(from), "{t:?}: offer from the wrong number");
                 assert_eq!(
@@ -447,6 +500,21 @@ impl Net {
                     fixture(fixture_name),
                     "SDP not relayed byte for byte"
                 );
+                id
+            }
+            other => panic!("{t:?}: expected an Offer, got {other:?}"),
+        }
+    }
+
+    /// Expects `t`'s next notice to be an Offer carrying exactly call context `context`; returns
+    /// its call id.
+    pub fn expect_offer_with_context(&mut self, t: TerminalId, context: &CallContext) -> CallId {
+        match self.next(t) {
+            Notice {
+                call_id: Some(id),
+                body: NoticeBody::Offer { context: got, .. },
+            } => {
+                assert_eq!(&got, context, "{t:?}: the Offer's call context");
                 id
             }
             other => panic!("{t:?}: expected an Offer, got {other:?}"),
@@ -492,6 +560,26 @@ impl Net {
         }
     }
 
+    /// The call events since the last look, as (status, reason).
+    pub fn take_events(&mut self) -> Vec<(CallStatus, Option<ByeReason>)> {
+        self.events
+            .drain(..)
+            .map(|e| (e.status, e.reason))
+            .collect()
+    }
+
+    /// The call events since the last look.
+    pub fn take_full_events(&mut self) -> Vec<CallEvent> {
+        self.events.drain(..).collect()
+    }
+
+    /// The operator ends `call_ref` (section 8); outputs are drained into inboxes.
+    pub fn end_call(&mut self, call_ref: CallRef) -> bool {
+        let ended = self.switch.end_call(self.now, call_ref);
+        self.drain();
+        ended
+    }
+
     /// The server shuts down (4.9); outputs are drained into inboxes.
     pub fn shutdown(&mut self) {
         self.switch.shutdown(self.now);
@@ -515,7 +603,14 @@ impl Drop for Net {
         }
         for t in std::mem::take(&mut self.live) {
             self.switch.unregister(self.now, t);
-            while self.switch.poll_output().is_some() {}
+            while let Some(out) = self.switch.poll_output() {
+                if let Output::Event(event) = out {
+                    self.lifecycles
+                        .entry(event.call_ref)
+                        .or_default()
+                        .push(event.status);
+                }
+            }
             self.switch.check_invariants().unwrap();
         }
         // Calls whose terminals went away wait out the reconnect grace (4.8), then end.
@@ -527,5 +622,23 @@ impl Drop for Net {
             "every terminal has gone, so the switch must hold no call"
         );
         assert_eq!(self.switch.terminal_count(), 0);
+        // Section 8: every call starts with STARTED and ends with exactly one final status.
+        while let Some(out) = self.switch.poll_output() {
+            if let Output::Event(event) = out {
+                self.lifecycles
+                    .entry(event.call_ref)
+                    .or_default()
+                    .push(event.status);
+            }
+        }
+        for (call, statuses) in &self.lifecycles {
+            assert_eq!(
+                statuses.first(),
+                Some(&CallStatus::Started),
+                "{call}: {statuses:?}"
+            );
+            let finals = statuses.iter().filter(|s| s.is_final()).count();
+            assert_eq!(finals, 1, "{call}: exactly one final status: {statuses:?}");
+        }
     }
 }

@@ -4,6 +4,8 @@
 
 mod harness;
 
+mod call_context;
+mod call_events;
 mod calls_from_phones;
 mod errors;
 mod glare;

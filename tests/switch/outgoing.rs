@@ -55,7 +55,9 @@ fn callee_is_offered_the_callers_sdp_byte_for_byte_with_the_callers_number() {
         "the callee side gets a fresh id, not the caller's"
     );
     match got.body {
-        NoticeBody::Offer { sdp: offer, from } => {
+        NoticeBody::Offer {
+            sdp: offer, from, ..
+        } => {
             assert_eq!(from, msisdn(A));
             assert_eq!(offer.as_str(), fixture("aiortc-offer"));
         }

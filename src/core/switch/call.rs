@@ -2,7 +2,10 @@
 //! flight once established (PROTOCOL.md section 2). State is an enum with data per state
 //! (quinn-proto's `connection/state`); deadlines live in the timer table, not here.
 
+use super::super::context::CallContext;
+use super::super::events::CallRef;
 use super::super::types::{CallId, Msisdn, PhoneLegId, Sdp, TerminalId};
+use std::time::Instant;
 
 /// The internal handle of a call (both sides share it); never shown to terminals. Made in order, so
 /// sorting by key is sorting by age.
@@ -44,9 +47,17 @@ pub(super) struct Side {
 
 #[derive(Debug)]
 pub(super) struct Call {
+    /// Names the call for operators and records (section 8).
+    pub(super) call_ref: CallRef,
     /// Indexed by `Party`.
     pub(super) sides: [Side; 2],
     pub(super) state: CallState,
+    /// The caller's call context (section 1).
+    pub(super) context: CallContext,
+    pub(super) started_at: Instant,
+    pub(super) answered_at: Option<Instant>,
+    /// Whether each side's media is on hold (its last answered re-offer was a hold), by `Party`.
+    pub(super) held: [bool; 2],
 }
 
 impl Call {
@@ -109,8 +120,8 @@ pub(super) struct Negotiation {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Purpose {
-    /// The active leg of `by` re-offers (4.7).
-    ReOffer,
+    /// The active leg of `by` re-offers (4.7); `hold` when the offer puts its media on hold.
+    ReOffer { hold: bool },
     /// A terminal of `by`'s msisdn pulls the call to itself (4.5).
     Pull { puller: TerminalId },
     /// The active leg of `by` hands over to the msisdn's phone; `far_offered` once the phone's

@@ -5,6 +5,7 @@ use super::call::{CallKey, CallState, Leg, Party};
 use super::negotiation::Outcome;
 use super::timers::TimerKind;
 use super::Switch;
+use crate::core::events::CallStatus;
 use crate::core::message::{ByeReason, NoticeBody};
 use std::time::Instant;
 
@@ -46,6 +47,8 @@ impl Switch {
             Leg::Vacant => self.timers.disarm(key, TimerKind::Grace(by)),
         }
         tracing::info!(?key, ?to, "active leg moved");
+        let device = self.device(key, by, to);
+        self.emit(key, CallStatus::Moved, device, Some(reason));
         let msisdn = self.calls[&key].side(by).msisdn.clone();
         self.refresh_views(&msisdn, Some(key));
     }
@@ -105,6 +108,7 @@ impl Switch {
             }
         }
         tracing::info!(?key, why, ?reason, "call ended");
+        self.emit(key, CallStatus::Completed, None, Some(reason));
         self.remove_call(key);
     }
 

@@ -13,6 +13,7 @@
 
 mod call;
 mod established;
+mod events;
 mod invariants;
 mod negotiation;
 mod phone;
@@ -54,8 +55,12 @@ pub struct Switch {
     phone_legs: HashMap<PhoneLegId, CallKey>,
     timers: Timers,
     outputs: VecDeque<Output>,
-    /// Where the call ids the core makes come from (UUID v4 bits).
+    /// Where the call ids and call refs the core makes come from (UUID v4 bits).
     ids: ChaCha8Rng,
+    /// The `now` of the input being handled.
+    now: Instant,
+    /// The sequence of the last call event (section 8).
+    last_sequence: u64,
     next_call: u64,
     next_phone_leg: u64,
     next_established: u64,
@@ -75,6 +80,8 @@ impl Switch {
             timers: Timers::default(),
             outputs: VecDeque::new(),
             ids: ChaCha8Rng::seed_from_u64(seed),
+            now: Instant::now(),
+            last_sequence: 0,
             next_call: 0,
             next_phone_leg: 0,
             next_established: 0,
@@ -123,22 +130,35 @@ impl Switch {
         terminal: TerminalId,
         request: Request,
     ) -> Result<(), Rejection> {
+        self.now = now;
         if !self.terminals.contains_key(&terminal) {
             return Err(Rejection::new(
                 ErrorCode::NotInCall,
                 "the terminal is no longer registered",
             ));
         }
-        // A new call: Offer with a number.
-        if let RequestBody::Offer { sdp, to: Some(to) } = request.body {
-            return self.start_call(now, terminal, request.call_id, to, sdp);
+        match request.body {
+            // A new call: Offer with a number.
+            RequestBody::Offer {
+                sdp,
+                to: Some(to),
+                context,
+            } => return self.start_call(now, terminal, request.call_id, to, sdp, context),
+            // Section 1: context belongs to a new call, never to a renegotiation or pull.
+            RequestBody::Offer { ref context, .. } if !context.is_empty() => {
+                return Err(Rejection::new(
+                    ErrorCode::InvalidArgument,
+                    "offer.data: call context is for a new call (offer.msisdn set), not for a re-offer or pull",
+                ))
+            }
+            _ => {}
         }
         // Everything else is about an existing call.
         let key = self.call_of_request(terminal, request.call_id)?;
         let leg = Leg::Terminal(terminal);
         let not_in_call = |message: &str| Err(Rejection::new(ErrorCode::NotInCall, message));
         match request.body {
-            RequestBody::Offer { sdp, to: None } => self.offer_on_call(now, terminal, key, sdp),
+            RequestBody::Offer { sdp, to: None, .. } => self.offer_on_call(now, terminal, key, sdp),
             RequestBody::Offer { to: Some(_), .. } => unreachable!("handled above"),
             RequestBody::Answer { sdp } => match &self.calls[&key].state {
                 CallState::Ringing(_) => match self.establish(key, leg, sdp) {
@@ -211,7 +231,9 @@ impl Switch {
     /// `Bye{NO_ANSWER}`, forks `Bye{CANCELLED}`, 4.3), negotiation timeouts (4.5–4.7) and reconnect
     /// graces (4.8).
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some((key, kind)) = self.timers.pop_due(now) {
+        while let Some((key, kind, due)) = self.timers.pop_due(now) {
+            // Each timer fires at its own deadline: events carry when it was due.
+            self.now = due;
             match kind {
                 TimerKind::Ring => self.end_ringing(
                     key,
@@ -231,7 +253,7 @@ impl Switch {
     /// pullers) and releases every phone leg, oldest call first (4.9); afterwards the switch holds
     /// no call. Terminals stay registered until the server ends their streams.
     pub fn shutdown(&mut self, now: Instant) {
-        let _ = now;
+        self.now = now;
         let reason = ByeReason::ServerShutdown;
         let mut keys: Vec<CallKey> = self.calls.keys().copied().collect();
         keys.sort();
@@ -297,9 +319,14 @@ impl Switch {
 
     /// A fresh call id (a version 4 UUID) from the seeded generator.
     fn next_call_id(&mut self) -> CallId {
+        self.next_uuid().into()
+    }
+
+    /// A fresh version 4 UUID from the seeded generator.
+    fn next_uuid(&mut self) -> uuid::Uuid {
         let mut bytes = [0u8; 16];
         self.ids.fill_bytes(&mut bytes);
-        uuid::Builder::from_random_bytes(bytes).into_uuid().into()
+        uuid::Builder::from_random_bytes(bytes).into_uuid()
     }
 
     fn ringing_mut(&mut self, key: CallKey) -> &mut Ringing {

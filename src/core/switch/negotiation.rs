@@ -4,6 +4,7 @@
 use super::call::{CallKey, CallState, Leg, Negotiation, Party, Purpose};
 use super::timers::TimerKind;
 use super::Switch;
+use crate::core::context::CallContext;
 use crate::core::message::{ByeReason, ErrorCode, NoticeBody, Output, PhoneCommand, Rejection};
 use crate::core::types::{PhoneLegId, Sdp, TerminalId};
 use std::time::Instant;
@@ -83,7 +84,9 @@ impl Switch {
             established.legs[party.other() as usize],
         )?;
         let purpose = if established.legs[party as usize] == Leg::Terminal(terminal) {
-            Purpose::ReOffer
+            Purpose::ReOffer {
+                hold: sdp.is_hold(),
+            }
         } else {
             if !self.has_room(t) {
                 return Err(self.no_room(t.kind));
@@ -109,7 +112,12 @@ impl Switch {
             CallState::Ringing(_) => None,
         };
         match may {
-            Some(party) => self.offer_far_side(now, key, party, Purpose::ReOffer, sdp),
+            Some(party) => {
+                let purpose = Purpose::ReOffer {
+                    hold: sdp.is_hold(),
+                };
+                self.offer_far_side(now, key, party, purpose, sdp)
+            }
             None => self
                 .outputs
                 .push_back(Output::Phone(PhoneCommand::OfferFailed { leg })),
@@ -133,7 +141,12 @@ impl Switch {
             unreachable!("negotiations are on established calls");
         };
         let far_leg = e.legs[by.other() as usize];
-        self.send_to_leg(key, by.other(), far_leg, NoticeBody::Offer { sdp, from });
+        let offer = NoticeBody::Offer {
+            sdp,
+            from,
+            context: CallContext::default(),
+        };
+        self.send_to_leg(key, by.other(), far_leg, offer);
     }
 
     /// 4.6: the active terminal asks to move the call to its msisdn's mobile phone.
@@ -266,7 +279,12 @@ impl Switch {
         let by = *by;
         let far_leg = established.legs[by.other() as usize];
         let from = self.calls[&key].side(by).msisdn.clone();
-        self.send_to_leg(key, by.other(), far_leg, NoticeBody::Offer { sdp, from });
+        let offer = NoticeBody::Offer {
+            sdp,
+            from,
+            context: CallContext::default(),
+        };
+        self.send_to_leg(key, by.other(), far_leg, offer);
     }
 
     /// Releases phone leg `phone` (the network reports nothing more for it).
@@ -302,9 +320,12 @@ impl Switch {
         let offerer = e.legs[by as usize];
         self.timers.disarm(key, TimerKind::Negotiation);
         match purpose {
-            Purpose::ReOffer => {
+            Purpose::ReOffer { hold } => {
                 let body = match outcome {
-                    Outcome::Answered(sdp) => NoticeBody::Answer { sdp },
+                    Outcome::Answered(sdp) => {
+                        self.hold_changed(key, by, hold);
+                        NoticeBody::Answer { sdp }
+                    }
                     Outcome::Failed(failure) => NoticeBody::Error(Rejection::new(
                         ErrorCode::TryAgain,
                         failure.explain(purpose),

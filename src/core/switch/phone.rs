@@ -12,9 +12,17 @@ impl Switch {
     /// One report from the phone network. Reports about legs the switch no longer knows are ignored
     /// (they raced with a release), and so are reports that do not fit the leg's part in its call.
     pub fn handle_phone_event(&mut self, now: Instant, event: PhoneEvent) {
+        self.now = now;
         let leg_id = event.leg();
-        if let PhoneEvent::Incoming { from, to, sdp, .. } = event {
-            self.incoming_call(now, leg_id, from, to, sdp);
+        if let PhoneEvent::Incoming {
+            from,
+            to,
+            sdp,
+            context,
+            ..
+        } = event
+        {
+            self.incoming_call(now, leg_id, from, to, sdp, context);
             return;
         }
         let Some(&key) = self.phone_legs.get(&leg_id) else {

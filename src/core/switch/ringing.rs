@@ -4,6 +4,7 @@
 use super::call::{CallKey, CallState, Established, Leg, Party};
 use super::timers::TimerKind;
 use super::Switch;
+use crate::core::events::CallStatus;
 use crate::core::message::{ByeReason, NoticeBody};
 use crate::core::types::{Sdp, TerminalId};
 
@@ -17,6 +18,7 @@ impl Switch {
         let notice = NoticeBody::Offer {
             sdp: ringing.offer.clone(),
             from: call.side(Party::Caller).msisdn.clone(),
+            context: call.context.clone(),
         };
         let id = call.side(Party::Callee).id;
         self.ringing_mut(key).forks.push(Leg::Terminal(terminal));
@@ -35,6 +37,8 @@ impl Switch {
         if !std::mem::replace(&mut ringing.alerted, true) {
             let caller_leg = ringing.caller_leg;
             self.send_to_leg(key, Party::Caller, caller_leg, NoticeBody::Ringing);
+            let device = self.device(key, Party::Callee, leg);
+            self.emit(key, CallStatus::Ringing, device, None);
         }
         Ok(())
     }
@@ -58,6 +62,7 @@ impl Switch {
             .collect();
         let since = self.next_established;
         self.next_established += 1;
+        call.answered_at = Some(self.now);
         call.state = CallState::Established(Established {
             legs: [caller_leg, leg],
             since,
@@ -77,6 +82,8 @@ impl Switch {
         }
         self.send_to_leg(key, Party::Caller, caller_leg, NoticeBody::Answer { sdp });
         tracing::info!(?key, ?leg, "call established");
+        let device = self.device(key, Party::Callee, leg);
+        self.emit(key, CallStatus::Answered, device, None);
         let [caller, callee] = self.calls[&key].sides.clone();
         self.refresh_views(&caller.msisdn, Some(key));
         self.refresh_views(&callee.msisdn, Some(key));
@@ -137,6 +144,8 @@ impl Switch {
             self.send_to_leg(key, Party::Caller, caller_leg, NoticeBody::Bye { reason });
         }
         tracing::info!(?key, why, ?caller_reason, "ringing call ended");
+        let reason = caller_reason.unwrap_or(fork_reason);
+        self.emit(key, CallStatus::of_end(false, reason), None, Some(reason));
         self.remove_call(key);
     }
 }

@@ -4,6 +4,8 @@
 use super::call::{Call, CallKey, CallState, Leg, Ringing, Side};
 use super::timers::TimerKind;
 use super::Switch;
+use crate::core::context::CallContext;
+use crate::core::events::{CallRef, CallStatus};
 use crate::core::message::{ByeReason, ErrorCode, NoticeBody, Output, PhoneCommand, Rejection};
 use crate::core::types::{CallId, Msisdn, PhoneLegId, PipeKind, Sdp, TerminalId};
 use std::time::Instant;
@@ -24,6 +26,7 @@ impl Switch {
         call_id: Option<CallId>,
         to: Msisdn,
         sdp: Sdp,
+        context: CallContext,
     ) -> Result<(), Rejection> {
         let t = &self.terminals[&terminal];
         let from = t.msisdn.clone();
@@ -65,14 +68,15 @@ impl Switch {
             leg: Leg::Terminal(terminal),
             id,
         };
-        if let Err(reason) = self.route(now, origin, to, sdp) {
+        if let Err(reason) = self.route(now, origin, to, sdp, context) {
             self.deliver(terminal, Some(id), NoticeBody::Bye { reason });
         }
         Ok(())
     }
 
     /// Section 5: offers a new call from `origin` to every eligible device of `to` — its terminals
-    /// and, when a phone network is attached, its mobile phone — and arms the ring timeout.
+    /// and, when a phone network is attached, its mobile phone — with the caller's `sdp` and
+    /// `context`, and arms the ring timeout.
     ///
     /// # Errors
     /// The reason to end the caller's leg with when there is nothing to ring and no call was made:
@@ -83,6 +87,7 @@ impl Switch {
         origin: Origin,
         to: Msisdn,
         sdp: Sdp,
+        context: CallContext,
     ) -> Result<CallKey, ByeReason> {
         let (eligible, busy) = match self.subscribers.get(&to) {
             Some(s) => {
@@ -98,6 +103,34 @@ impl Switch {
             None => (Vec::new(), false),
         };
         let from = origin.msisdn;
+        let callee_id = self.next_call_id();
+        let call_ref = CallRef(self.next_uuid());
+        let call = Call {
+            call_ref,
+            context: context.clone(),
+            started_at: self.now,
+            answered_at: None,
+            held: [false; 2],
+            sides: [
+                Side {
+                    msisdn: from.clone(),
+                    id: origin.id,
+                },
+                Side {
+                    msisdn: to.clone(),
+                    id: callee_id,
+                },
+            ],
+            state: CallState::Ringing(Ringing {
+                caller_leg: origin.leg,
+                forks: Vec::new(),
+                alerted: false,
+                saw_busy: busy,
+                offer: sdp.clone(),
+            }),
+        };
+        let device = self.device_of(&call.sides[0].msisdn, origin.leg);
+        self.emit_for(&call, CallStatus::Started, device, None);
         if eligible.is_empty() && !self.config.phone_network {
             let reason = if busy {
                 ByeReason::Busy
@@ -105,33 +138,13 @@ impl Switch {
                 ByeReason::Unavailable
             };
             tracing::info!(?from, ?to, ?reason, "call not routed");
+            let status = CallStatus::of_end(false, reason);
+            self.emit_for(&call, status, None, Some(reason));
             return Err(reason);
         }
         let key = CallKey(self.next_call);
         self.next_call += 1;
-        let callee_id = self.next_call_id();
-        self.calls.insert(
-            key,
-            Call {
-                sides: [
-                    Side {
-                        msisdn: from.clone(),
-                        id: origin.id,
-                    },
-                    Side {
-                        msisdn: to.clone(),
-                        id: callee_id,
-                    },
-                ],
-                state: CallState::Ringing(Ringing {
-                    caller_leg: origin.leg,
-                    forks: Vec::new(),
-                    alerted: false,
-                    saw_busy: busy,
-                    offer: sdp.clone(),
-                }),
-            },
-        );
+        self.calls.insert(key, call);
         for (msisdn, id) in [(&from, origin.id), (&to, callee_id)] {
             self.subscribers
                 .entry(msisdn.clone())
@@ -148,7 +161,7 @@ impl Switch {
         }
         self.timers
             .arm(key, TimerKind::Ring, now + self.config.ring_timeout);
-        tracing::info!(?key, ?from, ?to, "call offered");
+        tracing::info!(?key, ?from, ?to, ?context, "call offered");
 
         for callee in eligible {
             self.add_terminal_fork(key, callee);
@@ -156,8 +169,13 @@ impl Switch {
         if self.config.phone_network {
             let leg = self.new_phone_leg(key);
             self.ringing_mut(key).forks.push(Leg::Phone(leg));
-            self.outputs
-                .push_back(Output::Phone(PhoneCommand::Ring { leg, to, from, sdp }));
+            self.outputs.push_back(Output::Phone(PhoneCommand::Ring {
+                leg,
+                to,
+                from,
+                sdp,
+                context,
+            }));
         }
         Ok(key)
     }
@@ -172,6 +190,7 @@ impl Switch {
         from: Msisdn,
         to: Msisdn,
         sdp: Sdp,
+        context: CallContext,
     ) {
         if self.phone_legs.contains_key(&leg) {
             tracing::warn!(?leg, "incoming call on a phone leg already in use ignored");
@@ -189,7 +208,7 @@ impl Switch {
             leg: Leg::Phone(leg),
             id: self.next_call_id(),
         };
-        if let Err(reason) = self.route(now, origin, to, sdp) {
+        if let Err(reason) = self.route(now, origin, to, sdp, context) {
             self.outputs
                 .push_back(Output::Phone(PhoneCommand::Release { leg, reason }));
         }

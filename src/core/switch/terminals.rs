@@ -36,6 +36,8 @@ pub(super) struct Terminal {
     /// Calls it is pulling (a pull pending).
     pub(super) pulls: Vec<CallKey>,
     pub(super) view: View,
+    /// When it registered.
+    pub(super) since: Instant,
 }
 
 impl Terminal {
@@ -69,7 +71,7 @@ impl Switch {
         msisdn: Msisdn,
         kind: PipeKind,
     ) -> Result<(), RegisterError> {
-        let _ = now;
+        self.now = now;
         assert!(
             !self.terminals.contains_key(&terminal),
             "terminal {terminal:?} registered twice"
@@ -102,6 +104,7 @@ impl Switch {
                 calls: Vec::new(),
                 pulls: Vec::new(),
                 view: View::empty(kind),
+                since: now,
             },
         );
         tracing::debug!(?terminal, ?msisdn, ?kind, "terminal registered");
@@ -157,7 +160,7 @@ impl Switch {
     /// The terminal half-closed its request stream: it keeps getting Bye, InCall and Idle for its
     /// calls but is offered no new call (section 3). Unknown terminals are ignored.
     pub fn half_close(&mut self, now: Instant, terminal: TerminalId) {
-        let _ = now;
+        self.now = now;
         if let Some(t) = self.terminals.get_mut(&terminal) {
             t.half_closed = true;
         }
@@ -168,6 +171,7 @@ impl Switch {
     /// leg's side is left vacant for the reconnect grace (or the far side gets `Bye{PEER_GONE}` at
     /// once without one), a pending pull is dropped. Unknown terminals are ignored.
     pub fn unregister(&mut self, now: Instant, terminal: TerminalId) {
+        self.now = now;
         let Some(t) = self.terminals.get(&terminal) else {
             return;
         };

@@ -67,15 +67,15 @@ impl Timers {
         self.by_deadline.first().map(|(at, _, _)| *at)
     }
 
-    /// Disarms and returns the earliest timer due at or before `now`.
-    pub(super) fn pop_due(&mut self, now: Instant) -> Option<(CallKey, TimerKind)> {
+    /// Disarms and returns the earliest timer due at or before `now`, with its deadline.
+    pub(super) fn pop_due(&mut self, now: Instant) -> Option<(CallKey, TimerKind, Instant)> {
         let &(at, key, kind) = self.by_deadline.first()?;
         if at > now {
             return None;
         }
         self.by_deadline.pop_first();
         self.armed.remove(&(key, kind));
-        Some((key, kind))
+        Some((key, kind, at))
     }
 
     /// How many timers are armed.

@@ -1,0 +1,458 @@
+//! The operator API, `webterminal.core.v1.Operator` (PROTOCOL.md section 8): live call events with
+//! replay, the live calls, presence, and ending a call.
+//!
+//! Shape: the driver task owns the switch and the [`EventHub`], and answers [`OperatorQuery`]s
+//! between two inputs, so a `ListCalls` snapshot and the sequence it reflects, or a watcher's replay
+//! and its subscription, are taken atomically. Events reach watchers through a bounded broadcast
+//! channel that the driver never waits on: a watcher that falls behind is ended with
+//! `RESOURCE_EXHAUSTED`.
+
+use crate::core::{
+    ByeReason, CallEvent, CallRef, CallStatus, Device, DeviceKind, LiveCall, Msisdn, Presence,
+    Switch, TerminalId,
+};
+use crate::phone::sim::{Behaviour, SimulatorControl};
+use crate::proto::operator::operator_server::{Operator, OperatorServer};
+use crate::proto::operator::{self as pb};
+use crate::server::auth::Verifier;
+use crate::server::driver::DriverHandle;
+use crate::server::wire;
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::time::{Instant, SystemTime};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+/// The operator API's event buffers (PROTOCOL.md section 8).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventLimits {
+    /// Events held for replay (`WatchCallsRequest.after_sequence`). Default 10,000, what
+    /// PROTOCOL.md asks for at least; smaller values are for tests.
+    pub replay: usize,
+    /// Events a watcher may fall behind by before it is ended with `RESOURCE_EXHAUSTED`. Default
+    /// 4,096.
+    pub watcher_lag: usize,
+}
+
+impl Default for EventLimits {
+    fn default() -> Self {
+        EventLimits {
+            replay: 10_000,
+            watcher_lag: 4_096,
+        }
+    }
+}
+
+/// Where call events go: the last [`EventLimits::replay`] for replay, and every live watcher. Owned
+/// by the driver task.
+#[derive(Debug)]
+pub struct EventHub {
+    held: VecDeque<CallEvent>,
+    replay: usize,
+    live: broadcast::Sender<CallEvent>,
+}
+
+impl EventHub {
+    /// An empty hub with these buffer sizes (each at least 1).
+    pub fn new(limits: EventLimits) -> Self {
+        EventHub {
+            held: VecDeque::with_capacity(limits.replay.max(1)),
+            replay: limits.replay.max(1),
+            live: broadcast::channel(limits.watcher_lag.max(1)).0,
+        }
+    }
+
+    /// Holds `event` for replay and hands it to every watcher; never waits.
+    pub fn publish(&mut self, event: CallEvent) {
+        if self.held.len() == self.replay {
+            self.held.pop_front();
+        }
+        self.held.push_back(event.clone());
+        // No receiver is not an error: nobody watches.
+        let _ = self.live.send(event);
+    }
+
+    /// The held events after `after` and a subscription to the ones to come, taken together so that
+    /// nothing falls between them.
+    ///
+    /// # Errors
+    /// `OUT_OF_RANGE` when `after` is beyond the last event `last`, or the events right after it
+    /// are no longer held.
+    fn watch(&self, after: u64, last: u64) -> Result<Watch, Status> {
+        let replay: Vec<CallEvent> = if after == 0 {
+            Vec::new()
+        } else {
+            if after > last {
+                return Err(Status::out_of_range(format!(
+                    "after_sequence {after} is beyond the last event, {last}: is it from another run of the core?"
+                )));
+            }
+            let oldest = self.held.front().map_or(last + 1, |e| e.sequence);
+            if after + 1 < oldest {
+                return Err(Status::out_of_range(format!(
+                    "the events after {after} are no longer held (the oldest held is {oldest}): list the calls again"
+                )));
+            }
+            self.held
+                .iter()
+                .filter(|e| e.sequence > after)
+                .cloned()
+                .collect()
+        };
+        Ok(Watch {
+            replay,
+            live: self.live.subscribe(),
+        })
+    }
+}
+
+/// A watcher's start: the replayed events, then the live ones.
+#[derive(Debug)]
+pub struct Watch {
+    replay: Vec<CallEvent>,
+    live: broadcast::Receiver<CallEvent>,
+}
+
+/// A question for the driver from the operator API; answered between two inputs.
+#[derive(Debug)]
+pub enum OperatorQuery {
+    /// `WatchCalls`.
+    Watch {
+        /// Replay the held events after this sequence (0: none).
+        after: u64,
+        /// The answer.
+        reply: oneshot::Sender<Result<Watch, Status>>,
+    },
+    /// `ListCalls`: the live calls (of one number) and the last sequence.
+    ListCalls {
+        /// Only this number's calls.
+        msisdn: Option<Msisdn>,
+        /// The answer.
+        reply: oneshot::Sender<(Vec<LiveCall>, u64)>,
+    },
+    /// `GetPresence`.
+    Presence {
+        /// The number.
+        msisdn: Msisdn,
+        /// The answer.
+        reply: oneshot::Sender<Presence>,
+    },
+    /// `EndCall`: `false` when the ref is not live.
+    EndCall {
+        /// The call.
+        call_ref: CallRef,
+        /// The answer.
+        reply: oneshot::Sender<bool>,
+    },
+}
+
+impl OperatorQuery {
+    /// Answers the query from the driver task, with the switch and the hub it owns.
+    pub fn answer(self, switch: &mut Switch, hub: &EventHub, now: Instant) {
+        match self {
+            OperatorQuery::Watch { after, reply } => {
+                let _ = reply.send(hub.watch(after, switch.last_sequence()));
+            }
+            OperatorQuery::ListCalls { msisdn, reply } => {
+                let calls = switch.live_calls(msisdn.as_ref());
+                let _ = reply.send((calls, switch.last_sequence()));
+            }
+            OperatorQuery::Presence { msisdn, reply } => {
+                let _ = reply.send(switch.presence(&msisdn));
+            }
+            OperatorQuery::EndCall { call_ref, reply } => {
+                let _ = reply.send(switch.end_call(now, call_ref));
+            }
+        }
+    }
+}
+
+/// The operator service (PROTOCOL.md section 8) over the driver.
+#[derive(Debug, Clone)]
+pub struct OperatorService {
+    driver: DriverHandle,
+    verifier: Arc<Verifier>,
+    /// The simulated phone network, whose phones' state presence reports (none with an embedder's
+    /// network, or none at all: the state is then unspecified).
+    simulator: Option<SimulatorControl>,
+}
+
+/// The operator API, ready to add to a tonic router.
+pub fn service(
+    driver: DriverHandle,
+    verifier: Arc<Verifier>,
+    simulator: Option<SimulatorControl>,
+) -> OperatorServer<OperatorService> {
+    OperatorServer::new(OperatorService {
+        driver,
+        verifier,
+        simulator,
+    })
+}
+
+impl OperatorService {
+    fn authorize<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        self.verifier
+            .authorize_operator(request.metadata())
+            .map_err(|e| e.status())
+    }
+
+    async fn ask<T>(
+        &self,
+        query: OperatorQuery,
+        answer: oneshot::Receiver<T>,
+    ) -> Result<T, Status> {
+        self.driver.operator(query).await.map_err(Status::from)?;
+        answer
+            .await
+            .map_err(|_| Status::unavailable("the core is shutting down"))
+    }
+}
+
+/// An optional number filter: empty is none.
+fn msisdn_filter(field: &str, raw: &str) -> Result<Option<Msisdn>, Status> {
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    Msisdn::parse_lenient(raw)
+        .map(Some)
+        .map_err(|e| Status::invalid_argument(format!("{field} {e}")))
+}
+
+type EventStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::CallEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Operator for OperatorService {
+    type WatchCallsStream = EventStream;
+
+    async fn watch_calls(
+        &self,
+        request: Request<pb::WatchCallsRequest>,
+    ) -> Result<Response<EventStream>, Status> {
+        self.authorize(&request)?;
+        let request = request.into_inner();
+        let msisdn = msisdn_filter("msisdn", &request.msisdn)?;
+        let (reply, answer) = oneshot::channel();
+        let query = OperatorQuery::Watch {
+            after: request.after_sequence,
+            reply,
+        };
+        let Watch { replay, mut live } = self.ask(query, answer).await??;
+        let wanted = move |event: &CallEvent| {
+            msisdn
+                .as_ref()
+                .is_none_or(|m| event.caller == *m || event.callee == *m)
+        };
+        // The stream's own queue is small: the broadcast channel is the watcher's buffer.
+        let (tx, rx) = mpsc::channel(16);
+        tokio::spawn(async move {
+            for event in replay.into_iter().filter(|e| wanted(e)) {
+                if tx.send(Ok(event_to_proto(&event))).await.is_err() {
+                    return;
+                }
+            }
+            loop {
+                let event = match live.recv().await {
+                    Ok(event) => event,
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        let _ = tx
+                            .send(Err(Status::resource_exhausted(format!(
+                                "the watcher fell {missed} events behind and was ended; watch again with after_sequence"
+                            ))))
+                            .await;
+                        return;
+                    }
+                    // The core shut down: the stream ends.
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                if wanted(&event) && tx.send(Ok(event_to_proto(&event))).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn list_calls(
+        &self,
+        request: Request<pb::ListCallsRequest>,
+    ) -> Result<Response<pb::ListCallsResponse>, Status> {
+        self.authorize(&request)?;
+        let msisdn = msisdn_filter("msisdn", &request.into_inner().msisdn)?;
+        let (reply, answer) = oneshot::channel();
+        let (calls, sequence) = self
+            .ask(OperatorQuery::ListCalls { msisdn, reply }, answer)
+            .await?;
+        Ok(Response::new(pb::ListCallsResponse {
+            calls: calls.iter().map(call_to_proto).collect(),
+            sequence,
+        }))
+    }
+
+    async fn get_presence(
+        &self,
+        request: Request<pb::GetPresenceRequest>,
+    ) -> Result<Response<pb::Presence>, Status> {
+        self.authorize(&request)?;
+        let raw = request.into_inner().msisdn;
+        let msisdn = msisdn_filter("msisdn", &raw)?
+            .ok_or_else(|| Status::invalid_argument("msisdn is required"))?;
+        let (reply, answer) = oneshot::channel();
+        let query = OperatorQuery::Presence {
+            msisdn: msisdn.clone(),
+            reply,
+        };
+        let presence = self.ask(query, answer).await?;
+        let phone = match &self.simulator {
+            Some(sim) => match sim.behaviour(msisdn.clone()).await {
+                Ok(Behaviour::Busy) => pb::presence::PhoneState::Busy,
+                Ok(Behaviour::Unreachable) => pb::presence::PhoneState::Unreachable,
+                Ok(_) => pb::presence::PhoneState::Reachable,
+                Err(_) => pb::presence::PhoneState::Unspecified,
+            },
+            None => pb::presence::PhoneState::Unspecified,
+        };
+        Ok(Response::new(pb::Presence {
+            msisdn: msisdn.to_string(),
+            online: !presence.terminals.is_empty(),
+            terminals: presence
+                .terminals
+                .iter()
+                .map(|t| pb::presence::Terminal {
+                    terminal_id: terminal_id(t.terminal),
+                    kind: device_kind(t.kind.into()) as i32,
+                    since: Some(timestamp(t.since)),
+                    half_closed: t.half_closed,
+                    calls: u32::try_from(t.calls).unwrap_or(u32::MAX),
+                })
+                .collect(),
+            in_call: presence.in_call,
+            phone: phone as i32,
+        }))
+    }
+
+    async fn end_call(
+        &self,
+        request: Request<pb::EndCallRequest>,
+    ) -> Result<Response<pb::EndCallResponse>, Status> {
+        self.authorize(&request)?;
+        let raw = request.into_inner().call_ref;
+        let call_ref = uuid::Uuid::parse_str(&raw)
+            .map(CallRef)
+            .map_err(|_| Status::invalid_argument("call_ref must be a UUID"))?;
+        let (reply, answer) = oneshot::channel();
+        if self
+            .ask(OperatorQuery::EndCall { call_ref, reply }, answer)
+            .await?
+        {
+            Ok(Response::new(pb::EndCallResponse {}))
+        } else {
+            Err(Status::not_found(format!(
+                "no live call has call_ref {raw}"
+            )))
+        }
+    }
+}
+
+/// The wall-clock time of `at`, against one anchor taken the first time it is asked.
+pub fn wall_clock(at: Instant) -> SystemTime {
+    static ANCHOR: OnceLock<(Instant, SystemTime)> = OnceLock::new();
+    let (instant, system) = *ANCHOR.get_or_init(|| (Instant::now(), SystemTime::now()));
+    match at.checked_duration_since(instant) {
+        Some(after) => system + after,
+        None => system - instant.duration_since(at),
+    }
+}
+
+fn timestamp(at: Instant) -> prost_types::Timestamp {
+    wall_clock(at).into()
+}
+
+/// A terminal's opaque name for operators.
+fn terminal_id(terminal: TerminalId) -> String {
+    format!("t{}", terminal.0)
+}
+
+fn device_kind(kind: DeviceKind) -> pb::device::Kind {
+    match kind {
+        DeviceKind::Pipe => pb::device::Kind::Pipe,
+        DeviceKind::MultiPipe => pb::device::Kind::Multipipe,
+        DeviceKind::Phone => pb::device::Kind::Phone,
+    }
+}
+
+fn device_to_proto(device: &Device) -> pb::Device {
+    pb::Device {
+        kind: device_kind(device.kind) as i32,
+        terminal_id: device.terminal.map(terminal_id).unwrap_or_default(),
+        msisdn: device.msisdn.to_string(),
+    }
+}
+
+/// The wire value of a call status.
+pub fn status_to_proto(status: CallStatus) -> pb::CallStatus {
+    match status {
+        CallStatus::Started => pb::CallStatus::Started,
+        CallStatus::Ringing => pb::CallStatus::Ringing,
+        CallStatus::Answered => pb::CallStatus::Answered,
+        CallStatus::Held => pb::CallStatus::Held,
+        CallStatus::Resumed => pb::CallStatus::Resumed,
+        CallStatus::Moved => pb::CallStatus::Moved,
+        CallStatus::Completed => pb::CallStatus::Completed,
+        CallStatus::Unanswered => pb::CallStatus::Unanswered,
+        CallStatus::Rejected => pb::CallStatus::Rejected,
+        CallStatus::Failed => pb::CallStatus::Failed,
+    }
+}
+
+fn reason_to_proto(reason: Option<ByeReason>) -> i32 {
+    reason.map_or(0, |r| wire::bye_reason_to_proto(r) as i32)
+}
+
+/// A call event as `WatchCalls` sends it.
+pub fn event_to_proto(event: &CallEvent) -> pb::CallEvent {
+    pb::CallEvent {
+        sequence: event.sequence,
+        time: Some(timestamp(event.at)),
+        call_ref: event.call_ref.to_string(),
+        caller: event.caller.to_string(),
+        callee: event.callee.to_string(),
+        caller_call_id: event.caller_call_id.to_string(),
+        callee_call_id: event.callee_call_id.to_string(),
+        status: status_to_proto(event.status) as i32,
+        device: event.device.as_ref().map(device_to_proto),
+        reason: reason_to_proto(event.reason),
+        data: event
+            .context
+            .iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+    }
+}
+
+fn call_to_proto(call: &LiveCall) -> pb::Call {
+    pb::Call {
+        call_ref: call.call_ref.to_string(),
+        caller: call.caller.to_string(),
+        callee: call.callee.to_string(),
+        caller_call_id: call.caller_call_id.to_string(),
+        callee_call_id: call.callee_call_id.to_string(),
+        state: if call.established {
+            pb::call::State::Established
+        } else {
+            pb::call::State::Ringing
+        } as i32,
+        started_at: Some(timestamp(call.started_at)),
+        answered_at: call.answered_at.map(timestamp),
+        held: call.held,
+        caller_leg: call.caller_leg.as_ref().map(device_to_proto),
+        callee_leg: call.callee_leg.as_ref().map(device_to_proto),
+        data: call
+            .context
+            .iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+    }
+}
