@@ -90,6 +90,33 @@ struct ServeArgs {
     /// New calls per second one terminal may attempt (burst: twice as many); more get RATE_LIMIT_HIT.
     #[arg(long, default_value_t = server::DEFAULT_CALL_ATTEMPTS_PER_SECOND)]
     call_attempts_per_second: u32,
+    /// Messages per second one number may send across all its terminals and reconnects (burst:
+    /// twice as many); more get RATE_LIMIT_HIT. Default: 5 x --messages-per-second.
+    #[arg(long)]
+    messages_per_second_per_number: Option<u32>,
+    /// New calls per second one number may attempt across all its terminals and reconnects
+    /// (burst: twice as many); more get RATE_LIMIT_HIT. Default: --call-attempts-per-second.
+    #[arg(long)]
+    call_attempts_per_second_per_number: Option<u32>,
+    /// New calls per second one number may make to one other number (burst: twice as many); more
+    /// get RATE_LIMIT_HIT. Default: --call-attempts-per-second-per-number.
+    #[arg(long)]
+    offers_per_second_per_callee: Option<u32>,
+    /// How long a new connection has to complete its TLS and HTTP/2 handshake and open its first
+    /// rpc before it is closed.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    handshake_timeout: Duration,
+    /// How long a connection may stay open with no rpc open on it; 0: no limit.
+    #[arg(long, default_value = "120s", value_parser = parse_grace)]
+    idle_timeout: Duration,
+    /// Most connections open at once; more are closed as soon as accepted. Default: the open-file
+    /// limit less 64.
+    #[arg(long)]
+    max_connections: Option<usize>,
+    /// Most connections open at once from one IP address; more are closed as soon as accepted.
+    /// Default: an eighth of --max-connections.
+    #[arg(long)]
+    max_connections_per_ip: Option<usize>,
     /// PEM certificate chain to serve TLS with (needs --tls-key). Without it: plaintext.
     #[arg(long, requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -256,6 +283,15 @@ fn run_serve(args: ServeArgs) -> CliResult {
     config.switch.max_terminals_per_msisdn = args.max_terminals_per_msisdn;
     config.messages_per_second = args.messages_per_second;
     config.call_attempts_per_second = args.call_attempts_per_second;
+    config.messages_per_second_per_number = args.messages_per_second_per_number;
+    config.call_attempts_per_second_per_number = args.call_attempts_per_second_per_number;
+    config.offers_per_second_per_callee = args.offers_per_second_per_callee;
+    config.connections = server::listener::ConnectionLimits {
+        handshake_timeout: args.handshake_timeout,
+        idle_timeout: args.idle_timeout,
+        max_connections: args.max_connections,
+        max_connections_per_ip: args.max_connections_per_ip,
+    };
     config.tls = match (args.tls_cert, args.tls_key) {
         (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
         _ => None,
@@ -283,6 +319,9 @@ fn run_serve(args: ServeArgs) -> CliResult {
         tracing::info!(path = %path.display(), "call records");
     }
     webterminal_core::core::log_personal_data(args.log_personal_data);
+    // One descriptor per connection: the inherited soft limit (often 1024) would cap the server far
+    // below what the system allows. The default connection caps are sized from the raised limit.
+    server::listener::raise_open_file_limit();
 
     let runtime = match args.threads {
         1 => tokio::runtime::Builder::new_current_thread()
@@ -716,7 +755,44 @@ mod tests {
         assert_eq!(args.negotiation_timeout, Duration::from_secs(30));
         assert_eq!(args.multipipe_call_cap, 4);
         assert!(matches!(args.phone_network, PhoneNetworkArg::None));
+        assert_eq!(args.handshake_timeout, Duration::from_secs(10));
+        assert_eq!(args.idle_timeout, Duration::from_secs(120));
+        assert_eq!(args.max_connections, None, "sized from the open-file limit");
+        assert_eq!(
+            args.call_attempts_per_second_per_number, None,
+            "follows per terminal"
+        );
         assert!(Cli::try_parse_from(["webterminal-core", "token", "--msisdn", "4799"]).is_err());
+        let cli = Cli::try_parse_from([
+            "webterminal-core",
+            "serve",
+            "--handshake-timeout",
+            "2s",
+            "--idle-timeout",
+            "0",
+            "--max-connections",
+            "100",
+            "--max-connections-per-ip",
+            "10",
+            "--offers-per-second-per-callee",
+            "1",
+        ])
+        .unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("expected serve")
+        };
+        assert_eq!(args.handshake_timeout, Duration::from_secs(2));
+        assert_eq!(args.idle_timeout, Duration::ZERO);
+        assert_eq!(args.max_connections, Some(100));
+        assert_eq!(args.max_connections_per_ip, Some(10));
+        assert_eq!(args.offers_per_second_per_callee, Some(1));
+        for refused in [
+            &["--handshake-timeout", "0"][..],
+            &["--max-connections", "-1"],
+        ] {
+            let args = ["webterminal-core", "serve"].iter().chain(refused);
+            assert!(Cli::try_parse_from(args).is_err(), "{refused:?}");
+        }
     }
 
     #[test]

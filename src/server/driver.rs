@@ -27,8 +27,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tonic::Status;
 
-/// Default capacity of a terminal's outbound queue, in messages. A terminal that lets this many pile
-/// up unread is dropped as a slow consumer.
+/// Capacity of a terminal's outbound queue, in messages, before room for the answers to a burst of
+/// its messages is added ([`outbound_queue_for`]); with no message rate limit, the whole capacity.
+/// A terminal that lets its queue fill is dropped as a slow consumer.
 pub const DEFAULT_OUTBOUND_QUEUE: usize = 256;
 
 /// Capacity of the driver's input queue, in inputs. When it is full, stream tasks wait (they stop
@@ -48,8 +49,9 @@ pub(crate) enum DriverInput {
         msisdn: Msisdn,
         kind: PipeKind,
         outbound: Outbound,
-        /// Dropped by the driver when it lets go of the terminal (see [`Detached`]).
-        detached: oneshot::Sender<()>,
+        /// Dropped by the driver when it lets go of the terminal, after sending why when it was a
+        /// slow consumer (see [`Detached`]).
+        detached: oneshot::Sender<DetachReason>,
         reply: oneshot::Sender<Result<(), RegisterError>>,
     },
     /// A message from the terminal, parsed at the edge; `raw_call_id` is its `call_id` as sent, echoed
@@ -77,13 +79,35 @@ pub(crate) enum DriverInput {
 /// went away, or the server shut down. Its reader should stop reading then: nothing it sends is
 /// looked at any more, and a flooding client that does not read must not keep the server busy.
 #[derive(Debug)]
-pub struct Detached(oneshot::Receiver<()>);
+pub struct Detached(oneshot::Receiver<DetachReason>);
 
 impl Detached {
-    /// Waits until the driver has let go of the terminal.
-    pub async fn wait(&mut self) {
-        let _ = (&mut self.0).await;
+    /// Waits until the driver has let go of the terminal; `Some` when it says why (a slow
+    /// consumer), `None` when the terminal went away or the server shut down.
+    pub async fn wait(&mut self) -> Option<DetachReason> {
+        (&mut self.0).await.ok()
     }
+}
+
+/// Why the driver let go of a terminal the rpc of which is still open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DetachReason {
+    /// Its outbound queue, of `queue` messages, was full: the client does not read fast enough
+    /// (or at all). Its rpc ends with `RESOURCE_EXHAUSTED` and its calls end as if it had gone
+    /// (PROTOCOL.md 4.8).
+    SlowConsumer {
+        /// The queue's capacity, in messages.
+        queue: usize,
+    },
+}
+
+/// The outbound queue capacity, in messages, for a terminal allowed `messages_per_second` messages
+/// a second (burst: twice as many; 0 is unlimited): [`DEFAULT_OUTBOUND_QUEUE`] for notices, plus
+/// room for one answer to each message of a full burst, so that a client that reads promptly is
+/// never dropped for the answers to a burst within its rate limit.
+pub fn outbound_queue_for(messages_per_second: u32) -> usize {
+    let burst = 2 * usize::try_from(messages_per_second).unwrap_or(usize::MAX / 4);
+    DEFAULT_OUTBOUND_QUEUE.saturating_add(burst)
 }
 
 /// A snapshot of the switch's size, for tests and health checks.
@@ -282,7 +306,7 @@ struct Driver {
     /// The outbound queue of every registered terminal.
     /// Each registered terminal's outbound queue, and the signal its reader waits on (dropped with
     /// the entry).
-    terminals: HashMap<TerminalId, (Outbound, oneshot::Sender<()>)>,
+    terminals: HashMap<TerminalId, (Outbound, oneshot::Sender<DetachReason>)>,
 }
 
 impl Driver {
@@ -403,11 +427,16 @@ impl Driver {
         match outbound.try_send(Ok(message)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
+                let queue = outbound.max_capacity();
                 tracing::warn!(
                     ?terminal,
+                    queue,
                     "slow consumer: outbound queue full, dropping the terminal"
                 );
-                self.drop_terminal(Instant::now(), terminal);
+                if let Some((_, detached)) = self.terminals.remove(&terminal) {
+                    let _ = detached.send(DetachReason::SlowConsumer { queue });
+                    self.switch.unregister(Instant::now(), terminal);
+                }
             }
             Err(TrySendError::Closed(_)) => self.drop_terminal(Instant::now(), terminal),
         }
@@ -527,7 +556,7 @@ mod tests {
         let (driver, task) = no_phone();
         let (tx_a, mut rx_a) = mpsc::channel(8);
         let (tx_b, mut rx_b) = mpsc::channel(8);
-        driver
+        let mut detached_a = driver
             .register(
                 TerminalId(1),
                 msisdn("+4799990001"),
@@ -578,6 +607,7 @@ mod tests {
             bye::Reason::ServerShutdown as i32
         );
         assert!(rx_a.recv().await.is_none(), "stream ends after shutdown");
+        assert_eq!(detached_a.wait().await, None, "no reason: the rpc ends OK");
         assert!(rx_b.recv().await.is_none(), "stream ends after shutdown");
         task.await.unwrap();
         assert_eq!(driver.stats().await, Err(DriverError::Stopped));
@@ -598,7 +628,7 @@ mod tests {
             )
             .await
             .unwrap();
-        driver
+        let mut detached_b = driver
             .register(
                 TerminalId(2),
                 msisdn("+4799990002"),
@@ -630,6 +660,11 @@ mod tests {
         assert!(
             rx_b.recv().await.is_none(),
             "the slow consumer's stream ends"
+        );
+        assert_eq!(
+            detached_b.wait().await,
+            Some(DetachReason::SlowConsumer { queue: 1 }),
+            "its reader is told why, to end the rpc with RESOURCE_EXHAUSTED"
         );
         let mut reasons = vec![];
         for _ in 0..2 {

@@ -6,10 +6,13 @@
 //! - [`driver`]: the one task that owns the [`Switch`].
 //! - [`service`]: `WebTerminalService` (`Pipe`, `MultiPipe`).
 //! - [`simulator`]: the simulated phone network's operator API (PROTOCOL.md section 7).
+//! - [`listener`]: the connection edge: caps, accept back-off, handshake and idle deadlines.
+//! - [`rate_limit`]: rate limits per terminal, per number and per caller and callee (section 6).
 //! - [`serve`]: all of it on one listener, with health, reflection and shutdown (PROTOCOL.md 4.9).
 
 pub mod auth;
 pub mod driver;
+pub mod listener;
 pub mod operator;
 pub mod rate_limit;
 pub mod service;
@@ -69,8 +72,10 @@ pub struct ServerConfig {
     /// Largest SDP accepted, in bytes. Default [`wire::DEFAULT_MAX_SDP_BYTES`].
     pub max_sdp_bytes: usize,
     /// Capacity of each terminal's outbound queue, in messages; a terminal that lets it fill is
-    /// dropped as a slow consumer. Default [`driver::DEFAULT_OUTBOUND_QUEUE`].
-    pub outbound_queue: usize,
+    /// dropped as a slow consumer, its rpc ending with `RESOURCE_EXHAUSTED`. `None` (the default):
+    /// sized from the message rate limit, [`driver::outbound_queue_for`]`(messages_per_second)`, so
+    /// that the answers to a full burst of messages fit.
+    pub outbound_queue: Option<usize>,
     /// How long a graceful shutdown may take before the remaining connections are dropped.
     /// Default [`DEFAULT_DRAIN_TIMEOUT`].
     pub drain_timeout: Duration,
@@ -86,6 +91,20 @@ pub struct ServerConfig {
     /// Each terminal's budget of new call attempts (Offers with a number), as above.
     /// Default [`DEFAULT_CALL_ATTEMPTS_PER_SECOND`].
     pub call_attempts_per_second: u32,
+    /// Each number's message budget, shared by all its terminals and kept across reconnects, as
+    /// above. `None` (the default): [`NUMBER_MESSAGES_PER_TERMINAL_MESSAGES`] times
+    /// [`ServerConfig::messages_per_second`] (500 a second with the defaults).
+    pub messages_per_second_per_number: Option<u32>,
+    /// Each number's budget of new call attempts, shared by all its terminals and kept across
+    /// reconnects, as above. `None` (the default): [`ServerConfig::call_attempts_per_second`] (one
+    /// subscriber's budget, as for one terminal: 10 a second with the defaults).
+    pub call_attempts_per_second_per_number: Option<u32>,
+    /// New calls one number may make to one other number a second (burst: twice as many), as
+    /// above: no subscriber is rung more often by one caller. `None` (the default): the per-number
+    /// attempt rate, so that it bites when that is raised explicitly (a dialler).
+    pub offers_per_second_per_callee: Option<u32>,
+    /// Caps on connections and deadlines for silent and idle ones ([`listener`]).
+    pub connections: listener::ConnectionLimits,
     /// The operator API's event buffers (PROTOCOL.md section 8).
     pub events: operator::EventLimits,
     /// Where call records are kept (PROTOCOL.md section 9). Default [`RecordsConfig::None`]:
@@ -98,6 +117,10 @@ pub const DEFAULT_MESSAGES_PER_SECOND: u32 = 100;
 
 /// Default per-terminal rate of new call attempts, per second (burst: twice as many).
 pub const DEFAULT_CALL_ATTEMPTS_PER_SECOND: u32 = 10;
+
+/// The default per-number message rate is this many times the per-terminal one: room for several
+/// terminals each sending keepalives, far below a flood (500 a second with the defaults).
+pub const NUMBER_MESSAGES_PER_TERMINAL_MESSAGES: u32 = 5;
 
 /// The certificate chain and private key a TLS listener presents, as PEM files.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -131,15 +154,47 @@ impl ServerConfig {
             phone_network: PhoneNetworkKind::Sim,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             max_sdp_bytes: wire::DEFAULT_MAX_SDP_BYTES,
-            outbound_queue: driver::DEFAULT_OUTBOUND_QUEUE,
+            outbound_queue: None,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             tls: None,
             tokens: TokenPolicy::default(),
             messages_per_second: DEFAULT_MESSAGES_PER_SECOND,
             call_attempts_per_second: DEFAULT_CALL_ATTEMPTS_PER_SECOND,
+            messages_per_second_per_number: None,
+            call_attempts_per_second_per_number: None,
+            offers_per_second_per_callee: None,
+            connections: listener::ConnectionLimits::default(),
             events: operator::EventLimits::default(),
             records: RecordsConfig::None,
         }
+    }
+
+    /// The rate limits of [`rate_limit`] in force: as configured, the unset per-number and
+    /// per-callee ones derived from the per-terminal ones (so that raising or lifting a terminal's
+    /// limit does not leave a stricter per-number one behind it).
+    pub fn rate_limits(&self) -> rate_limit::RateLimits {
+        let attempts_per_number = self
+            .call_attempts_per_second_per_number
+            .unwrap_or(self.call_attempts_per_second);
+        rate_limit::RateLimits {
+            messages_per_second: self.messages_per_second,
+            call_attempts_per_second: self.call_attempts_per_second,
+            messages_per_second_per_number: self.messages_per_second_per_number.unwrap_or(
+                self.messages_per_second
+                    .saturating_mul(NUMBER_MESSAGES_PER_TERMINAL_MESSAGES),
+            ),
+            call_attempts_per_second_per_number: attempts_per_number,
+            offers_per_second_per_callee: self
+                .offers_per_second_per_callee
+                .unwrap_or(attempts_per_number),
+        }
+    }
+
+    /// The outbound queue capacity in force: [`ServerConfig::outbound_queue`], or sized from the
+    /// message rate limit.
+    pub fn outbound_queue_capacity(&self) -> usize {
+        self.outbound_queue
+            .unwrap_or_else(|| driver::outbound_queue_for(self.messages_per_second))
     }
 }
 
@@ -159,6 +214,20 @@ impl fmt::Debug for ServerConfig {
             .field("tokens", &self.tokens)
             .field("messages_per_second", &self.messages_per_second)
             .field("call_attempts_per_second", &self.call_attempts_per_second)
+            .field(
+                "messages_per_second_per_number",
+                &self.messages_per_second_per_number,
+            )
+            .field(
+                "call_attempts_per_second_per_number",
+                &self.call_attempts_per_second_per_number,
+            )
+            .field(
+                "offers_per_second_per_callee",
+                &self.offers_per_second_per_callee,
+            )
+            .field("connections", &self.connections)
+            .field("events", &self.events)
             .field("records", &self.records)
             .finish()
     }
@@ -310,13 +379,16 @@ impl Exchange {
     /// service SERVING until shutdown begins); gRPC server reflection v1 and v1alpha; and, with the
     /// simulated phone network, `webterminal.core.v1.SimulatedPhoneNetwork`. HTTP/2 keepalive pings
     /// every 20 s (10 s timeout), TCP keepalive 30 s, at most 1024 concurrent streams per connection.
+    /// Connections are capped and given deadlines as `config.connections` says ([`listener`]): over
+    /// a cap, a new connection is closed at once; one that has not opened an rpc within the
+    /// handshake timeout, or has had none open for the idle timeout, is closed.
     ///
     /// Shutdown: the listener closes, every live leg gets `Bye{SERVER_SHUTDOWN}`, every response
     /// stream ends with status OK, and open connections drain for at most `config.drain_timeout`.
     ///
     /// Access tokens are verified as [`auth::Verifier::from_config`] describes. With `config.tls`,
-    /// connections are TLS (rustls, ALPN h2, TLS 1.2 and 1.3, a 10 s handshake timeout); a failed
-    /// handshake drops that connection only. Without it, plaintext HTTP/2.
+    /// connections are TLS (rustls, ALPN h2, TLS 1.2 and 1.3, under the same handshake timeout); a
+    /// failed handshake drops that connection only. Without it, plaintext HTTP/2.
     ///
     /// # Errors
     /// [`ServeError::Keys`] or [`ServeError::Tls`] when a token key or TLS file is unreadable or
@@ -346,7 +418,10 @@ impl Exchange {
         };
         let prepared = auth::Verifier::from_config(&config)
             .map_err(ServeError::from)
-            .and_then(|verifier| Ok((verifier, tls_server(config.tls.as_ref())?)));
+            .and_then(|verifier| {
+                let tls = tls_server(config.tls.as_ref(), config.connections.handshake_timeout)?;
+                Ok((verifier, tls))
+            });
         let (verifier, builder) = match prepared {
             Ok(prepared) => prepared,
             Err(e) => {
@@ -365,12 +440,9 @@ impl Exchange {
                 driver.clone(),
                 verifier.clone(),
                 limits,
-                config.outbound_queue,
+                config.outbound_queue_capacity(),
             )
-            .with_rate_limits(rate_limit::RateLimits {
-                messages_per_second: config.messages_per_second,
-                call_attempts_per_second: config.call_attempts_per_second,
-            }),
+            .with_rate_limits(config.rate_limits()),
         )
         .max_decoding_message_size(config.max_message_bytes);
 
@@ -393,11 +465,25 @@ impl Exchange {
 
         // TCP options go on the incoming stream: `Server::tcp_keepalive` is ignored with
         // `serve_with_incoming_shutdown`.
-        let incoming = TcpIncoming::from(listener)
+        let tcp = TcpIncoming::from(listener)
             .with_nodelay(Some(true))
             .with_keepalive(Some(Duration::from_secs(30)));
+        let open_files = listener::open_file_limit();
+        let incoming = listener::Incoming::new(tcp, config.connections, open_files);
+        let (max_connections, max_connections_per_ip) = incoming.caps();
+        tracing::info!(
+            open_files,
+            max_connections,
+            max_connections_per_ip,
+            handshake_timeout = ?config.connections.handshake_timeout,
+            idle_timeout = ?config.connections.idle_timeout,
+            outbound_queue = config.outbound_queue_capacity(),
+            "connection limits"
+        );
+        tracing::info!(rates = ?config.rate_limits(), "rate limits per second (0: none)");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = builder
+            .layer(listener::TrackRpcsLayer)
             .http2_keepalive_interval(Some(Duration::from_secs(20)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .max_concurrent_streams(Some(1024))
@@ -454,16 +540,14 @@ impl Exchange {
     }
 }
 
-/// How long a TLS handshake may take before the connection is dropped.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A server builder, serving TLS with `tls`'s certificate chain and key when given.
 /// A seed for the switch's call-id generator, from the operating system's randomness.
 fn seed() -> u64 {
     getrandom::u64().expect("the operating system provides randomness")
 }
 
-fn tls_server(tls: Option<&TlsFiles>) -> Result<Server, ServeError> {
+/// A server builder, serving TLS with `tls`'s certificate chain and key when given; a TLS handshake
+/// that takes longer than `handshake_timeout` drops its connection.
+fn tls_server(tls: Option<&TlsFiles>, handshake_timeout: Duration) -> Result<Server, ServeError> {
     let Some(files) = tls else {
         return Ok(Server::builder());
     };
@@ -483,7 +567,7 @@ fn tls_server(tls: Option<&TlsFiles>) -> Result<Server, ServeError> {
     let key = read(&files.key, "private key file", "PRIVATE KEY-----")?;
     let config = tonic::transport::ServerTlsConfig::new()
         .identity(tonic::transport::Identity::from_pem(cert, key))
-        .timeout(TLS_HANDSHAKE_TIMEOUT);
+        .timeout(handshake_timeout);
     let server = Server::builder().tls_config(config).map_err(|e| {
         let mut why = e.to_string();
         let mut source = std::error::Error::source(&e);
@@ -591,6 +675,32 @@ mod tests {
             client.pipe(request).await?.into_inner()
         };
         Ok(Terminal { tx, rx })
+    }
+
+    #[test]
+    fn per_number_limits_follow_the_per_terminal_ones_unless_set() {
+        let mut config = ServerConfig::new(SECRET);
+        let limits = config.rate_limits();
+        assert_eq!(
+            (
+                limits.messages_per_second,
+                limits.call_attempts_per_second,
+                limits.messages_per_second_per_number,
+                limits.call_attempts_per_second_per_number,
+                limits.offers_per_second_per_callee
+            ),
+            (100, 10, 500, 10, 10)
+        );
+        assert_eq!(config.outbound_queue_capacity(), 456);
+        config.messages_per_second = 0;
+        config.call_attempts_per_second = 0;
+        assert_eq!(config.rate_limits(), rate_limit::RateLimits::UNLIMITED);
+        assert_eq!(config.outbound_queue_capacity(), 256);
+        config.call_attempts_per_second_per_number = Some(100);
+        config.offers_per_second_per_callee = Some(1);
+        let limits = config.rate_limits();
+        assert_eq!(limits.call_attempts_per_second_per_number, 100);
+        assert_eq!(limits.offers_per_second_per_callee, 1);
     }
 
     #[tokio::test]

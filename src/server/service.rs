@@ -8,13 +8,15 @@
 //! terminal's rate limit); it reports the client's half-close, and the end of the rpc (the
 //! response stream dropped: cancelled, connection lost, or ended by the driver) as `Gone`.
 
+use crate::core::RequestBody;
 use crate::core::{PipeKind, TerminalId};
 use crate::proto::webterminal::web_terminal_message::Message;
 use crate::proto::webterminal::web_terminal_service_server::WebTerminalService;
 use crate::proto::webterminal::WebTerminalMessage;
 use crate::server::auth::Verifier;
+use crate::server::driver::DetachReason;
 use crate::server::driver::DriverHandle;
-use crate::server::rate_limit::{RateLimits, TerminalBudget};
+use crate::server::rate_limit::{NumberBudgets, RateLimits};
 use crate::server::wire::{self, Limits};
 use std::future::Future;
 use std::pin::Pin;
@@ -34,7 +36,7 @@ pub struct WebTerminal {
     verifier: Arc<Verifier>,
     limits: Limits,
     outbound_queue: usize,
-    rates: RateLimits,
+    budgets: Arc<NumberBudgets>,
     next_terminal: AtomicU64,
 }
 
@@ -60,18 +62,19 @@ impl WebTerminal {
             verifier,
             limits,
             outbound_queue,
-            rates: RateLimits::UNLIMITED,
+            budgets: Arc::new(NumberBudgets::new(RateLimits::UNLIMITED)),
             next_terminal: AtomicU64::new(1),
         }
     }
 
-    /// Limits each terminal's messages and new call attempts per second; a message over a limit
-    /// gets `Error{RATE_LIMIT_HIT}` with its call_id and goes no further (PROTOCOL.md section 6).
-    /// The check runs in the terminal's own reader task: the switch never sees such a message, the
-    /// driver only forwards its rejection (in order with the answers before it), and the driver's
-    /// bounded input queue holds a flooding terminal back. Default: unlimited.
+    /// Limits messages and new call attempts per second, per terminal and per number (across all
+    /// its terminals and reconnects), and new calls from one number to another; a message over a
+    /// limit gets `Error{RATE_LIMIT_HIT}` with its call_id and goes no further (PROTOCOL.md section
+    /// 6). The check runs in the terminal's own reader task: the switch never sees such a message,
+    /// the driver only forwards its rejection (in order with the answers before it), and the
+    /// driver's bounded input queue holds a flooding terminal back. Default: unlimited.
     pub fn with_rate_limits(mut self, rates: RateLimits) -> Self {
-        self.rates = rates;
+        self.budgets = Arc::new(NumberBudgets::new(rates));
         self
     }
 
@@ -99,7 +102,7 @@ impl WebTerminal {
             terminal,
             kind,
             limits: self.limits,
-            rates: self.rates,
+            budgets: self.budgets.clone(),
         };
         tokio::spawn(reader.run(
             msisdn,
@@ -145,15 +148,17 @@ impl WebTerminalService for WebTerminal {
 }
 
 /// The response stream of one terminal: the messages the driver queued for it, in order. It ends
-/// (status OK) when the driver drops the terminal's queue: at shutdown, or when the terminal is
-/// dropped as a slow consumer. It fails with a status when the request stream could not be read (a
+/// with status OK when the driver closes the terminal's queue at shutdown (PROTOCOL.md 4.9). It
+/// fails with a status, at once (messages still queued are dropped), when the terminal was dropped
+/// as a slow consumer (`RESOURCE_EXHAUSTED`, saying so) or its request stream could not be read (a
 /// message over the size limit, or one that does not decode). Dropping it (the rpc ended) tells the
 /// reader task the terminal is gone.
 pub struct TerminalStream {
     queue: ReceiverStream<Result<WebTerminalMessage, Status>>,
-    /// The status that fails the rpc when the reader task could not read the request stream
-    /// (PROTOCOL.md section 6: a gRPC status ends an rpc whose stream is unusable; OK would read as
-    /// a shutdown).
+    /// The status that fails the rpc, sent by the reader task when it could not read the request
+    /// stream or the driver dropped the terminal as a slow consumer (PROTOCOL.md section 6: a gRPC
+    /// status ends an rpc whose stream is unusable; OK would read as a shutdown). Dropped without
+    /// a status when the reader ends otherwise.
     failed: Option<oneshot::Receiver<Status>>,
     /// The failing status has been yielded: the stream is over.
     done: bool,
@@ -177,7 +182,12 @@ impl Stream for TerminalStream {
                 }
             }
         }
-        Pin::new(&mut self.queue).poll_next(cx)
+        match Pin::new(&mut self.queue).poll_next(cx) {
+            // The driver let go of the terminal. Whether the rpc ends OK or with a status is the
+            // reader task's word, which it gives (or drops) as soon as it sees the driver let go.
+            Poll::Ready(None) if self.failed.is_some() => Poll::Pending,
+            polled => polled,
+        }
     }
 }
 
@@ -193,7 +203,7 @@ struct Reader {
     terminal: TerminalId,
     kind: PipeKind,
     limits: Limits,
-    rates: RateLimits,
+    budgets: Arc<NumberBudgets>,
 }
 
 impl Reader {
@@ -207,7 +217,7 @@ impl Reader {
         failed: oneshot::Sender<Status>,
     ) {
         let terminal = self.terminal;
-        let mut budget = TerminalBudget::new(self.rates, std::time::Instant::now());
+        let mut budget = self.budgets.terminal(&msisdn, std::time::Instant::now());
         let result = self
             .driver
             .register(terminal, msisdn.clone(), self.kind, outbound)
@@ -227,8 +237,18 @@ impl Reader {
             tokio::select! {
                 _ = &mut gone => break,
                 // The driver let go of this terminal (a slow consumer, or shutdown): stop reading,
-                // so that a client flooding a stream it does not read costs nothing more.
-                () = detached.wait() => return,
+                // so that a client flooding a stream it does not read costs nothing more. A slow
+                // consumer's rpc ends with RESOURCE_EXHAUSTED, saying why.
+                reason = detached.wait() => {
+                    if let Some(DetachReason::SlowConsumer { queue }) = reason {
+                        let _ = failed.send(Status::resource_exhausted(format!(
+                            "dropped as a slow consumer: {queue} messages waited unread in this \
+                             terminal's outbound queue; its calls ended as if it had gone \
+                             (PROTOCOL.md 4.8)"
+                        )));
+                    }
+                    return;
+                }
                 next = inbound.message(), if reading => match next {
                     // A keepalive (no oneof, no call_id) is answered with nothing and goes no
                     // further, but it is charged like any message (PROTOCOL.md section 1): over the
@@ -241,9 +261,16 @@ impl Reader {
                         let new_call = matches!(&message.message, Some(Message::Offer(o)) if o.msisdn.is_some());
                         // Over budget: the message goes no further than a ready-made rejection,
                         // which the driver only forwards, in order with the answers before it.
+                        let now = std::time::Instant::now();
                         let parsed = budget
-                            .charge(std::time::Instant::now(), new_call)
-                            .and_then(|()| wire::parse_request(self.kind, &msisdn, message, &self.limits));
+                            .charge(now, new_call)
+                            .and_then(|()| wire::parse_request(self.kind, &msisdn, message, &self.limits))
+                            .and_then(|request| match &request.body {
+                                RequestBody::Offer { to: Some(callee), .. } => {
+                                    budget.charge_callee(now, callee).map(|()| request)
+                                }
+                                _ => Ok(request),
+                            });
                         if self.driver.request(terminal, raw_call_id, parsed).await.is_err() {
                             return;
                         }

@@ -1,0 +1,178 @@
+//! Honest drops (issue 8, PROTOCOL.md 4.8 and section 6): a terminal dropped as a slow consumer
+//! learns why — its rpc ends with `RESOURCE_EXHAUSTED` and a message saying so, not with OK — and
+//! a terminal that reads promptly is never dropped for the answers to a burst of messages within
+//! its rate limit (the outbound queue is sized from that limit). The server runs in this process
+//! over real loopback sockets.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::ReceiverStream;
+use webterminal_core::core::Msisdn;
+use webterminal_core::proto::webterminal::web_terminal_message::Message;
+use webterminal_core::proto::webterminal::web_terminal_service_client::WebTerminalServiceClient;
+use webterminal_core::proto::webterminal::{error, Ringing, WebTerminalMessage};
+use webterminal_core::server::auth::{mint_token, REQUIRED_SCOPE};
+use webterminal_core::server::driver::DriverHandle;
+use webterminal_core::server::{Exchange, PhoneNetworkKind, ServerConfig};
+
+const SECRET: &[u8] = b"honest-drops-test-secret";
+const WAIT: Duration = Duration::from_secs(10);
+
+struct Core {
+    addr: SocketAddr,
+    driver: DriverHandle,
+    _stop: oneshot::Sender<()>,
+}
+
+async fn start(config: ServerConfig) -> Core {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let exchange = Exchange::start(config);
+    let driver = exchange.driver().clone();
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(exchange.serve(listener, async {
+        let _ = stopped.await;
+    }));
+    Core {
+        addr,
+        driver,
+        _stop: stop,
+    }
+}
+
+impl Core {
+    /// Opens a Pipe for `msisdn` on a connection of its own, and reads its greeting (Idle). With
+    /// `window`, the connection carries at most that many bytes toward the client before it reads
+    /// them (its HTTP/2 stream and connection windows), as a real network path holds only so
+    /// much in flight.
+    async fn open(&self, msisdn: &str, window: Option<u32>) -> Terminal {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .initial_stream_window_size(window)
+            .initial_connection_window_size(window)
+            .connect()
+            .await
+            .unwrap();
+        let mut client = WebTerminalServiceClient::new(channel);
+        let (tx, requests) = mpsc::channel(4096);
+        let mut request = tonic::Request::new(ReceiverStream::new(requests));
+        let token = mint_token(
+            SECRET,
+            &Msisdn::parse(msisdn).unwrap(),
+            REQUIRED_SCOPE,
+            Duration::from_secs(600),
+        );
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        let mut rx = client.pipe(request).await.unwrap().into_inner();
+        let greeting = tokio::time::timeout(WAIT, rx.message()).await.unwrap();
+        assert!(
+            matches!(&greeting, Ok(Some(m)) if matches!(m.message, Some(Message::Idle(_)))),
+            "{greeting:?}"
+        );
+        Terminal { tx, rx }
+    }
+
+    async fn wait_for_terminals(&self, terminals: usize) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while self.driver.stats().await.unwrap().terminals != terminals {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "expected {terminals} terminals"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+struct Terminal {
+    tx: mpsc::Sender<WebTerminalMessage>,
+    rx: tonic::Streaming<WebTerminalMessage>,
+}
+
+/// A message that earns an answer (`Error{NOT_INCALL}`: a Pipe with no call) and changes nothing.
+fn ringing() -> WebTerminalMessage {
+    WebTerminalMessage {
+        message: Some(Message::Ringing(Ringing {})),
+        call_id: String::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_that_overflows_a_never_reading_terminals_queue_ends_its_rpc_with_resource_exhausted(
+) {
+    let mut config = ServerConfig::new(SECRET.to_vec());
+    config.phone_network = PhoneNetworkKind::None;
+    let core = start(config).await;
+    let Terminal { tx, mut rx } = core.open("+4792000001", None).await;
+    // Every message earns an answer (NOT_INCALL, then RATE_LIMIT_HIT over the budget); none is
+    // read until the server has let go of the terminal.
+    let flood = tokio::spawn(async move {
+        while tx.send(ringing()).await.is_ok() {}
+        std::future::pending::<()>().await;
+    });
+    core.wait_for_terminals(0).await;
+    flood.abort();
+
+    // Now the client reads: whatever the server had sent before, then the status.
+    let mut read = 0;
+    let status = loop {
+        match tokio::time::timeout(WAIT, rx.message())
+            .await
+            .expect("the rpc ends in time")
+        {
+            Ok(Some(_)) => read += 1,
+            Ok(None) => panic!("the rpc ended with status OK after {read} messages"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(
+        status.code(),
+        tonic::Code::ResourceExhausted,
+        "{status:?} after {read} messages"
+    );
+    assert!(
+        status.message().contains("slow consumer"),
+        "the status says why: {status:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminal_reading_promptly_is_never_dropped_for_a_burst_at_its_rate_limit() {
+    let mut config = ServerConfig::new(SECRET.to_vec());
+    config.phone_network = PhoneNetworkKind::None;
+    // A budget of 1000 messages a second: a burst of 2000, each answered.
+    config.messages_per_second = 1000;
+    config.messages_per_second_per_number = Some(1000);
+    let burst = 2 * config.messages_per_second as usize;
+    let core = start(config).await;
+    // 16 KiB in flight: a couple of hundred answers.
+    let Terminal { tx, mut rx } = core.open("+4792000002", Some(16 * 1024)).await;
+
+    // The burst, then one round trip (a slow mobile path) before the answers are read; from then
+    // on every answer is read as soon as it is there.
+    for _ in 0..burst {
+        tx.send(ringing()).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut not_in_call = 0;
+    while not_in_call < burst {
+        let message = tokio::time::timeout(WAIT, rx.message())
+            .await
+            .expect("answers keep coming");
+        match message {
+            Ok(Some(m)) => match m.message {
+                Some(Message::Error(e)) if e.err == error::Code::NotIncall as i32 => {
+                    not_in_call += 1
+                }
+                other => panic!("after {not_in_call} answers: {other:?}"),
+            },
+            end => panic!("dropped after {not_in_call} of {burst} answers: {end:?}"),
+        }
+    }
+    // Still registered: not dropped.
+    assert_eq!(core.driver.stats().await.unwrap().terminals, 1);
+    drop(tx);
+}
