@@ -64,6 +64,13 @@ fn start(nofile: &str, extra: &[&str]) -> Server {
         .arg(format!("--nofile={nofile}"))
         .arg(env!("CARGO_BIN_EXE_webterminal-core"))
         .args(["serve", "--listen", "127.0.0.1:0", "--jwt-secret", SECRET])
+        // Records on, as the binary runs by default, in a file of this test's own.
+        .arg("--records")
+        .arg(std::env::temp_dir().join(format!(
+            "connection-hygiene-{}-{}.sqlite3",
+            std::process::id(),
+            nofile.replace(':', "-")
+        )))
         .args(extra)
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())

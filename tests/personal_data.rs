@@ -42,6 +42,7 @@ fn serve(port: u16, extra: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_webterminal-core"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .args(["--jwt-secret", SECRET, "--phone-network", "none"])
+        .args(["--records", "none"])
         .args(extra)
         .env("RUST_LOG", "debug")
         .stdout(Stdio::null())

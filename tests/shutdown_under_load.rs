@@ -187,6 +187,8 @@ async fn scenario() {
             SECRET,
             "--phone-network",
             "none",
+            "--records",
+            "none",
         ])
         .env("RUST_LOG", "error")
         .stdout(Stdio::null())

@@ -29,6 +29,10 @@ pub const BATCH_WINDOW: Duration = Duration::from_millis(200);
 /// How often the writer notes that the core is alive while calls are live.
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
 
+/// How long the writer sleeps with nothing pending and no live call: until the next message, in
+/// practice (a timeout only so that the loop stays one shape).
+const IDLE_WAIT: Duration = Duration::from_secs(3600);
+
 /// Counters of the writer, for logs and metrics. Every field only grows.
 #[derive(Debug, Default)]
 pub struct RecorderStats {
@@ -202,7 +206,12 @@ impl Writer {
             let now = Instant::now();
             let wait = match self.since {
                 Some(since) => (since + BATCH_WINDOW).saturating_duration_since(now),
-                None => HEARTBEAT.saturating_sub(now.duration_since(last_heartbeat)),
+                None if self.builder.live_calls() > 0 => {
+                    HEARTBEAT.saturating_sub(now.duration_since(last_heartbeat))
+                }
+                // Nothing pending and no live call: nothing to do until the next message (a
+                // heartbeat wait here would be zero once a second had passed, and spin).
+                None => IDLE_WAIT,
             };
             match inbox.recv_timeout(wait) {
                 Ok(Message::Event(event)) => {
