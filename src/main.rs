@@ -138,6 +138,9 @@ struct ServeArgs {
     /// Log phone numbers and SDP bodies in full (personal data; off by default: redacted).
     #[arg(long)]
     log_personal_data: bool,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464). Default: none.
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
     /// Worker threads of the runtime; 0 means one per CPU core. 1 runs everything on one thread
     /// (no cross-thread wake-ups), which suits a small machine shared with other work.
     #[arg(long, default_value_t = 0)]
@@ -333,7 +336,11 @@ fn run_serve(args: ServeArgs) -> CliResult {
             .enable_all()
             .build()?,
     };
+    let metrics_listen = args.metrics_listen;
     runtime.block_on(async move {
+        if let Some(listen) = metrics_listen {
+            server::metrics::install(listen)?;
+        }
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let local = listener.local_addr()?;
         let scheme = if config.tls.is_some() {

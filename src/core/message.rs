@@ -50,6 +50,20 @@ pub enum RequestBody {
     },
 }
 
+impl RequestBody {
+    /// The `WebTerminalMessage` oneof field it came in: `offer`, `answer`, `ringing`, `bye` or
+    /// `action`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RequestBody::Offer { .. } => "offer",
+            RequestBody::Answer { .. } => "answer",
+            RequestBody::Ringing => "ringing",
+            RequestBody::Bye => "bye",
+            RequestBody::ToPhone | RequestBody::Transfer { .. } => "action",
+        }
+    }
+}
+
 /// A message from the switch to one terminal.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Notice {

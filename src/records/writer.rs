@@ -78,6 +78,7 @@ impl RecorderHandle {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 let dropped = self.stats.dropped_events.fetch_add(1, Ordering::Relaxed) + 1;
+                metrics::counter!(crate::server::metrics::RECORDS_DROPPED).increment(1);
                 // The first, then every power of two: a full queue must not flood the log.
                 if dropped.is_power_of_two() {
                     tracing::warn!(
@@ -268,9 +269,12 @@ impl Writer {
                 self.stats
                     .records_written
                     .fetch_add(batch.finished.len() as u64, Ordering::Relaxed);
+                metrics::counter!(crate::server::metrics::RECORDS_WRITTEN)
+                    .increment(batch.finished.len() as u64);
             }
             Err(e) => {
                 let failed = self.stats.failed_writes.fetch_add(1, Ordering::Relaxed) + 1;
+                metrics::counter!(crate::server::metrics::RECORDS_FAILED).increment(1);
                 tracing::error!(
                     %e,
                     failed,

@@ -17,6 +17,7 @@ use crate::core::{
 use crate::phone::PhoneNetwork;
 use crate::proto::webterminal::WebTerminalMessage;
 use crate::records::RecorderHandle;
+use crate::server::metrics::DriverMetrics;
 use crate::server::operator::{EventHub, OperatorQuery};
 use crate::server::wire;
 use std::collections::HashMap;
@@ -290,6 +291,7 @@ pub fn spawn_with_records(
         records,
         phone,
         terminals: HashMap::new(),
+        metrics: DriverMetrics::new(),
     };
     let task = tokio::spawn(driver.run(receiver, phone_events));
     (DriverHandle { inputs }, task)
@@ -307,6 +309,8 @@ struct Driver {
     /// Each registered terminal's outbound queue, and the signal its reader waits on (dropped with
     /// the entry).
     terminals: HashMap<TerminalId, (Outbound, oneshot::Sender<DetachReason>)>,
+    /// Prometheus metrics (PROTOCOL.md section 12).
+    metrics: DriverMetrics,
 }
 
 impl Driver {
@@ -329,7 +333,10 @@ impl Driver {
                         let _ = done.send(());
                         return;
                     }
-                    Some(input) => self.handle(input),
+                    Some(input) => {
+                        self.metrics.queue_depth(inputs.len());
+                        self.handle(input)
+                    }
                     None => {
                         self.shutdown();
                         return;
@@ -359,8 +366,11 @@ impl Driver {
                 // Known before registering: the switch may greet the terminal (Idle, InCall, Offer).
                 self.terminals.insert(terminal, (outbound, detached));
                 let result = self.switch.register(now, terminal, msisdn, kind);
-                if result.is_err() {
-                    self.terminals.remove(&terminal);
+                match result {
+                    Ok(()) => self.metrics.terminal(kind, 1.0),
+                    Err(_) => {
+                        self.terminals.remove(&terminal);
+                    }
                 }
                 self.drain();
                 if reply.send(result).is_err() {
@@ -376,6 +386,8 @@ impl Driver {
                 if !self.terminals.contains_key(&terminal) {
                     return;
                 }
+                self.metrics
+                    .message_in(parsed.as_ref().ok().map(|r| r.body.kind()));
                 let result =
                     parsed.and_then(|request| self.switch.handle_request(now, terminal, request));
                 if let Err(rejection) = result {
@@ -408,6 +420,7 @@ impl Driver {
                     None => tracing::warn!(?command, "no phone network for a phone command"),
                 },
                 Output::Event(event) => {
+                    self.metrics.call_event(&event);
                     if let Some(records) = &self.records {
                         records.record(event.clone());
                     }
@@ -424,6 +437,7 @@ impl Driver {
         let Some((outbound, _)) = self.terminals.get(&terminal) else {
             return;
         };
+        self.metrics.message_out(&message);
         match outbound.try_send(Ok(message)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
@@ -435,7 +449,8 @@ impl Driver {
                 );
                 if let Some((_, detached)) = self.terminals.remove(&terminal) {
                     let _ = detached.send(DetachReason::SlowConsumer { queue });
-                    self.switch.unregister(Instant::now(), terminal);
+                    self.metrics.slow_consumer();
+                    self.unregister(Instant::now(), terminal);
                 }
             }
             Err(TrySendError::Closed(_)) => self.drop_terminal(Instant::now(), terminal),
@@ -445,8 +460,16 @@ impl Driver {
     /// Forgets the terminal's queue (its response stream ends) and unregisters it from the switch.
     fn drop_terminal(&mut self, now: Instant, terminal: TerminalId) {
         if self.terminals.remove(&terminal).is_some() {
-            self.switch.unregister(now, terminal);
+            self.unregister(now, terminal);
         }
+    }
+
+    /// Unregisters the terminal from the switch (PROTOCOL.md 4.8).
+    fn unregister(&mut self, now: Instant, terminal: TerminalId) {
+        if let Some(kind) = self.switch.terminal_kind(terminal) {
+            self.metrics.terminal(kind, -1.0);
+        }
+        self.switch.unregister(now, terminal);
     }
 
     /// PROTOCOL.md 4.9: Bye{SERVER_SHUTDOWN} everywhere, then every outbound queue closes, so every

@@ -13,6 +13,7 @@
 pub mod auth;
 pub mod driver;
 pub mod listener;
+pub mod metrics;
 pub mod operator;
 pub mod rate_limit;
 pub mod service;

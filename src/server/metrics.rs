@@ -1,0 +1,231 @@
+//! Prometheus metrics (PROTOCOL.md section 12), through the `metrics` facade: the driver counts
+//! terminals, calls, messages, errors and drops with handles resolved once (no registry lookup on the
+//! hot path), and [`install`] serves them at `GET /metrics` with `metrics-exporter-prometheus`.
+//! Without an installed recorder (tests, embedders that bring their own) every handle is a no-op.
+//!
+//! Names start with `webterminal_` and follow Prometheus conventions: `_total` for counters, base
+//! units (seconds).
+
+use crate::core::{CallEvent, CallRef, CallStatus, PipeKind};
+use crate::proto::webterminal::{error, web_terminal_message::Message, WebTerminalMessage};
+use crate::server::wire;
+use metrics::{Counter, Gauge, Histogram};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+/// Terminals registered, by kind (`pipe`, `multipipe`).
+pub const TERMINALS: &str = "webterminal_terminals";
+/// Calls held, by state (`ringing`, `established`).
+pub const CALLS: &str = "webterminal_calls";
+/// Calls ended, by final status and Bye reason (wire names, lower case).
+pub const CALLS_ENDED: &str = "webterminal_calls_ended_total";
+/// Messages received from terminals, by kind (the oneof field, or `refused` for one that failed
+/// the edge's checks).
+pub const MESSAGES_IN: &str = "webterminal_messages_in_total";
+/// Messages sent to terminals, by kind.
+pub const MESSAGES_OUT: &str = "webterminal_messages_out_total";
+/// `Error`s sent to terminals, by code (wire names).
+pub const ERRORS_SENT: &str = "webterminal_errors_sent_total";
+/// Messages refused with `RATE_LIMIT_HIT`.
+pub const RATE_LIMIT_HITS: &str = "webterminal_rate_limit_hits_total";
+/// Terminals dropped as slow consumers.
+pub const SLOW_CONSUMERS: &str = "webterminal_slow_consumers_dropped_total";
+/// Call setup time, offered to answered, in seconds (a histogram).
+pub const CALL_SETUP: &str = "webterminal_call_setup_seconds";
+/// Inputs waiting in the driver's queue.
+pub const DRIVER_QUEUE: &str = "webterminal_driver_input_queue_depth";
+/// Call records committed.
+pub const RECORDS_WRITTEN: &str = "webterminal_records_written_total";
+/// Call record writes that failed (each may hold several records).
+pub const RECORDS_FAILED: &str = "webterminal_records_failed_total";
+/// Call events the records writer's queue dropped.
+pub const RECORDS_DROPPED: &str = "webterminal_records_dropped_events_total";
+
+/// Call setup buckets, in seconds: answered by a bot in milliseconds, by a person in seconds.
+const SETUP_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0, 60.0,
+];
+
+/// Why [`install`] failed.
+#[derive(Debug, thiserror::Error)]
+#[error("metrics: {0}")]
+pub struct MetricsError(#[from] metrics_exporter_prometheus::BuildError);
+
+/// Installs the process-wide Prometheus recorder and serves `GET /metrics` on `listen` (PROTOCOL.md
+/// section 12).
+///
+/// # Errors
+/// [`MetricsError`] when a recorder is already installed or the listener cannot be set up.
+///
+/// # Panics
+/// Outside a tokio runtime (the HTTP listener runs on it).
+pub fn install(listen: SocketAddr) -> Result<(), MetricsError> {
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .with_http_listener(listen)
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full(CALL_SETUP.to_owned()),
+            &SETUP_BUCKETS,
+        )?
+        .install()?;
+    describe();
+    tracing::info!(%listen, "metrics at http://{listen}/metrics");
+    Ok(())
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_gauge!(TERMINALS, "Terminals registered, by kind.");
+    describe_gauge!(CALLS, "Calls held, by state.");
+    describe_counter!(CALLS_ENDED, "Calls ended, by final status and reason.");
+    describe_counter!(MESSAGES_IN, "Messages received from terminals, by kind.");
+    describe_counter!(MESSAGES_OUT, "Messages sent to terminals, by kind.");
+    describe_counter!(ERRORS_SENT, "Error messages sent to terminals, by code.");
+    describe_counter!(RATE_LIMIT_HITS, "Messages refused with RATE_LIMIT_HIT.");
+    describe_counter!(SLOW_CONSUMERS, "Terminals dropped as slow consumers.");
+    describe_histogram!(
+        CALL_SETUP,
+        Unit::Seconds,
+        "Call setup time, from offered to answered."
+    );
+    describe_gauge!(DRIVER_QUEUE, "Inputs waiting in the driver's queue.");
+    describe_counter!(RECORDS_WRITTEN, "Call records committed.");
+    describe_counter!(RECORDS_FAILED, "Call record writes that failed.");
+    describe_counter!(RECORDS_DROPPED, "Call events the records writer dropped.");
+}
+
+const IN_KINDS: [&str; 6] = ["offer", "answer", "ringing", "bye", "action", "refused"];
+const OUT_KINDS: [&str; 7] = [
+    "offer", "answer", "ringing", "bye", "idle", "in_call", "error",
+];
+const ERROR_CODES: [error::Code; 6] = [
+    error::Code::Unknown,
+    error::Code::NotIncall,
+    error::Code::TryAgain,
+    error::Code::InvalidCallId,
+    error::Code::RateLimitHit,
+    error::Code::InvalidArgument,
+];
+
+/// The driver's metrics: handles resolved once, and what it takes to time call setup.
+pub(crate) struct DriverMetrics {
+    terminals: [Gauge; 2],
+    ringing: Gauge,
+    established: Gauge,
+    setup: Histogram,
+    messages_in: [Counter; IN_KINDS.len()],
+    messages_out: [Counter; OUT_KINDS.len()],
+    errors: [Counter; ERROR_CODES.len()],
+    rate_limit_hits: Counter,
+    slow_consumers: Counter,
+    queue: Gauge,
+    /// When each live call started, for its setup time.
+    started: HashMap<CallRef, (Instant, bool)>,
+}
+
+impl DriverMetrics {
+    pub(crate) fn new() -> Self {
+        DriverMetrics {
+            terminals: [
+                metrics::gauge!(TERMINALS, "kind" => "pipe"),
+                metrics::gauge!(TERMINALS, "kind" => "multipipe"),
+            ],
+            ringing: metrics::gauge!(CALLS, "state" => "ringing"),
+            established: metrics::gauge!(CALLS, "state" => "established"),
+            setup: metrics::histogram!(CALL_SETUP),
+            messages_in: IN_KINDS.map(|kind| metrics::counter!(MESSAGES_IN, "kind" => kind)),
+            messages_out: OUT_KINDS.map(|kind| metrics::counter!(MESSAGES_OUT, "kind" => kind)),
+            errors: ERROR_CODES
+                .map(|code| metrics::counter!(ERRORS_SENT, "code" => code.as_str_name())),
+            rate_limit_hits: metrics::counter!(RATE_LIMIT_HITS),
+            slow_consumers: metrics::counter!(SLOW_CONSUMERS),
+            queue: metrics::gauge!(DRIVER_QUEUE),
+            started: HashMap::new(),
+        }
+    }
+
+    /// A terminal of `kind` registered (`+1`) or went (`-1`).
+    pub(crate) fn terminal(&self, kind: PipeKind, delta: f64) {
+        self.terminals[kind as usize].increment(delta);
+    }
+
+    /// A message came from a terminal: `kind` is its oneof field (`None`: refused at the edge).
+    pub(crate) fn message_in(&self, kind: Option<&'static str>) {
+        let index = kind
+            .and_then(|k| IN_KINDS.iter().position(|known| *known == k))
+            .unwrap_or(IN_KINDS.len() - 1);
+        self.messages_in[index].increment(1);
+    }
+
+    /// `message` goes to a terminal.
+    pub(crate) fn message_out(&self, message: &WebTerminalMessage) {
+        let index = match &message.message {
+            Some(Message::Offer(_)) => 0,
+            Some(Message::Answer(_)) => 1,
+            Some(Message::Ringing(_)) => 2,
+            Some(Message::Bye(_)) => 3,
+            Some(Message::Idle(_)) => 4,
+            Some(Message::InCall(_)) => 5,
+            Some(Message::Error(e)) => {
+                let code = error::Code::try_from(e.err).unwrap_or(error::Code::Unknown);
+                if let Some(i) = ERROR_CODES.iter().position(|c| *c == code) {
+                    self.errors[i].increment(1);
+                }
+                if code == error::Code::RateLimitHit {
+                    self.rate_limit_hits.increment(1);
+                }
+                6
+            }
+            Some(Message::Action(_)) | None => return,
+        };
+        self.messages_out[index].increment(1);
+    }
+
+    /// A terminal was dropped as a slow consumer.
+    pub(crate) fn slow_consumer(&self) {
+        self.slow_consumers.increment(1);
+    }
+
+    /// The driver's input queue holds `depth` inputs.
+    pub(crate) fn queue_depth(&self, depth: usize) {
+        self.queue.set(depth as f64);
+    }
+
+    /// A call event: calls by state, setup time, calls ended.
+    pub(crate) fn call_event(&mut self, event: &CallEvent) {
+        match event.status {
+            CallStatus::Started => {
+                self.started.insert(event.call_ref, (event.at, false));
+                self.ringing.increment(1.0);
+            }
+            CallStatus::Answered => {
+                if let Some((at, answered)) = self.started.get_mut(&event.call_ref) {
+                    *answered = true;
+                    self.setup
+                        .record(event.at.saturating_duration_since(*at).as_secs_f64());
+                }
+                self.ringing.decrement(1.0);
+                self.established.increment(1.0);
+            }
+            status if status.is_final() => {
+                let answered = self
+                    .started
+                    .remove(&event.call_ref)
+                    .is_some_and(|(_, answered)| answered);
+                match answered {
+                    true => self.established.decrement(1.0),
+                    false => self.ringing.decrement(1.0),
+                }
+                let reason = event
+                    .reason
+                    .map_or("REASON_UNSPECIFIED", |r| {
+                        wire::bye_reason_to_proto(r).as_str_name()
+                    })
+                    .to_ascii_lowercase();
+                let status = format!("{status:?}").to_ascii_lowercase();
+                metrics::counter!(CALLS_ENDED, "status" => status, "reason" => reason).increment(1);
+            }
+            _ => {}
+        }
+    }
+}
