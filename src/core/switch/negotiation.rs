@@ -1,7 +1,7 @@
 //! Offer/answer on an established call (PROTOCOL.md 4.5–4.7): re-offers, pulls and handovers, one
 //! at a time per call, each ended in one place ([`Switch::end_negotiation`]).
 
-use super::call::{CallKey, CallState, Leg, Negotiation, Party, Purpose};
+use super::call::{CallKey, CallState, Established, Leg, Negotiation, Party, Purpose};
 use super::timers::TimerKind;
 use super::Switch;
 use crate::core::context::CallContext;
@@ -156,18 +156,9 @@ impl Switch {
         terminal: TerminalId,
         key: CallKey,
     ) -> Result<(), Rejection> {
-        let msisdn = self.terminals[&terminal].msisdn.clone();
+        let (party, established) = self.active_leg_of(terminal, key, "hand it to the phone")?;
         let call = &self.calls[&key];
-        let party = call.party_of(&msisdn).expect("indexed call has the msisdn");
-        let established = match &call.state {
-            CallState::Established(e) if e.legs[party as usize] == Leg::Terminal(terminal) => e,
-            _ => {
-                return Err(Rejection::new(
-                    ErrorCode::NotInCall,
-                    "only the active leg of an established call may hand it to the phone",
-                ))
-            }
-        };
+        let msisdn = call.side(party).msisdn.clone();
         if !self.config.phone_network {
             return Err(Rejection::new(
                 ErrorCode::Unknown,
@@ -193,6 +184,31 @@ impl Switch {
             }));
         tracing::info!(?key, ?terminal, "handover to phone requested");
         Ok(())
+    }
+
+    /// The party of established call `key` whose active leg is `terminal`, with the call's state.
+    ///
+    /// # Errors
+    /// `NOT_INCALL` (sections 4.6, 4.10, 4.12) when the call is not established or `terminal` is not
+    /// its active leg: only the active leg may `action` it.
+    pub(super) fn active_leg_of(
+        &self,
+        terminal: TerminalId,
+        key: CallKey,
+        action: &str,
+    ) -> Result<(Party, &Established), Rejection> {
+        let call = &self.calls[&key];
+        let msisdn = &self.terminals[&terminal].msisdn;
+        let party = call.party_of(msisdn).expect("indexed call has the msisdn");
+        match &call.state {
+            CallState::Established(e) if e.legs[party as usize] == Leg::Terminal(terminal) => {
+                Ok((party, e))
+            }
+            _ => Err(Rejection::new(
+                ErrorCode::NotInCall,
+                format!("only the active leg of an established call may {action}"),
+            )),
+        }
     }
 
     /// One negotiation at a time (4.7, glare: the later offer loses), and none while the far side

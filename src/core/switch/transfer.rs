@@ -3,7 +3,7 @@
 //! makes one, so the side is left vacant (as in the reconnect grace, 4.8) until a terminal of the
 //! new number pulls it, or the new number's phone comes up as in a handover.
 
-use super::call::{CallKey, CallState, Leg, Purpose, Side};
+use super::call::{CallKey, Leg, Purpose, Side};
 use super::timers::TimerKind;
 use super::Switch;
 use crate::core::message::{ByeReason, ErrorCode, NoticeBody, Output, PhoneCommand, Rejection};
@@ -31,18 +31,9 @@ impl Switch {
         key: CallKey,
         to: Msisdn,
     ) -> Result<(), Rejection> {
-        let msisdn = self.terminals[&terminal].msisdn.clone();
+        let (party, established) = self.active_leg_of(terminal, key, "transfer it")?;
         let call = &self.calls[&key];
-        let party = call.party_of(&msisdn).expect("indexed call has the msisdn");
-        let established = match &call.state {
-            CallState::Established(e) if e.legs[party as usize] == Leg::Terminal(terminal) => e,
-            _ => {
-                return Err(Rejection::new(
-                    ErrorCode::NotInCall,
-                    "only the active leg of an established call may transfer it",
-                ))
-            }
-        };
+        let msisdn = call.side(party).msisdn.clone();
         let far = call.side(party.other()).msisdn.clone();
         let old_id = call.side(party).id;
         if to == msisdn || to == far {
