@@ -15,7 +15,7 @@ use super::{Batch, RecordStore};
 use crate::core::{CallEvent, CallRef};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{self, SyncSender, TryRecvError, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::oneshot;
@@ -29,9 +29,8 @@ pub const BATCH_WINDOW: Duration = Duration::from_millis(200);
 /// How often the writer notes that the core is alive while calls are live.
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
 
-/// How long the writer sleeps with nothing pending and no live call: until the next message, in
-/// practice (a timeout only so that the loop stays one shape).
-const IDLE_WAIT: Duration = Duration::from_secs(3600);
+/// How often a busy writer takes the events that came (an idle one waits for the next message).
+const TICK: Duration = Duration::from_millis(50);
 
 /// Counters of the writer, for logs and metrics. Every field only grows.
 #[derive(Debug, Default)]
@@ -204,38 +203,41 @@ impl Writer {
     fn run(mut self, inbox: mpsc::Receiver<Message>) {
         let mut last_heartbeat = Instant::now();
         loop {
-            let now = Instant::now();
-            let wait = match self.since {
-                Some(since) => (since + BATCH_WINDOW).saturating_duration_since(now),
-                None if self.builder.live_calls() > 0 => {
-                    HEARTBEAT.saturating_sub(now.duration_since(last_heartbeat))
-                }
-                // Nothing pending and no live call: nothing to do until the next message (a
-                // heartbeat wait here would be zero once a second had passed, and spin).
-                None => IDLE_WAIT,
+            // Idle (nothing pending, no live call): block until a message comes. Busy: sleep a
+            // tick, then take everything that came meanwhile, so that a core carrying thousands
+            // of calls a second does not wake this thread once per event (every wake-up costs a
+            // context switch, on a small machine taken from the threads that carry the calls).
+            let mut next = if self.since.is_none() && self.builder.live_calls() == 0 {
+                inbox.recv().map_err(|_| TryRecvError::Disconnected)
+            } else {
+                std::thread::sleep(TICK);
+                inbox.try_recv()
             };
-            match inbox.recv_timeout(wait) {
-                Ok(Message::Event(event)) => {
-                    if let Some(built) = self.builder.fold(&event) {
-                        self.pending.insert(built.call_ref(), built);
-                        self.since.get_or_insert_with(Instant::now);
+            loop {
+                match next {
+                    Ok(Message::Event(event)) => {
+                        if let Some(built) = self.builder.fold(&event) {
+                            self.pending.insert(built.call_ref(), built);
+                            self.since.get_or_insert_with(Instant::now);
+                        }
+                    }
+                    Ok(Message::Flush(done)) => {
+                        self.commit();
+                        last_heartbeat = Instant::now();
+                        let _ = done.send(());
+                    }
+                    Ok(Message::Close(done)) => {
+                        self.commit();
+                        let _ = done.send(());
+                        return;
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        self.commit();
+                        return;
                     }
                 }
-                Ok(Message::Flush(done)) => {
-                    self.commit();
-                    last_heartbeat = Instant::now();
-                    let _ = done.send(());
-                }
-                Ok(Message::Close(done)) => {
-                    self.commit();
-                    let _ = done.send(());
-                    return;
-                }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => {
-                    self.commit();
-                    return;
-                }
+                next = inbox.try_recv();
             }
             let now = Instant::now();
             let due = self.since.is_some_and(|since| now >= since + BATCH_WINDOW);
