@@ -8,7 +8,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 use webterminal_core::core::{
-    ByeReason, Msisdn, PhoneCommand, PhoneEvent, PhoneLegId, PhoneRejection, Sdp,
+    ByeReason, CallContext, Msisdn, PhoneCommand, PhoneEvent, PhoneLegId, PhoneRejection, Route,
+    Router, Sdp,
 };
 use webterminal_core::phone::{PhoneNetwork, PhoneReports};
 use webterminal_core::proto::common::PhoneNumber;
@@ -75,6 +76,11 @@ struct Core {
 
 impl Core {
     async fn start() -> Core {
+        Self::start_routed(None).await
+    }
+
+    /// As [`Core::start`], with `router` as the routing hook when given.
+    async fn start_routed(router: Option<Box<dyn Router>>) -> Core {
         let (commands_tx, commands) = mpsc::unbounded_channel();
         let (reports_tx, reports_rx) = oneshot::channel::<PhoneReports>();
         let mut config = ServerConfig::new(SECRET.to_vec());
@@ -85,6 +91,9 @@ impl Core {
         });
         let reports = reports_rx.await.unwrap();
         let driver = exchange.driver().clone();
+        if let Some(router) = router {
+            driver.set_router(router).await.unwrap();
+        }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -330,5 +339,65 @@ async fn an_embedders_phone_network_brings_in_calls_from_its_phones() {
         other => panic!("expected Bye, got {other:?}"),
     }
     drop(a);
+    core.stop().await;
+}
+
+/// PROTOCOL.md section 5 through an embedder's routing hook: a call to the company number reaches
+/// the terminal of the employee the hook picks, over real gRPC.
+#[tokio::test]
+async fn an_embedders_routing_hook_picks_who_rings() {
+    struct ToEmployee;
+    impl Router for ToEmployee {
+        fn route(&mut self, _from: &Msisdn, to: &Msisdn, _context: &CallContext) -> Route {
+            match to.as_str() {
+                COMPANY => Route::Ring(Msisdn::parse(A).unwrap()),
+                _ => Route::Reject(ByeReason::Unavailable),
+            }
+        }
+    }
+    const COMPANY: &str = "+4721000000";
+    let mut core = Core::start_routed(Some(Box::new(ToEmployee))).await;
+    let mut employee = core.multi_pipe(A).await;
+    let customer = core.multi_pipe(MOBILE).await;
+    tokio::time::timeout(WAIT, async {
+        while core.driver.stats().await.unwrap().terminals < 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("both register");
+    let id = uuid::Uuid::new_v4().to_string();
+    customer
+        .send(
+            &id,
+            Message::Offer(Offer {
+                sdp: fixture("chromium-offer.sdp"),
+                msisdn: Some(PhoneNumber {
+                    e164: COMPANY.into(),
+                }),
+                data: Default::default(),
+            }),
+        )
+        .await;
+    let offered = employee.recv().await;
+    match offered.message {
+        Some(Message::Offer(offer)) => {
+            assert_eq!(offer.msisdn.unwrap().e164, MOBILE, "the customer calls");
+        }
+        other => panic!("expected the customer's Offer, got {other:?}"),
+    }
+    // A's own phone is rung too, through the embedder's network: it is off.
+    let PhoneCommand::Ring { leg, to, .. } = core.command().await else {
+        panic!("expected the employee's phone to be rung");
+    };
+    assert_eq!(to.as_str(), A);
+    core.reports.report(PhoneEvent::Rejected {
+        leg,
+        reason: PhoneRejection::Unreachable,
+    });
+    customer.send(&id, Message::Bye(Bye::default())).await;
+    let cancelled = employee.recv().await;
+    assert!(matches!(cancelled.message, Some(Message::Bye(_))));
+    drop((employee, customer));
     core.stop().await;
 }

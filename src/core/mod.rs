@@ -10,6 +10,7 @@ mod config;
 mod context;
 mod events;
 mod message;
+mod router;
 mod switch;
 mod types;
 
@@ -22,6 +23,7 @@ pub use message::{
     ByeReason, ErrorCode, Notice, NoticeBody, Output, PhoneCommand, PhoneEvent, PhoneRejection,
     Rejection, Request, RequestBody,
 };
+pub use router::{Route, Router};
 pub use switch::{RegisterError, Switch};
 pub use types::{
     log_personal_data, CallId, Msisdn, MsisdnError, PhoneLegId, PipeKind, Sdp, SdpError, TerminalId,

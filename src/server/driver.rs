@@ -12,7 +12,7 @@
 
 use crate::core::Msisdn;
 use crate::core::{
-    Output, PhoneEvent, PipeKind, RegisterError, Rejection, Request, Switch, TerminalId,
+    Output, PhoneEvent, PipeKind, RegisterError, Rejection, Request, Router, Switch, TerminalId,
 };
 use crate::phone::PhoneNetwork;
 use crate::proto::webterminal::WebTerminalMessage;
@@ -71,9 +71,20 @@ pub(crate) enum DriverInput {
     Stats { reply: oneshot::Sender<DriverStats> },
     /// A question of the operator API (PROTOCOL.md section 8).
     Operator(OperatorQuery),
+    /// The embedder's routing hook (PROTOCOL.md section 5), for every new call from now on.
+    SetRouter(RouterBox),
     /// Server shutdown (PROTOCOL.md 4.9): `Bye{SERVER_SHUTDOWN}` on every live leg, every response
     /// stream ends with status OK, then the driver stops and answers on `done`.
     Shutdown { done: oneshot::Sender<()> },
+}
+
+/// An embedder's routing hook on its way to the driver.
+pub(crate) struct RouterBox(Box<dyn Router>);
+
+impl fmt::Debug for RouterBox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Router")
+    }
 }
 
 /// Resolves when the driver lets go of a registered terminal: it was dropped as a slow consumer, it
@@ -242,6 +253,14 @@ impl DriverHandle {
         answer.await.map_err(|_| DriverError::Stopped)
     }
 
+    /// Has the switch consult `router` for every new call from now on (PROTOCOL.md section 5).
+    ///
+    /// # Errors
+    /// [`DriverError::Stopped`].
+    pub async fn set_router(&self, router: Box<dyn Router>) -> Result<(), DriverError> {
+        self.send(DriverInput::SetRouter(RouterBox(router))).await
+    }
+
     /// Hands a question of the operator API to the driver; it answers on the query's own reply.
     ///
     /// # Errors
@@ -404,6 +423,7 @@ impl Driver {
                 });
             }
             DriverInput::Operator(query) => query.answer(&mut self.switch, &self.events, now),
+            DriverInput::SetRouter(RouterBox(router)) => self.switch.set_router(router),
             DriverInput::Shutdown { .. } => unreachable!("handled by the run loop"),
         }
     }

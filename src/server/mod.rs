@@ -367,6 +367,19 @@ impl Exchange {
             .map(|r| r.handle().stats().clone())
     }
 
+    /// Has the switch consult `router` for every new call (PROTOCOL.md section 5): where a call
+    /// goes, or that it is rejected. Call it before [`Exchange::serve`] so that no call is routed
+    /// without it. `examples/proxy.rs` shows one.
+    ///
+    /// # Errors
+    /// [`driver::DriverError::Stopped`] when the driver has stopped.
+    pub async fn set_router(
+        &self,
+        router: impl crate::core::Router + 'static,
+    ) -> Result<(), driver::DriverError> {
+        self.driver.set_router(Box::new(router)).await
+    }
+
     /// A handle on the driver: [`driver::DriverHandle::stats`] tells how many terminals and calls
     /// the switch holds.
     pub fn driver(&self) -> &driver::DriverHandle {

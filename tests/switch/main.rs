@@ -20,6 +20,7 @@ mod pull;
 mod reconnect_grace;
 mod renegotiation;
 mod routing;
+mod routing_hook;
 mod shutdown;
 mod terminal_gone;
 mod transfer;

@@ -30,6 +30,7 @@ use super::config::SwitchConfig;
 use super::message::{
     ByeReason, ErrorCode, Notice, NoticeBody, Output, PhoneCommand, Rejection, Request, RequestBody,
 };
+use super::router::Router;
 use super::types::{CallId, Msisdn, PhoneLegId, PipeKind, TerminalId};
 use call::{Call, CallKey, CallState, Established, Leg, Party, Ringing};
 use negotiation::{Failure, Outcome};
@@ -62,6 +63,8 @@ pub struct Switch {
     now: Instant,
     /// The sequence of the last call event (section 8).
     last_sequence: u64,
+    /// The embedder's routing hook (section 5), if any.
+    router: Option<Box<dyn Router>>,
     next_call: u64,
     next_phone_leg: u64,
     next_established: u64,
@@ -83,10 +86,17 @@ impl Switch {
             ids: ChaCha8Rng::seed_from_u64(seed),
             now: Instant::now(),
             last_sequence: 0,
+            router: None,
             next_call: 0,
             next_phone_leg: 0,
             next_established: 0,
         }
+    }
+
+    /// Consults `router` for every new call from now on (PROTOCOL.md section 5), in place of any
+    /// router set before.
+    pub fn set_router(&mut self, router: Box<dyn Router>) {
+        self.router = Some(router);
     }
 
     /// The configuration it was built with.

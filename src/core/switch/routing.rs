@@ -7,6 +7,7 @@ use super::Switch;
 use crate::core::context::CallContext;
 use crate::core::events::{CallRef, CallStatus};
 use crate::core::message::{ByeReason, ErrorCode, NoticeBody, Output, PhoneCommand, Rejection};
+use crate::core::router::Route;
 use crate::core::types::{CallId, Msisdn, PhoneLegId, PipeKind, Sdp, TerminalId};
 use std::time::Instant;
 
@@ -78,9 +79,12 @@ impl Switch {
     /// and, when a phone network is attached, its mobile phone — with the caller's `sdp` and
     /// `context`, and arms the ring timeout.
     ///
+    /// The routing hook, when one is set, decides first where the call goes (section 5).
+    ///
     /// # Errors
     /// The reason to end the caller's leg with when there is nothing to ring and no call was made:
-    /// `BUSY` if `to` has terminals but none is eligible, else `UNAVAILABLE` (4.3).
+    /// the hook's rejection; `BUSY` if the number has terminals but none is eligible, else
+    /// `UNAVAILABLE` (4.3).
     pub(super) fn route(
         &mut self,
         now: Instant,
@@ -89,8 +93,17 @@ impl Switch {
         sdp: Sdp,
         context: CallContext,
     ) -> Result<CallKey, ByeReason> {
-        let (eligible, busy) = self.eligible_terminals(&to);
         let from = origin.msisdn;
+        let (to, rejected) = match self.router.as_mut().map(|r| r.route(&from, &to, &context)) {
+            None => (to, None),
+            Some(Route::Ring(routed)) if routed == from => (to, Some(ByeReason::Unavailable)),
+            Some(Route::Ring(routed)) => {
+                tracing::debug!(?from, dialled = ?to, ?routed, "call routed by the hook");
+                (routed, None)
+            }
+            Some(Route::Reject(reason)) => (to, Some(reason)),
+        };
+        let (eligible, busy) = self.eligible_terminals(&to);
         let callee_id = self.next_call_id();
         let call_ref = CallRef(self.next_uuid());
         let call = Call {
@@ -119,12 +132,13 @@ impl Switch {
         };
         let device = self.device_of(&call.sides[0].msisdn, origin.leg);
         self.emit_for(&call, CallStatus::Started, device, None);
-        if eligible.is_empty() && !self.config.phone_network {
-            let reason = if busy {
+        let unroutable = eligible.is_empty() && !self.config.phone_network;
+        if rejected.is_some() || unroutable {
+            let reason = rejected.unwrap_or(if busy {
                 ByeReason::Busy
             } else {
                 ByeReason::Unavailable
-            };
+            });
             tracing::info!(?from, ?to, ?reason, "call not routed");
             let status = CallStatus::of_end(false, reason);
             self.emit_for(&call, status, None, Some(reason));
