@@ -24,6 +24,8 @@ pub use sqlite::SqliteStore;
 pub use writer::{Recorder, RecorderHandle, RecorderStats};
 
 use crate::core::{ByeReason, CallRef, CallStatus, Device, Msisdn};
+use crate::proto::webterminal::bye;
+use crate::server::wire;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
@@ -322,37 +324,15 @@ pub fn to_millis(time: SystemTime) -> SystemTime {
     from_unix_ms(unix_ms(time))
 }
 
-/// Every `Bye.Reason` with its wire name, for storing and printing.
-const REASONS: [(ByeReason, &str); 15] = [
-    (ByeReason::NormalClearing, "NORMAL_CLEARING"),
-    (ByeReason::Busy, "BUSY"),
-    (ByeReason::Declined, "DECLINED"),
-    (ByeReason::DeclinedElsewhere, "DECLINED_ELSEWHERE"),
-    (ByeReason::NoAnswer, "NO_ANSWER"),
-    (ByeReason::Unavailable, "UNAVAILABLE"),
-    (ByeReason::Cancelled, "CANCELLED"),
-    (ByeReason::AnsweredElsewhere, "ANSWERED_ELSEWHERE"),
-    (ByeReason::Pulled, "PULLED"),
-    (ByeReason::HandedToPhone, "HANDED_TO_PHONE"),
-    (ByeReason::PeerGone, "PEER_GONE"),
-    (ByeReason::NegotiationFailed, "NEGOTIATION_FAILED"),
-    (ByeReason::ServerShutdown, "SERVER_SHUTDOWN"),
-    (ByeReason::Transferred, "TRANSFERRED"),
-    (ByeReason::EndedByOperator, "ENDED_BY_OPERATOR"),
-];
-
-/// A reason's wire name (`wgtwo.webterminal.v0.Bye.Reason`), e.g. `NORMAL_CLEARING`.
+/// A reason's wire name (`wgtwo.webterminal.v0.Bye.Reason`), e.g. `NORMAL_CLEARING`: records
+/// store and print what the wire says ([`crate::server::wire::bye_reason_to_proto`]).
 pub fn reason_name(reason: ByeReason) -> &'static str {
-    REASONS
-        .iter()
-        .find(|(r, _)| *r == reason)
-        .map(|(_, name)| *name)
-        .expect("every reason is named")
+    wire::bye_reason_to_proto(reason).as_str_name()
 }
 
-/// The reason of wire name `name` ([`reason_name`]).
+/// The reason of wire name `name` ([`reason_name`]); `None` for a name that is no reason.
 pub fn reason_from_name(name: &str) -> Option<ByeReason> {
-    REASONS.iter().find(|(_, n)| *n == name).map(|(r, _)| *r)
+    bye::Reason::from_str_name(name).and_then(wire::bye_reason_from_proto)
 }
 
 const STATUSES: [(CallStatus, &str); 10] = [
@@ -407,10 +387,16 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for (reason, name) in REASONS {
+        for (reason, name) in [
+            (ByeReason::NormalClearing, "NORMAL_CLEARING"),
+            (ByeReason::HandedToPhone, "HANDED_TO_PHONE"),
+            (ByeReason::EndedByOperator, "ENDED_BY_OPERATOR"),
+        ] {
             assert_eq!(reason_name(reason), name);
             assert_eq!(reason_from_name(name), Some(reason));
         }
+        assert_eq!(reason_from_name("REASON_UNSPECIFIED"), None);
+        assert_eq!(reason_from_name("no such reason"), None);
         for (status, name) in STATUSES {
             assert_eq!(status_name(status), name);
             assert_eq!(status_from_name(name), Some(status));

@@ -231,6 +231,29 @@ pub fn bye_reason_to_proto(reason: ByeReason) -> bye::Reason {
     }
 }
 
+/// The core's reason for a wire value, the inverse of [`bye_reason_to_proto`]; `None` for
+/// `REASON_UNSPECIFIED`. For reading back what was stored with wire names (call records).
+pub fn bye_reason_from_proto(reason: bye::Reason) -> Option<ByeReason> {
+    Some(match reason {
+        bye::Reason::Unspecified => return None,
+        bye::Reason::NormalClearing => ByeReason::NormalClearing,
+        bye::Reason::Busy => ByeReason::Busy,
+        bye::Reason::Declined => ByeReason::Declined,
+        bye::Reason::DeclinedElsewhere => ByeReason::DeclinedElsewhere,
+        bye::Reason::NoAnswer => ByeReason::NoAnswer,
+        bye::Reason::Unavailable => ByeReason::Unavailable,
+        bye::Reason::Cancelled => ByeReason::Cancelled,
+        bye::Reason::AnsweredElsewhere => ByeReason::AnsweredElsewhere,
+        bye::Reason::Pulled => ByeReason::Pulled,
+        bye::Reason::HandedToPhone => ByeReason::HandedToPhone,
+        bye::Reason::PeerGone => ByeReason::PeerGone,
+        bye::Reason::NegotiationFailed => ByeReason::NegotiationFailed,
+        bye::Reason::ServerShutdown => ByeReason::ServerShutdown,
+        bye::Reason::Transferred => ByeReason::Transferred,
+        bye::Reason::EndedByOperator => ByeReason::EndedByOperator,
+    })
+}
+
 /// The wire value of an error code (`wgtwo.webterminal.v0.Error.Code`, PROTOCOL.md sections 1, 6).
 pub fn error_code_to_proto(code: ErrorCode) -> error::Code {
     match code {
@@ -676,6 +699,10 @@ mod tests {
         ];
         for (reason, name) in reasons {
             assert_eq!(bye_reason_to_proto(reason).as_str_name(), name);
+            assert_eq!(
+                bye_reason_from_proto(bye_reason_to_proto(reason)),
+                Some(reason)
+            );
         }
         let codes = [
             (ErrorCode::Unknown, "UNKNOWN"),
