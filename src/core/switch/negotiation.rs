@@ -382,7 +382,7 @@ impl Switch {
                         return;
                     }
                     Outcome::Failed(failure) => {
-                        if offerer == Leg::Vacant && e_transferred(self, key, by) {
+                        if offerer == Leg::Vacant && vacant_after_transfer(self, key, by) {
                             // The transfer target's phone did not take the call (4.12).
                             let reason = match failure {
                                 Failure::TimedOut => ByeReason::NegotiationFailed,
@@ -410,6 +410,6 @@ impl Switch {
 }
 
 /// Whether side `by` of established call `key` is vacant after a transfer.
-fn e_transferred(switch: &Switch, key: CallKey, by: Party) -> bool {
+fn vacant_after_transfer(switch: &Switch, key: CallKey, by: Party) -> bool {
     matches!(&switch.calls[&key].state, CallState::Established(e) if e.transferred[by as usize])
 }
