@@ -6,7 +6,7 @@
 use super::context::CallContext;
 use super::message::ByeReason;
 use super::types::{CallId, Msisdn, PipeKind, TerminalId};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// A call as operators and records know it: a UUID made by the core, stable through pulls,
 /// handovers and transfers (section 8, `call_ref`).
@@ -128,6 +128,20 @@ pub struct CallEvent {
     pub reason: Option<ByeReason>,
     /// The call context the caller attached (section 1).
     pub context: CallContext,
+    /// On the `Answered` event of a call to a group: the group, the member who took it and how long
+    /// the caller waited (section 10). `None` on every other event.
+    pub group_answer: Option<GroupAnswer>,
+}
+
+/// How a call to a group (a hunt group, a queue: PROTOCOL.md section 10) was answered.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct GroupAnswer {
+    /// The group's number, the one the caller dialled.
+    pub group: Msisdn,
+    /// The answering member's extension, from the routing file (`""` when it gives none).
+    pub extension: String,
+    /// From the call's arrival at the group to its answer.
+    pub hold_time: Duration,
 }
 
 /// A live call as [`super::Switch::live_calls`] shows it (`webterminal.core.v1.Call`).

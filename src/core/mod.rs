@@ -17,7 +17,8 @@ mod types;
 pub use config::SwitchConfig;
 pub use context::{CallContext, CallContextError};
 pub use events::{
-    CallEvent, CallRef, CallStatus, Device, DeviceKind, LiveCall, Presence, TerminalPresence,
+    CallEvent, CallRef, CallStatus, Device, DeviceKind, GroupAnswer, LiveCall, Presence,
+    TerminalPresence,
 };
 pub use message::{
     ByeReason, ErrorCode, Notice, NoticeBody, Output, PhoneCommand, PhoneEvent, PhoneRejection,

@@ -385,6 +385,7 @@ mod tests {
                 device,
                 reason,
                 context: self.context.clone(),
+                group_answer: None,
             }
         }
     }

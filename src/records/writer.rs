@@ -338,6 +338,7 @@ mod tests {
             device: None,
             reason: status.is_final().then_some(ByeReason::Cancelled),
             context: CallContext::default(),
+            group_answer: None,
         }
     }
 

@@ -201,5 +201,6 @@ fn event(
         device,
         reason,
         context: call.context.clone(),
+        group_answer: None,
     }
 }
