@@ -9,6 +9,7 @@
 mod config;
 mod context;
 mod events;
+mod groups;
 mod message;
 mod router;
 mod switch;
@@ -19,6 +20,10 @@ pub use context::{CallContext, CallContextError};
 pub use events::{
     CallEvent, CallRef, CallStatus, Device, DeviceKind, GroupAnswer, LiveCall, Presence,
     TerminalPresence,
+};
+pub use groups::{
+    Group, GroupTable, Member, RoutingFileError, Strategy, DEFAULT_MEMBER_RING_TIMEOUT,
+    DEFAULT_QUEUE_TIMEOUT,
 };
 pub use message::{
     ByeReason, ErrorCode, Notice, NoticeBody, Output, PhoneCommand, PhoneEvent, PhoneRejection,

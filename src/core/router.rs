@@ -3,8 +3,10 @@
 //! rings anything. Without one, a call rings the number dialled.
 
 use super::context::CallContext;
+use super::groups::Group;
 use super::message::ByeReason;
 use super::types::Msisdn;
+use std::sync::Arc;
 
 /// Where a new call goes, as a [`Router`] decides it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -12,6 +14,10 @@ pub enum Route {
     /// Ring the devices of this number (section 5): its terminals and its mobile phone. The call's
     /// callee side belongs to this number; the caller is told nothing of the change.
     Ring(Msisdn),
+    /// Queue the call to this group (a hunt group, a contact-centre queue: section 10): the caller
+    /// hears `Ringing` at once and the group's members are offered the call as its strategy says.
+    /// A [`super::GroupTable`] routes calls to its groups' numbers so.
+    Group(Arc<Group>),
     /// Do not ring anything: the caller gets `Bye{reason}` at once (e.g. `UNAVAILABLE` for a
     /// number nobody may reach, `BUSY`, `DECLINED`).
     Reject(ByeReason),

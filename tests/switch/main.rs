@@ -9,6 +9,7 @@ mod call_events;
 mod calls_from_phones;
 mod errors;
 mod glare;
+mod groups;
 mod half_close;
 mod handover;
 mod in_call_idle;

@@ -4,7 +4,9 @@
 
 use super::super::context::CallContext;
 use super::super::events::CallRef;
+use super::super::groups::Group;
 use super::super::types::{CallId, Msisdn, PhoneLegId, Sdp, TerminalId};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// The internal handle of a call (both sides share it); never shown to terminals. Made in order, so
@@ -99,6 +101,25 @@ pub(super) struct Ringing {
     pub(super) saw_busy: bool,
     /// The caller's offer, kept to offer late-registering terminals (4.2).
     pub(super) offer: Sdp,
+    /// For a call to a group (section 10): the queue's state. The callee side is then the group's
+    /// number, and the forks are terminals of the members in `offered`.
+    pub(super) queued: Option<Queued>,
+}
+
+/// A call to a group, waiting in its queue for a member to answer (PROTOCOL.md section 10). Its
+/// ring timer is the group's queue timeout; while a member of a `round-robin` or `longest-idle`
+/// group is offered it, its member ring timer is armed too.
+#[derive(Debug)]
+pub(super) struct Queued {
+    pub(super) group: Arc<Group>,
+    /// Members offered the call now: each has at least one fork, and indexes the callee side's id
+    /// under its own number, so that its terminals' answers and declines find the call.
+    pub(super) offered: Vec<Msisdn>,
+    /// Members passed over in this round (no answer in time): offered it again only once every
+    /// other member who may take it has had it.
+    pub(super) passed: Vec<Msisdn>,
+    /// Members who declined it: never offered it again.
+    pub(super) declined: Vec<Msisdn>,
 }
 
 #[derive(Debug)]

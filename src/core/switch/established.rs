@@ -127,16 +127,26 @@ impl Switch {
         }
         tracing::info!(?key, why, ?reason, "call ended");
         self.emit(key, CallStatus::Completed, None, Some(reason));
+        for side in &self.calls[&key].sides {
+            if let Some(s) = self.subscribers.get_mut(&side.msisdn) {
+                s.last_call_end = Some(self.now);
+            }
+        }
         self.remove_call(key);
     }
 
     /// Removes call `key` from every index, disarms its timers, and brings both numbers' terminals'
     /// views up to date (Idle / InCall, 4.4).
     pub(super) fn remove_call(&mut self, key: CallKey) {
-        let Some(call) = self.calls.remove(&key) else {
+        let Some(mut call) = self.calls.remove(&key) else {
             return;
         };
         self.timers.disarm_call(key);
+        if let CallState::Ringing(r) = &mut call.state {
+            if let Some(queued) = r.queued.take() {
+                self.dequeue(key, call.sides[1].id, &queued);
+            }
+        }
         let legs: Vec<Leg> = match &call.state {
             CallState::Ringing(r) => r.forks.iter().copied().chain([r.caller_leg]).collect(),
             CallState::Established(e) => e.legs.to_vec(),

@@ -5,7 +5,8 @@
 use super::call::{Call, CallKey, CallState, Leg, Party};
 use super::Switch;
 use crate::core::events::{
-    CallEvent, CallRef, CallStatus, Device, DeviceKind, LiveCall, Presence, TerminalPresence,
+    CallEvent, CallRef, CallStatus, Device, DeviceKind, GroupAnswer, LiveCall, Presence,
+    TerminalPresence,
 };
 use crate::core::message::{ByeReason, Output};
 use crate::core::types::Msisdn;
@@ -29,6 +30,28 @@ impl Switch {
             device,
             reason,
         );
+        self.outputs.push_back(Output::Event(event));
+    }
+
+    /// Emits `Answered` for live call `key`, answered on `device`, with how a group call was
+    /// answered (section 10).
+    pub(super) fn emit_answered(
+        &mut self,
+        key: CallKey,
+        device: Option<Device>,
+        group_answer: Option<GroupAnswer>,
+    ) {
+        self.last_sequence += 1;
+        let call = &self.calls[&key];
+        let mut event = event(
+            self.last_sequence,
+            self.now,
+            call,
+            CallStatus::Answered,
+            device,
+            None,
+        );
+        event.group_answer = group_answer;
         self.outputs.push_back(Output::Event(event));
     }
 
@@ -175,6 +198,7 @@ impl Switch {
             CallState::Ringing(_) => self.end_ringing(key, reason, Some(reason), "operator"),
             CallState::Established(_) => self.end_established(key, reason, "operator", None),
         }
+        self.serve_queue();
         true
     }
 }

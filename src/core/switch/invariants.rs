@@ -1,9 +1,10 @@
 //! The switch's internal consistency, checked by the tests and the model-based test after every
 //! step.
 
-use super::call::{CallKey, CallState, Leg, Party, Purpose};
+use super::call::{Call, CallKey, CallState, Leg, Party, Purpose, Queued, Ringing};
 use super::timers::TimerKind;
 use super::Switch;
+use crate::core::groups::Strategy;
 use crate::core::types::{Msisdn, PipeKind};
 
 impl Switch {
@@ -40,13 +41,20 @@ impl Switch {
             match &call.state {
                 CallState::Ringing(r) => {
                     self.check_leg(r.caller_leg, &call.sides[0].msisdn, key)?;
+                    expect_timer(key, TimerKind::Ring, "ringing")?;
+                    if let Some(q) = &r.queued {
+                        self.check_queued(key, call, r, q)?;
+                        if q.group.strategy != Strategy::RingAll && !q.offered.is_empty() {
+                            expect_timer(key, TimerKind::MemberRing, "a member offered")?;
+                        }
+                        continue;
+                    }
                     if r.forks.is_empty() {
                         return Err(format!("{key:?}: ringing with no fork"));
                     }
                     for fork in &r.forks {
                         self.check_leg(*fork, &call.sides[1].msisdn, key)?;
                     }
-                    expect_timer(key, TimerKind::Ring, "ringing")?;
                 }
                 CallState::Established(e) => {
                     for party in [Party::Caller, Party::Callee] {
@@ -98,9 +106,89 @@ impl Switch {
                 }
             }
         }
+        for key in &self.queue {
+            let queued = matches!(
+                self.calls.get(key).map(|c| &c.state),
+                Some(CallState::Ringing(r)) if r.queued.is_some()
+            );
+            if !queued {
+                return Err(format!("{key:?}: in the queue but not a queued call"));
+            }
+        }
+        for (member, key) in &self.member_offers {
+            let offered = matches!(
+                self.calls.get(key).map(|c| &c.state),
+                Some(CallState::Ringing(Ringing { queued: Some(q), .. })) if q.offered.contains(member)
+            );
+            if !offered {
+                return Err(format!(
+                    "{member:?} is listed as offered {key:?} but is not"
+                ));
+            }
+        }
         for (p, key) in &self.phone_legs {
             if !self.calls.contains_key(key) {
                 return Err(format!("phone leg {p:?} of a call that is gone"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Queued call `key` (section 10): in the queue; each fork a terminal of a member offered the
+    /// call; each member offered it has a fork, indexes the call under the group side's id, and is
+    /// offered no other group call; no member both offered and declined it.
+    fn check_queued(
+        &self,
+        key: CallKey,
+        call: &Call,
+        r: &Ringing,
+        q: &Queued,
+    ) -> Result<(), String> {
+        if !self.queue.contains(&key) {
+            return Err(format!("{key:?}: queued but not in the queue"));
+        }
+        if call.sides[1].msisdn != q.group.number {
+            return Err(format!("{key:?}: queued, but its callee is not the group"));
+        }
+        for fork in &r.forks {
+            let Leg::Terminal(t) = fork else {
+                return Err(format!("{key:?}: a group call rings a phone"));
+            };
+            let member = self
+                .terminals
+                .get(t)
+                .map(|t| t.msisdn.clone())
+                .ok_or(format!("{key:?}: fork {t:?} is not registered"))?;
+            if !q.offered.contains(&member) {
+                return Err(format!(
+                    "{key:?}: fork {t:?} of a member not offered the call"
+                ));
+            }
+            self.check_leg(*fork, &member, key)?;
+        }
+        for member in &q.offered {
+            let has_fork = r
+                .forks
+                .iter()
+                .any(|f| matches!(f, Leg::Terminal(t) if self.terminals[t].msisdn == *member));
+            if !has_fork {
+                return Err(format!("{key:?}: {member:?} offered with no fork"));
+            }
+            if self
+                .subscribers
+                .get(member)
+                .and_then(|s| s.calls.get(&call.sides[1].id))
+                != Some(&key)
+            {
+                return Err(format!("{key:?}: {member:?} does not index the call"));
+            }
+            if self.member_offers.get(member) != Some(&key) {
+                return Err(format!("{key:?}: {member:?} not indexed as offered it"));
+            }
+            if q.declined.contains(member) || q.group.member(member).is_none() {
+                return Err(format!(
+                    "{key:?}: {member:?} offered but declined or no member"
+                ));
             }
         }
         Ok(())

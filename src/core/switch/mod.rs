@@ -9,7 +9,7 @@
 //! One module per concern: [`call`] (the state), [`terminals`] (registration and the call cap),
 //! [`routing`] (new calls), [`ringing`] (setup), [`negotiation`] (re-offer, pull, handover),
 //! [`established`] (moves, grace, ending), [`terminal_view`] (InCall / Idle), [`phone`] (the phone
-//! network's reports), [`timers`] (the timer table), [`invariants`].
+//! network's reports), [`queue`] (calls to groups), [`timers`] (the timer table), [`invariants`].
 
 mod call;
 mod established;
@@ -17,6 +17,7 @@ mod events;
 mod invariants;
 mod negotiation;
 mod phone;
+mod queue;
 mod ringing;
 mod routing;
 mod terminal_view;
@@ -36,7 +37,7 @@ use call::{Call, CallKey, CallState, Established, Leg, Party, Ringing};
 use negotiation::{Failure, Outcome};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::time::Instant;
 use terminal_view::View;
 use terminals::{Subscriber, Terminal};
@@ -65,6 +66,12 @@ pub struct Switch {
     last_sequence: u64,
     /// The embedder's routing hook (section 5), if any.
     router: Option<Box<dyn Router>>,
+    /// Calls waiting in a group's queue (section 10), oldest first.
+    queue: BTreeSet<CallKey>,
+    /// The group call each member is offered now.
+    member_offers: HashMap<Msisdn, CallKey>,
+    /// The member who answered each group's last call (where `round-robin` goes on from).
+    last_answered: HashMap<Msisdn, Msisdn>,
     next_call: u64,
     next_phone_leg: u64,
     next_established: u64,
@@ -87,6 +94,9 @@ impl Switch {
             now: Instant::now(),
             last_sequence: 0,
             router: None,
+            queue: BTreeSet::new(),
+            member_offers: HashMap::new(),
+            last_answered: HashMap::new(),
             next_call: 0,
             next_phone_leg: 0,
             next_established: 0,
@@ -142,6 +152,17 @@ impl Switch {
         request: Request,
     ) -> Result<(), Rejection> {
         self.now = now;
+        let result = self.request(now, terminal, request);
+        self.serve_queue();
+        result
+    }
+
+    fn request(
+        &mut self,
+        now: Instant,
+        terminal: TerminalId,
+        request: Request,
+    ) -> Result<(), Rejection> {
         if !self.terminals.contains_key(&terminal) {
             return Err(Rejection::new(
                 ErrorCode::NotInCall,
@@ -241,7 +262,7 @@ impl Switch {
 
     /// Fires every timer due at or before `now`, earliest first: ring timeouts (caller
     /// `Bye{NO_ANSWER}`, forks `Bye{CANCELLED}`, 4.3), negotiation timeouts (4.5–4.7) and reconnect
-    /// graces (4.8).
+    /// graces (4.8), group calls' queue and member ring timeouts (section 10).
     pub fn handle_timeout(&mut self, now: Instant) {
         while let Some((key, kind, due)) = self.timers.pop_due(now) {
             // Each timer fires at its own deadline: events carry when it was due.
@@ -257,7 +278,9 @@ impl Switch {
                     self.end_negotiation(key, Outcome::Failed(Failure::TimedOut))
                 }
                 TimerKind::Grace(party) => self.end_grace(key, party),
+                TimerKind::MemberRing => self.member_ring_timeout(key),
             }
+            self.serve_queue();
         }
     }
 

@@ -13,6 +13,11 @@ impl Switch {
     /// (they raced with a release), and so are reports that do not fit the leg's part in its call.
     pub fn handle_phone_event(&mut self, now: Instant, event: PhoneEvent) {
         self.now = now;
+        self.phone_event(now, event);
+        self.serve_queue();
+    }
+
+    fn phone_event(&mut self, now: Instant, event: PhoneEvent) {
         let leg_id = event.leg();
         if let PhoneEvent::Incoming {
             from,

@@ -54,12 +54,22 @@ impl Switch {
             return Err(NotAFork);
         }
         let caller_leg = ringing.caller_leg;
+        let queued = ringing.queued.is_some();
         let losers: Vec<Leg> = ringing
             .forks
             .iter()
             .copied()
             .filter(|f| *f != leg)
             .collect();
+        // Section 10: a group call becomes the caller's and the answering member's.
+        let group_answer = match (queued, leg) {
+            (true, Leg::Terminal(t)) => {
+                let member = self.terminals[&t].msisdn.clone();
+                Some(self.answered_by_member(key, &member))
+            }
+            _ => None,
+        };
+        let call = self.calls.get_mut(&key).unwrap();
         let since = self.next_established;
         self.next_established += 1;
         call.answered_at = Some(self.now);
@@ -84,7 +94,7 @@ impl Switch {
         self.send_to_leg(key, Party::Caller, caller_leg, NoticeBody::Answer { sdp });
         tracing::info!(?key, ?leg, "call established");
         let device = self.device(key, Party::Callee, leg);
-        self.emit(key, CallStatus::Answered, device, None);
+        self.emit_answered(key, device, group_answer);
         let [caller, callee] = self.calls[&key].sides.clone();
         self.refresh_views(&caller.msisdn, Some(key));
         self.refresh_views(&callee.msisdn, Some(key));
@@ -93,7 +103,11 @@ impl Switch {
 
     /// 4.2: a ringing fork declines: the caller gets `Bye{DECLINED}`, the other forks
     /// `Bye{DECLINED_ELSEWHERE}`.
+    /// A group call's fork declining passes the member over instead (section 10).
     pub(super) fn decline(&mut self, key: CallKey, leg: Leg) {
+        if self.ringing_mut(key).queued.is_some() {
+            return self.member_declined(key, leg);
+        }
         self.ringing_mut(key).forks.retain(|f| *f != leg);
         self.forget_leg(key, leg);
         self.end_ringing(
@@ -106,8 +120,11 @@ impl Switch {
 
     /// Fork `leg` is gone from ringing call `key` without a word (its terminal went away, its phone
     /// was busy, unreachable or hung up): when no fork is left the caller gets `Bye{if_last}`
-    /// (4.3, 4.8).
+    /// (4.3, 4.8). A group call stays queued (section 10).
     pub(super) fn withdraw_fork(&mut self, key: CallKey, leg: Leg, if_last: ByeReason) {
+        if self.ringing_mut(key).queued.is_some() {
+            return self.member_fork_gone(key, leg);
+        }
         let ringing = self.ringing_mut(key);
         ringing.forks.retain(|f| *f != leg);
         let none_left = ringing.forks.is_empty();

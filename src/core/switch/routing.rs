@@ -94,16 +94,28 @@ impl Switch {
         context: CallContext,
     ) -> Result<CallKey, ByeReason> {
         let from = origin.msisdn;
-        let (to, rejected) = match self.router.as_mut().map(|r| r.route(&from, &to, &context)) {
-            None => (to, None),
-            Some(Route::Ring(routed)) if routed == from => (to, Some(ByeReason::Unavailable)),
-            Some(Route::Ring(routed)) => {
-                tracing::debug!(?from, dialled = ?to, ?routed, "call routed by the hook");
-                (routed, None)
-            }
-            Some(Route::Reject(reason)) => (to, Some(reason)),
+        let (to, group, rejected) =
+            match self.router.as_mut().map(|r| r.route(&from, &to, &context)) {
+                None => (to, None, None),
+                Some(Route::Ring(routed)) if routed == from => {
+                    (to, None, Some(ByeReason::Unavailable))
+                }
+                Some(Route::Ring(routed)) => {
+                    tracing::debug!(?from, dialled = ?to, ?routed, "call routed by the hook");
+                    (routed, None, None)
+                }
+                Some(Route::Group(group)) => {
+                    // Section 10: a group none of whose members has a terminal cannot take the call.
+                    let reachable = group.number != from && self.group_has_terminals(&group, &from);
+                    let rejected = (!reachable).then_some(ByeReason::Unavailable);
+                    (group.number.clone(), Some(group), rejected)
+                }
+                Some(Route::Reject(reason)) => (to, None, Some(reason)),
+            };
+        let (eligible, busy) = match group {
+            None => self.eligible_terminals(&to),
+            Some(_) => (Vec::new(), false),
         };
-        let (eligible, busy) = self.eligible_terminals(&to);
         let callee_id = self.next_call_id();
         let call_ref = CallRef(self.next_uuid());
         let call = Call {
@@ -128,11 +140,12 @@ impl Switch {
                 alerted: false,
                 saw_busy: busy,
                 offer: sdp.clone(),
+                queued: None,
             }),
         };
         let device = self.device_of(&call.sides[0].msisdn, origin.leg);
         self.emit_for(&call, CallStatus::Started, device, None);
-        let unroutable = eligible.is_empty() && !self.config.phone_network;
+        let unroutable = group.is_none() && eligible.is_empty() && !self.config.phone_network;
         if rejected.is_some() || unroutable {
             let reason = rejected.unwrap_or(if busy {
                 ByeReason::Busy
@@ -160,6 +173,10 @@ impl Switch {
                 self.phone_legs.insert(p, key);
             }
             Leg::Vacant => unreachable!("a call's caller is a device"),
+        }
+        if let Some(group) = group {
+            self.enqueue(now, key, group);
+            return Ok(key);
         }
         self.timers
             .arm(key, TimerKind::Ring, now + self.config.ring_timeout);

@@ -51,7 +51,11 @@ impl Terminal {
 #[derive(Debug, Default)]
 pub(super) struct Subscriber {
     pub(super) terminals: Vec<TerminalId>,
+    /// Its side of each call, by side id; for a group member, also the group calls it is offered
+    /// (by the group side's id, section 10).
     pub(super) calls: HashMap<CallId, CallKey>,
+    /// When its last answered call ended (for `longest-idle` groups, section 10).
+    pub(super) last_call_end: Option<Instant>,
 }
 
 impl Switch {
@@ -117,7 +121,8 @@ impl Switch {
             .copied()
             .filter(|key| {
                 let call = &self.calls[key];
-                matches!(call.state, CallState::Ringing(_))
+                // A group's own number has no terminals: its calls go to members (section 10).
+                matches!(&call.state, CallState::Ringing(r) if r.queued.is_none())
                     && call.party_of(&msisdn) == Some(Party::Callee)
             })
             .collect();
@@ -128,6 +133,7 @@ impl Switch {
             }
             self.add_terminal_fork(key, terminal);
         }
+        self.serve_queue();
         Ok(())
     }
 
@@ -193,6 +199,7 @@ impl Switch {
         }
         self.terminals.remove(&terminal);
         self.forget_subscriber_if_empty(&msisdn);
+        self.serve_queue();
     }
 
     /// Section 5: a terminal may be offered a new call when it has not half-closed and has room.

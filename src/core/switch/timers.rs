@@ -9,20 +9,25 @@ use std::time::Instant;
 /// What a call's timer is for. A call has at most one of each armed.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
 pub(super) enum TimerKind {
-    /// The ring timeout (4.3): armed while the call rings.
+    /// The ring timeout (4.3), or a group call's queue timeout (section 10): armed while the call
+    /// rings.
     Ring,
     /// The negotiation timeout (4.5–4.7): armed while a negotiation is pending.
     Negotiation,
     /// The reconnect grace of one side (4.8): armed while that side's leg is vacant.
     Grace(Party),
+    /// A group call's offer to one member (`round-robin`, `longest-idle`; section 10): armed
+    /// while a member is offered it.
+    MemberRing,
 }
 
 impl TimerKind {
-    const ALL: [TimerKind; 4] = [
+    const ALL: [TimerKind; 5] = [
         TimerKind::Ring,
         TimerKind::Negotiation,
         TimerKind::Grace(Party::Caller),
         TimerKind::Grace(Party::Callee),
+        TimerKind::MemberRing,
     ];
 }
 
