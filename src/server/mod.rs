@@ -16,6 +16,7 @@ pub mod listener;
 pub mod metrics;
 pub mod operator;
 pub mod rate_limit;
+pub mod routing_file;
 pub mod service;
 pub mod simulator;
 pub mod wire;
@@ -111,6 +112,10 @@ pub struct ServerConfig {
     /// Where call records are kept (PROTOCOL.md section 9). Default [`RecordsConfig::None`]:
     /// none (the CLI's default is a SQLite file in the core's data directory).
     pub records: RecordsConfig,
+    /// The routing file (PROTOCOL.md section 10): its groups route calls from the start, and it is
+    /// read again on every SIGHUP ([`routing_file`]). `None` (the default): no groups; calls ring
+    /// the number dialled unless [`Exchange::set_router`] installs a router.
+    pub routing: Option<std::path::PathBuf>,
 }
 
 /// Default per-terminal message rate, in messages per second (burst: twice as many).
@@ -167,6 +172,7 @@ impl ServerConfig {
             connections: listener::ConnectionLimits::default(),
             events: operator::EventLimits::default(),
             records: RecordsConfig::None,
+            routing: None,
         }
     }
 
@@ -251,6 +257,9 @@ pub enum ServeError {
     /// error. The text names the file and the fault.
     #[error("TLS: {0}")]
     Tls(String),
+    /// The routing file ([`ServerConfig::routing`]) is unreadable or invalid: a startup error.
+    #[error(transparent)]
+    Routing(#[from] routing_file::RoutingError),
 }
 
 /// Serves the core on `listener` until `shutdown` resolves, then shuts down gracefully
@@ -281,6 +290,18 @@ pub struct Exchange {
     simulator: Option<crate::phone::sim::SimulatorControl>,
     /// The call records writer, or why there is none (section 9).
     records: Result<Recorder, String>,
+    /// The task that reloads the routing file on SIGHUP (aborted with the exchange), or why the
+    /// routing file could not be used at start.
+    routing: Result<Option<AbortOnDrop>, routing_file::RoutingError>,
+}
+
+/// A task aborted when this is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl fmt::Debug for Exchange {
@@ -342,19 +363,37 @@ impl Exchange {
                 Err(format!("call records are unavailable: {why}"))
             }
         };
+        let mut switch = Switch::new(switch_config, seed());
+        let routing = config
+            .routing
+            .as_deref()
+            .map(routing_file::load)
+            .transpose();
+        if let Ok(Some(groups)) = &routing {
+            tracing::info!(groups = groups.len(), "routing file read");
+            switch.set_router(Box::new(groups.clone()));
+        }
         let (driver, driver_task) = driver::spawn_with_records(
-            Switch::new(switch_config, seed()),
+            switch,
             operator::EventHub::new(config.events),
             phone,
             phone_events,
             records.as_ref().ok().map(Recorder::handle),
         );
+        let routing = routing.map(|groups| {
+            let path = config.routing.clone().filter(|_| groups.is_some())?;
+            Some(AbortOnDrop(routing_file::reload_on_hangup(
+                path,
+                driver.clone(),
+            )))
+        });
         Exchange {
             config,
             driver,
             driver_task,
             simulator,
             records,
+            routing,
         }
     }
 
@@ -419,6 +458,7 @@ impl Exchange {
             driver_task,
             simulator: sim_control,
             records,
+            routing,
         } = self;
         let record_store = records
             .as_ref()
@@ -430,13 +470,13 @@ impl Exchange {
                 recorder.close().await;
             }
         };
-        let prepared = auth::Verifier::from_config(&config)
-            .map_err(ServeError::from)
-            .and_then(|verifier| {
-                let tls = tls_server(config.tls.as_ref(), config.connections.handshake_timeout)?;
-                Ok((verifier, tls))
-            });
-        let (verifier, builder) = match prepared {
+        let prepared = routing.map_err(ServeError::from).and_then(|reload| {
+            let verifier = auth::Verifier::from_config(&config)?;
+            let tls = tls_server(config.tls.as_ref(), config.connections.handshake_timeout)?;
+            Ok((reload, verifier, tls))
+        });
+        // The SIGHUP reloads go on while this serves.
+        let (_routing_reload, verifier, builder) = match prepared {
             Ok(prepared) => prepared,
             Err(e) => {
                 let _ = driver.shutdown().await;
