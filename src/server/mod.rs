@@ -21,6 +21,7 @@ pub mod simulator;
 pub mod wire;
 
 use crate::core::{Switch, SwitchConfig};
+use crate::notifications::{NotificationsConfig, Notifier};
 use crate::phone::{PhoneNetwork, PhoneReports};
 use crate::proto::webterminal::web_terminal_service_server::WebTerminalServiceServer;
 use crate::records::{Recorder, RecordsConfig};
@@ -111,6 +112,9 @@ pub struct ServerConfig {
     /// Where call records are kept (PROTOCOL.md section 9). Default [`RecordsConfig::None`]:
     /// none (the CLI's default is a SQLite file in the core's data directory).
     pub records: RecordsConfig,
+    /// Where answered group calls are announced (PROTOCOL.md section 10, `--redis`). Default
+    /// `None`: nowhere.
+    pub notifications: Option<NotificationsConfig>,
 }
 
 /// Default per-terminal message rate, in messages per second (burst: twice as many).
@@ -167,6 +171,7 @@ impl ServerConfig {
             connections: listener::ConnectionLimits::default(),
             events: operator::EventLimits::default(),
             records: RecordsConfig::None,
+            notifications: None,
         }
     }
 
@@ -230,6 +235,7 @@ impl fmt::Debug for ServerConfig {
             .field("connections", &self.connections)
             .field("events", &self.events)
             .field("records", &self.records)
+            .field("notifications", &self.notifications)
             .finish()
     }
 }
@@ -281,6 +287,8 @@ pub struct Exchange {
     simulator: Option<crate::phone::sim::SimulatorControl>,
     /// The call records writer, or why there is none (section 9).
     records: Result<Recorder, String>,
+    /// The Redis notifications pusher, when configured (section 10).
+    notifier: Option<Notifier>,
 }
 
 impl fmt::Debug for Exchange {
@@ -342,12 +350,14 @@ impl Exchange {
                 Err(format!("call records are unavailable: {why}"))
             }
         };
-        let (driver, driver_task) = driver::spawn_with_records(
+        let notifier = config.notifications.as_ref().map(Notifier::start);
+        let (driver, driver_task) = driver::spawn_with_sinks(
             Switch::new(switch_config, seed()),
             operator::EventHub::new(config.events),
             phone,
             phone_events,
             records.as_ref().ok().map(Recorder::handle),
+            notifier.as_ref().map(Notifier::handle),
         );
         Exchange {
             config,
@@ -355,6 +365,7 @@ impl Exchange {
             driver_task,
             simulator,
             records,
+            notifier,
         }
     }
 
@@ -365,6 +376,12 @@ impl Exchange {
             .as_ref()
             .ok()
             .map(|r| r.handle().stats().clone())
+    }
+
+    /// The Redis notifications' counters (pushed, queued, dropped), when configured (PROTOCOL.md
+    /// section 10).
+    pub fn notifications_stats(&self) -> Option<&crate::notifications::NotificationStats> {
+        self.notifier.as_ref().map(Notifier::stats)
     }
 
     /// Has the switch consult `router` for every new call (PROTOCOL.md section 5): where a call
@@ -419,6 +436,7 @@ impl Exchange {
             driver_task,
             simulator: sim_control,
             records,
+            notifier,
         } = self;
         let record_store = records
             .as_ref()
@@ -428,6 +446,12 @@ impl Exchange {
         let close_records = || async {
             if let Ok(recorder) = records {
                 recorder.close().await;
+            }
+        };
+        // Gives the pusher a bounded chance to deliver what is queued (section 10).
+        let close_notifier = || async {
+            if let Some(notifier) = notifier {
+                notifier.close(crate::notifications::FLUSH_TIMEOUT).await;
             }
         };
         let prepared = auth::Verifier::from_config(&config)
@@ -442,6 +466,7 @@ impl Exchange {
                 let _ = driver.shutdown().await;
                 let _ = driver_task.await;
                 close_records().await;
+                close_notifier().await;
                 return Err(e);
             }
         };
@@ -523,6 +548,7 @@ impl Exchange {
                 // The transport failed (or ended) on its own: end every call before returning.
                 let _ = driver.shutdown().await;
                 close_records().await;
+                close_notifier().await;
                 return result.map_err(ServeError::from);
             }
             () = &mut shutdown => {}
@@ -549,6 +575,7 @@ impl Exchange {
         }
         let _ = driver_task.await;
         close_records().await;
+        close_notifier().await;
         tracing::info!("shut down");
         Ok(())
     }
