@@ -180,7 +180,7 @@ impl Pusher {
                 }
                 continue;
             }
-            let values: Vec<String> = batch.items.iter().map(InboundCall::to_json).collect();
+            let values: Vec<String> = batch.items.iter().map(|call| call.to_json()).collect();
             match self.push(&mut connection, &values).await {
                 Ok(()) => {
                     self.queue.delivered(&batch);

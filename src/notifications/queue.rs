@@ -3,7 +3,8 @@
 //!
 //! - [`NotificationQueue::push`] is synchronous and never waits: it is called on the driver task.
 //!   It takes a [`std::sync::Mutex`] that is only ever held for a `VecDeque` operation or for
-//!   cloning one batch, never across an `.await`. Past the bound it drops the oldest item, counts
+//!   cloning one batch of `Arc`s (at most [`super::pusher::BATCH`]), never across an `.await`, so
+//!   the driver waits at most that long for the pusher. Past the bound it drops the oldest item, counts
 //!   it and logs at most one warning per [`DROP_WARN_INTERVAL`] (with the count since the last).
 //! - The pusher reads a [`Batch`] from the head without removing it ([`NotificationQueue::peek`])
 //!   and removes it only once Redis has it ([`NotificationQueue::delivered`]): delivery is in order
@@ -13,7 +14,7 @@
 use super::payload::InboundCall;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
@@ -38,8 +39,8 @@ pub struct NotificationStats {
 pub struct Batch {
     /// The sequence number of `items[0]`.
     pub first: u64,
-    /// Oldest first.
-    pub items: Vec<InboundCall>,
+    /// Oldest first (shared with the queue: peeking copies no notification).
+    pub items: Vec<Arc<InboundCall>>,
 }
 
 impl Batch {
@@ -64,7 +65,7 @@ pub struct NotificationQueue {
 
 #[derive(Debug)]
 struct State {
-    items: VecDeque<InboundCall>,
+    items: VecDeque<Arc<InboundCall>>,
     /// The sequence number of `items[0]` (of the next item pushed when empty).
     head: u64,
     /// When the last drop warning was logged.
@@ -125,32 +126,40 @@ impl NotificationQueue {
     /// Appends `call` and wakes the pusher. When the queue is full, the oldest notification is
     /// dropped, counted and (rate-limited) logged first. Never waits.
     pub fn push(&self, call: InboundCall) {
+        let call = Arc::new(call);
         let mut state = self.lock();
         state.items.push_back(call);
-        if state.items.len() > self.bound {
+        let dropped = state.items.len() > self.bound;
+        let mut warn = None;
+        if dropped {
             state.items.pop_front();
             state.head += 1;
             state.unreported += 1;
-            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-            self.dropped.increment(1);
             let now = Instant::now();
             if state
                 .warned_at
                 .is_none_or(|at| now.duration_since(at) >= DROP_WARN_INTERVAL)
             {
-                tracing::warn!(
-                    dropped = state.unreported,
-                    dropped_total = self.stats.dropped.load(Ordering::Relaxed),
-                    bound = self.bound,
-                    "inbound-call notifications: queue full (Redis slow or down), oldest dropped"
-                );
+                warn = Some(state.unreported);
                 state.warned_at = Some(now);
                 state.unreported = 0;
             }
         }
-        let len = state.items.len();
+        // Set under the lock, so that the last value set is the length now.
+        self.set_queued(state.items.len());
         drop(state);
-        self.set_queued(len);
+        if dropped {
+            let total = self.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            self.dropped.increment(1);
+            if let Some(since_last) = warn {
+                tracing::warn!(
+                    dropped = since_last,
+                    dropped_total = total,
+                    bound = self.bound,
+                    "inbound-call notifications: queue full (Redis slow or down), oldest dropped"
+                );
+            }
+        }
         self.wake.notify_one();
     }
 
@@ -174,9 +183,8 @@ impl NotificationQueue {
             state.head += 1;
             removed += 1;
         }
-        let len = state.items.len();
+        self.set_queued(state.items.len());
         drop(state);
-        self.set_queued(len);
         self.stats
             .pushed
             .fetch_add(batch.items.len() as u64, Ordering::Relaxed);
