@@ -286,6 +286,47 @@ mod tests {
         assert_eq!(refs(&queue.peek(10)), [1]);
     }
 
+    /// The log lines written while `f` runs.
+    fn logged(f: impl FnOnce()) -> String {
+        #[derive(Clone, Default)]
+        struct Buffer(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buffer {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let bytes = buffer.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn drops_are_logged_once_per_interval_not_once_each() {
+        let queue = NotificationQueue::new(2);
+        let log = logged(|| {
+            for n in 0..1002 {
+                queue.push(call(n));
+            }
+        });
+        assert_eq!(queue.stats().dropped.load(Ordering::Relaxed), 1000);
+        let warnings: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("oldest dropped"))
+            .collect();
+        assert_eq!(warnings.len(), 1, "{log}");
+        assert!(warnings[0].contains("dropped=1 "), "{log}");
+    }
+
     #[tokio::test]
     async fn a_push_before_the_wait_is_not_missed() {
         let queue = NotificationQueue::new(4);
