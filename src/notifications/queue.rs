@@ -313,17 +313,21 @@ mod tests {
     #[test]
     fn drops_are_logged_once_per_interval_not_once_each() {
         let queue = NotificationQueue::new(2);
+        let started = Instant::now();
         let log = logged(|| {
             for n in 0..1002 {
                 queue.push(call(n));
             }
         });
+        // However slow the machine: at most one warning per interval begun.
+        let intervals = started.elapsed().as_secs() / DROP_WARN_INTERVAL.as_secs();
         assert_eq!(queue.stats().dropped.load(Ordering::Relaxed), 1000);
         let warnings: Vec<&str> = log
             .lines()
             .filter(|l| l.contains("oldest dropped"))
             .collect();
-        assert_eq!(warnings.len(), 1, "{log}");
+        assert!(!warnings.is_empty(), "the first drop is logged");
+        assert!(warnings.len() as u64 <= 1 + intervals, "{log}");
         assert!(warnings[0].contains("dropped=1 "), "{log}");
     }
 
