@@ -416,6 +416,8 @@ impl Exchange {
     ///
     /// Shutdown: the listener closes, every live leg gets `Bye{SERVER_SHUTDOWN}`, every response
     /// stream ends with status OK, and open connections drain for at most `config.drain_timeout`.
+    /// With `config.notifications`, the Redis pusher then has up to
+    /// [`crate::notifications::FLUSH_TIMEOUT`] to deliver what is queued (section 10).
     ///
     /// Access tokens are verified as [`auth::Verifier::from_config`] describes. With `config.tls`,
     /// connections are TLS (rustls, ALPN h2, TLS 1.2 and 1.3, under the same handshake timeout); a
