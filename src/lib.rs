@@ -4,11 +4,13 @@
 //! - [`core`]: the switch (PROTOCOL.md sections 3–6), no I/O.
 //! - [`phone`]: the phone network interface and the simulated network (section 7).
 //! - [`records`]: call records (section 9): the record builder, the store interface, SQLite.
+//! - [`notifications`]: inbound-call notifications to Redis (section 10).
 //! - [`server`]: tokio + tonic: the driver task, the gRPC services, auth, shutdown.
 
 #![warn(missing_docs)]
 
 pub mod core;
+pub mod notifications;
 pub mod phone;
 pub mod records;
 pub mod server;

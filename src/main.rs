@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 use webterminal_core::core::{Msisdn, SwitchConfig};
+use webterminal_core::notifications::{self, NotificationsConfig};
 use webterminal_core::records::{self, RecordQuery, RecordStore, RecordsConfig, SqliteStore};
 use webterminal_core::server::{
     self, auth, wire, PhoneNetworkKind, ServerConfig, TlsFiles, TokenPolicy,
@@ -149,6 +150,24 @@ struct ServeArgs {
     /// the data directory (beside the stored JWT secret).
     #[arg(long, value_name = "PATH|none")]
     records: Option<PathBuf>,
+    /// Announce each answered group call on this Redis (redis://[user][:password@]host[:port][/db]
+    /// or unix:///path): RPUSH of one JSON message to --redis-key. A URL that does not parse is a
+    /// startup error; a Redis that is down is not (notifications wait). Default: none.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "WEBTERMINAL_REDIS_URL",
+        hide_env_values = true
+    )]
+    redis: Option<String>,
+    /// The Redis list notifications are pushed to.
+    #[arg(long, value_name = "KEY", default_value = notifications::DEFAULT_KEY)]
+    redis_key: String,
+    /// Most notifications kept while Redis is slow or down (at least 10000); past it the oldest
+    /// is dropped, logged and counted.
+    #[arg(long, value_name = "N", default_value_t = notifications::DEFAULT_QUEUE_BOUND as u64,
+          value_parser = clap::value_parser!(u64).range(notifications::DEFAULT_QUEUE_BOUND as u64..))]
+    redis_queue: u64,
 }
 
 #[derive(Args, Debug)]
@@ -320,6 +339,12 @@ fn run_serve(args: ServeArgs) -> CliResult {
     };
     if let RecordsConfig::Sqlite(path) = &config.records {
         tracing::info!(path = %path.display(), "call records");
+    }
+    if let Some(url) = &args.redis {
+        let mut redis = NotificationsConfig::new(url).map_err(|e| format!("--redis: {e}"))?;
+        redis.key = args.redis_key;
+        redis.queue_bound = usize::try_from(args.redis_queue).unwrap_or(usize::MAX);
+        config.notifications = Some(redis);
     }
     webterminal_core::core::log_personal_data(args.log_personal_data);
     // One descriptor per connection: the inherited soft limit (often 1024) would cap the server far
@@ -793,10 +818,38 @@ mod tests {
         assert_eq!(args.max_connections, Some(100));
         assert_eq!(args.max_connections_per_ip, Some(10));
         assert_eq!(args.offers_per_second_per_callee, Some(1));
+        assert_eq!(args.redis, None, "no notifications unless asked");
+        assert_eq!(args.redis_key, "enigma:notifications:inbound");
+        assert_eq!(args.redis_queue, 10_000);
         for refused in [
             &["--handshake-timeout", "0"][..],
             &["--max-connections", "-1"],
         ] {
+            let args = ["webterminal-core", "serve"].iter().chain(refused);
+            assert!(Cli::try_parse_from(args).is_err(), "{refused:?}");
+        }
+    }
+
+    #[test]
+    fn redis_flags() {
+        let cli = Cli::try_parse_from([
+            "webterminal-core",
+            "serve",
+            "--redis",
+            "redis://127.0.0.1:6390/1",
+            "--redis-key",
+            "queue:in",
+            "--redis-queue",
+            "50000",
+        ])
+        .unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("expected serve")
+        };
+        assert_eq!(args.redis.as_deref(), Some("redis://127.0.0.1:6390/1"));
+        assert_eq!(args.redis_key, "queue:in");
+        assert_eq!(args.redis_queue, 50_000);
+        for refused in [&["--redis-queue", "9999"][..], &["--redis-queue", "-1"]] {
             let args = ["webterminal-core", "serve"].iter().chain(refused);
             assert!(Cli::try_parse_from(args).is_err(), "{refused:?}");
         }

@@ -14,6 +14,7 @@ use crate::core::Msisdn;
 use crate::core::{
     Output, PhoneEvent, PipeKind, RegisterError, Rejection, Request, Router, Switch, TerminalId,
 };
+use crate::notifications::NotifierHandle;
 use crate::phone::PhoneNetwork;
 use crate::proto::webterminal::WebTerminalMessage;
 use crate::records::RecorderHandle;
@@ -303,11 +304,25 @@ pub fn spawn_with_records(
     phone_events: mpsc::UnboundedReceiver<PhoneEvent>,
     records: Option<RecorderHandle>,
 ) -> (DriverHandle, JoinHandle<()>) {
+    spawn_with_sinks(switch, events, phone, phone_events, records, None)
+}
+
+/// [`spawn_with_records`], also queueing the notification of every answered group call for Redis
+/// when `notifications` is given (PROTOCOL.md section 10; never waiting on it).
+pub(crate) fn spawn_with_sinks(
+    switch: Switch,
+    events: EventHub,
+    phone: Option<Box<dyn PhoneNetwork>>,
+    phone_events: mpsc::UnboundedReceiver<PhoneEvent>,
+    records: Option<RecorderHandle>,
+    notifications: Option<NotifierHandle>,
+) -> (DriverHandle, JoinHandle<()>) {
     let (inputs, receiver) = mpsc::channel(INPUT_QUEUE);
     let driver = Driver {
         switch,
         events,
         records,
+        notifications,
         phone,
         terminals: HashMap::new(),
         metrics: DriverMetrics::new(),
@@ -323,6 +338,8 @@ struct Driver {
     events: EventHub,
     /// Call events for the call records writer, when records are kept.
     records: Option<RecorderHandle>,
+    /// Answered group calls for Redis, when notifications are configured (section 10).
+    notifications: Option<NotifierHandle>,
     phone: Option<Box<dyn PhoneNetwork>>,
     /// The outbound queue of every registered terminal.
     /// Each registered terminal's outbound queue, and the signal its reader waits on (dropped with
@@ -443,6 +460,9 @@ impl Driver {
                     self.metrics.call_event(&event);
                     if let Some(records) = &self.records {
                         records.record(event.clone());
+                    }
+                    if let Some(notifications) = &self.notifications {
+                        notifications.notify(&event);
                     }
                     self.events.publish(event);
                 }

@@ -41,6 +41,12 @@ pub const RECORDS_WRITTEN: &str = "webterminal_records_written_total";
 pub const RECORDS_FAILED: &str = "webterminal_records_failed_total";
 /// Call events the records writer's queue dropped.
 pub const RECORDS_DROPPED: &str = "webterminal_records_dropped_events_total";
+/// Inbound-call notifications Redis accepted (section 10).
+pub const NOTIFICATIONS_PUSHED: &str = "webterminal_notifications_pushed_total";
+/// Inbound-call notifications waiting for Redis.
+pub const NOTIFICATIONS_QUEUED: &str = "webterminal_notifications_queued";
+/// Inbound-call notifications dropped because their queue was full (the oldest go first).
+pub const NOTIFICATIONS_DROPPED: &str = "webterminal_notifications_dropped_total";
 
 /// Call setup buckets, in seconds: answered by a bot in milliseconds, by a person in seconds.
 const SETUP_BUCKETS: [f64; 14] = [
@@ -92,6 +98,18 @@ fn describe() {
     describe_counter!(RECORDS_WRITTEN, "Call records committed.");
     describe_counter!(RECORDS_FAILED, "Call record writes that failed.");
     describe_counter!(RECORDS_DROPPED, "Call events the records writer dropped.");
+    describe_counter!(
+        NOTIFICATIONS_PUSHED,
+        "Inbound-call notifications Redis accepted."
+    );
+    describe_gauge!(
+        NOTIFICATIONS_QUEUED,
+        "Inbound-call notifications waiting for Redis."
+    );
+    describe_counter!(
+        NOTIFICATIONS_DROPPED,
+        "Inbound-call notifications dropped from a full queue, oldest first."
+    );
 }
 
 const IN_KINDS: [&str; 6] = ["offer", "answer", "ringing", "bye", "action", "refused"];

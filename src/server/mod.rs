@@ -22,6 +22,7 @@ pub mod simulator;
 pub mod wire;
 
 use crate::core::{Switch, SwitchConfig};
+use crate::notifications::{NotificationsConfig, Notifier};
 use crate::phone::{PhoneNetwork, PhoneReports};
 use crate::proto::webterminal::web_terminal_service_server::WebTerminalServiceServer;
 use crate::records::{Recorder, RecordsConfig};
@@ -116,6 +117,9 @@ pub struct ServerConfig {
     /// read again on every SIGHUP ([`routing_file`]). `None` (the default): no groups; calls ring
     /// the number dialled unless [`Exchange::set_router`] installs a router.
     pub routing: Option<std::path::PathBuf>,
+    /// Where answered group calls are announced (PROTOCOL.md section 10, `--redis`). Default
+    /// `None`: nowhere.
+    pub notifications: Option<NotificationsConfig>,
 }
 
 /// Default per-terminal message rate, in messages per second (burst: twice as many).
@@ -173,6 +177,7 @@ impl ServerConfig {
             events: operator::EventLimits::default(),
             records: RecordsConfig::None,
             routing: None,
+            notifications: None,
         }
     }
 
@@ -236,6 +241,7 @@ impl fmt::Debug for ServerConfig {
             .field("connections", &self.connections)
             .field("events", &self.events)
             .field("records", &self.records)
+            .field("notifications", &self.notifications)
             .finish()
     }
 }
@@ -293,6 +299,8 @@ pub struct Exchange {
     /// The task that reloads the routing file on SIGHUP (aborted with the exchange), or why the
     /// routing file could not be used at start.
     routing: Result<Option<AbortOnDrop>, routing_file::RoutingError>,
+    /// The Redis notifications pusher, when configured (section 10).
+    notifier: Option<Notifier>,
 }
 
 /// A task aborted when this is dropped.
@@ -373,12 +381,14 @@ impl Exchange {
             tracing::info!(groups = groups.len(), "routing file read");
             switch.set_router(Box::new(groups.clone()));
         }
-        let (driver, driver_task) = driver::spawn_with_records(
+        let notifier = config.notifications.as_ref().map(Notifier::start);
+        let (driver, driver_task) = driver::spawn_with_sinks(
             switch,
             operator::EventHub::new(config.events),
             phone,
             phone_events,
             records.as_ref().ok().map(Recorder::handle),
+            notifier.as_ref().map(Notifier::handle),
         );
         let routing = routing.map(|groups| {
             let path = config.routing.clone().filter(|_| groups.is_some())?;
@@ -394,6 +404,7 @@ impl Exchange {
             simulator,
             records,
             routing,
+            notifier,
         }
     }
 
@@ -404,6 +415,12 @@ impl Exchange {
             .as_ref()
             .ok()
             .map(|r| r.handle().stats().clone())
+    }
+
+    /// The Redis notifications' counters (pushed, queued, dropped), when configured (PROTOCOL.md
+    /// section 10).
+    pub fn notifications_stats(&self) -> Option<&crate::notifications::NotificationStats> {
+        self.notifier.as_ref().map(Notifier::stats)
     }
 
     /// Has the switch consult `router` for every new call (PROTOCOL.md section 5): where a call
@@ -438,6 +455,8 @@ impl Exchange {
     ///
     /// Shutdown: the listener closes, every live leg gets `Bye{SERVER_SHUTDOWN}`, every response
     /// stream ends with status OK, and open connections drain for at most `config.drain_timeout`.
+    /// With `config.notifications`, the Redis pusher then has up to
+    /// [`crate::notifications::FLUSH_TIMEOUT`] to deliver what is queued (section 10).
     ///
     /// Access tokens are verified as [`auth::Verifier::from_config`] describes. With `config.tls`,
     /// connections are TLS (rustls, ALPN h2, TLS 1.2 and 1.3, under the same handshake timeout); a
@@ -459,6 +478,7 @@ impl Exchange {
             simulator: sim_control,
             records,
             routing,
+            notifier,
         } = self;
         let record_store = records
             .as_ref()
@@ -468,6 +488,12 @@ impl Exchange {
         let close_records = || async {
             if let Ok(recorder) = records {
                 recorder.close().await;
+            }
+        };
+        // Gives the pusher a bounded chance to deliver what is queued (section 10).
+        let close_notifier = || async {
+            if let Some(notifier) = notifier {
+                notifier.close(crate::notifications::FLUSH_TIMEOUT).await;
             }
         };
         let prepared = routing.map_err(ServeError::from).and_then(|reload| {
@@ -482,6 +508,7 @@ impl Exchange {
                 let _ = driver.shutdown().await;
                 let _ = driver_task.await;
                 close_records().await;
+                close_notifier().await;
                 return Err(e);
             }
         };
@@ -563,6 +590,7 @@ impl Exchange {
                 // The transport failed (or ended) on its own: end every call before returning.
                 let _ = driver.shutdown().await;
                 close_records().await;
+                close_notifier().await;
                 return result.map_err(ServeError::from);
             }
             () = &mut shutdown => {}
@@ -589,6 +617,7 @@ impl Exchange {
         }
         let _ = driver_task.await;
         close_records().await;
+        close_notifier().await;
         tracing::info!("shut down");
         Ok(())
     }
