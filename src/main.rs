@@ -150,6 +150,11 @@ struct ServeArgs {
     /// the data directory (beside the stored JWT secret).
     #[arg(long, value_name = "PATH|none")]
     records: Option<PathBuf>,
+    /// Routing file (TOML) listing groups: hunt groups and queues (PROTOCOL.md section 10). Read
+    /// at start (a bad file is a startup error) and again on SIGHUP (a bad file is logged and the
+    /// groups in force are kept). Default: none.
+    #[arg(long, value_name = "FILE")]
+    routing: Option<PathBuf>,
     /// Announce each answered group call on this Redis (redis://[user][:password@]host[:port][/db]
     /// or unix:///path): RPUSH of one JSON message to --redis-key. A URL that does not parse is a
     /// startup error; a Redis that is down is not (notifications wait). Default: none.
@@ -340,6 +345,7 @@ fn run_serve(args: ServeArgs) -> CliResult {
     if let RecordsConfig::Sqlite(path) = &config.records {
         tracing::info!(path = %path.display(), "call records");
     }
+    config.routing = args.routing;
     if let Some(url) = &args.redis {
         let mut redis = NotificationsConfig::new(url).map_err(|e| format!("--redis: {e}"))?;
         redis.key = args.redis_key;
