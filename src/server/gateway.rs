@@ -5,7 +5,7 @@
 //!
 //! - **Auth.** The access token comes in `Sec-WebSocket-Protocol: Bearer, <token>` (answered with
 //!   the subprotocol `Bearer`) or in a cookie `token`; `wg2-msisdn` as a header or a query
-//!   parameter. They are checked exactly as the rpc's metadata is ([`Verifier::authenticate`]). A
+//!   parameter. They are checked exactly as the rpc's metadata is ([`crate::server::auth::Verifier::authenticate`]). A
 //!   token from the cookie is refused when the request's `Origin` is present and neither the
 //!   request's own origin (its `Host`) nor one of [`Gateway::allowed_origins`]: a cross-site page
 //!   must not ride the browser's cookie. The upgrade succeeds even when auth fails, so the browser

@@ -142,7 +142,7 @@ async fn the_token_cookie_is_accepted_without_origin_or_from_the_same_origin() {
         "cookie",
         format!("theme=dark; token={}", TestCore::token(A)),
     );
-    let (mut plain, protocol) = connect(&core, "pipe", &[cookie.clone()]).await;
+    let (mut plain, protocol) = connect(&core, "pipe", std::slice::from_ref(&cookie)).await;
     assert_eq!(protocol, None, "no subprotocol offered, none answered");
     assert_eq!(next_json(&mut plain).await, json!({"result": {"idle": {}}}));
     // tungstenite sends Host as the URL's authority: the page's origin is the core's own.
