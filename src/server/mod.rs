@@ -544,7 +544,7 @@ impl Exchange {
             .routes()
             .prepare()
             .into_axum_router()
-            .merge(gateway::router(gateway));
+            .merge(browser_routes(gateway));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = http_server::serve(app, incoming, tls, config.keepalive, async {
             let _ = stopped.await;
@@ -585,6 +585,19 @@ impl Exchange {
         tracing::info!("shut down");
         Ok(())
     }
+}
+
+/// Everything served on the port besides gRPC, over HTTP/1.1 (PROTOCOL.md section 11): the
+/// WebSocket gateway (`GET /pipe`, `GET /multipipe`) and the pages for browsers. The softphone page
+/// (`GET /` and its assets) goes here, in place of the one-line placeholder: merge its router.
+fn browser_routes(gateway: gateway::Gateway) -> axum::Router {
+    gateway::router(gateway).route(
+        "/",
+        axum::routing::get(|| async {
+            "webterminal-core: gRPC wgtwo.webterminal.v0.WebTerminalService on this port; browsers: \
+             WebSockets at /pipe and /multipipe (PROTOCOL.md section 11)\n"
+        }),
+    )
 }
 
 /// A seed for the switch's call-id generator, from the operating system's randomness.
