@@ -415,7 +415,7 @@ impl TestCore {
 
     /// Opens a `kind` terminal over `transport` with these metadata entries; over a WebSocket,
     /// `authorization: Bearer <token>` becomes the subprotocols `Bearer, <token>` and every other
-    /// entry a header.
+    /// entry (an `authorization` of another form included) a header.
     pub async fn try_open_over(
         &self,
         transport: Transport,
@@ -539,11 +539,15 @@ impl TestCore {
             )
             .unwrap();
         for (key, value) in metadata {
-            if *key == "authorization" {
-                let token = value.strip_prefix("Bearer ").unwrap_or(value);
+            let bearer = value.split_once(' ').filter(|(scheme, token)| {
+                scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()
+            });
+            if let (true, Some((_, token))) = (*key == "authorization", bearer) {
                 request.headers_mut().append(
                     "sec-websocket-protocol",
-                    format!("Bearer, {token}").parse().expect("a header value"),
+                    format!("Bearer, {}", token.trim())
+                        .parse()
+                        .expect("a header value"),
                 );
             } else {
                 request.headers_mut().append(
