@@ -89,7 +89,8 @@ pub struct ServerConfig {
     /// How long a graceful shutdown may take before the remaining connections are dropped.
     /// Default [`DEFAULT_DRAIN_TIMEOUT`].
     pub drain_timeout: Duration,
-    /// TLS for the listener (rustls). `None`: plaintext HTTP/2, the loopback default.
+    /// TLS for the listener (rustls), gRPC and WebSockets alike. `None`: plaintext HTTP/2 and
+    /// HTTP/1.1, the loopback default.
     pub tls: Option<TlsFiles>,
     /// How access tokens are verified besides the HS256 secret (RS256/ES256 keys, JWKS, issuer and
     /// audience checks).
@@ -499,8 +500,7 @@ impl Exchange {
         let reflection_v1 = reflection().build_v1()?;
         let reflection_v1alpha = reflection().build_v1alpha()?;
 
-        // TCP options go on the incoming stream: `Server::tcp_keepalive` is ignored with
-        // `serve_with_incoming_shutdown`.
+        // TCP options go on the incoming stream.
         let tcp = TcpIncoming::from(listener)
             .with_nodelay(Some(true))
             .with_keepalive(Some(Duration::from_secs(30)));
