@@ -537,3 +537,39 @@ async fn wss_on_the_tls_port_alongside_grpc() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// One plain HTTP/1.1 request on a connection of its own; returns the status code and the body.
+async fn http1_get(core: &TestCore, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(core.addr).await.unwrap();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        core.addr
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(RECV_TIMEOUT, tcp.read_to_end(&mut response))
+        .await
+        .expect("a response within 5 s")
+        .unwrap();
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP/1.1 response: {response:?}"));
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    (status, body)
+}
+
+#[tokio::test]
+async fn plain_http1_requests_are_served_on_the_grpc_port() {
+    let core = TestCore::start(no_phones()).await;
+    let (status, body) = http1_get(&core, "/").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("/pipe"), "{body}");
+    // Without the upgrade headers, /pipe is no WebSocket and no terminal.
+    let (status, _) = http1_get(&core, "/pipe").await;
+    assert!((400..500).contains(&status), "{status}");
+    assert_eq!(core.stats().await.terminals, 0);
+}
