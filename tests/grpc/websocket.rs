@@ -574,3 +574,18 @@ async fn plain_http1_requests_are_served_on_the_grpc_port() {
     assert!((400..500).contains(&status), "{status}");
     assert_eq!(core.stats().await.terminals, 0);
 }
+
+#[tokio::test]
+async fn a_websocket_past_a_terminal_limit_gets_resource_exhausted_as_the_rpc_would() {
+    let mut config = no_phones();
+    config.switch.max_terminals_per_msisdn = 1;
+    let core = TestCore::start(config).await;
+    let _grpc = core.open_over(Transport::Grpc, Kind::Multi, A).await;
+    let (mut socket, _) = connect(&core, "multipipe", &[subprotocol(&TestCore::token(A))]).await;
+    expect_error_then_close(&mut socket, tonic::Code::ResourceExhausted).await;
+    assert_eq!(
+        core.terminal_ids(A).await.len(),
+        1,
+        "the gRPC terminal stays"
+    );
+}
