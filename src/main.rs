@@ -272,6 +272,17 @@ fn run_serve(args: ServeArgs) -> CliResult {
     };
     let mut config = ServerConfig::new(secret.as_bytes());
     config.listen = args.listen;
+    if stored_at.is_some() {
+        // Our own demo secret: the softphone page may mint tokens (POST /demo/token).
+        config.demo_tokens = Some(server::softphone::DemoTokens::new(demo_numbers()));
+        if !args.listen.ip().is_loopback() {
+            tracing::warn!(
+                listen = %args.listen,
+                "demo secret on a non-loopback address: anyone who reaches it can mint a token \
+                 for any number at /demo/token; pass --jwt-secret (or keys) to turn that off"
+            );
+        }
+    }
     config.switch.ring_timeout = args.ring_timeout;
     config.switch.negotiation_timeout = args.negotiation_timeout;
     config.switch.multipipe_call_cap = args.multipipe_call_cap;
@@ -399,13 +410,18 @@ fn demo_call_body(sdp: &str, to: &Msisdn) -> String {
         .replace('\'', "\\u0027")
 }
 
+/// The demo numbers, parsed.
+fn demo_numbers() -> Vec<Msisdn> {
+    DEMO_MSISDNS
+        .iter()
+        .map(|m| Msisdn::parse(m).expect("demo numbers are E.164"))
+        .collect()
+}
+
 /// Demo tokens (1 day) for the demo numbers and a grpcurl command that places a call.
 fn print_newcomer_guide(secret: &str, stored_at: &Path, listen: SocketAddr, transport: &str) {
     let day = Duration::from_secs(24 * 3600);
-    let numbers: Vec<Msisdn> = DEMO_MSISDNS
-        .iter()
-        .map(|m| Msisdn::parse(m).expect("demo numbers are E.164"))
-        .collect();
+    let numbers = demo_numbers();
     let tokens: Vec<String> = numbers
         .iter()
         .map(|m| auth::mint_token(secret.as_bytes(), m, auth::REQUIRED_SCOPE, day))

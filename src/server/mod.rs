@@ -8,6 +8,7 @@
 //! - [`simulator`]: the simulated phone network's operator API (PROTOCOL.md section 7).
 //! - [`listener`]: the connection edge: caps, accept back-off, handshake and idle deadlines.
 //! - [`rate_limit`]: rate limits per terminal, per number and per caller and callee (section 6).
+//! - [`softphone`]: the softphone page at `GET /` and the demo token endpoint (section 11).
 //! - [`serve`]: all of it on one listener, with health, reflection and shutdown (PROTOCOL.md 4.9).
 
 pub mod auth;
@@ -18,6 +19,7 @@ pub mod operator;
 pub mod rate_limit;
 pub mod service;
 pub mod simulator;
+pub mod softphone;
 pub mod wire;
 
 use crate::core::{Switch, SwitchConfig};
@@ -111,6 +113,11 @@ pub struct ServerConfig {
     /// Where call records are kept (PROTOCOL.md section 9). Default [`RecordsConfig::None`]:
     /// none (the CLI's default is a SQLite file in the core's data directory).
     pub records: RecordsConfig,
+    /// The demo token endpoint of the softphone page ([`softphone::demo_router`]): `Some` only when
+    /// [`ServerConfig::jwt_secret`] is a demo secret the server made and keeps itself (the CLI's
+    /// `serve` without `--jwt-secret`), since whoever reaches the listener may then mint a token for
+    /// any number. Default `None`: off.
+    pub demo_tokens: Option<softphone::DemoTokens>,
 }
 
 /// Default per-terminal message rate, in messages per second (burst: twice as many).
@@ -167,6 +174,7 @@ impl ServerConfig {
             connections: listener::ConnectionLimits::default(),
             events: operator::EventLimits::default(),
             records: RecordsConfig::None,
+            demo_tokens: None,
         }
     }
 
