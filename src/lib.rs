@@ -23,6 +23,7 @@ pub mod proto {
             /// `wgtwo.common.v0`
             pub mod v0 {
                 tonic::include_proto!("wgtwo.common.v0");
+                include!(concat!(env!("OUT_DIR"), "/wgtwo.common.v0.serde.rs"));
             }
         }
         #[allow(missing_docs)]
@@ -30,6 +31,7 @@ pub mod proto {
             /// `wgtwo.webterminal.v0`: the public WebTerminal API (PROTOCOL.md section 1).
             pub mod v0 {
                 tonic::include_proto!("wgtwo.webterminal.v0");
+                include!(concat!(env!("OUT_DIR"), "/wgtwo.webterminal.v0.serde.rs"));
             }
         }
     }

@@ -373,7 +373,23 @@ impl ConnInfo {
     pub fn remote_addr(&self) -> Option<SocketAddr> {
         self.tcp.remote_addr
     }
+
+    /// Counts one open rpc on this connection while the returned guard lives, so that neither
+    /// deadline runs meanwhile. An upgraded connection (a WebSocket, PROTOCOL.md section 11) holds
+    /// one for as long as its session: the HTTP request that upgraded it is over at once.
+    pub fn hold_open(&self) -> OpenRpc {
+        OpenRpc(RpcGuard::new(&self.activity))
+    }
+
+    /// The connection's TCP addresses.
+    pub fn tcp(&self) -> &TcpConnectInfo {
+        &self.tcp
+    }
 }
+
+/// One open rpc of a connection, counted while it lives ([`ConnInfo::hold_open`]).
+#[derive(Debug)]
+pub struct OpenRpc(#[allow(dead_code)] RpcGuard);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {

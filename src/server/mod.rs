@@ -4,7 +4,8 @@
 //! - [`wire`]: protobuf ↔ core messages, in one place.
 //! - [`auth`]: access tokens (PROTOCOL.md sections 1, 6).
 //! - [`driver`]: the one task that owns the [`Switch`].
-//! - [`service`]: `WebTerminalService` (`Pipe`, `MultiPipe`).
+//! - [`service`]: `WebTerminalService` (`Pipe`, `MultiPipe`) and the terminal session it drives.
+//! - [`gateway`]: the same sessions over WebSockets, for browsers (PROTOCOL.md section 11).
 //! - [`simulator`]: the simulated phone network's operator API (PROTOCOL.md section 7).
 //! - [`listener`]: the connection edge: caps, accept back-off, handshake and idle deadlines.
 //! - [`rate_limit`]: rate limits per terminal, per number and per caller and callee (section 6).
@@ -13,6 +14,8 @@
 
 pub mod auth;
 pub mod driver;
+pub mod gateway;
+mod http_server;
 pub mod listener;
 pub mod metrics;
 pub mod operator;
@@ -32,7 +35,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tonic::transport::server::TcpIncoming;
-use tonic::transport::Server;
 
 /// Default largest gRPC message a client may send, in bytes (256 KiB). A larger message fails the rpc
 /// with `RESOURCE_EXHAUSTED`; fields inside smaller messages have their own limits ([`wire::Limits`]).
@@ -40,6 +42,13 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 256 * 1024;
 
 /// Default bound on a graceful shutdown (PROTOCOL.md 4.9): 5 s.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Time between keepalive pings on an idle connection, HTTP/2 and WebSocket alike: 20 s.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
+
+/// How long a keepalive ping may go unanswered before the connection (or WebSocket) is dropped:
+/// 10 s.
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Default listen address: loopback only, port 50051.
 pub const DEFAULT_LISTEN: SocketAddr =
@@ -113,6 +122,12 @@ pub struct ServerConfig {
     /// Where call records are kept (PROTOCOL.md section 9). Default [`RecordsConfig::None`]:
     /// none (the CLI's default is a SQLite file in the core's data directory).
     pub records: RecordsConfig,
+    /// Keepalive pings, HTTP/2 and WebSocket: their interval and how long one may go unanswered
+    /// before the peer is dropped. Default [`KEEPALIVE_INTERVAL`], [`KEEPALIVE_TIMEOUT`].
+    pub keepalive: gateway::Keepalive,
+    /// Origins (`scheme://host[:port]`) besides the core's own whose pages may open a WebSocket
+    /// with the `token` cookie (PROTOCOL.md section 11, [`gateway`]). Default: none.
+    pub allowed_origins: Vec<String>,
     /// The demo token endpoint of the softphone page ([`softphone::demo_router`]): `Some` only when
     /// [`ServerConfig::jwt_secret`] is a demo secret the server made and keeps itself (the CLI's
     /// `serve` without `--jwt-secret`), since whoever reaches the listener may then mint a token for
@@ -174,6 +189,11 @@ impl ServerConfig {
             connections: listener::ConnectionLimits::default(),
             events: operator::EventLimits::default(),
             records: RecordsConfig::None,
+            keepalive: gateway::Keepalive {
+                interval: KEEPALIVE_INTERVAL,
+                timeout: KEEPALIVE_TIMEOUT,
+            },
+            allowed_origins: Vec::new(),
             demo_tokens: None,
         }
     }
@@ -238,6 +258,8 @@ impl fmt::Debug for ServerConfig {
             .field("connections", &self.connections)
             .field("events", &self.events)
             .field("records", &self.records)
+            .field("keepalive", &self.keepalive)
+            .field("allowed_origins", &self.allowed_origins)
             .finish()
     }
 }
@@ -245,9 +267,6 @@ impl fmt::Debug for ServerConfig {
 /// Why [`serve`] failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    /// The gRPC transport failed (accepting connections, HTTP/2).
-    #[error("gRPC transport: {0}")]
-    Transport(#[from] tonic::transport::Error),
     /// The reflection service could not be built from the embedded descriptors (a build defect).
     #[error("gRPC reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
@@ -268,8 +287,7 @@ pub enum ServeError {
 /// that no call is left), use [`Exchange`] and its [`Exchange::driver`].
 ///
 /// # Errors
-/// [`ServeError`] when a token key or TLS file is unreadable or invalid (at once, before serving),
-/// or when the transport fails before shutdown.
+/// [`ServeError`] when a token key or TLS file is unreadable or invalid (at once, before serving).
 pub async fn serve(
     config: ServerConfig,
     listener: tokio::net::TcpListener,
@@ -399,8 +417,12 @@ impl Exchange {
     ///
     /// Served: `wgtwo.webterminal.v0.WebTerminalService`; `grpc.health.v1.Health` (the WebTerminal
     /// service SERVING until shutdown begins); gRPC server reflection v1 and v1alpha; and, with the
-    /// simulated phone network, `webterminal.core.v1.SimulatedPhoneNetwork`. HTTP/2 keepalive pings
-    /// every 20 s (10 s timeout), TCP keepalive 30 s, at most 1024 concurrent streams per connection.
+    /// simulated phone network, `webterminal.core.v1.SimulatedPhoneNetwork`; and on the same port,
+    /// over HTTP/1.1, the browsers' WebSocket gateway `GET /pipe` and `GET /multipipe`
+    /// (PROTOCOL.md section 11, [`gateway`]), the softphone page `GET /` ([`softphone::router`])
+    /// and, with `config.demo_tokens`, its demo token endpoint ([`softphone::demo_router`]). Keepalive pings (HTTP/2 and WebSocket) as
+    /// `config.keepalive` says (default every 20 s, 10 s timeout), TCP keepalive 30 s, at most 1024
+    /// concurrent streams per HTTP/2 connection.
     /// Connections are capped and given deadlines as `config.connections` says ([`listener`]): over
     /// a cap, a new connection is closed at once; one that has not opened an rpc within the
     /// handshake timeout, or has had none open for the idle timeout, is closed.
@@ -409,13 +431,13 @@ impl Exchange {
     /// stream ends with status OK, and open connections drain for at most `config.drain_timeout`.
     ///
     /// Access tokens are verified as [`auth::Verifier::from_config`] describes. With `config.tls`,
-    /// connections are TLS (rustls, ALPN h2, TLS 1.2 and 1.3, under the same handshake timeout); a
-    /// failed handshake drops that connection only. Without it, plaintext HTTP/2.
+    /// connections are TLS (rustls, ALPN h2 and http/1.1, TLS 1.2 and 1.3, under the same handshake
+    /// timeout); a failed handshake drops that connection only. Without it, plaintext HTTP/2 and
+    /// HTTP/1.1.
     ///
     /// # Errors
     /// [`ServeError::Keys`] or [`ServeError::Tls`] when a token key or TLS file is unreadable or
     /// invalid: returned at once, before serving, with the switch shut down.
-    /// [`ServeError::Transport`] when the transport fails before shutdown.
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
@@ -441,10 +463,10 @@ impl Exchange {
         let prepared = auth::Verifier::from_config(&config)
             .map_err(ServeError::from)
             .and_then(|verifier| {
-                let tls = tls_server(config.tls.as_ref(), config.connections.handshake_timeout)?;
+                let tls = tls_acceptor(config.tls.as_ref())?;
                 Ok((verifier, tls))
             });
-        let (verifier, builder) = match prepared {
+        let (verifier, tls) = match prepared {
             Ok(prepared) => prepared,
             Err(e) => {
                 let _ = driver.shutdown().await;
@@ -457,7 +479,7 @@ impl Exchange {
         let limits = wire::Limits {
             max_sdp_bytes: config.max_sdp_bytes,
         };
-        let webterminal = WebTerminalServiceServer::new(
+        let sessions = Arc::new(
             service::WebTerminal::new(
                 driver.clone(),
                 verifier.clone(),
@@ -465,8 +487,9 @@ impl Exchange {
                 config.outbound_queue_capacity(),
             )
             .with_rate_limits(config.rate_limits()),
-        )
-        .max_decoding_message_size(config.max_message_bytes);
+        );
+        let webterminal = WebTerminalServiceServer::from_arc(sessions.clone())
+            .max_decoding_message_size(config.max_message_bytes);
 
         let (health, health_service) = tonic_health::server::health_reporter();
         health
@@ -503,12 +526,10 @@ impl Exchange {
             "connection limits"
         );
         tracing::info!(rates = ?config.rate_limits(), "rate limits per second (0: none)");
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = builder
-            .layer(listener::TrackRpcsLayer)
-            .http2_keepalive_interval(Some(Duration::from_secs(20)))
-            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-            .max_concurrent_streams(Some(1024))
+        // One router for everything on the port: the gRPC services (HTTP/2) and the browsers'
+        // WebSocket gateway (HTTP/1.1 upgrades), PROTOCOL.md section 11.
+        let mut routes = tonic::service::Routes::builder();
+        routes
             .add_service(webterminal)
             .add_service(health_service)
             .add_service(reflection_v1)
@@ -518,20 +539,38 @@ impl Exchange {
                 verifier,
                 sim_control.clone(),
                 record_store,
-            ))
-            .add_optional_service(sim_control.map(simulator::service))
-            .serve_with_incoming_shutdown(incoming, async {
-                let _ = stopped.await;
-            });
+            ));
+        if let Some(sim) = sim_control {
+            routes.add_service(simulator::service(sim));
+        }
+        let gateway = gateway::Gateway {
+            service: sessions,
+            max_message_bytes: config.max_message_bytes,
+            keepalive: config.keepalive,
+            allowed_origins: config.allowed_origins.clone().into(),
+        };
+        let mut app = routes
+            .routes()
+            .prepare()
+            .into_axum_router()
+            .merge(gateway::router(gateway))
+            .merge(softphone::router());
+        if let Some(demo) = &config.demo_tokens {
+            app = app.merge(softphone::demo_router(&config.jwt_secret, demo.clone()));
+        }
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = http_server::serve(app, incoming, tls, config.keepalive, async {
+            let _ = stopped.await;
+        });
         tokio::pin!(server);
         tokio::pin!(shutdown);
 
         tokio::select! {
-            result = &mut server => {
-                // The transport failed (or ended) on its own: end every call before returning.
+            () = &mut server => {
+                // The listener ended on its own: end every call before returning.
                 let _ = driver.shutdown().await;
                 close_records().await;
-                return result.map_err(ServeError::from);
+                return Ok(());
             }
             () = &mut shutdown => {}
         }
@@ -542,11 +581,10 @@ impl Exchange {
             .await;
         let _ = stop.send(());
         let drain = async {
-            let (_, served) = tokio::join!(driver.shutdown(), &mut server);
-            served
+            let _ = tokio::join!(driver.shutdown(), &mut server);
         };
         match tokio::time::timeout(config.drain_timeout, drain).await {
-            Ok(served) => served?,
+            Ok(()) => {}
             Err(_) => {
                 tracing::warn!(
                     drain_timeout = ?config.drain_timeout,
@@ -567,11 +605,14 @@ fn seed() -> u64 {
     getrandom::u64().expect("the operating system provides randomness")
 }
 
-/// A server builder, serving TLS with `tls`'s certificate chain and key when given; a TLS handshake
-/// that takes longer than `handshake_timeout` drops its connection.
-fn tls_server(tls: Option<&TlsFiles>, handshake_timeout: Duration) -> Result<Server, ServeError> {
+/// The TLS acceptor for `tls`'s certificate chain and key (ALPN `h2` and `http/1.1`: gRPC and
+/// browsers on one port), or `None` for plaintext.
+fn tls_acceptor(tls: Option<&TlsFiles>) -> Result<Option<tokio_rustls::TlsAcceptor>, ServeError> {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let Some(files) = tls else {
-        return Ok(Server::builder());
+        return Ok(None);
     };
     let read = |path: &std::path::Path, what: &str, marker: &str| {
         let pem = std::fs::read(path).map_err(|e| {
@@ -587,24 +628,28 @@ fn tls_server(tls: Option<&TlsFiles>, handshake_timeout: Duration) -> Result<Ser
     };
     let cert = read(&files.cert, "certificate file", "CERTIFICATE-----")?;
     let key = read(&files.key, "private key file", "PRIVATE KEY-----")?;
-    let config = tonic::transport::ServerTlsConfig::new()
-        .identity(tonic::transport::Identity::from_pem(cert, key))
-        .timeout(handshake_timeout);
-    let server = Server::builder().tls_config(config).map_err(|e| {
-        let mut why = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(cause) = source {
-            why = format!("{why}: {cause}");
-            source = cause.source();
-        }
+    let unusable = |why: String| {
         ServeError::Tls(format!(
             "cannot use the certificate {} with the key {}: {why}",
             files.cert.display(),
             files.key.display()
         ))
-    })?;
+    };
+    let chain = CertificateDer::pem_slice_iter(&cert)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| unusable(format!("the certificate file: {e}")))?;
+    let key = PrivateKeyDer::from_pem_slice(&key)
+        .map_err(|e| unusable(format!("the private key file: {e}")))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| unusable(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| unusable(e.to_string()))?;
+    server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     tracing::info!(cert = %files.cert.display(), "serving TLS");
-    Ok(server)
+    Ok(Some(tokio_rustls::TlsAcceptor::from(Arc::new(server))))
 }
 
 #[cfg(test)]

@@ -1,12 +1,16 @@
 //! The `wgtwo.webterminal.v0.WebTerminalService` gRPC service: `Pipe` and `MultiPipe` (PROTOCOL.md
-//! sections 1 and 3).
+//! sections 1 and 3), and the terminal session both it and the browsers' WebSocket gateway
+//! ([`crate::server::gateway`], section 11) drive.
 //!
-//! Each rpc is one terminal. Opening it authenticates the token from metadata before any message
-//! ([`Verifier`]), registers the terminal with the driver and returns its outbound queue as the
-//! response stream. A reader task then decodes every inbound message with [`wire::parse_request`]
-//! and hands it to the driver (a keepalive, [`wire::is_keepalive`], is only charged to the
-//! terminal's rate limit); it reports the client's half-close, and the end of the rpc (the
-//! response stream dropped: cancelled, connection lost, or ended by the driver) as `Gone`.
+//! Each rpc (or WebSocket) is one terminal. The transport authenticates the token before any
+//! message ([`Verifier`]) and hands the session its inbound messages as an [`InboundStream`];
+//! [`WebTerminal::open_session`] registers the terminal with the driver and returns its outbound
+//! queue as a [`TerminalStream`]. A reader task then decodes every inbound message with
+//! [`wire::parse_request`] and hands it to the driver (a keepalive, [`wire::is_keepalive`], is only
+//! charged to the terminal's rate limit); it reports the client's half-close, and the end of the
+//! session (the [`TerminalStream`] dropped: cancelled, connection lost, or ended by the driver) as
+//! `Gone`. The gRPC adapter is the [`WebTerminalService`] impl below: it returns the
+//! [`TerminalStream`] as the response stream.
 
 use crate::core::RequestBody;
 use crate::core::{PipeKind, TerminalId};
@@ -78,7 +82,12 @@ impl WebTerminal {
         self
     }
 
-    /// Opens one terminal of `kind` (PROTOCOL.md section 3).
+    /// The verifier the transports authenticate terminals with.
+    pub fn verifier(&self) -> &Arc<Verifier> {
+        &self.verifier
+    }
+
+    /// Opens one gRPC terminal of `kind` (PROTOCOL.md section 3): the gRPC adapter.
     ///
     /// # Errors
     /// `UNAUTHENTICATED` / `PERMISSION_DENIED` for a bad token, `RESOURCE_EXHAUSTED` past a terminal
@@ -89,6 +98,24 @@ impl WebTerminal {
         request: Request<Streaming<WebTerminalMessage>>,
     ) -> Result<Response<TerminalStream>, Status> {
         let msisdn = self.verifier.authenticate(request.metadata())?;
+        self.open_session(kind, msisdn, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    /// Opens one terminal of `kind` for `msisdn` (already authenticated by the transport), reading
+    /// its messages from `inbound`, whatever carries them (PROTOCOL.md sections 3 and 11). Returns
+    /// the terminal's outbound stream; dropping it ends the session (`Gone`).
+    ///
+    /// # Errors
+    /// `RESOURCE_EXHAUSTED` past a terminal limit, `UNAVAILABLE` while shutting down (PROTOCOL.md
+    /// section 6).
+    pub async fn open_session(
+        &self,
+        kind: PipeKind,
+        msisdn: crate::core::Msisdn,
+        inbound: impl InboundStream,
+    ) -> Result<TerminalStream, Status> {
         let terminal = TerminalId(self.next_terminal.fetch_add(1, Ordering::Relaxed));
         let (outbound, queue) = mpsc::channel(self.outbound_queue);
         let (registered_tx, registered) = oneshot::channel();
@@ -104,21 +131,14 @@ impl WebTerminal {
             limits: self.limits,
             budgets: self.budgets.clone(),
         };
-        tokio::spawn(reader.run(
-            msisdn,
-            outbound,
-            registered_tx,
-            request.into_inner(),
-            gone,
-            failed_tx,
-        ));
+        tokio::spawn(reader.run(msisdn, outbound, registered_tx, inbound, gone, failed_tx));
         match registered.await {
-            Ok(Ok(())) => Ok(Response::new(TerminalStream {
+            Ok(Ok(())) => Ok(TerminalStream {
                 queue: ReceiverStream::new(queue),
                 failed: Some(failed),
                 done: false,
                 _gone_guard: gone_guard,
-            })),
+            }),
             Ok(Err(e)) => Err(e.into()),
             Err(_) => Err(Status::unavailable("the core is shutting down")),
         }
@@ -197,7 +217,45 @@ impl std::fmt::Debug for TerminalStream {
     }
 }
 
-/// The task that reads one terminal's request stream.
+/// What a transport read next from a terminal ([`InboundStream::next`]).
+#[derive(Debug)]
+pub enum Inbound {
+    /// One message.
+    Message(WebTerminalMessage),
+    /// The client half-closed its stream: no more messages, but it still reads (PROTOCOL.md
+    /// section 3).
+    HalfClosed,
+    /// The stream cannot be read on (a message over the size limit, or one that does not decode):
+    /// the session ends with this status, which the transport tells the client.
+    Failed(Status),
+    /// The client went away (closed, cancelled, connection lost): the session ends.
+    Gone,
+}
+
+/// A terminal's inbound messages as a transport reads them: the request stream of a gRPC rpc, or
+/// the frames of a WebSocket. The session's reader task polls [`InboundStream::next`] in a
+/// `select!`, so it must be cancel-safe.
+pub trait InboundStream: Send + 'static {
+    /// The next message or event.
+    fn next(&mut self) -> impl Future<Output = Inbound> + Send;
+}
+
+impl InboundStream for Streaming<WebTerminalMessage> {
+    async fn next(&mut self) -> Inbound {
+        match self.message().await {
+            Ok(Some(message)) => Inbound::Message(message),
+            Ok(None) => Inbound::HalfClosed,
+            // A message over the size limit is RESOURCE_EXHAUSTED, as gRPC has it (tonic's decoder
+            // says OUT_OF_RANGE).
+            Err(status) if status.code() == tonic::Code::OutOfRange => {
+                Inbound::Failed(Status::resource_exhausted(status.message().to_owned()))
+            }
+            Err(status) => Inbound::Failed(status),
+        }
+    }
+}
+
+/// The task that reads one terminal's inbound stream.
 struct Reader {
     driver: DriverHandle,
     terminal: TerminalId,
@@ -212,7 +270,7 @@ impl Reader {
         msisdn: crate::core::Msisdn,
         outbound: crate::server::driver::Outbound,
         registered: oneshot::Sender<Result<(), crate::server::driver::DriverError>>,
-        mut inbound: Streaming<WebTerminalMessage>,
+        mut inbound: impl InboundStream,
         mut gone: oneshot::Receiver<()>,
         failed: oneshot::Sender<Status>,
     ) {
@@ -249,14 +307,14 @@ impl Reader {
                     }
                     return;
                 }
-                next = inbound.message(), if reading => match next {
+                next = inbound.next(), if reading => match next {
                     // A keepalive (no oneof, no call_id) is answered with nothing and goes no
                     // further, but it is charged like any message (PROTOCOL.md section 1): over the
                     // budget, it is dropped as silently, and the next real message is refused.
-                    Ok(Some(message)) if wire::is_keepalive(&message) => {
+                    Inbound::Message(message) if wire::is_keepalive(&message) => {
                         let _ = budget.charge(std::time::Instant::now(), false);
                     }
-                    Ok(Some(message)) => {
+                    Inbound::Message(message) => {
                         let raw_call_id = message.call_id.clone();
                         let new_call = matches!(&message.message, Some(Message::Offer(o)) if o.msisdn.is_some());
                         // Over budget: the message goes no further than a ready-made rejection,
@@ -275,25 +333,20 @@ impl Reader {
                             return;
                         }
                     }
-                    Ok(None) => {
+                    Inbound::HalfClosed => {
                         tracing::debug!(?terminal, "terminal half-closed");
                         reading = false;
                         if self.driver.half_close(terminal).await.is_err() {
                             return;
                         }
                     }
-                    Err(status) => {
+                    Inbound::Failed(status) => {
                         tracing::debug!(?terminal, %status, "terminal request stream failed");
-                        // The rpc fails with that status. A message over the size limit is
-                        // RESOURCE_EXHAUSTED, as gRPC has it (tonic's decoder says OUT_OF_RANGE).
-                        let status = if status.code() == tonic::Code::OutOfRange {
-                            Status::resource_exhausted(status.message().to_owned())
-                        } else {
-                            status
-                        };
+                        // The session fails with that status.
                         let _ = failed.send(status);
                         break;
                     }
+                    Inbound::Gone => break,
                 },
             }
         }
