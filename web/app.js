@@ -78,7 +78,8 @@ class Call {
     this.pc = null;
     this.local = null;
     this.remote = null;
-    this.meters = [];
+    this.localMeter = null;
+    this.remoteMeter = null;
     this.startedAt = null;
     this.held = false;
     this.heldByPeer = false;
@@ -157,7 +158,13 @@ async function renegotiate(call, sdp) {
     transceiverOf(call).direction = call.held ? "sendonly" : "sendrecv";
   }
   call.heldByPeer = ["sendonly", "inactive"].includes(sdpDirection(sdp));
-  await call.pc.setRemoteDescription({ type: "offer", sdp });
+  if (fingerprintOf(call.pc.remoteDescription?.sdp) !== fingerprintOf(sdp)) {
+    // Another device took the far side (a pull, a handover or a transfer there): a new DTLS peer,
+    // so a new peer connection, with the same microphone.
+    await connectPeer(call, sdp);
+  } else {
+    await call.pc.setRemoteDescription({ type: "offer", sdp });
+  }
   const answer = await localSdp(call.pc);
   send({ answer: { sdp: answer }, callId: call.id });
   render(call);
@@ -401,13 +408,26 @@ async function startMedia(call, offerSdp) {
     throw new Error("the call ended");
   }
   call.local = local;
+  call.localMeter = new LevelMeter(local, call.element.querySelector(".meter-local"));
+  await connectPeer(call, offerSdp);
+}
+
+/** A new peer connection for `call` sending its microphone (the old one closed); with `offerSdp`,
+ * set as the remote description. */
+async function connectPeer(call, offerSdp) {
+  if (call.remoteMeter) call.remoteMeter.stop();
+  call.remoteMeter = null;
+  if (call.pc) call.pc.close();
+  call.pc = null;
   const pc = newPeerConnection();
   call.pc = pc;
   const audio = call.element.querySelector(".remote-audio");
   pc.addEventListener("track", (event) => {
+    if (call.pc !== pc) return;
     call.remote = event.streams[0] ?? new MediaStream([event.track]);
     audio.srcObject = call.remote;
-    call.meters.push(new LevelMeter(call.remote, call.element.querySelector(".meter-remote")));
+    if (call.remoteMeter) call.remoteMeter.stop();
+    call.remoteMeter = new LevelMeter(call.remote, call.element.querySelector(".meter-remote"));
   });
   pc.addEventListener("connectionstatechange", () => {
     if (pc.connectionState === "failed" && call.pc === pc) {
@@ -419,9 +439,14 @@ async function startMedia(call, offerSdp) {
     call.heldByPeer = ["sendonly", "inactive"].includes(sdpDirection(offerSdp));
     await pc.setRemoteDescription({ type: "offer", sdp: offerSdp });
   }
-  for (const track of local.getAudioTracks()) pc.addTrack(track, local);
+  for (const track of call.local.getAudioTracks()) pc.addTrack(track, call.local);
   applyMute(call);
-  call.meters.push(new LevelMeter(local, call.element.querySelector(".meter-local")));
+}
+
+/** The DTLS fingerprint an SDP announces (a new one: a new peer), or null. */
+function fingerprintOf(sdp) {
+  const found = /^a=fingerprint:(.+)$/m.exec(sdp ?? "");
+  return found ? found[1].trim() : null;
 }
 
 function transceiverOf(call) {
@@ -429,8 +454,9 @@ function transceiverOf(call) {
 }
 
 function closeMedia(call) {
-  for (const meter of call.meters) meter.stop();
-  call.meters = [];
+  for (const meter of [call.localMeter, call.remoteMeter]) if (meter) meter.stop();
+  call.localMeter = null;
+  call.remoteMeter = null;
   if (call.pc) call.pc.close();
   call.pc = null;
   if (call.local) for (const track of call.local.getTracks()) track.stop();

@@ -1,0 +1,559 @@
+//! The softphone page (PROTOCOL.md section 11) in real Chromium, driven through WebDriver
+//! (chromedriver, with fantoccini) against the real core on a loopback port: pages call each other
+//! with their own buttons, audio flows both ways (RTP counters and audio energy from `getStats`),
+//! hold and resume, a second page of the same number pulls the call, a simulated phone's `Dial` rings
+//! a page that answers, and the call is transferred to a number whose page takes it.
+//!
+//! Chromium and chromedriver come from Debian: `scripts/install-test-tools` installs them and prints
+//! their paths, which `scripts/test` exports as `CHROMIUM` and `CHROMEDRIVER` (default
+//! `/usr/bin/chromium` and `/usr/bin/chromedriver`). Without them this test fails: it never skips.
+//! Screenshots of every step go to `browser-artifacts/` in the target directory (or
+//! `BROWSER_ARTIFACTS`).
+//!
+//! Every wait is on a condition the page reports through `window.softphone.state()` and
+//! `window.softphone.stats()`, with generous timeouts; no sleep decides an outcome.
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tonic::transport::Channel;
+use webterminal_core::core::Msisdn;
+use webterminal_core::proto::simulator::simulated_phone_network_client::SimulatedPhoneNetworkClient;
+use webterminal_core::proto::simulator::{DialRequest, PhoneRequest};
+use webterminal_core::server::softphone::DemoTokens;
+use webterminal_core::server::{
+    auth, driver::DriverHandle, Exchange, PhoneNetworkKind, ServerConfig,
+};
+
+const SECRET: &[u8] = b"browser-test-secret";
+const A: &str = "+4799990001";
+const B: &str = "+4799990002";
+const PHONE: &str = "+4799990003";
+/// Long enough for a loaded two-core machine to start Chromium, gather ICE and carry RTP.
+const WAIT: Duration = Duration::from_secs(45);
+const POLL: Duration = Duration::from_millis(150);
+
+fn tool(variable: &str, default: &str) -> String {
+    let path = std::env::var(variable).unwrap_or_else(|_| default.to_owned());
+    assert!(
+        std::path::Path::new(&path).exists(),
+        "{variable}: {path} does not exist. Chromium and chromedriver are needed: run \
+         scripts/install-test-tools (Debian's chromium and chromium-driver) or scripts/test"
+    );
+    path
+}
+
+fn artifacts() -> PathBuf {
+    let dir = std::env::var_os("BROWSER_ARTIFACTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+                .parent()
+                .expect("the target directory")
+                .join("browser-artifacts")
+        });
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+struct Core {
+    addr: SocketAddr,
+    driver: DriverHandle,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Core {
+    async fn start() -> Core {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut config = ServerConfig::new(SECRET);
+        config.phone_network = PhoneNetworkKind::Sim;
+        config.demo_tokens = Some(DemoTokens::new(vec![
+            Msisdn::parse(A).unwrap(),
+            Msisdn::parse(B).unwrap(),
+        ]));
+        let exchange = Exchange::start(config);
+        let driver = exchange.driver().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(exchange.serve(listener, async {
+            let _ = stopped.await;
+        }));
+        Core {
+            addr,
+            driver,
+            stop: Some(stop),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+
+    async fn simulator(&self) -> SimulatedPhoneNetworkClient<Channel> {
+        let channel = Channel::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        SimulatedPhoneNetworkClient::new(channel)
+    }
+
+    /// Waits until the switch holds `n` terminals (a page's WebSocket is open before the switch
+    /// has registered it).
+    async fn wait_terminals(&self, n: usize) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let terminals = self.driver.stats().await.unwrap().terminals;
+            if terminals == n {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{terminals} terminals registered, waited for {n}"
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+}
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// chromedriver on a free loopback port, killed when dropped.
+struct WebDriver {
+    url: String,
+    _child: tokio::process::Child,
+}
+
+impl WebDriver {
+    async fn start() -> WebDriver {
+        let path = tool("CHROMEDRIVER", "/usr/bin/chromedriver");
+        let port = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            probe.local_addr().unwrap().port()
+        };
+        let child = tokio::process::Command::new(&path)
+            .arg(format!("--port={port}"))
+            .arg("--allowed-ips=127.0.0.1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {path}: {e}"));
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + WAIT;
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver did not listen on {port}"
+            );
+            tokio::time::sleep(POLL).await;
+        }
+        WebDriver { url, _child: child }
+    }
+
+    /// A new Chromium (its own profile and fake microphone), headless, on the softphone page.
+    async fn open(&self, core: &Core, name: &'static str) -> Page {
+        let chromium = tool("CHROMIUM", "/usr/bin/chromium");
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": chromium,
+                "args": [
+                    "--headless=new",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-dev-shm-usage",
+                    "--window-size=1000,1300",
+                    "--use-fake-device-for-media-stream",
+                    "--use-fake-ui-for-media-stream",
+                    "--allow-loopback-in-peer-connection",
+                    "--disable-features=WebRtcHideLocalIpsWithMdns",
+                    "--autoplay-policy=no-user-gesture-required",
+                    "--disable-background-timer-throttling",
+                    "--disable-renderer-backgrounding",
+                    "--no-first-run",
+                    "--no-default-browser-check",
+                ],
+            }),
+        );
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let client = ClientBuilder::new(connector)
+            .capabilities(capabilities)
+            .connect(&self.url)
+            .await
+            .unwrap_or_else(|e| panic!("a Chromium session for {name}: {e}"));
+        client.goto(&core.url()).await.unwrap();
+        let page = Page { client, name };
+        page.wait_for("the page's script", |_| true).await;
+        page
+    }
+}
+
+struct Page {
+    client: Client,
+    name: &'static str,
+}
+
+impl Page {
+    async fn state(&self) -> Option<Value> {
+        self.client
+            .execute(
+                "return window.softphone ? window.softphone.state() : null",
+                vec![],
+            )
+            .await
+            .ok()
+            .filter(|v| !v.is_null())
+    }
+
+    async fn stats(&self) -> Vec<Value> {
+        match self
+            .client
+            .execute("return window.softphone.stats()", vec![])
+            .await
+        {
+            Ok(Value::Array(calls)) => calls,
+            other => panic!("{}: stats() gave {other:?}", self.name),
+        }
+    }
+
+    /// Polls the page's state until `ready` holds of it; fails with a screenshot after WAIT.
+    async fn wait_for(&self, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let state = self.state().await;
+            if let Some(state) = &state {
+                if ready(state) {
+                    return state.clone();
+                }
+            }
+            if Instant::now() > deadline {
+                self.screenshot(&format!("FAILED-{}", slug(what))).await;
+                panic!(
+                    "{}: waited {WAIT:?} for {what}; state: {state:#?}",
+                    self.name
+                );
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Waits for a call in `state` (with `peer` when given) and returns its id.
+    async fn wait_call(&self, state: &str, peer: Option<&str>) -> String {
+        let found = self
+            .wait_for(&format!("a call {state} with {peer:?}"), |s| {
+                call_where(s, state, peer).is_some()
+            })
+            .await;
+        call_where(&found, state, peer).unwrap()
+    }
+
+    async fn wait_call_state(&self, id: &str, what: &str, ready: impl Fn(&Value) -> bool) {
+        self.wait_for(&format!("call {id}: {what}"), |s| {
+            calls(s).iter().any(|c| c["callId"] == id && ready(c))
+        })
+        .await;
+    }
+
+    /// The RTP counters of call `id`.
+    async fn rtp(&self, id: &str) -> (f64, f64) {
+        let stats = self.stats().await;
+        let call = stats
+            .iter()
+            .find(|c| c["callId"] == id)
+            .unwrap_or_else(|| panic!("{}: no call {id} in {stats:?}", self.name));
+        (
+            call["packetsReceived"].as_f64().unwrap_or(0.0),
+            call["totalAudioEnergy"].as_f64().unwrap_or(0.0),
+        )
+    }
+
+    /// Waits until call `id` receives audio: RTP packets and audio energy both rising.
+    async fn wait_audio(&self, id: &str) {
+        let (packets, energy) = self.rtp(id).await;
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let (p, e) = self.rtp(id).await;
+            if p >= packets + 50.0 && e > energy {
+                return;
+            }
+            if Instant::now() > deadline {
+                self.screenshot("FAILED-no-audio").await;
+                panic!(
+                    "{}: call {id} receives no audio: packets {packets} -> {p}, energy {energy} -> {e}",
+                    self.name
+                );
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Waits until call `id` receives nothing: its packet counter still over a whole second.
+    async fn wait_silence(&self, id: &str) {
+        let deadline = Instant::now() + WAIT;
+        let mut last = (self.rtp(id).await.0, Instant::now());
+        loop {
+            tokio::time::sleep(POLL).await;
+            let packets = self.rtp(id).await.0;
+            if packets != last.0 {
+                last = (packets, Instant::now());
+            } else if last.1.elapsed() >= Duration::from_secs(1) {
+                return;
+            }
+            if Instant::now() > deadline {
+                self.screenshot("FAILED-still-receiving").await;
+                panic!(
+                    "{}: call {id} still receives RTP ({packets} packets)",
+                    self.name
+                );
+            }
+        }
+    }
+
+    /// Clicks the element `css` once it is shown and enabled.
+    async fn click(&self, css: &str) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Ok(element) = self.client.find(Locator::Css(css)).await {
+                if element.is_displayed().await.unwrap_or(false)
+                    && element.is_enabled().await.unwrap_or(false)
+                {
+                    element.click().await.unwrap();
+                    return;
+                }
+            }
+            if Instant::now() > deadline {
+                self.screenshot(&format!("FAILED-click-{}", slug(css)))
+                    .await;
+                panic!("{}: no clickable {css}", self.name);
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        let element = self.client.find(Locator::Css(css)).await.unwrap();
+        element.clear().await.unwrap();
+        element.send_keys(text).await.unwrap();
+    }
+
+    /// Clicks `action`'s button on the card of call `id`.
+    async fn call_button(&self, id: &str, action: &str) {
+        self.click(&format!(
+            r#"li.call[data-call-id="{id}"] button[data-action="{action}"]"#
+        ))
+        .await;
+    }
+
+    async fn register(&self) {
+        self.click("#register").await;
+        self.wait_for("registered", |s| s["registered"] == true)
+            .await;
+    }
+
+    async fn screenshot(&self, step: &str) {
+        if let Ok(png) = self.client.screenshot().await {
+            let path = artifacts().join(format!("{}-{}.png", self.name, step));
+            let _ = std::fs::write(path, png);
+        }
+    }
+
+    async fn close(self) {
+        let _ = self.client.close().await;
+    }
+}
+
+fn slug(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .take(60)
+        .collect()
+}
+
+fn calls(state: &Value) -> Vec<Value> {
+    state["calls"].as_array().cloned().unwrap_or_default()
+}
+
+fn call_where(state: &Value, wanted: &str, peer: Option<&str>) -> Option<String> {
+    calls(state)
+        .into_iter()
+        .find(|c| c["state"] == wanted && peer.is_none_or(|p| c["peer"] == p))
+        .and_then(|c| c["callId"].as_str().map(str::to_owned))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn softphone_pages_call_hold_pull_answer_a_phone_and_take_a_transfer() {
+    let core = Core::start().await;
+    let webdriver = WebDriver::start().await;
+    let a = webdriver.open(&core, "a").await;
+    let b = webdriver.open(&core, "b").await;
+    let b2 = webdriver.open(&core, "b2").await;
+
+    // A mints a demo token with the page's own button; B and B2 paste one.
+    a.type_into("#demo-number", A).await;
+    a.click("#mint").await;
+    let token_field = a.client.find(Locator::Css("#token")).await.unwrap();
+    let deadline = Instant::now() + WAIT;
+    while token_field
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap_or_default()
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "no demo token minted");
+        tokio::time::sleep(POLL).await;
+    }
+    let b_token = auth::mint_token(
+        SECRET,
+        &Msisdn::parse(B).unwrap(),
+        auth::REQUIRED_SCOPE,
+        Duration::from_secs(3600),
+    );
+    for page in [&b, &b2] {
+        page.type_into("#token", &b_token).await;
+    }
+    a.register().await;
+    b.register().await;
+    b2.register().await;
+    core.wait_terminals(3).await;
+    a.screenshot("01-registered").await;
+
+    // A dials B on the dial pad; both of B's pages ring; B answers from the banner.
+    for key in B.trim_start_matches('+').chars() {
+        a.click(&format!(r#".keypad button[data-key="{key}"]"#))
+            .await;
+    }
+    a.click("#call").await;
+    let a_id = a.wait_call("ringing-out", Some(B)).await;
+    let b_id = b.wait_call("incoming", Some(A)).await;
+    b2.wait_call("incoming", Some(A)).await;
+    b.screenshot("02-incoming").await;
+    b.click("#banner-accept").await;
+    a.wait_call_state(&a_id, "active", |c| c["state"] == "active")
+        .await;
+    b.wait_call_state(&b_id, "active", |c| c["state"] == "active")
+        .await;
+    // B2 was a fork: answered elsewhere, it sees the call as InCall.
+    b2.wait_call_state(&b_id, "on another device", |c| c["state"] == "elsewhere")
+        .await;
+
+    // Audio both ways.
+    a.wait_audio(&a_id).await;
+    b.wait_audio(&b_id).await;
+    a.screenshot("03-in-call").await;
+    b.screenshot("03-in-call").await;
+
+    // A holds: a sendonly re-offer; B answers recvonly and stops sending; then A resumes.
+    a.call_button(&a_id, "hold").await;
+    a.wait_call_state(&a_id, "held", |c| {
+        c["held"] == true && c["negotiating"].is_null()
+    })
+    .await;
+    b.wait_call_state(&b_id, "held by the peer", |c| c["heldByPeer"] == true)
+        .await;
+    a.wait_silence(&a_id).await;
+    a.screenshot("04-on-hold").await;
+    b.screenshot("04-held").await;
+    a.call_button(&a_id, "hold").await;
+    a.wait_call_state(&a_id, "resumed", |c| {
+        c["held"] == false && c["negotiating"].is_null()
+    })
+    .await;
+    b.wait_call_state(&b_id, "no longer held", |c| c["heldByPeer"] == false)
+        .await;
+    a.wait_audio(&a_id).await;
+    b.wait_audio(&b_id).await;
+    a.screenshot("05-resumed").await;
+
+    // B2 pulls the call: A gets a re-offer from a new peer, B's leg ends (PULLED) and shows InCall.
+    b2.call_button(&b_id, "pull").await;
+    b2.wait_call_state(&b_id, "active here", |c| c["state"] == "active")
+        .await;
+    b.wait_call_state(&b_id, "on another device", |c| c["state"] == "elsewhere")
+        .await;
+    b2.wait_audio(&b_id).await;
+    a.wait_audio(&a_id).await;
+    b2.screenshot("06-pulled").await;
+    b.screenshot("06-pulled-away").await;
+
+    // A hangs up: every page of B sees the end.
+    a.call_button(&a_id, "hangup").await;
+    b2.wait_call_state(&b_id, "ended", |c| c["state"] == "ended")
+        .await;
+    b.wait_for("the call gone", |s| {
+        calls(s)
+            .iter()
+            .all(|c| c["callId"] != b_id.as_str() || c["state"] == "ended")
+    })
+    .await;
+    let deadline = Instant::now() + WAIT;
+    while core.driver.stats().await.unwrap().calls != 0 {
+        assert!(Instant::now() < deadline, "calls left after hang-up");
+        tokio::time::sleep(POLL).await;
+    }
+
+    // A simulated phone dials A (PROTOCOL.md 4.11): the page rings and answers.
+    let mut simulator = core.simulator().await;
+    simulator
+        .dial(DialRequest {
+            from: PHONE.into(),
+            to: A.into(),
+            data: [("display_name".to_owned(), "Simulated Phone".to_owned())].into(),
+        })
+        .await
+        .expect("Dial");
+    let phone_call = a.wait_call("incoming", Some(PHONE)).await;
+    a.screenshot("07-phone-rings").await;
+    a.click("#banner-accept").await;
+    a.wait_call_state(&phone_call, "active", |c| c["state"] == "active")
+        .await;
+    a.screenshot("08-phone-answered").await;
+
+    // A transfers the phone to B (4.12): B's pages are told of a call waiting; B takes it.
+    a.type_into(
+        &format!(r#"li.call[data-call-id="{phone_call}"] input[name="transfer-to"]"#),
+        B,
+    )
+    .await;
+    a.call_button(&phone_call, "transfer").await;
+    a.wait_call_state(&phone_call, "transferred away", |c| c["state"] == "ended")
+        .await;
+    let taken = b.wait_call("waiting", Some(PHONE)).await;
+    b.screenshot("09-transfer-waiting").await;
+    b.click("#banner-accept").await;
+    b.wait_call_state(&taken, "active", |c| c["state"] == "active")
+        .await;
+    b2.wait_call_state(&taken, "on another device", |c| c["state"] == "elsewhere")
+        .await;
+    b.screenshot("10-transfer-taken").await;
+
+    // The phone hangs up: B's call ends.
+    let legs = simulator
+        .hang_up(PhoneRequest {
+            msisdn: PHONE.into(),
+        })
+        .await
+        .expect("HangUp")
+        .into_inner()
+        .legs;
+    assert_eq!(legs, 1, "the phone was in the call");
+    b.wait_call_state(&taken, "ended", |c| c["state"] == "ended")
+        .await;
+
+    for page in [a, b, b2] {
+        page.close().await;
+    }
+}
