@@ -450,9 +450,18 @@ async fn softphone_pages_call_hold_pull_answer_a_phone_and_take_a_transfer() {
     b2.wait_call_state(&b_id, "on another device", |c| c["state"] == "elsewhere")
         .await;
 
-    // Audio both ways.
+    // Audio both ways, and the level meters (AnalyserNodes on both streams) show it.
     a.wait_audio(&a_id).await;
     b.wait_audio(&b_id).await;
+    let level = |c: &Value, which: &str| c["levels"][which].as_f64().unwrap_or(0.0);
+    a.wait_call_state(&a_id, "the microphone's meter moving", |c| {
+        level(c, "local") > 0.05
+    })
+    .await;
+    a.wait_call_state(&a_id, "the other party's meter moving", |c| {
+        level(c, "remote") > 0.05
+    })
+    .await;
     a.screenshot("03-in-call").await;
     b.screenshot("03-in-call").await;
 
@@ -555,5 +564,122 @@ async fn softphone_pages_call_hold_pull_answer_a_phone_and_take_a_transfer() {
 
     for page in [a, b, b2] {
         page.close().await;
+    }
+}
+
+/// `webterminal-core serve` on a loopback port with a data directory of its own, `extra` arguments
+/// after; killed when dropped.
+struct Binary {
+    child: std::process::Child,
+    addr: SocketAddr,
+}
+
+impl Binary {
+    fn start(data: &std::path::Path, extra: &[&str]) -> Binary {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_webterminal-core"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--records", "none"])
+            .args(extra)
+            .env("XDG_DATA_HOME", data)
+            .env("HOME", data)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let addr = loop {
+            let line = lines
+                .next()
+                .expect("the server prints where it listens")
+                .unwrap();
+            if let Some(rest) = line.strip_prefix("webterminal-core listening on ") {
+                break rest.split_whitespace().next().unwrap().parse().unwrap();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        Binary { child, addr }
+    }
+
+    /// One HTTP/1.1 request; the status and the body.
+    fn request(&self, method: &str, path: &str, json_body: &str) -> (u16, String) {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(self.addr).unwrap();
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{json_body}",
+            self.addr,
+            json_body.len()
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let status = response
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_owned())
+            .unwrap_or_default();
+        (status, body)
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_binary_mints_demo_tokens_only_on_its_own_secret() {
+    let data = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("browser-demo-tokens-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    std::fs::create_dir_all(&data).unwrap();
+    let body = format!(r#"{{"msisdn":"{B}"}}"#);
+
+    // Its own stored secret: the page may mint tokens, signed with that secret.
+    let server = Binary::start(&data, &[]);
+    let (status, page) = server.request("GET", "/", "");
+    assert_eq!(status, 200);
+    assert!(page.contains("/softphone/app.js"), "{page}");
+    let (status, info) = server.request("GET", "/demo", "");
+    assert_eq!(
+        (status, info.as_str()),
+        (
+            200,
+            r#"{"numbers":["+4799990001","+4799990002"],"ttl_seconds":86400}"#
+        )
+    );
+    let (status, minted) = server.request("POST", "/demo/token", &body);
+    assert_eq!(status, 200, "{minted}");
+    let minted: Value = serde_json::from_str(&minted).unwrap();
+    let secret = std::fs::read_to_string(data.join("webterminal-core").join("jwt-secret")).unwrap();
+    let verified = auth::Verifier::hs256(secret.trim().as_bytes())
+        .verify(minted["token"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(verified.as_str(), B);
+    drop(server);
+
+    // A secret given, or a production token policy: no demo routes; the page is still served.
+    let key = format!("{}/tests/keys/rsa-1.pub.pem", env!("CARGO_MANIFEST_DIR"));
+    for extra in [
+        &["--jwt-secret", "a secret of the operator's"][..],
+        &["--public-key", key.as_str()][..],
+    ] {
+        let server = Binary::start(&data, extra);
+        assert_eq!(server.request("GET", "/", "").0, 200, "{extra:?}");
+        assert_eq!(server.request("GET", "/demo", "").0, 404, "{extra:?}");
+        assert_eq!(
+            server.request("POST", "/demo/token", &body).0,
+            404,
+            "{extra:?}"
+        );
     }
 }

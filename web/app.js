@@ -566,6 +566,7 @@ function renderBanner() {
   if (!call) {
     banner.hidden = true;
     bannerCall = null;
+    $("announcer").textContent = "";
     return;
   }
   const name = call.data.display_name ? ` (${call.data.display_name})` : "";
@@ -586,6 +587,8 @@ function renderBanner() {
     $("banner-reject").textContent = "Not now";
   }
   banner.hidden = false;
+  // The live region is always in the page, so that screen readers announce what is put in it.
+  $("announcer").textContent = `${$("banner-title").textContent} ${$("banner-detail").textContent}`;
   if (document.activeElement === document.body) $("banner-accept").focus();
 }
 
@@ -671,7 +674,8 @@ async function setUpDemo() {
   let info;
   try {
     const response = await fetch("/demo", { headers: { accept: "application/json" } });
-    if (!response.ok) return;
+    const type = response.headers.get("content-type") ?? "";
+    if (!response.ok || !type.startsWith("application/json")) return;
     info = await response.json();
   } catch {
     return;
@@ -806,6 +810,10 @@ window.softphone = {
         muted: c.muted,
         negotiating: c.negotiating,
         note: c.note,
+        levels: {
+          local: c.element.querySelector(".meter-local").value,
+          remote: c.element.querySelector(".meter-remote").value,
+        },
       })),
     };
   },

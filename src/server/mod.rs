@@ -558,6 +558,7 @@ impl Exchange {
         if let Some(demo) = &config.demo_tokens {
             app = app.merge(softphone::demo_router(&config.jwt_secret, demo.clone()));
         }
+        let app = app.fallback(softphone::not_found);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = http_server::serve(app, incoming, tls, config.keepalive, async {
             let _ = stopped.await;

@@ -94,6 +94,27 @@ fn serve_asset(asset: &'static Asset) -> Response {
     response
 }
 
+/// The listener's answer to a request no route takes: for gRPC (`content-type: application/grpc…`),
+/// status `UNIMPLEMENTED` as tonic answers it; for anything else (a browser asking for a page or
+/// file that is not there), `404 Not Found`.
+pub async fn not_found(request: http::Request<axum::body::Body>) -> Response {
+    let grpc = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"));
+    if grpc {
+        return tonic::Status::unimplemented("no such service or method")
+            .into_http::<axum::body::Body>();
+    }
+    (
+        StatusCode::NOT_FOUND,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        "not found\n",
+    )
+        .into_response()
+}
+
 /// How long a demo token is valid: a day, as the tokens `serve` prints.
 pub const DEFAULT_DEMO_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
 
@@ -291,6 +312,24 @@ mod tests {
             get_path(router(), "/softphone/nothing.js").await.status(),
             StatusCode::NOT_FOUND
         );
+    }
+
+    #[tokio::test]
+    async fn what_no_route_takes_is_404_for_browsers_and_unimplemented_for_grpc() {
+        let app = || router().fallback(not_found);
+        let missing = get_path(app(), "/softphone/missing.js").await;
+        assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+        let grpc = app()
+            .oneshot(
+                Request::post("/no.Such/Method")
+                    .header(header::CONTENT_TYPE, "application/grpc")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(grpc.status(), StatusCode::OK);
+        assert_eq!(grpc.headers()["grpc-status"], "12", "UNIMPLEMENTED");
     }
 
     #[test]
