@@ -41,7 +41,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Serve the WebTerminal API (gRPC over HTTP/2; plaintext unless --tls-cert is given).
+    /// Serve the WebTerminal API (gRPC over HTTP/2, and WebSockets for browsers at /pipe and
+    /// /multipipe on the same port; plaintext unless --tls-cert is given).
     Serve(Box<ServeArgs>),
     /// Print an access token: for a subscriber (--msisdn), or for a client acting for subscribers
     /// (--client, --grant).
@@ -125,6 +126,11 @@ struct ServeArgs {
     /// PEM private key for --tls-cert.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// An origin (`scheme://host[:port]`, as browsers send `Origin`) besides the core's own whose
+    /// pages may open a WebSocket (/pipe, /multipipe) with the `token` cookie; repeatable. Pages of
+    /// any origin may send the token as the subprotocol `Bearer, <token>`.
+    #[arg(long = "allowed-origin")]
+    allowed_origins: Vec<String>,
     /// PEM public key (RSA for RS256, P-256 for ES256) tokens may be signed with; repeatable.
     #[arg(long = "public-key")]
     public_keys: Vec<PathBuf>,
@@ -297,6 +303,7 @@ fn run_serve(args: ServeArgs) -> CliResult {
         max_connections: args.max_connections,
         max_connections_per_ip: args.max_connections_per_ip,
     };
+    config.allowed_origins = args.allowed_origins;
     config.tls = match (args.tls_cert, args.tls_key) {
         (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
         _ => None,

@@ -4,8 +4,9 @@
 //! ([`WebTerminal::open_session`]) on the same switch, under the same limits.
 //!
 //! - **Auth.** The access token comes in `Sec-WebSocket-Protocol: Bearer, <token>` (answered with
-//!   the subprotocol `Bearer`) or in a cookie `token`; `wg2-msisdn` as a header or a query
-//!   parameter. They are checked exactly as the rpc's metadata is ([`Verifier::authenticate`]). A
+//!   the subprotocol `Bearer`), in an `Authorization: Bearer <token>` header (clients that are not
+//!   browsers, as grpc-gateway forwards it) or in a cookie `token`; `wg2-msisdn` as a header or a query
+//!   parameter. They are checked exactly as the rpc's metadata is ([`crate::server::auth::Verifier::authenticate`]). A
 //!   token from the cookie is refused when the request's `Origin` is present and neither the
 //!   request's own origin (its `Host`) nor one of [`Gateway::allowed_origins`]: a cross-site page
 //!   must not ride the browser's cookie. The upgrade succeeds even when auth fails, so the browser
@@ -127,6 +128,8 @@ struct Credentials {
     offered_bearer: bool,
     /// The token from `Sec-WebSocket-Protocol: Bearer, <token>`.
     subprotocol_token: Option<String>,
+    /// The `Authorization` header, as sent.
+    authorization: Option<String>,
     /// The token from the cookie `token`.
     cookie_token: Option<String>,
     /// `wg2-msisdn`, from the header and from the query (either may be absent).
@@ -148,6 +151,10 @@ impl Credentials {
             credentials.offered_bearer = true;
             credentials.subprotocol_token = offered.get(at + 1).map(|t| (*t).to_owned());
         }
+        credentials.authorization = headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
         credentials.cookie_token = headers
             .get_all(http::header::COOKIE)
             .iter()
@@ -182,13 +189,20 @@ impl Credentials {
         gateway: &Gateway,
         headers: &http::HeaderMap,
     ) -> Result<crate::core::Msisdn, Status> {
-        let token = match (&self.subprotocol_token, &self.cookie_token) {
-            (Some(token), _) => token,
-            (None, Some(token)) => {
+        // The subprotocol and the Authorization header are not ambient: a page must hold the token
+        // to send them. The cookie is, hence the Origin rule.
+        let authorization = match (
+            &self.subprotocol_token,
+            &self.authorization,
+            &self.cookie_token,
+        ) {
+            (Some(token), _, _) => format!("Bearer {token}"),
+            (None, Some(authorization), _) => authorization.clone(),
+            (None, None, Some(token)) => {
                 check_origin(headers, &gateway.allowed_origins)?;
-                token
+                format!("Bearer {token}")
             }
-            (None, None) => {
+            (None, None, None) => {
                 return Err(Status::unauthenticated(format!(
                     "no access token: send it as 'Sec-WebSocket-Protocol: {BEARER_SUBPROTOCOL}, \
                      <token>' or in the cookie '{TOKEN_COOKIE}' (PROTOCOL.md section 11)"
@@ -196,7 +210,7 @@ impl Credentials {
             }
         };
         let mut metadata = MetadataMap::new();
-        let bearer = MetadataValue::try_from(format!("Bearer {token}"))
+        let bearer = MetadataValue::try_from(authorization)
             .map_err(|_| Status::from(AuthError::NotBearer))?;
         metadata.insert("authorization", bearer);
         for msisdn in &self.msisdns {

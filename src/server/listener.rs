@@ -16,7 +16,8 @@
 //!
 //! The deadlines need to know when a connection has an open rpc: [`TrackRpcsLayer`], a tower layer
 //! on the server, counts each connection's open rpcs (from the request's start to the end of its
-//! response body) through the [`ConnInfo`] tonic puts in every request's extensions.
+//! response body) through the [`ConnInfo`] the server puts in every request's extensions; a
+//! WebSocket holds one open rpc for its whole life ([`ConnInfo::hold_open`]).
 
 use atomic_waker::AtomicWaker;
 use std::collections::HashMap;
@@ -360,7 +361,7 @@ struct Activity {
     waker: AtomicWaker,
 }
 
-/// The connection info tonic puts in each request's extensions for a [`Conn`] (see
+/// The connection info the server puts in each request's extensions for a [`Conn`] (see
 /// [`Connected`]): the TCP addresses, and the handle [`TrackRpcsLayer`] counts rpcs through.
 #[derive(Clone, Debug)]
 pub struct ConnInfo {
@@ -401,7 +402,7 @@ enum Phase {
     Idle,
 }
 
-/// One accepted connection, as tonic reads and writes it: the TCP stream, its place under the
+/// One accepted connection, as the server reads and writes it: the TCP stream, its place under the
 /// caps, and its deadlines. When a deadline passes, reads and writes fail with
 /// [`io::ErrorKind::TimedOut`], so the TLS handshake or the HTTP/2 connection ends and the socket
 /// is closed.

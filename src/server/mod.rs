@@ -91,7 +91,8 @@ pub struct ServerConfig {
     /// How long a graceful shutdown may take before the remaining connections are dropped.
     /// Default [`DEFAULT_DRAIN_TIMEOUT`].
     pub drain_timeout: Duration,
-    /// TLS for the listener (rustls). `None`: plaintext HTTP/2, the loopback default.
+    /// TLS for the listener (rustls), gRPC and WebSockets alike. `None`: plaintext HTTP/2 and
+    /// HTTP/1.1, the loopback default.
     pub tls: Option<TlsFiles>,
     /// How access tokens are verified besides the HS256 secret (RS256/ES256 keys, JWKS, issuer and
     /// audience checks).
@@ -420,9 +421,10 @@ impl Exchange {
     /// simulated phone network, `webterminal.core.v1.SimulatedPhoneNetwork`; and on the same port,
     /// over HTTP/1.1, the browsers' WebSocket gateway `GET /pipe` and `GET /multipipe`
     /// (PROTOCOL.md section 11, [`gateway`]), the softphone page `GET /` ([`softphone::router`])
-    /// and, with `config.demo_tokens`, its demo token endpoint ([`softphone::demo_router`]). Keepalive pings (HTTP/2 and WebSocket) as
-    /// `config.keepalive` says (default every 20 s, 10 s timeout), TCP keepalive 30 s, at most 1024
-    /// concurrent streams per HTTP/2 connection.
+    /// and, with `config.demo_tokens`, its demo token endpoint ([`softphone::demo_router`]); any
+    /// other path is `404` (a gRPC request for an unknown method: `UNIMPLEMENTED`). Keepalive pings
+    /// (HTTP/2 and WebSocket) as `config.keepalive` says (default every 20 s, 10 s timeout), TCP
+    /// keepalive 30 s, at most 1024 concurrent streams per HTTP/2 connection.
     /// Connections are capped and given deadlines as `config.connections` says ([`listener`]): over
     /// a cap, a new connection is closed at once; one that has not opened an rpc within the
     /// handshake timeout, or has had none open for the idle timeout, is closed.
@@ -508,8 +510,7 @@ impl Exchange {
         let reflection_v1 = reflection().build_v1()?;
         let reflection_v1alpha = reflection().build_v1alpha()?;
 
-        // TCP options go on the incoming stream: `Server::tcp_keepalive` is ignored with
-        // `serve_with_incoming_shutdown`.
+        // TCP options go on the incoming stream.
         let tcp = TcpIncoming::from(listener)
             .with_nodelay(Some(true))
             .with_keepalive(Some(Duration::from_secs(30)));
@@ -549,16 +550,12 @@ impl Exchange {
             keepalive: config.keepalive,
             allowed_origins: config.allowed_origins.clone().into(),
         };
-        let mut app = routes
+        let app = routes
             .routes()
             .prepare()
             .into_axum_router()
-            .merge(gateway::router(gateway))
-            .merge(softphone::router());
-        if let Some(demo) = &config.demo_tokens {
-            app = app.merge(softphone::demo_router(&config.jwt_secret, demo.clone()));
-        }
-        let app = app.fallback(softphone::not_found);
+            .merge(browser_routes(gateway, &config))
+            .fallback(softphone::not_found);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = http_server::serve(app, incoming, tls, config.keepalive, async {
             let _ = stopped.await;
@@ -598,6 +595,18 @@ impl Exchange {
         close_records().await;
         tracing::info!("shut down");
         Ok(())
+    }
+}
+
+/// Everything served on the port besides gRPC, over HTTP/1.1 (PROTOCOL.md section 11): the
+/// WebSocket gateway (`GET /pipe`, `GET /multipipe`), the softphone page (`GET /` and its assets,
+/// [`softphone::router`]) and, with `config.demo_tokens`, its demo token endpoint
+/// ([`softphone::demo_router`]).
+fn browser_routes(gateway: gateway::Gateway, config: &ServerConfig) -> axum::Router {
+    let routes = gateway::router(gateway).merge(softphone::router());
+    match &config.demo_tokens {
+        Some(demo) => routes.merge(softphone::demo_router(&config.jwt_secret, demo.clone())),
+        None => routes,
     }
 }
 

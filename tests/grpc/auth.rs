@@ -1,7 +1,7 @@
 //! PROTOCOL.md sections 1 and 6: access tokens. A refused token fails the rpc with the exact status
 //! before any message, on `Pipe` and `MultiPipe` alike, and registers nothing.
 
-use crate::for_both_kinds;
+use crate::for_all_transports;
 use crate::support::*;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -10,7 +10,7 @@ use webterminal_core::core::Msisdn;
 use webterminal_core::server::auth::{mint_token, REQUIRED_SCOPE};
 use webterminal_core::server::PhoneNetworkKind;
 
-for_both_kinds!(
+for_all_transports!(
     no_authorization_metadata_is_unauthenticated,
     authorization_that_is_not_bearer_is_unauthenticated,
     garbage_token_is_unauthenticated,

@@ -2,14 +2,14 @@
 //! carrying the call_id of the message it answers, and the stream stays usable afterwards. What
 //! makes a whole stream unusable (an oversized or undecodable message) ends that rpc alone.
 
-use crate::for_both_kinds;
+use crate::for_all_transports;
 use crate::support::*;
 use tokio::sync::mpsc;
 use webterminal_core::proto::webterminal::web_terminal_message::Message;
 use webterminal_core::proto::webterminal::{Action, WebTerminalMessage};
 use webterminal_core::server::PhoneNetworkKind;
 
-for_both_kinds!(
+for_all_transports!(
     message_with_no_oneof_set_is_invalid_argument,
     bad_e164_is_invalid_argument_naming_the_field,
     every_invalid_sdp_fixture_is_invalid_argument_in_offer_re_offer_and_answer,

@@ -3,7 +3,7 @@
 //! naming the fault; a client compiled against the upstream schema, without the field, still gets
 //! the Offer.
 
-use crate::for_both_kinds;
+use crate::for_all_transports;
 use crate::support::*;
 use prost::Message as _;
 use std::collections::HashMap;
@@ -13,7 +13,7 @@ use webterminal_core::proto::webterminal::web_terminal_message::Message;
 use webterminal_core::proto::webterminal::{Offer, WebTerminalMessage};
 use webterminal_core::server::PhoneNetworkKind;
 
-for_both_kinds!(
+for_all_transports!(
     a_multipipe_callers_context_reaches_the_callee,
     a_dialled_phones_context_reaches_the_callee,
 );

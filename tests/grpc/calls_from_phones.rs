@@ -1,13 +1,13 @@
 //! PROTOCOL.md 4.11 over real gRPC: the simulated phone network's `Dial` calls a subscriber, whose
 //! terminals ring like a mobile phone; a call dialled on the mobile phone moves to the browser.
 
-use crate::for_both_kinds;
+use crate::for_all_transports;
 use crate::support::*;
 use tonic::Code;
 use webterminal_core::proto::simulator::{Behaviour, DialRequest};
 use webterminal_core::server::PhoneNetworkKind;
 
-for_both_kinds!(
+for_all_transports!(
     a_dialled_phone_rings_the_terminal_which_answers_then_the_phone_hangs_up,
     a_phone_hanging_up_while_ringing_cancels_the_terminals_offer,
     a_terminal_declining_a_phone_call_frees_the_phone,

@@ -1,12 +1,12 @@
 //! PROTOCOL.md 4.6: hand over to the mobile phone, with the simulated phone network driven through
 //! its operator API.
 
-use crate::for_both_kinds;
+use crate::for_all_transports;
 use crate::support::*;
 use webterminal_core::proto::simulator::Behaviour;
 use webterminal_core::server::PhoneNetworkKind;
 
-for_both_kinds!(
+for_all_transports!(
     to_phone_moves_the_call_to_the_phone_and_the_terminal_gets_in_call_then_idle,
     far_side_ending_a_handed_over_call_releases_the_phone,
     handover_to_a_busy_or_unreachable_phone_gets_error_unknown_and_the_call_stays,

@@ -1,15 +1,16 @@
 //! PROTOCOL.md 4.4 (InCall and Idle), section 3 "on open", and the half-close of section 3.
 
-use crate::for_both_kinds;
+use crate::for_all_transports;
 use crate::support::*;
 use webterminal_core::server::PhoneNetworkKind;
 
-for_both_kinds!(
+for_all_transports!(
     other_terminals_of_both_numbers_get_in_call_when_established_and_idle_when_it_ends,
     on_open_a_pipe_gets_in_call_or_idle_and_a_multipipe_nothing,
     terminal_in_a_call_of_its_own_hears_of_another_call_of_its_number_only_on_multipipe,
+    terminals_of_an_unrelated_number_hear_nothing;
+    grpc_only:
     half_closed_terminals_still_get_in_call_bye_and_idle,
-    terminals_of_an_unrelated_number_hear_nothing,
 );
 
 async fn other_terminals_of_both_numbers_get_in_call_when_established_and_idle_when_it_ends(

@@ -1,10 +1,10 @@
 //! PROTOCOL.md 4.2: incoming call.
 
-use crate::for_both_kinds;
+use crate::for_all_transports;
 use crate::support::*;
 use webterminal_core::server::PhoneNetworkKind;
 
-for_both_kinds!(
+for_all_transports!(
     every_eligible_device_gets_the_offer_with_the_callers_sdp_and_number,
     first_answer_wins_and_the_other_forks_get_answered_elsewhere_then_in_call,
     bye_from_a_ringing_fork_declines_the_whole_call,

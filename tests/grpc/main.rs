@@ -1,6 +1,7 @@
 //! The server over real TCP on loopback, with tonic clients as terminals: every scenario of
 //! PROTOCOL.md section 4 on `Pipe` and on `MultiPipe`, authentication and bad input (section 6), and
-//! the simulated phone network's operator API (section 7). After each test no terminal and no call
+//! the simulated phone network's operator API (section 7); and the browsers' WebSocket gateway
+//! (section 11), over which the section-4 scenarios run too. After each test no terminal and no call
 //! is left in the switch.
 
 mod support;
@@ -23,4 +24,5 @@ mod shutdown;
 mod simulated_phone;
 mod terminal_gone;
 mod transfer;
+mod websocket;
 mod wg2;

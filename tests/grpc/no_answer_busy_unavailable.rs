@@ -1,19 +1,20 @@
 //! PROTOCOL.md 4.3: no answer, busy, unavailable.
 
-use crate::for_both_kinds;
+use crate::for_all_transports;
 use crate::support::*;
 use std::time::Duration;
 use webterminal_core::proto::simulator::Behaviour;
 use webterminal_core::server::PhoneNetworkKind;
 
-for_both_kinds!(
+for_all_transports!(
     ring_timeout_gives_the_caller_no_answer_and_every_fork_cancelled,
     ring_timeout_on_a_ringing_phone_gives_no_answer_and_releases_it,
     callee_whose_devices_are_all_in_calls_is_busy,
-    callee_whose_only_terminal_half_closed_is_busy,
     callee_with_no_device_at_all_is_unavailable,
     callee_whose_phone_is_busy_and_has_no_terminal_is_busy,
-    callee_whose_phone_is_unreachable_is_unavailable,
+    callee_whose_phone_is_unreachable_is_unavailable;
+    grpc_only:
+    callee_whose_only_terminal_half_closed_is_busy,
 );
 
 async fn ring_timeout_gives_the_caller_no_answer_and_every_fork_cancelled(kind: Kind) {

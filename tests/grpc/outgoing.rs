@@ -1,10 +1,10 @@
 //! PROTOCOL.md 4.1: outgoing call.
 
-use crate::for_both_kinds;
+use crate::for_all_transports;
 use crate::support::*;
 use webterminal_core::server::PhoneNetworkKind;
 
-for_both_kinds!(
+for_all_transports!(
     caller_gets_ringing_once_then_the_answer_byte_for_byte,
     delivering_an_offer_is_not_alerting,
     phone_ringing_alerts_the_caller_and_its_answer_is_relayed,

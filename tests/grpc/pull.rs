@@ -1,12 +1,12 @@
 //! PROTOCOL.md 4.5 (pull) and 4.10 (observers may pull and nothing else).
 
-use crate::for_both_kinds;
+use crate::for_all_transports;
 use crate::support::*;
 use webterminal_core::proto::webterminal::web_terminal_message::Message;
 use webterminal_core::proto::webterminal::WebTerminalMessage;
 use webterminal_core::server::PhoneNetworkKind;
 
-for_both_kinds!(
+for_all_transports!(
     pull_moves_the_call,
     far_side_answering_the_pull_with_bye_ends_the_call_for_all,
     unanswered_pull_gets_negotiation_failed_and_the_call_stays,

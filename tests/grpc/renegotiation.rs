@@ -1,10 +1,10 @@
 //! PROTOCOL.md 4.7: renegotiation (hold, ICE restart) and glare.
 
-use crate::for_both_kinds;
+use crate::for_all_transports;
 use crate::support::*;
 use webterminal_core::server::PhoneNetworkKind;
 
-for_both_kinds!(
+for_all_transports!(
     hold_and_ice_restart_are_relayed_both_ways_byte_for_byte,
     glare_the_later_offer_gets_try_again,
     unanswered_re_offer_gets_try_again_and_a_late_answer_not_incall,

@@ -1,10 +1,10 @@
 //! PROTOCOL.md 4.9: shutdown.
 
-use crate::for_both_kinds;
+use crate::for_all_transports;
 use crate::support::*;
 use webterminal_core::server::PhoneNetworkKind;
 
-for_both_kinds!(shutdown_byes_every_live_leg_and_ringing_fork_and_ends_every_stream_ok);
+for_all_transports!(shutdown_byes_every_live_leg_and_ringing_fork_and_ends_every_stream_ok);
 
 async fn shutdown_byes_every_live_leg_and_ringing_fork_and_ends_every_stream_ok(kind: Kind) {
     let mut core = TestCore::new(PhoneNetworkKind::None).await;

@@ -1,13 +1,13 @@
 //! PROTOCOL.md section 7: the simulated phone network, driven through its operator API
 //! `webterminal.core.v1.SimulatedPhoneNetwork` over gRPC.
 
-use crate::for_both_kinds;
+use crate::for_all_transports;
 use crate::support::*;
 use tonic::Code;
 use webterminal_core::proto::simulator::{Behaviour, PhoneRequest, SetBehaviourRequest};
 use webterminal_core::server::PhoneNetworkKind;
 
-for_both_kinds!(
+for_all_transports!(
     phone_set_to_answer_answers_at_once_with_a_generated_sdp,
     phone_set_to_decline_declines,
     phone_set_back_to_ring_rings_and_never_answers_by_itself,

@@ -1,6 +1,11 @@
 //! The harness of the gRPC tests: a real server on a loopback port ([`TestCore`]) and tonic clients
 //! as terminals ([`Terminal`]), each on a connection of its own.
 //!
+//! A terminal is carried by a [`Transport`]: gRPC, or the browsers' WebSocket gateway (PROTOCOL.md
+//! section 11, protobuf JSON text frames). A core opens its terminals over the transport of the
+//! task that started it ([`TRANSPORT`], gRPC when unset), so that [`for_all_transports!`] runs the
+//! same scenario over both; [`TestCore::open_over`] picks one per terminal.
+//!
 //! A terminal's response stream is read by a task of its own into a queue, and its connection goes
 //! through a loopback TCP proxy of its own, so that a test can cancel one rpc ([`Terminal::cancel`]) or
 //! drop its connection ([`Terminal::drop_connection`]), and [`TestCore::assert_no_calls_left`] can
@@ -65,6 +70,74 @@ impl Kind {
             Kind::Multi => Kind::Pipe,
         }
     }
+}
+
+/// What carries a terminal: a gRPC rpc, or a WebSocket of the gateway (PROTOCOL.md section 11).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Grpc,
+    WebSocket,
+}
+
+tokio::task_local! {
+    /// The transport a [`TestCore`] started in this task opens its terminals over.
+    pub static TRANSPORT: Transport;
+}
+
+/// The transport of the current task ([`TRANSPORT`]), gRPC when unset.
+pub fn current_transport() -> Transport {
+    TRANSPORT.try_with(|t| *t).unwrap_or(Transport::Grpc)
+}
+
+/// Runs an `async fn name(kind: Kind)` once per rpc and once per transport: `pipe::name` and
+/// `multipipe::name` over gRPC, `websocket_pipe::name` and `websocket_multipipe::name` over the
+/// WebSocket gateway (`GET /pipe`, `GET /multipipe`): the section-4 scenarios pass on both.
+/// Tests named after `grpc_only:` run over gRPC only (a WebSocket has no half-close).
+#[macro_export]
+macro_rules! for_all_transports {
+    ($($(#[$attr:meta])* $name:ident),* $(,)? ; grpc_only: $($(#[$gattr:meta])* $gname:ident),* $(,)?) => {
+        $crate::for_both_kinds!($($(#[$attr])* $name,)* $($(#[$gattr])* $gname),*);
+        $crate::websocket_variants!($($(#[$attr])* $name),*);
+    };
+    ($($(#[$attr:meta])* $name:ident),* $(,)?) => {
+        $crate::for_both_kinds!($($(#[$attr])* $name),*);
+        $crate::websocket_variants!($($(#[$attr])* $name),*);
+    };
+}
+
+/// The WebSocket half of [`for_all_transports!`].
+#[macro_export]
+macro_rules! websocket_variants {
+    ($($(#[$attr:meta])* $name:ident),* $(,)?) => {
+        mod websocket_pipe {
+            $(
+                #[tokio::test]
+                $(#[$attr])*
+                async fn $name() {
+                    $crate::support::TRANSPORT
+                        .scope(
+                            $crate::support::Transport::WebSocket,
+                            super::$name($crate::support::Kind::Pipe),
+                        )
+                        .await
+                }
+            )*
+        }
+        mod websocket_multipipe {
+            $(
+                #[tokio::test]
+                $(#[$attr])*
+                async fn $name() {
+                    $crate::support::TRANSPORT
+                        .scope(
+                            $crate::support::Transport::WebSocket,
+                            super::$name($crate::support::Kind::Multi),
+                        )
+                        .await
+                }
+            )*
+        }
+    };
 }
 
 /// Runs an `async fn name(kind: Kind)` once per rpc, as `pipe::name` and `multipipe::name`.
@@ -203,6 +276,9 @@ pub struct TestCore {
     /// The reader and proxy tasks of every terminal opened, to end them all.
     readers: Arc<Mutex<Vec<AbortHandle>>>,
     next_terminal: Mutex<u32>,
+    /// What [`TestCore::open`] and its kin open terminals over.
+    pub transport: Transport,
+    operator: tokio::sync::Mutex<Option<Channel>>,
 }
 
 impl TestCore {
@@ -254,6 +330,8 @@ impl TestCore {
             served: Some(served),
             readers: Arc::default(),
             next_terminal: Mutex::new(1),
+            transport: current_transport(),
+            operator: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -264,6 +342,12 @@ impl TestCore {
 
     /// A connection of its own through a TCP proxy; aborting the returned task drops it.
     async fn proxied_channel(&self) -> (Channel, AbortHandle) {
+        let (proxy, abort) = self.proxy().await;
+        (connect(proxy).await, abort)
+    }
+
+    /// A TCP proxy to the server for one connection: its address, and the task to abort to drop it.
+    async fn proxy(&self) -> (SocketAddr, AbortHandle) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind the proxy");
@@ -281,7 +365,7 @@ impl TestCore {
         });
         let abort = task.abort_handle();
         self.readers.lock().unwrap().push(abort.clone());
-        (connect(proxy).await, abort)
+        (proxy, abort)
     }
 
     /// A valid token for `msisdn`, one hour.
@@ -316,6 +400,32 @@ impl TestCore {
         msisdn: &str,
         metadata: &[(&str, &str)],
     ) -> Result<Terminal, Status> {
+        self.try_open_over(self.transport, kind, msisdn, metadata)
+            .await
+    }
+
+    /// Opens a `kind` terminal over `transport` as `msisdn` with a valid token. Its registration
+    /// is done when this returns.
+    pub async fn open_over(&self, transport: Transport, kind: Kind, msisdn: &str) -> Terminal {
+        let bearer = format!("Bearer {}", Self::token(msisdn));
+        self.try_open_over(transport, kind, msisdn, &[("authorization", &bearer)])
+            .await
+            .unwrap_or_else(|s| panic!("opening {kind:?} over {transport:?} as {msisdn}: {s:?}"))
+    }
+
+    /// Opens a `kind` terminal over `transport` with these metadata entries; over a WebSocket,
+    /// `authorization: Bearer <token>` becomes the subprotocols `Bearer, <token>` and every other
+    /// entry (an `authorization` of another form included) a header.
+    pub async fn try_open_over(
+        &self,
+        transport: Transport,
+        kind: Kind,
+        msisdn: &str,
+        metadata: &[(&str, &str)],
+    ) -> Result<Terminal, Status> {
+        if transport == Transport::WebSocket {
+            return self.try_open_websocket(kind, msisdn, metadata).await;
+        }
         let (channel, proxy) = self.proxied_channel().await;
         let mut client = WebTerminalServiceClient::new(channel.clone());
         let (tx, rx) = mpsc::channel(64);
@@ -336,7 +446,7 @@ impl TestCore {
             *next - 1
         };
         let name = format!("{msisdn} {kind:?}#{number}");
-        Ok(Terminal::spawn(
+        Ok(Terminal::spawn_grpc(
             name,
             kind,
             msisdn,
@@ -377,7 +487,7 @@ impl TestCore {
             .await
             .unwrap_or_else(|s| panic!("opening a raw {kind:?} as {msisdn}: {s:?}"));
         let (unused, _) = mpsc::channel(1);
-        let mut terminal = Terminal::spawn(
+        let mut terminal = Terminal::spawn_grpc(
             format!("{msisdn} raw {kind:?}"),
             kind,
             msisdn,
@@ -406,6 +516,120 @@ impl TestCore {
             t.expect_greeting_idle().await;
         }
         t
+    }
+
+    /// Opens a WebSocket terminal (PROTOCOL.md section 11) through a proxy of its own, and waits
+    /// until it is registered (a terminal of `msisdn` the operator API did not list before shows),
+    /// or its first frame is an error (then returned as the status).
+    async fn try_open_websocket(
+        &self,
+        kind: Kind,
+        msisdn: &str,
+        metadata: &[(&str, &str)],
+    ) -> Result<Terminal, Status> {
+        let before = self.terminal_ids(msisdn).await;
+        let (proxy, abort) = self.proxy().await;
+        let path = match kind {
+            Kind::Pipe => "pipe",
+            Kind::Multi => "multipipe",
+        };
+        let mut request =
+            tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+                format!("ws://{proxy}/{path}"),
+            )
+            .unwrap();
+        for (key, value) in metadata {
+            let bearer = value.split_once(' ').filter(|(scheme, token)| {
+                scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()
+            });
+            if let (true, Some((_, token))) = (*key == "authorization", bearer) {
+                request.headers_mut().append(
+                    "sec-websocket-protocol",
+                    format!("Bearer, {}", token.trim())
+                        .parse()
+                        .expect("a header value"),
+                );
+            } else {
+                request.headers_mut().append(
+                    http::HeaderName::from_bytes(key.as_bytes()).expect("a header name"),
+                    value.parse().expect("a header value"),
+                );
+            }
+        }
+        let tcp = tokio::net::TcpStream::connect(proxy)
+            .await
+            .expect("connect");
+        let (socket, _response) = tokio_tungstenite::client_async(request, tcp)
+            .await
+            .unwrap_or_else(|e| panic!("WebSocket upgrade for {msisdn}: {e}"));
+        let number = {
+            let mut next = self.next_terminal.lock().unwrap();
+            *next += 1;
+            *next - 1
+        };
+        let name = format!("{msisdn} WebSocket {kind:?}#{number}");
+        let (tx, rx) = mpsc::channel(64);
+        let mut terminal =
+            Terminal::spawn_websocket(name, kind, msisdn, tx, rx, socket, abort, &self.readers);
+        // Registered, or refused: whichever shows first.
+        let deadline = tokio::time::Instant::now() + RECV_TIMEOUT;
+        loop {
+            if let Ok(event) = terminal.events.try_recv() {
+                if let Event::End(Err(status)) = event {
+                    return Err(status);
+                }
+                terminal.pending.push_back(event);
+                continue;
+            }
+            let now = self.terminal_ids(msisdn).await;
+            if now.iter().any(|id| !before.contains(id)) {
+                return Ok(terminal);
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!(
+                    "{}: neither registered nor refused within 5 s",
+                    terminal.name
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// The ids of `msisdn`'s registered terminals, from the operator API.
+    pub async fn terminal_ids(&self, msisdn: &str) -> Vec<String> {
+        use webterminal_core::proto::operator::operator_client::OperatorClient;
+        use webterminal_core::proto::operator::GetPresenceRequest;
+        let token = mint_token(
+            SECRET,
+            &Msisdn::parse(PROBER).unwrap(),
+            webterminal_core::server::auth::OPERATOR_SCOPE,
+            Duration::from_secs(3600),
+        );
+        let mut request = tonic::Request::new(GetPresenceRequest {
+            msisdn: msisdn.to_owned(),
+        });
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        let mut client = OperatorClient::new(self.operator_channel().await);
+        client
+            .get_presence(request)
+            .await
+            .expect("GetPresence")
+            .into_inner()
+            .terminals
+            .into_iter()
+            .map(|t| t.terminal_id)
+            .collect()
+    }
+
+    /// One connection for the harness's operator queries, kept for the core's life.
+    async fn operator_channel(&self) -> Channel {
+        let mut cached = self.operator.lock().await;
+        if cached.is_none() {
+            *cached = Some(self.channel().await);
+        }
+        cached.clone().expect("set above")
     }
 
     /// A client of the simulated phone network's operator API.
@@ -531,6 +755,23 @@ enum Event {
     End(Result<(), Status>),
 }
 
+/// One frame from the gateway as an [`Event`] (PROTOCOL.md section 11).
+fn frame_event(text: &str) -> Event {
+    let value: serde_json::Value = serde_json::from_str(text)
+        .unwrap_or_else(|e| panic!("a frame that is not JSON: {e}: {text}"));
+    if let Some(result) = value.get("result") {
+        let message = serde_json::from_value(result.clone())
+            .unwrap_or_else(|e| panic!("a result that is not a WebTerminalMessage: {e}: {text}"));
+        return Event::Message(message);
+    }
+    let error = value
+        .get("error")
+        .unwrap_or_else(|| panic!("a frame neither result nor error: {text}"));
+    let code = error["code"].as_i64().expect("an error code") as i32;
+    let message = error["message"].as_str().expect("an error message");
+    Event::End(Err(Status::new(Code::from(code), message)))
+}
+
 /// What an `Offer` from the core carried.
 #[derive(Debug, Clone)]
 pub struct Offered {
@@ -548,14 +789,16 @@ pub struct Terminal {
     pub msisdn: String,
     tx: Option<mpsc::Sender<WebTerminalMessage>>,
     events: mpsc::UnboundedReceiver<Event>,
+    /// Events taken from `events` before the test asked for them.
+    pending: std::collections::VecDeque<Event>,
     reader: AbortHandle,
     proxy: AbortHandle,
-    /// Keeps the connection's client alive as long as the terminal.
-    _channel: Channel,
+    /// Keeps the connection's client alive as long as the terminal (gRPC).
+    _channel: Option<Channel>,
 }
 
 impl Terminal {
-    fn spawn(
+    fn spawn_grpc(
         name: String,
         kind: Kind,
         msisdn: &str,
@@ -586,10 +829,89 @@ impl Terminal {
             msisdn: msisdn.to_owned(),
             tx: Some(tx),
             events,
+            pending: Default::default(),
             reader,
             proxy,
-            _channel: channel,
+            _channel: Some(channel),
         }
+    }
+
+    /// A terminal on a WebSocket: one task writes each message sent as a protobuf JSON text frame
+    /// and reads the core's frames, `{"result": ...}` as messages, `{"error": ...}` as the end
+    /// with that status, a close frame (without an error) as the end with status OK. A WebSocket
+    /// has no half-close: dropping the sender only stops sending.
+    #[allow(clippy::too_many_arguments)]
+    fn spawn_websocket(
+        name: String,
+        kind: Kind,
+        msisdn: &str,
+        tx: mpsc::Sender<WebTerminalMessage>,
+        mut rx: mpsc::Receiver<WebTerminalMessage>,
+        socket: tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+        proxy: AbortHandle,
+        readers: &Arc<Mutex<Vec<AbortHandle>>>,
+    ) -> Terminal {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message as Frame;
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let (mut sink, mut stream) = socket.split();
+        let task = tokio::spawn(async move {
+            let mut sending = true;
+            loop {
+                let event = tokio::select! {
+                    out = rx.recv(), if sending => {
+                        match out {
+                            Some(message) => {
+                                let text = serde_json::to_string(&message).expect("JSON");
+                                if sink.send(Frame::text(text)).await.is_err() {
+                                    Event::End(Err(Status::unavailable("the WebSocket failed")))
+                                } else {
+                                    continue;
+                                }
+                            }
+                            None => {
+                                sending = false;
+                                continue;
+                            }
+                        }
+                    }
+                    frame = stream.next() => match frame {
+                        Some(Ok(Frame::Text(text))) => frame_event(&text),
+                        Some(Ok(Frame::Close(_))) | None => Event::End(Ok(())),
+                        Some(Ok(_)) => continue,
+                        Some(Err(e)) => Event::End(Err(Status::unavailable(format!("the WebSocket failed: {e}")))),
+                    },
+                };
+                let end = matches!(event, Event::End(_));
+                if events_tx.send(event).is_err() || end {
+                    return;
+                }
+            }
+        });
+        let reader = task.abort_handle();
+        readers.lock().unwrap().push(reader.clone());
+        Terminal {
+            name,
+            kind,
+            msisdn: msisdn.to_owned(),
+            tx: Some(tx),
+            events,
+            pending: Default::default(),
+            reader,
+            proxy,
+            _channel: None,
+        }
+    }
+
+    /// The next event: one taken early, or the next from the reader task.
+    async fn next_event(
+        &mut self,
+        within: Duration,
+    ) -> Result<Option<Event>, tokio::time::error::Elapsed> {
+        if let Some(event) = self.pending.pop_front() {
+            return Ok(Some(event));
+        }
+        tokio::time::timeout(within, self.events.recv()).await
     }
 
     /// Sends one message on the request stream.
@@ -621,7 +943,7 @@ impl Terminal {
 
     /// The next message, within 5 s; panics with what came instead.
     pub async fn recv(&mut self) -> WebTerminalMessage {
-        match tokio::time::timeout(RECV_TIMEOUT, self.events.recv()).await {
+        match self.next_event(RECV_TIMEOUT).await {
             Err(_) => panic!("{}: no message within {RECV_TIMEOUT:?}", self.name),
             Ok(None) => panic!("{}: the reader task stopped (rpc cancelled)", self.name),
             Ok(Some(Event::Message(m))) => m,
@@ -636,14 +958,14 @@ impl Terminal {
 
     /// Asserts nothing arrives (and the stream does not end) for `window`.
     pub async fn expect_silent(&mut self, window: Duration) {
-        if let Ok(event) = tokio::time::timeout(window, self.events.recv()).await {
+        if let Ok(event) = self.next_event(window).await {
             panic!("{}: expected silence, got {event:?}", self.name);
         }
     }
 
     /// The end of the response stream, within 5 s: `Ok` for status OK, else the status.
     pub async fn expect_end(&mut self) -> Result<(), Status> {
-        match tokio::time::timeout(RECV_TIMEOUT, self.events.recv()).await {
+        match self.next_event(RECV_TIMEOUT).await {
             Err(_) => panic!("{}: the stream did not end within 5 s", self.name),
             Ok(None) => panic!("{}: the reader task stopped (rpc cancelled)", self.name),
             Ok(Some(Event::Message(m))) => {

@@ -1,12 +1,12 @@
 //! PROTOCOL.md 4.8: a terminal goes away (rpc cancelled, or its connection dropped), with and
 //! without a reconnect grace.
 
-use crate::for_both_kinds;
+use crate::for_all_transports;
 use crate::support::*;
 use std::time::Duration;
 use webterminal_core::server::PhoneNetworkKind;
 
-for_both_kinds!(
+for_all_transports!(
     last_eligible_ringing_fork_cancelled_gives_the_caller_unavailable,
     ringing_fork_whose_connection_drops_is_withdrawn_and_the_call_still_rings,
     caller_gone_while_ringing_cancels_every_fork,

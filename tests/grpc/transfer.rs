@@ -1,14 +1,14 @@
 //! PROTOCOL.md 4.12 over real gRPC: a blind transfer to a number with terminals (the first pull
 //! takes the call) and to one with only its simulated phone (it comes up as in a handover).
 
-use crate::for_both_kinds;
+use crate::for_all_transports;
 use crate::support::*;
 use webterminal_core::proto::common::PhoneNumber;
 use webterminal_core::proto::webterminal::web_terminal_message::Message;
 use webterminal_core::proto::webterminal::{action, Action, Transfer, WebTerminalMessage};
 use webterminal_core::server::PhoneNetworkKind;
 
-for_both_kinds!(
+for_all_transports!(
     a_transferred_call_is_pulled_by_the_targets_terminal,
     a_transferred_call_is_taken_by_the_targets_phone,
 );

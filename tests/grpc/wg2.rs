@@ -3,7 +3,7 @@
 //! `wg2-msisdn` metadata; numbers without their leading `+` in `Offer.msisdn`, `wg2-msisdn` and
 //! `msisdns`, always sent back with it; empty messages as keepalives.
 
-use crate::for_both_kinds;
+use crate::for_all_transports;
 use crate::support::*;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -12,7 +12,7 @@ use webterminal_core::core::Msisdn;
 use webterminal_core::server::auth::{mint_client_token, REQUIRED_SCOPE};
 use webterminal_core::server::PhoneNetworkKind;
 
-for_both_kinds!(
+for_all_transports!(
     client_token_with_a_granted_wg2_msisdn_calls_and_is_called_as_that_number,
     client_token_without_wg2_msisdn_is_unauthenticated,
     wg2_msisdn_the_client_token_does_not_grant_is_permission_denied,
