@@ -450,16 +450,17 @@ async fn softphone_pages_call_hold_pull_answer_a_phone_and_take_a_transfer() {
     b2.wait_call_state(&b_id, "on another device", |c| c["state"] == "elsewhere")
         .await;
 
-    // Audio both ways, and the level meters (AnalyserNodes on both streams) show it.
+    // Audio both ways, and the level meters (AnalyserNodes on both streams) have shown it (their
+    // peaks: the fake microphone beeps, and a poll may fall between beeps).
     a.wait_audio(&a_id).await;
     b.wait_audio(&b_id).await;
     let level = |c: &Value, which: &str| c["levels"][which].as_f64().unwrap_or(0.0);
     a.wait_call_state(&a_id, "the microphone's meter moving", |c| {
-        level(c, "local") > 0.05
+        level(c, "peakLocal") > 0.05
     })
     .await;
     a.wait_call_state(&a_id, "the other party's meter moving", |c| {
-        level(c, "remote") > 0.05
+        level(c, "peakRemote") > 0.05
     })
     .await;
     a.screenshot("03-in-call").await;

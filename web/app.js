@@ -813,6 +813,8 @@ window.softphone = {
         levels: {
           local: c.element.querySelector(".meter-local").value,
           remote: c.element.querySelector(".meter-remote").value,
+          peakLocal: c.localMeter?.peak ?? 0,
+          peakRemote: c.remoteMeter?.peak ?? 0,
         },
       })),
     };

@@ -69,6 +69,8 @@ export class LevelMeter {
     this.source.connect(this.analyser);
     this.samples = new Float32Array(this.analyser.fftSize);
     this.meter = meter;
+    /** The highest level shown so far. */
+    this.peak = 0;
     this.timer = setInterval(() => this.#update(), 100);
   }
 
@@ -78,7 +80,9 @@ export class LevelMeter {
     for (const s of this.samples) sum += s * s;
     const rms = Math.sqrt(sum / this.samples.length);
     // Speech sits around 0.01–0.3 RMS: a square root spreads it over the meter.
-    this.meter.value = Math.min(1, Math.sqrt(rms) * 1.5);
+    const level = Math.min(1, Math.sqrt(rms) * 1.5);
+    this.meter.value = level;
+    this.peak = Math.max(this.peak, level);
   }
 
   stop() {
