@@ -499,6 +499,20 @@ async fn softphone_pages_call_hold_pull_answer_a_phone_and_take_a_transfer() {
     b2.screenshot("06-pulled").await;
     b.screenshot("06-pulled-away").await;
 
+    // A hands the call to its mobile phone (4.6): B2 gets a re-offer from the simulated phone, A's
+    // page shows the call on another device; then A pulls it back from the phone (4.5).
+    a.call_button(&a_id, "to-phone").await;
+    a.wait_call_state(&a_id, "on the mobile phone", |c| c["state"] == "elsewhere")
+        .await;
+    b2.wait_call_state(&b_id, "still active", |c| c["state"] == "active")
+        .await;
+    a.screenshot("07-on-the-phone").await;
+    a.call_button(&a_id, "pull").await;
+    a.wait_call_state(&a_id, "pulled back", |c| c["state"] == "active")
+        .await;
+    a.wait_audio(&a_id).await;
+    b2.wait_audio(&b_id).await;
+
     // A hangs up: every page of B sees the end.
     a.call_button(&a_id, "hangup").await;
     b2.wait_call_state(&b_id, "ended", |c| c["state"] == "ended")
@@ -526,11 +540,11 @@ async fn softphone_pages_call_hold_pull_answer_a_phone_and_take_a_transfer() {
         .await
         .expect("Dial");
     let phone_call = a.wait_call("incoming", Some(PHONE)).await;
-    a.screenshot("07-phone-rings").await;
+    a.screenshot("08-phone-rings").await;
     a.click("#banner-accept").await;
     a.wait_call_state(&phone_call, "active", |c| c["state"] == "active")
         .await;
-    a.screenshot("08-phone-answered").await;
+    a.screenshot("09-phone-answered").await;
 
     // A transfers the phone to B (4.12): B's pages are told of a call waiting; B takes it.
     a.type_into(
@@ -542,13 +556,13 @@ async fn softphone_pages_call_hold_pull_answer_a_phone_and_take_a_transfer() {
     a.wait_call_state(&phone_call, "transferred away", |c| c["state"] == "ended")
         .await;
     let taken = b.wait_call("waiting", Some(PHONE)).await;
-    b.screenshot("09-transfer-waiting").await;
+    b.screenshot("10-transfer-waiting").await;
     b.click("#banner-accept").await;
     b.wait_call_state(&taken, "active", |c| c["state"] == "active")
         .await;
     b2.wait_call_state(&taken, "on another device", |c| c["state"] == "elsewhere")
         .await;
-    b.screenshot("10-transfer-taken").await;
+    b.screenshot("11-transfer-taken").await;
 
     // The phone hangs up: B's call ends.
     let legs = simulator
@@ -562,6 +576,23 @@ async fn softphone_pages_call_hold_pull_answer_a_phone_and_take_a_transfer() {
     assert_eq!(legs, 1, "the phone was in the call");
     b.wait_call_state(&taken, "ended", |c| c["state"] == "ended")
         .await;
+
+    // On a phone-sized screen the page fits the width: one column, nothing to scroll sideways.
+    b.client.set_window_size(390, 844).await.unwrap();
+    let fits = b
+        .client
+        .execute(
+            "return document.documentElement.scrollWidth <= window.innerWidth",
+            vec![],
+        )
+        .await
+        .unwrap();
+    b.screenshot("12-phone-sized").await;
+    assert_eq!(
+        fits,
+        Value::Bool(true),
+        "the page scrolls sideways at 390 px"
+    );
 
     for page in [a, b, b2] {
         page.close().await;

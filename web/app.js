@@ -87,6 +87,7 @@ class Call {
     this.negotiating = null;
     this.note = "";
     this.dismissed = false;
+    this.toPhone = false;
     this.removal = null;
     this.element = $("call-template").content.firstElementChild.cloneNode(true);
     this.element.dataset.callId = id;
@@ -223,7 +224,8 @@ function onInCall(id, peer) {
     closeMedia(call);
     call.state = "elsewhere";
     call.peer = peer || call.peer;
-    call.note = "";
+    call.note = call.toPhone ? "On your mobile phone: pull it back here at any time." : "";
+    call.toPhone = false;
     render(call);
     return;
   }
@@ -266,6 +268,8 @@ async function onError(id, code, message) {
     endCall(call, `Refused (${text})`);
     return;
   } else {
+    // A ToPhone or a transfer refused: the call stays here.
+    call.toPhone = false;
     call.note = `Error ${text}`;
   }
   render(call);
@@ -379,6 +383,7 @@ function applyMute(call, holding = call.held) {
 }
 
 function toPhone(call) {
+  call.toPhone = true;
   call.note = "Handing the call to your mobile phone…";
   send({ action: { toPhone: {} }, callId: call.id });
   render(call);
