@@ -34,6 +34,9 @@ const PHONE: &str = "+4799990003";
 /// Long enough for a loaded two-core machine to start Chromium, gather ICE and carry RTP.
 const WAIT: Duration = Duration::from_secs(45);
 const POLL: Duration = Duration::from_millis(150);
+/// A rise of `totalAudioEnergy` that is sound: the fake microphone's beeps add about 0.1 a second,
+/// a muted sender's silence (comfort noise) about 1e-8.
+const AUDIBLE: f64 = 1e-3;
 
 fn tool(variable: &str, default: &str) -> String {
     let path = std::env::var(variable).unwrap_or_else(|_| default.to_owned());
@@ -286,7 +289,7 @@ impl Page {
         let deadline = Instant::now() + WAIT;
         loop {
             let (p, e) = self.rtp(id).await;
-            if p >= packets + 50.0 && e > energy {
+            if p >= packets + 50.0 && e > energy + AUDIBLE {
                 return;
             }
             if Instant::now() > deadline {
@@ -316,6 +319,28 @@ impl Page {
                 self.screenshot("FAILED-still-receiving").await;
                 panic!(
                     "{}: call {id} still receives RTP ({packets} packets)",
+                    self.name
+                );
+            }
+        }
+    }
+
+    /// Waits until call `id` receives no audible energy for 2.5 s (packets may still come: silence).
+    async fn wait_quiet(&self, id: &str) {
+        let deadline = Instant::now() + WAIT;
+        let mut last = (self.rtp(id).await.1, Instant::now());
+        loop {
+            tokio::time::sleep(POLL).await;
+            let energy = self.rtp(id).await.1;
+            if energy > last.0 + AUDIBLE {
+                last = (energy, Instant::now());
+            } else if last.1.elapsed() >= Duration::from_millis(2500) {
+                return;
+            }
+            if Instant::now() > deadline {
+                self.screenshot("FAILED-not-quiet").await;
+                panic!(
+                    "{}: call {id} still receives audio energy ({energy})",
                     self.name
                 );
             }
@@ -488,6 +513,17 @@ async fn softphone_pages_call_hold_pull_answer_a_phone_and_take_a_transfer() {
     b.wait_audio(&b_id).await;
     a.screenshot("05-resumed").await;
 
+    // A mutes: B hears silence (no audio energy over seconds that hold several of the fake
+    // microphone's beeps); A unmutes and B hears it again.
+    a.call_button(&a_id, "mute").await;
+    a.wait_call_state(&a_id, "muted", |c| c["muted"] == true)
+        .await;
+    b.wait_quiet(&b_id).await;
+    a.call_button(&a_id, "mute").await;
+    a.wait_call_state(&a_id, "unmuted", |c| c["muted"] == false)
+        .await;
+    b.wait_audio(&b_id).await;
+
     // B2 pulls the call: A gets a re-offer from a new peer, B's leg ends (PULLED) and shows InCall.
     b2.call_button(&b_id, "pull").await;
     b2.wait_call_state(&b_id, "active here", |c| c["state"] == "active")
@@ -576,6 +612,19 @@ async fn softphone_pages_call_hold_pull_answer_a_phone_and_take_a_transfer() {
     assert_eq!(legs, 1, "the phone was in the call");
     b.wait_call_state(&taken, "ended", |c| c["state"] == "ended")
         .await;
+
+    // A calls B again; B2 declines from its banner: A hears DECLINED, B's ringing stops.
+    a.type_into("#number", B).await;
+    a.click("#call").await;
+    let declined = a.wait_call("ringing-out", Some(B)).await;
+    let b_ringing = b.wait_call("incoming", Some(A)).await;
+    b2.wait_call("incoming", Some(A)).await;
+    b2.click("#banner-reject").await;
+    a.wait_call_state(&declined, "declined", |c| c["state"] == "ended")
+        .await;
+    b.wait_call_state(&b_ringing, "declined elsewhere", |c| c["state"] == "ended")
+        .await;
+    a.screenshot("13-declined").await;
 
     // On a phone-sized screen the page fits the width: one column, nothing to scroll sideways.
     b.client.set_window_size(390, 844).await.unwrap();
