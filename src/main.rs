@@ -370,6 +370,11 @@ fn run_serve(args: ServeArgs) -> CliResult {
             "plaintext"
         };
         println!("webterminal-core listening on {local} ({scheme})");
+        let ws = if config.tls.is_some() { "wss" } else { "ws" };
+        println!(
+            "  browsers: {ws}://{local}/pipe and {ws}://{local}/multipipe \
+             (Sec-WebSocket-Protocol: Bearer, <token>; README \"Browsers and WebSockets\")"
+        );
         if let Some(path) = stored_at {
             // How grpcurl reaches this listener: in the clear, or trusting our certificate.
             let transport = match &config.tls {

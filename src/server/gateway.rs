@@ -78,8 +78,9 @@ pub struct Gateway {
     pub allowed_origins: Arc<[String]>,
 }
 
-/// The gateway's routes: `GET /pipe` and `GET /multipipe`. Merge it into the server's router
-/// (a colleague's softphone page adds `GET /` the same way).
+/// The gateway's routes (PROTOCOL.md section 11): `GET /pipe` and `GET /multipipe`, each a
+/// WebSocket upgrade (a request without the upgrade headers is refused with a 4xx status and opens
+/// no terminal). Merge it into the server's router; pages for browsers (`GET /`) merge the same way.
 pub fn router(gateway: Gateway) -> axum::Router {
     axum::Router::new()
         .route("/pipe", get(pipe))

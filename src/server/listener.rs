@@ -381,11 +381,6 @@ impl ConnInfo {
     pub fn hold_open(&self) -> OpenRpc {
         OpenRpc(RpcGuard::new(&self.activity))
     }
-
-    /// The connection's TCP addresses.
-    pub fn tcp(&self) -> &TcpConnectInfo {
-        &self.tcp
-    }
 }
 
 /// One open rpc of a connection, counted while it lives ([`ConnInfo::hold_open`]).

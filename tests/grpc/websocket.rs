@@ -402,8 +402,9 @@ async fn messages_over_the_rate_limit_get_rate_limit_hit_on_the_stream() {
 #[tokio::test]
 async fn a_peer_that_does_not_answer_pings_is_dropped_and_one_that_does_stays() {
     let mut config = no_phones();
+    // Room for a busy machine to schedule the reading peer's answer.
     config.keepalive.interval = Duration::from_millis(100);
-    config.keepalive.timeout = Duration::from_millis(200);
+    config.keepalive.timeout = Duration::from_millis(1500);
     let core = TestCore::start(config).await;
     // This one never reads, so tungstenite never answers the pings.
     let (_silent, _) = connect(&core, "multipipe", &[subprotocol(&TestCore::token(A))]).await;
@@ -536,4 +537,55 @@ async fn wss_on_the_tls_port_alongside_grpc() {
         json!({"result": {"idle": {}}})
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// One plain HTTP/1.1 request on a connection of its own; returns the status code and the body.
+async fn http1_get(core: &TestCore, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(core.addr).await.unwrap();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        core.addr
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(RECV_TIMEOUT, tcp.read_to_end(&mut response))
+        .await
+        .expect("a response within 5 s")
+        .unwrap();
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP/1.1 response: {response:?}"));
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    (status, body)
+}
+
+#[tokio::test]
+async fn plain_http1_requests_are_served_on_the_grpc_port() {
+    let core = TestCore::start(no_phones()).await;
+    let (status, body) = http1_get(&core, "/").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("/pipe"), "{body}");
+    // Without the upgrade headers, /pipe is no WebSocket and no terminal.
+    let (status, _) = http1_get(&core, "/pipe").await;
+    assert!((400..500).contains(&status), "{status}");
+    assert_eq!(core.stats().await.terminals, 0);
+}
+
+#[tokio::test]
+async fn a_websocket_past_a_terminal_limit_gets_resource_exhausted_as_the_rpc_would() {
+    let mut config = no_phones();
+    config.switch.max_terminals_per_msisdn = 1;
+    let core = TestCore::start(config).await;
+    let _grpc = core.open_over(Transport::Grpc, Kind::Multi, A).await;
+    let (mut socket, _) = connect(&core, "multipipe", &[subprotocol(&TestCore::token(A))]).await;
+    expect_error_then_close(&mut socket, tonic::Code::ResourceExhausted).await;
+    assert_eq!(
+        core.terminal_ids(A).await.len(),
+        1,
+        "the gRPC terminal stays"
+    );
 }
