@@ -375,6 +375,12 @@ fn run_serve(args: ServeArgs) -> CliResult {
             "  browsers: {ws}://{local}/pipe and {ws}://{local}/multipipe \
              (Sec-WebSocket-Protocol: Bearer, <token>; README \"Browsers and WebSockets\")"
         );
+        let web = if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        println!("  softphone page: {web}://{local}/");
         if let Some(path) = stored_at {
             // How grpcurl reaches this listener: in the clear, or trusting our certificate.
             let transport = match &config.tls {
