@@ -347,6 +347,26 @@ impl Page {
         }
     }
 
+    /// Waits until the text of `css` contains `wanted`.
+    async fn wait_text(&self, css: &str, wanted: &str) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let text = match self.client.find(Locator::Css(css)).await {
+                Ok(element) => element.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            if text.contains(wanted) {
+                return;
+            }
+            if Instant::now() > deadline {
+                self.screenshot(&format!("FAILED-text-{}", slug(wanted)))
+                    .await;
+                panic!("{}: {css} says {text:?}, waited for {wanted:?}", self.name);
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
     /// Clicks the element `css` once it is shown and enabled.
     async fn click(&self, css: &str) {
         let deadline = Instant::now() + WAIT;
@@ -447,6 +467,10 @@ async fn softphone_pages_call_hold_pull_answer_a_phone_and_take_a_transfer() {
         auth::REQUIRED_SCOPE,
         Duration::from_secs(3600),
     );
+    // A bad token: the gateway's error frame is shown, and the page can register again.
+    b.type_into("#token", "not-a-token").await;
+    b.click("#register").await;
+    b.wait_text("#status", "invalid access token").await;
     for page in [&b, &b2] {
         page.type_into("#token", &b_token).await;
     }

@@ -325,8 +325,20 @@ async function answer(call) {
   call.state = "answering";
   call.dismissed = true;
   render(call);
-  await startMedia(call, call.offerSdp);
-  const sdp = await localSdp(call.pc);
+  let sdp;
+  try {
+    await startMedia(call, call.offerSdp);
+    sdp = await localSdp(call.pc);
+  } catch (e) {
+    if (call.state !== "answering") return;
+    // No microphone (refused?) or an offer this browser cannot take: it still rings.
+    closeMedia(call);
+    call.state = "incoming";
+    call.dismissed = false;
+    call.note = `Cannot answer: ${e.message}`;
+    render(call);
+    return;
+  }
   if (call.state !== "answering") return;
   send({ answer: { sdp }, callId: call.id });
   call.state = "active";
@@ -354,8 +366,18 @@ async function pull(call) {
   call.note = "";
   remember(call.id);
   render(call);
-  await startMedia(call, null);
-  const sdp = await localSdp(call.pc);
+  let sdp;
+  try {
+    await startMedia(call, null);
+    sdp = await localSdp(call.pc);
+  } catch (e) {
+    if (call.state !== "pulling") return;
+    closeMedia(call);
+    call.state = call.previous;
+    call.note = `Cannot pull: ${e.message}`;
+    render(call);
+    return;
+  }
   if (call.state !== "pulling") return;
   send({ offer: { sdp }, callId: call.id });
 }
