@@ -1,8 +1,10 @@
 //! The softphone page (PROTOCOL.md section 11) in real Chromium, driven through WebDriver
-//! (chromedriver, with fantoccini) against the real core on a loopback port: pages call each other
-//! with their own buttons, audio flows both ways (RTP counters and audio energy from `getStats`),
-//! hold and resume, a second page of the same number pulls the call, a simulated phone's `Dial` rings
-//! a page that answers, and the call is transferred to a number whose page takes it.
+//! (chromedriver, with fantoccini) against the real core on a loopback port: a bad token's error
+//! shown, pages call each other with their own buttons, audio flows both ways (RTP counters and audio
+//! energy from `getStats`, level meters), hold and resume, mute, a second page of the same number
+//! pulls the call, To phone and the pull back, a simulated phone's `Dial` rings a page that answers,
+//! the call is transferred to a number whose page takes it, a ringing page declines, and the page
+//! fits a phone's width. A second test runs the binary: demo tokens only on its own stored secret.
 //!
 //! Chromium and chromedriver come from Debian: `scripts/install-test-tools` installs them and prints
 //! their paths, which `scripts/test` exports as `CHROMIUM` and `CHROMEDRIVER` (default
