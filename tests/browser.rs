@@ -131,10 +131,23 @@ impl Drop for Core {
     }
 }
 
-/// chromedriver on a free loopback port, killed when dropped.
+/// chromedriver on a free loopback port, in a process group of its own that holds the browsers it
+/// starts; the whole group is killed when dropped (a failed test leaves no Chromium running).
 struct WebDriver {
     url: String,
+    group: Option<u32>,
     _child: tokio::process::Child,
+}
+
+impl Drop for WebDriver {
+    fn drop(&mut self) {
+        if let Some(group) = self.group {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{group}")])
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
 }
 
 impl WebDriver {
@@ -149,9 +162,11 @@ impl WebDriver {
             .arg("--allowed-ips=127.0.0.1")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {path}: {e}"));
+        let group = child.id();
         let url = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + WAIT;
         while tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -164,7 +179,11 @@ impl WebDriver {
             );
             tokio::time::sleep(POLL).await;
         }
-        WebDriver { url, _child: child }
+        WebDriver {
+            url,
+            group,
+            _child: child,
+        }
     }
 
     /// A new Chromium (its own profile and fake microphone), headless, on the softphone page.
@@ -189,6 +208,7 @@ impl WebDriver {
                     "--disable-background-timer-throttling",
                     "--disable-renderer-backgrounding",
                     "--no-first-run",
+                    "--disable-crash-reporter",
                     "--no-default-browser-check",
                 ],
             }),
