@@ -534,6 +534,19 @@ async fn softphone_pages_call_hold_pull_answer_a_phone_and_take_a_transfer() {
         level(c, "peakRemote") > 0.05
     })
     .await;
+    // For the picture (README's docs/softphone.png): a moment when both meters show a beep, if one
+    // comes within a few seconds; the screenshot is taken either way.
+    let until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < until {
+        let state = a.state().await.unwrap_or_default();
+        if calls(&state)
+            .iter()
+            .any(|c| level(c, "local") > 0.1 && level(c, "remote") > 0.1)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     a.screenshot("03-in-call").await;
     b.screenshot("03-in-call").await;
 
