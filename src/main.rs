@@ -11,6 +11,8 @@
 //! Without `--jwt-secret` (or `WEBTERMINAL_JWT_SECRET`), a random secret is made once and kept in
 //! `$XDG_DATA_HOME/webterminal-core/jwt-secret` (or `~/.local/share/...`, mode 0600); `serve` then
 //! prints demo tokens and a ready-to-paste grpcurl command. The secret's UTF-8 bytes are the HS256 key.
+//! With that secret (and no public keys, JWKS, issuer or audience), the softphone page at `GET /`
+//! may mint demo tokens (`POST /demo/token`, [`server::softphone::demo_router`]).
 
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
@@ -336,6 +338,18 @@ fn run_serve(args: ServeArgs) -> CliResult {
         issuer: args.issuer,
         audience: args.audience,
     };
+    if stored_at.is_some() && config.tokens == TokenPolicy::default() {
+        // Our own demo secret and no production token policy (minted tokens carry no iss or aud):
+        // the softphone page may mint tokens (POST /demo/token).
+        config.demo_tokens = Some(server::softphone::DemoTokens::new(demo_numbers()));
+        if !args.listen.ip().is_loopback() {
+            tracing::warn!(
+                listen = %args.listen,
+                "demo secret on a non-loopback address: anyone who reaches it can mint a token \
+                 for any number at /demo/token; pass --jwt-secret (or keys) to turn that off"
+            );
+        }
+    }
     config.records = match args.records {
         Some(path) if path.as_os_str() == "none" => RecordsConfig::None,
         Some(path) => RecordsConfig::Sqlite(path),
@@ -392,6 +406,12 @@ fn run_serve(args: ServeArgs) -> CliResult {
             "  browsers: {ws}://{local}/pipe and {ws}://{local}/multipipe \
              (Sec-WebSocket-Protocol: Bearer, <token>; README \"Browsers and WebSockets\")"
         );
+        let web = if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        println!("  softphone page: {web}://{local}/");
         if let Some(path) = stored_at {
             // How grpcurl reaches this listener: in the clear, or trusting our certificate.
             let transport = match &config.tls {
@@ -442,13 +462,18 @@ fn demo_call_body(sdp: &str, to: &Msisdn) -> String {
         .replace('\'', "\\u0027")
 }
 
+/// The demo numbers, parsed.
+fn demo_numbers() -> Vec<Msisdn> {
+    DEMO_MSISDNS
+        .iter()
+        .map(|m| Msisdn::parse(m).expect("demo numbers are E.164"))
+        .collect()
+}
+
 /// Demo tokens (1 day) for the demo numbers and a grpcurl command that places a call.
 fn print_newcomer_guide(secret: &str, stored_at: &Path, listen: SocketAddr, transport: &str) {
     let day = Duration::from_secs(24 * 3600);
-    let numbers: Vec<Msisdn> = DEMO_MSISDNS
-        .iter()
-        .map(|m| Msisdn::parse(m).expect("demo numbers are E.164"))
-        .collect();
+    let numbers = demo_numbers();
     let tokens: Vec<String> = numbers
         .iter()
         .map(|m| auth::mint_token(secret.as_bytes(), m, auth::REQUIRED_SCOPE, day))
@@ -464,6 +489,16 @@ fn print_newcomer_guide(secret: &str, stored_at: &Path, listen: SocketAddr, tran
     for (number, token) in numbers.iter().zip(&tokens) {
         println!("  {number}: {token}");
     }
+    println!();
+    let web = if transport == "-plaintext" {
+        "http"
+    } else {
+        "https"
+    };
+    println!(
+        "Softphone: open {web}://{listen}/ in two browser tabs, paste a token above (or get a \
+         demo token) in each, register, and call."
+    );
     let sdp = webterminal_core::phone::sim::generated_sdp(&numbers[0], 1);
     let body = demo_call_body(sdp.as_str(), &numbers[1]);
     println!();

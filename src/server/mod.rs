@@ -9,6 +9,7 @@
 //! - [`simulator`]: the simulated phone network's operator API (PROTOCOL.md section 7).
 //! - [`listener`]: the connection edge: caps, accept back-off, handshake and idle deadlines.
 //! - [`rate_limit`]: rate limits per terminal, per number and per caller and callee (section 6).
+//! - [`softphone`]: the softphone page at `GET /` and the demo token endpoint (section 11).
 //! - [`serve`]: all of it on one listener, with health, reflection and shutdown (PROTOCOL.md 4.9).
 
 pub mod auth;
@@ -22,6 +23,7 @@ pub mod rate_limit;
 pub mod routing_file;
 pub mod service;
 pub mod simulator;
+pub mod softphone;
 pub mod wire;
 
 use crate::core::{Switch, SwitchConfig};
@@ -136,6 +138,11 @@ pub struct ServerConfig {
     /// Origins (`scheme://host[:port]`) besides the core's own whose pages may open a WebSocket
     /// with the `token` cookie (PROTOCOL.md section 11, [`gateway`]). Default: none.
     pub allowed_origins: Vec<String>,
+    /// The demo token endpoint of the softphone page ([`softphone::demo_router`]): `Some` only when
+    /// [`ServerConfig::jwt_secret`] is a demo secret the server made and keeps itself (the CLI's
+    /// `serve` without `--jwt-secret`), since whoever reaches the listener may then mint a token for
+    /// any number. Default `None`: off.
+    pub demo_tokens: Option<softphone::DemoTokens>,
 }
 
 /// Default per-terminal message rate, in messages per second (burst: twice as many).
@@ -199,6 +206,7 @@ impl ServerConfig {
                 timeout: KEEPALIVE_TIMEOUT,
             },
             allowed_origins: Vec::new(),
+            demo_tokens: None,
         }
     }
 
@@ -468,9 +476,11 @@ impl Exchange {
     /// service SERVING until shutdown begins); gRPC server reflection v1 and v1alpha; and, with the
     /// simulated phone network, `webterminal.core.v1.SimulatedPhoneNetwork`; and on the same port,
     /// over HTTP/1.1, the browsers' WebSocket gateway `GET /pipe` and `GET /multipipe`
-    /// (PROTOCOL.md section 11, [`gateway`]). Keepalive pings (HTTP/2 and WebSocket) as
-    /// `config.keepalive` says (default every 20 s, 10 s timeout), TCP keepalive 30 s, at most 1024
-    /// concurrent streams per HTTP/2 connection.
+    /// (PROTOCOL.md section 11, [`gateway`]), the softphone page `GET /` ([`softphone::router`])
+    /// and, with `config.demo_tokens`, its demo token endpoint ([`softphone::demo_router`]); any
+    /// other path is `404` (a gRPC request for an unknown method: `UNIMPLEMENTED`). Keepalive pings
+    /// (HTTP/2 and WebSocket) as `config.keepalive` says (default every 20 s, 10 s timeout), TCP
+    /// keepalive 30 s, at most 1024 concurrent streams per HTTP/2 connection.
     /// Connections are capped and given deadlines as `config.connections` says ([`listener`]): over
     /// a cap, a new connection is closed at once; one that has not opened an rpc within the
     /// handshake timeout, or has had none open for the idle timeout, is closed.
@@ -611,7 +621,8 @@ impl Exchange {
             .routes()
             .prepare()
             .into_axum_router()
-            .merge(browser_routes(gateway));
+            .merge(browser_routes(gateway, &config))
+            .fallback(softphone::not_found);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = http_server::serve(app, incoming, tls, config.keepalive, async {
             let _ = stopped.await;
@@ -657,16 +668,15 @@ impl Exchange {
 }
 
 /// Everything served on the port besides gRPC, over HTTP/1.1 (PROTOCOL.md section 11): the
-/// WebSocket gateway (`GET /pipe`, `GET /multipipe`) and the pages for browsers. The softphone page
-/// (`GET /` and its assets) goes here, in place of the one-line placeholder: merge its router.
-fn browser_routes(gateway: gateway::Gateway) -> axum::Router {
-    gateway::router(gateway).route(
-        "/",
-        axum::routing::get(|| async {
-            "webterminal-core: gRPC wgtwo.webterminal.v0.WebTerminalService on this port; browsers: \
-             WebSockets at /pipe and /multipipe (PROTOCOL.md section 11)\n"
-        }),
-    )
+/// WebSocket gateway (`GET /pipe`, `GET /multipipe`), the softphone page (`GET /` and its assets,
+/// [`softphone::router`]) and, with `config.demo_tokens`, its demo token endpoint
+/// ([`softphone::demo_router`]).
+fn browser_routes(gateway: gateway::Gateway, config: &ServerConfig) -> axum::Router {
+    let routes = gateway::router(gateway).merge(softphone::router());
+    match &config.demo_tokens {
+        Some(demo) => routes.merge(softphone::demo_router(&config.jwt_secret, demo.clone())),
+        None => routes,
+    }
 }
 
 /// A seed for the switch's call-id generator, from the operating system's randomness.

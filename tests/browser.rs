@@ -1,0 +1,825 @@
+//! The softphone page (PROTOCOL.md section 11) in real Chromium, driven through WebDriver
+//! (chromedriver, with fantoccini) against the real core on a loopback port: a bad token's error
+//! shown, pages call each other with their own buttons, audio flows both ways (RTP counters and audio
+//! energy from `getStats`, level meters), hold and resume, mute, a second page of the same number
+//! pulls the call, To phone and the pull back, a simulated phone's `Dial` rings a page that answers,
+//! the call is transferred to a number whose page takes it, a ringing page declines, and the page
+//! fits a phone's width. A second test runs the binary: demo tokens only on its own stored secret.
+//!
+//! Chromium and chromedriver come from Debian: `scripts/install-test-tools` installs them and prints
+//! their paths, which `scripts/test` exports as `CHROMIUM` and `CHROMEDRIVER` (default
+//! `/usr/bin/chromium` and `/usr/bin/chromedriver`). Without them this test fails: it never skips.
+//! Screenshots of every step go to `browser-artifacts/` in the target directory (or
+//! `BROWSER_ARTIFACTS`).
+//!
+//! Every wait is on a condition the page reports through `window.softphone.state()` and
+//! `window.softphone.stats()`, with generous timeouts; no sleep decides an outcome.
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tonic::transport::Channel;
+use webterminal_core::core::Msisdn;
+use webterminal_core::proto::simulator::simulated_phone_network_client::SimulatedPhoneNetworkClient;
+use webterminal_core::proto::simulator::{DialRequest, PhoneRequest};
+use webterminal_core::server::softphone::DemoTokens;
+use webterminal_core::server::{
+    auth, driver::DriverHandle, Exchange, PhoneNetworkKind, ServerConfig,
+};
+
+const SECRET: &[u8] = b"browser-test-secret";
+const A: &str = "+4799990001";
+const B: &str = "+4799990002";
+const PHONE: &str = "+4799990003";
+/// Long enough for a loaded two-core machine to start Chromium, gather ICE and carry RTP.
+const WAIT: Duration = Duration::from_secs(45);
+const POLL: Duration = Duration::from_millis(150);
+/// A rise of `totalAudioEnergy` that is sound: the fake microphone's beeps add about 0.1 a second,
+/// a muted sender's silence (comfort noise) about 1e-8.
+const AUDIBLE: f64 = 1e-3;
+
+fn tool(variable: &str, default: &str) -> String {
+    let path = std::env::var(variable).unwrap_or_else(|_| default.to_owned());
+    assert!(
+        std::path::Path::new(&path).exists(),
+        "{variable}: {path} does not exist. Chromium and chromedriver are needed: run \
+         scripts/install-test-tools (Debian's chromium and chromium-driver) or scripts/test"
+    );
+    path
+}
+
+fn artifacts() -> PathBuf {
+    let dir = std::env::var_os("BROWSER_ARTIFACTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+                .parent()
+                .expect("the target directory")
+                .join("browser-artifacts")
+        });
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+struct Core {
+    addr: SocketAddr,
+    driver: DriverHandle,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Core {
+    async fn start() -> Core {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut config = ServerConfig::new(SECRET);
+        config.phone_network = PhoneNetworkKind::Sim;
+        config.demo_tokens = Some(DemoTokens::new(vec![
+            Msisdn::parse(A).unwrap(),
+            Msisdn::parse(B).unwrap(),
+        ]));
+        let exchange = Exchange::start(config);
+        let driver = exchange.driver().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(exchange.serve(listener, async {
+            let _ = stopped.await;
+        }));
+        Core {
+            addr,
+            driver,
+            stop: Some(stop),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+
+    async fn simulator(&self) -> SimulatedPhoneNetworkClient<Channel> {
+        let channel = Channel::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        SimulatedPhoneNetworkClient::new(channel)
+    }
+
+    /// Waits until the switch holds `n` terminals (a page's WebSocket is open before the switch
+    /// has registered it).
+    async fn wait_terminals(&self, n: usize) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let terminals = self.driver.stats().await.unwrap().terminals;
+            if terminals == n {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{terminals} terminals registered, waited for {n}"
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+}
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// chromedriver on a free loopback port, in a process group of its own that holds the browsers it
+/// starts; the whole group is killed when dropped (a failed test leaves no Chromium running).
+struct WebDriver {
+    url: String,
+    group: Option<u32>,
+    _child: tokio::process::Child,
+}
+
+impl Drop for WebDriver {
+    fn drop(&mut self) {
+        if let Some(group) = self.group {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{group}")])
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+}
+
+impl WebDriver {
+    async fn start() -> WebDriver {
+        let path = tool("CHROMEDRIVER", "/usr/bin/chromedriver");
+        let port = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            probe.local_addr().unwrap().port()
+        };
+        let child = tokio::process::Command::new(&path)
+            .arg(format!("--port={port}"))
+            .arg("--allowed-ips=127.0.0.1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {path}: {e}"));
+        let group = child.id();
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + WAIT;
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver did not listen on {port}"
+            );
+            tokio::time::sleep(POLL).await;
+        }
+        WebDriver {
+            url,
+            group,
+            _child: child,
+        }
+    }
+
+    /// A new Chromium (its own profile and fake microphone), headless, on the softphone page.
+    async fn open(&self, core: &Core, name: &'static str) -> Page {
+        let chromium = tool("CHROMIUM", "/usr/bin/chromium");
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": chromium,
+                "args": [
+                    "--headless=new",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-dev-shm-usage",
+                    "--window-size=1000,1300",
+                    "--use-fake-device-for-media-stream",
+                    "--use-fake-ui-for-media-stream",
+                    "--allow-loopback-in-peer-connection",
+                    "--disable-features=WebRtcHideLocalIpsWithMdns",
+                    "--autoplay-policy=no-user-gesture-required",
+                    "--disable-background-timer-throttling",
+                    "--disable-renderer-backgrounding",
+                    "--no-first-run",
+                    "--disable-crash-reporter",
+                    "--no-default-browser-check",
+                ],
+            }),
+        );
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let client = ClientBuilder::new(connector)
+            .capabilities(capabilities)
+            .connect(&self.url)
+            .await
+            .unwrap_or_else(|e| panic!("a Chromium session for {name}: {e}"));
+        client.goto(&core.url()).await.unwrap();
+        let page = Page { client, name };
+        page.wait_for("the page's script", |_| true).await;
+        page
+    }
+}
+
+struct Page {
+    client: Client,
+    name: &'static str,
+}
+
+impl Page {
+    async fn state(&self) -> Option<Value> {
+        self.client
+            .execute(
+                "return window.softphone ? window.softphone.state() : null",
+                vec![],
+            )
+            .await
+            .ok()
+            .filter(|v| !v.is_null())
+    }
+
+    async fn stats(&self) -> Vec<Value> {
+        match self
+            .client
+            .execute("return window.softphone.stats()", vec![])
+            .await
+        {
+            Ok(Value::Array(calls)) => calls,
+            other => panic!("{}: stats() gave {other:?}", self.name),
+        }
+    }
+
+    /// Polls the page's state until `ready` holds of it; fails with a screenshot after WAIT.
+    async fn wait_for(&self, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let state = self.state().await;
+            if let Some(state) = &state {
+                if ready(state) {
+                    return state.clone();
+                }
+            }
+            if Instant::now() > deadline {
+                self.screenshot(&format!("FAILED-{}", slug(what))).await;
+                panic!(
+                    "{}: waited {WAIT:?} for {what}; state: {state:#?}",
+                    self.name
+                );
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Waits for a call in `state` (with `peer` when given) and returns its id.
+    async fn wait_call(&self, state: &str, peer: Option<&str>) -> String {
+        let found = self
+            .wait_for(&format!("a call {state} with {peer:?}"), |s| {
+                call_where(s, state, peer).is_some()
+            })
+            .await;
+        call_where(&found, state, peer).unwrap()
+    }
+
+    async fn wait_call_state(&self, id: &str, what: &str, ready: impl Fn(&Value) -> bool) {
+        self.wait_for(&format!("call {id}: {what}"), |s| {
+            calls(s).iter().any(|c| c["callId"] == id && ready(c))
+        })
+        .await;
+    }
+
+    /// The RTP counters of call `id`.
+    async fn rtp(&self, id: &str) -> (f64, f64) {
+        let stats = self.stats().await;
+        let call = stats
+            .iter()
+            .find(|c| c["callId"] == id)
+            .unwrap_or_else(|| panic!("{}: no call {id} in {stats:?}", self.name));
+        (
+            call["packetsReceived"].as_f64().unwrap_or(0.0),
+            call["totalAudioEnergy"].as_f64().unwrap_or(0.0),
+        )
+    }
+
+    /// Waits until call `id` receives audio: RTP packets and audio energy both rising.
+    async fn wait_audio(&self, id: &str) {
+        let (packets, energy) = self.rtp(id).await;
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let (p, e) = self.rtp(id).await;
+            if p >= packets + 50.0 && e > energy + AUDIBLE {
+                return;
+            }
+            if Instant::now() > deadline {
+                self.screenshot("FAILED-no-audio").await;
+                panic!(
+                    "{}: call {id} receives no audio: packets {packets} -> {p}, energy {energy} -> {e}",
+                    self.name
+                );
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Waits until call `id` receives nothing: its packet counter still over a whole second.
+    async fn wait_silence(&self, id: &str) {
+        let deadline = Instant::now() + WAIT;
+        let mut last = (self.rtp(id).await.0, Instant::now());
+        loop {
+            tokio::time::sleep(POLL).await;
+            let packets = self.rtp(id).await.0;
+            if packets != last.0 {
+                last = (packets, Instant::now());
+            } else if last.1.elapsed() >= Duration::from_secs(1) {
+                return;
+            }
+            if Instant::now() > deadline {
+                self.screenshot("FAILED-still-receiving").await;
+                panic!(
+                    "{}: call {id} still receives RTP ({packets} packets)",
+                    self.name
+                );
+            }
+        }
+    }
+
+    /// Waits until call `id` receives no audible energy for 2.5 s (packets may still come: silence).
+    async fn wait_quiet(&self, id: &str) {
+        let deadline = Instant::now() + WAIT;
+        let mut last = (self.rtp(id).await.1, Instant::now());
+        loop {
+            tokio::time::sleep(POLL).await;
+            let energy = self.rtp(id).await.1;
+            if energy > last.0 + AUDIBLE {
+                last = (energy, Instant::now());
+            } else if last.1.elapsed() >= Duration::from_millis(2500) {
+                return;
+            }
+            if Instant::now() > deadline {
+                self.screenshot("FAILED-not-quiet").await;
+                panic!(
+                    "{}: call {id} still receives audio energy ({energy})",
+                    self.name
+                );
+            }
+        }
+    }
+
+    /// Waits until the text of `css` contains `wanted`.
+    async fn wait_text(&self, css: &str, wanted: &str) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let text = match self.client.find(Locator::Css(css)).await {
+                Ok(element) => element.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            if text.contains(wanted) {
+                return;
+            }
+            if Instant::now() > deadline {
+                self.screenshot(&format!("FAILED-text-{}", slug(wanted)))
+                    .await;
+                panic!("{}: {css} says {text:?}, waited for {wanted:?}", self.name);
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Clicks the element `css` once it is shown and enabled.
+    async fn click(&self, css: &str) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Ok(element) = self.client.find(Locator::Css(css)).await {
+                if element.is_displayed().await.unwrap_or(false)
+                    && element.is_enabled().await.unwrap_or(false)
+                {
+                    element.click().await.unwrap();
+                    return;
+                }
+            }
+            if Instant::now() > deadline {
+                self.screenshot(&format!("FAILED-click-{}", slug(css)))
+                    .await;
+                panic!("{}: no clickable {css}", self.name);
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        let element = self.client.find(Locator::Css(css)).await.unwrap();
+        element.clear().await.unwrap();
+        element.send_keys(text).await.unwrap();
+    }
+
+    /// Clicks `action`'s button on the card of call `id`.
+    async fn call_button(&self, id: &str, action: &str) {
+        self.click(&format!(
+            r#"li.call[data-call-id="{id}"] button[data-action="{action}"]"#
+        ))
+        .await;
+    }
+
+    async fn register(&self) {
+        self.click("#register").await;
+        self.wait_for("registered", |s| s["registered"] == true)
+            .await;
+    }
+
+    async fn screenshot(&self, step: &str) {
+        if let Ok(png) = self.client.screenshot().await {
+            let path = artifacts().join(format!("{}-{}.png", self.name, step));
+            let _ = std::fs::write(path, png);
+        }
+    }
+
+    async fn close(self) {
+        let _ = self.client.close().await;
+    }
+}
+
+fn slug(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .take(60)
+        .collect()
+}
+
+fn calls(state: &Value) -> Vec<Value> {
+    state["calls"].as_array().cloned().unwrap_or_default()
+}
+
+fn call_where(state: &Value, wanted: &str, peer: Option<&str>) -> Option<String> {
+    calls(state)
+        .into_iter()
+        .find(|c| c["state"] == wanted && peer.is_none_or(|p| c["peer"] == p))
+        .and_then(|c| c["callId"].as_str().map(str::to_owned))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn softphone_pages_call_hold_pull_answer_a_phone_and_take_a_transfer() {
+    let core = Core::start().await;
+    let webdriver = WebDriver::start().await;
+    let a = webdriver.open(&core, "a").await;
+    let b = webdriver.open(&core, "b").await;
+    let b2 = webdriver.open(&core, "b2").await;
+
+    // A mints a demo token with the page's own button; B and B2 paste one.
+    a.type_into("#demo-number", A).await;
+    a.click("#mint").await;
+    let token_field = a.client.find(Locator::Css("#token")).await.unwrap();
+    let deadline = Instant::now() + WAIT;
+    while token_field
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap_or_default()
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "no demo token minted");
+        tokio::time::sleep(POLL).await;
+    }
+    let b_token = auth::mint_token(
+        SECRET,
+        &Msisdn::parse(B).unwrap(),
+        auth::REQUIRED_SCOPE,
+        Duration::from_secs(3600),
+    );
+    // A bad token: the gateway's error frame is shown, and the page can register again.
+    b.type_into("#token", "not-a-token").await;
+    b.click("#register").await;
+    b.wait_text("#status", "invalid access token").await;
+    for page in [&b, &b2] {
+        page.type_into("#token", &b_token).await;
+    }
+    a.register().await;
+    b.register().await;
+    b2.register().await;
+    core.wait_terminals(3).await;
+    a.screenshot("01-registered").await;
+
+    // A dials B on the dial pad; both of B's pages ring; B answers from the banner.
+    for key in B.trim_start_matches('+').chars() {
+        a.click(&format!(r#".keypad button[data-key="{key}"]"#))
+            .await;
+    }
+    a.click("#call").await;
+    let a_id = a.wait_call("ringing-out", Some(B)).await;
+    let b_id = b.wait_call("incoming", Some(A)).await;
+    b2.wait_call("incoming", Some(A)).await;
+    b.screenshot("02-incoming").await;
+    b.click("#banner-accept").await;
+    a.wait_call_state(&a_id, "active", |c| c["state"] == "active")
+        .await;
+    b.wait_call_state(&b_id, "active", |c| c["state"] == "active")
+        .await;
+    // B2 was a fork: answered elsewhere, it sees the call as InCall.
+    b2.wait_call_state(&b_id, "on another device", |c| c["state"] == "elsewhere")
+        .await;
+
+    // Audio both ways, and the level meters (AnalyserNodes on both streams) have shown it (their
+    // peaks: the fake microphone beeps, and a poll may fall between beeps).
+    a.wait_audio(&a_id).await;
+    b.wait_audio(&b_id).await;
+    let level = |c: &Value, which: &str| c["levels"][which].as_f64().unwrap_or(0.0);
+    a.wait_call_state(&a_id, "the microphone's meter moving", |c| {
+        level(c, "peakLocal") > 0.05
+    })
+    .await;
+    a.wait_call_state(&a_id, "the other party's meter moving", |c| {
+        level(c, "peakRemote") > 0.05
+    })
+    .await;
+    // For the picture (README's docs/softphone.png): a moment when both meters show a beep, if one
+    // comes within a few seconds; the screenshot is taken either way.
+    let until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < until {
+        let state = a.state().await.unwrap_or_default();
+        if calls(&state)
+            .iter()
+            .any(|c| level(c, "local") > 0.1 && level(c, "remote") > 0.1)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    a.screenshot("03-in-call").await;
+    b.screenshot("03-in-call").await;
+
+    // A holds: a sendonly re-offer; B answers recvonly and stops sending; then A resumes.
+    a.call_button(&a_id, "hold").await;
+    a.wait_call_state(&a_id, "held", |c| {
+        c["held"] == true && c["negotiating"].is_null()
+    })
+    .await;
+    b.wait_call_state(&b_id, "held by the peer", |c| c["heldByPeer"] == true)
+        .await;
+    a.wait_silence(&a_id).await;
+    a.screenshot("04-on-hold").await;
+    b.screenshot("04-held").await;
+    a.call_button(&a_id, "hold").await;
+    a.wait_call_state(&a_id, "resumed", |c| {
+        c["held"] == false && c["negotiating"].is_null()
+    })
+    .await;
+    b.wait_call_state(&b_id, "no longer held", |c| c["heldByPeer"] == false)
+        .await;
+    a.wait_audio(&a_id).await;
+    b.wait_audio(&b_id).await;
+    a.screenshot("05-resumed").await;
+
+    // A mutes: B hears silence (no audio energy over seconds that hold several of the fake
+    // microphone's beeps); A unmutes and B hears it again.
+    a.call_button(&a_id, "mute").await;
+    a.wait_call_state(&a_id, "muted", |c| c["muted"] == true)
+        .await;
+    b.wait_quiet(&b_id).await;
+    a.call_button(&a_id, "mute").await;
+    a.wait_call_state(&a_id, "unmuted", |c| c["muted"] == false)
+        .await;
+    b.wait_audio(&b_id).await;
+
+    // B2 pulls the call: A gets a re-offer from a new peer, B's leg ends (PULLED) and shows InCall.
+    b2.call_button(&b_id, "pull").await;
+    b2.wait_call_state(&b_id, "active here", |c| c["state"] == "active")
+        .await;
+    b.wait_call_state(&b_id, "on another device", |c| c["state"] == "elsewhere")
+        .await;
+    b2.wait_audio(&b_id).await;
+    a.wait_audio(&a_id).await;
+    b2.screenshot("06-pulled").await;
+    b.screenshot("06-pulled-away").await;
+
+    // A hands the call to its mobile phone (4.6): B2 gets a re-offer from the simulated phone, A's
+    // page shows the call on another device; then A pulls it back from the phone (4.5).
+    a.call_button(&a_id, "to-phone").await;
+    a.wait_call_state(&a_id, "on the mobile phone", |c| c["state"] == "elsewhere")
+        .await;
+    b2.wait_call_state(&b_id, "still active", |c| c["state"] == "active")
+        .await;
+    a.screenshot("07-on-the-phone").await;
+    a.call_button(&a_id, "pull").await;
+    a.wait_call_state(&a_id, "pulled back", |c| c["state"] == "active")
+        .await;
+    a.wait_audio(&a_id).await;
+    b2.wait_audio(&b_id).await;
+
+    // A hangs up: every page of B sees the end.
+    a.call_button(&a_id, "hangup").await;
+    b2.wait_call_state(&b_id, "ended", |c| c["state"] == "ended")
+        .await;
+    b.wait_for("the call gone", |s| {
+        calls(s)
+            .iter()
+            .all(|c| c["callId"] != b_id.as_str() || c["state"] == "ended")
+    })
+    .await;
+    let deadline = Instant::now() + WAIT;
+    while core.driver.stats().await.unwrap().calls != 0 {
+        assert!(Instant::now() < deadline, "calls left after hang-up");
+        tokio::time::sleep(POLL).await;
+    }
+
+    // A simulated phone dials A (PROTOCOL.md 4.11): the page rings and answers.
+    let mut simulator = core.simulator().await;
+    simulator
+        .dial(DialRequest {
+            from: PHONE.into(),
+            to: A.into(),
+            data: [("display_name".to_owned(), "Simulated Phone".to_owned())].into(),
+        })
+        .await
+        .expect("Dial");
+    let phone_call = a.wait_call("incoming", Some(PHONE)).await;
+    a.screenshot("08-phone-rings").await;
+    a.click("#banner-accept").await;
+    a.wait_call_state(&phone_call, "active", |c| c["state"] == "active")
+        .await;
+    a.screenshot("09-phone-answered").await;
+
+    // A transfers the phone to B (4.12): B's pages are told of a call waiting; B takes it.
+    a.type_into(
+        &format!(r#"li.call[data-call-id="{phone_call}"] input[name="transfer-to"]"#),
+        B,
+    )
+    .await;
+    a.call_button(&phone_call, "transfer").await;
+    a.wait_call_state(&phone_call, "transferred away", |c| c["state"] == "ended")
+        .await;
+    let taken = b.wait_call("waiting", Some(PHONE)).await;
+    b.screenshot("10-transfer-waiting").await;
+    b.click("#banner-accept").await;
+    b.wait_call_state(&taken, "active", |c| c["state"] == "active")
+        .await;
+    b2.wait_call_state(&taken, "on another device", |c| c["state"] == "elsewhere")
+        .await;
+    b.screenshot("11-transfer-taken").await;
+
+    // The phone hangs up: B's call ends.
+    let legs = simulator
+        .hang_up(PhoneRequest {
+            msisdn: PHONE.into(),
+        })
+        .await
+        .expect("HangUp")
+        .into_inner()
+        .legs;
+    assert_eq!(legs, 1, "the phone was in the call");
+    b.wait_call_state(&taken, "ended", |c| c["state"] == "ended")
+        .await;
+
+    // A calls B again; B2 declines from its banner: A hears DECLINED, B's ringing stops.
+    a.type_into("#number", B).await;
+    a.click("#call").await;
+    let declined = a.wait_call("ringing-out", Some(B)).await;
+    let b_ringing = b.wait_call("incoming", Some(A)).await;
+    b2.wait_call("incoming", Some(A)).await;
+    b2.click("#banner-reject").await;
+    a.wait_call_state(&declined, "declined", |c| c["state"] == "ended")
+        .await;
+    b.wait_call_state(&b_ringing, "declined elsewhere", |c| c["state"] == "ended")
+        .await;
+    a.screenshot("13-declined").await;
+
+    // On a phone-sized screen the page fits the width: one column, nothing to scroll sideways.
+    b.client.set_window_size(390, 844).await.unwrap();
+    let fits = b
+        .client
+        .execute(
+            "return document.documentElement.scrollWidth <= window.innerWidth",
+            vec![],
+        )
+        .await
+        .unwrap();
+    b.screenshot("12-phone-sized").await;
+    assert_eq!(
+        fits,
+        Value::Bool(true),
+        "the page scrolls sideways at 390 px"
+    );
+
+    for page in [a, b, b2] {
+        page.close().await;
+    }
+}
+
+/// `webterminal-core serve` on a loopback port with a data directory of its own, `extra` arguments
+/// after; killed when dropped.
+struct Binary {
+    child: std::process::Child,
+    addr: SocketAddr,
+}
+
+impl Binary {
+    fn start(data: &std::path::Path, extra: &[&str]) -> Binary {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_webterminal-core"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--records", "none"])
+            .args(extra)
+            .env("XDG_DATA_HOME", data)
+            .env("HOME", data)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let addr = loop {
+            let line = lines
+                .next()
+                .expect("the server prints where it listens")
+                .unwrap();
+            if let Some(rest) = line.strip_prefix("webterminal-core listening on ") {
+                break rest.split_whitespace().next().unwrap().parse().unwrap();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        Binary { child, addr }
+    }
+
+    /// One HTTP/1.1 request; the status and the body.
+    fn request(&self, method: &str, path: &str, json_body: &str) -> (u16, String) {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(self.addr).unwrap();
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{json_body}",
+            self.addr,
+            json_body.len()
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let status = response
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_owned())
+            .unwrap_or_default();
+        (status, body)
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_binary_mints_demo_tokens_only_on_its_own_secret() {
+    let data = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("browser-demo-tokens-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    std::fs::create_dir_all(&data).unwrap();
+    let body = format!(r#"{{"msisdn":"{B}"}}"#);
+
+    // Its own stored secret: the page may mint tokens, signed with that secret.
+    let server = Binary::start(&data, &[]);
+    let (status, page) = server.request("GET", "/", "");
+    assert_eq!(status, 200);
+    assert!(page.contains("/softphone/app.js"), "{page}");
+    let (status, info) = server.request("GET", "/demo", "");
+    assert_eq!(
+        (status, info.as_str()),
+        (
+            200,
+            r#"{"numbers":["+4799990001","+4799990002"],"ttl_seconds":86400}"#
+        )
+    );
+    let (status, minted) = server.request("POST", "/demo/token", &body);
+    assert_eq!(status, 200, "{minted}");
+    let minted: Value = serde_json::from_str(&minted).unwrap();
+    let secret = std::fs::read_to_string(data.join("webterminal-core").join("jwt-secret")).unwrap();
+    let verified = auth::Verifier::hs256(secret.trim().as_bytes())
+        .verify(minted["token"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(verified.as_str(), B);
+    drop(server);
+
+    // A secret given, or a production token policy: no demo routes; the page is still served.
+    let key = format!("{}/tests/keys/rsa-1.pub.pem", env!("CARGO_MANIFEST_DIR"));
+    for extra in [
+        &["--jwt-secret", "a secret of the operator's"][..],
+        &["--public-key", key.as_str()][..],
+    ] {
+        let server = Binary::start(&data, extra);
+        assert_eq!(server.request("GET", "/", "").0, 200, "{extra:?}");
+        assert_eq!(server.request("GET", "/demo", "").0, 404, "{extra:?}");
+        assert_eq!(
+            server.request("POST", "/demo/token", &body).0,
+            404,
+            "{extra:?}"
+        );
+    }
+}
