@@ -4,7 +4,7 @@
 use crate::for_all_transports;
 use crate::support::*;
 use tonic::Code;
-use webterminal_core::proto::simulator::{Behaviour, DialRequest};
+use webterminal_core::proto::simulator::Behaviour;
 use webterminal_core::server::PhoneNetworkKind;
 
 for_all_transports!(
@@ -14,23 +14,10 @@ for_all_transports!(
     a_call_dialled_on_the_mobile_phone_is_pulled_to_a_terminal,
 );
 
-/// `from`'s simulated phone calls `to`.
-async fn dial(core: &TestCore, from: &str, to: &str) -> Result<(), tonic::Status> {
-    core.simulator()
-        .await
-        .dial(DialRequest {
-            from: from.into(),
-            to: to.into(),
-            data: Default::default(),
-        })
-        .await
-        .map(|_| ())
-}
-
 async fn a_dialled_phone_rings_the_terminal_which_answers_then_the_phone_hangs_up(kind: Kind) {
     let core = TestCore::new(PhoneNetworkKind::Sim).await;
     let mut b = core.open_idle(kind, B).await;
-    dial(&core, A, B).await.expect("Dial");
+    core.dial_from_phone(A, B).await;
     let offered = b.expect_offer().await;
     assert_eq!(
         offered.from, A,
@@ -56,7 +43,7 @@ async fn a_dialled_phone_rings_the_terminal_which_answers_then_the_phone_hangs_u
 async fn a_phone_hanging_up_while_ringing_cancels_the_terminals_offer(kind: Kind) {
     let core = TestCore::new(PhoneNetworkKind::Sim).await;
     let mut b = core.open_idle(kind, B).await;
-    dial(&core, A, B).await.expect("Dial");
+    core.dial_from_phone(A, B).await;
     let offered = b.expect_offer().await;
     assert_eq!(core.phone_hang_up(A).await, 1);
     b.expect_bye_on(&offered.call_id, Reason::Cancelled).await;
@@ -67,7 +54,7 @@ async fn a_phone_hanging_up_while_ringing_cancels_the_terminals_offer(kind: Kind
 async fn a_terminal_declining_a_phone_call_frees_the_phone(kind: Kind) {
     let core = TestCore::new(PhoneNetworkKind::Sim).await;
     let mut b = core.open_idle(kind, B).await;
-    dial(&core, A, B).await.expect("Dial");
+    core.dial_from_phone(A, B).await;
     let offered = b.expect_offer().await;
     b.send(msg::bye(&offered.call_id)).await;
     core.wait_for_stats("the call ends", |s| s.calls == 0).await;
@@ -79,7 +66,7 @@ async fn a_terminal_declining_a_phone_call_frees_the_phone(kind: Kind) {
 async fn a_call_dialled_on_the_mobile_phone_is_pulled_to_a_terminal(kind: Kind) {
     let core = TestCore::new(PhoneNetworkKind::Sim).await;
     let mut a = core.open_idle(kind, A).await;
-    dial(&core, A, B).await.expect("Dial");
+    core.dial_from_phone(A, B).await;
     core.phone_answer(B).await;
     // A's terminal sees its number in a call with B on another device: the mobile phone.
     let a_id = a.expect_any_in_call(B).await;
@@ -100,7 +87,10 @@ async fn dial_from_a_busy_or_unreachable_phone_is_failed_precondition() {
     let core = TestCore::new(PhoneNetworkKind::Sim).await;
     for behaviour in [Behaviour::Busy, Behaviour::Unreachable] {
         core.set_behaviour(A, behaviour).await;
-        let status = dial(&core, A, B).await.expect_err("the phone cannot dial");
+        let status = core
+            .try_dial_from_phone(A, B)
+            .await
+            .expect_err("the phone cannot dial");
         assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
     }
     core.assert_no_calls_left().await;
@@ -110,7 +100,10 @@ async fn dial_from_a_busy_or_unreachable_phone_is_failed_precondition() {
 async fn dial_with_a_bad_number_or_to_itself_is_invalid_argument() {
     let core = TestCore::new(PhoneNetworkKind::Sim).await;
     for (from, to, field) in [("4799990001", B, "from"), (A, "", "to"), (A, A, "own")] {
-        let status = dial(&core, from, to).await.expect_err("refused");
+        let status = core
+            .try_dial_from_phone(from, to)
+            .await
+            .expect_err("refused");
         assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
         assert!(status.message().contains(field), "{status:?}");
     }
@@ -120,7 +113,7 @@ async fn dial_with_a_bad_number_or_to_itself_is_invalid_argument() {
 #[tokio::test]
 async fn a_phone_calling_a_number_with_no_terminal_rings_its_phone() {
     let core = TestCore::new(PhoneNetworkKind::Sim).await;
-    dial(&core, A, C).await.expect("Dial");
+    core.try_dial_from_phone(A, C).await.expect("Dial");
     core.phone_answer(C).await;
     core.wait_for_stats("the call is up", |s| s.calls == 1)
         .await;

@@ -11,6 +11,7 @@ mod bad_input;
 mod call_context;
 mod call_records;
 mod calls_from_phones;
+mod groups;
 mod handover;
 mod in_call_idle;
 mod incoming;

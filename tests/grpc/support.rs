@@ -648,6 +648,24 @@ impl TestCore {
             .expect("SetBehaviour");
     }
 
+    /// `from`'s simulated phone calls `to` (the simulator's `Dial`, PROTOCOL.md 4.11).
+    pub async fn dial_from_phone(&self, from: &str, to: &str) {
+        self.try_dial_from_phone(from, to).await.expect("Dial");
+    }
+
+    /// As [`TestCore::dial_from_phone`], returning the simulator's refusal.
+    pub async fn try_dial_from_phone(&self, from: &str, to: &str) -> Result<(), Status> {
+        self.simulator()
+            .await
+            .dial(webterminal_core::proto::simulator::DialRequest {
+                from: from.into(),
+                to: to.into(),
+                data: Default::default(),
+            })
+            .await
+            .map(|_| ())
+    }
+
     /// Answers the call ringing on `msisdn`'s simulated phone.
     pub async fn phone_answer(&self, msisdn: &str) {
         let legs = self
