@@ -3,128 +3,18 @@
 //! and out by kind, errors by code, call setup time as a histogram in seconds — read over plain HTTP
 //! while and after a call is made over gRPC.
 
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
-use tokio_stream::StreamExt;
-use webterminal_core::core::Msisdn;
+#[path = "support/binary.rs"]
+mod binary;
+
+use binary::*;
+use std::process::{Command, Stdio};
 use webterminal_core::proto::common::PhoneNumber;
 use webterminal_core::proto::webterminal::web_terminal_message::Message;
-use webterminal_core::proto::webterminal::web_terminal_service_client::WebTerminalServiceClient;
-use webterminal_core::proto::webterminal::{Answer, Bye, Offer, WebTerminalMessage};
-use webterminal_core::server::auth::{mint_token, REQUIRED_SCOPE};
+use webterminal_core::proto::webterminal::{Answer, Bye, Offer};
 
 const SECRET: &str = "metrics-test-secret";
 const A: &str = "+4791234601";
 const B: &str = "+4791234602";
-const WAIT: Duration = Duration::from_secs(10);
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn fixture(name: &str) -> String {
-    let path = format!("{}/tests/fixtures/sdp/{name}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-type Stream = tonic::Streaming<WebTerminalMessage>;
-
-async fn open(port: u16, msisdn: &str) -> (mpsc::Sender<WebTerminalMessage>, Stream) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let mut client = loop {
-        match WebTerminalServiceClient::connect(format!("http://127.0.0.1:{port}")).await {
-            Ok(client) => break client,
-            Err(_) if tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(50)).await
-            }
-            Err(e) => panic!("the server never listened: {e}"),
-        }
-    };
-    let (tx, rx) = mpsc::channel(16);
-    let mut request = tonic::Request::new(ReceiverStream::new(rx));
-    let token = mint_token(
-        SECRET.as_bytes(),
-        &Msisdn::parse(msisdn).unwrap(),
-        REQUIRED_SCOPE,
-        Duration::from_secs(600),
-    );
-    let bearer = format!("Bearer {token}").parse().unwrap();
-    request.metadata_mut().insert("authorization", bearer);
-    (tx, client.multi_pipe(request).await.unwrap().into_inner())
-}
-
-async fn next(rx: &mut Stream) -> WebTerminalMessage {
-    tokio::time::timeout(WAIT, rx.next())
-        .await
-        .expect("a message in time")
-        .unwrap()
-        .unwrap()
-}
-
-fn message(call_id: &str, body: Message) -> WebTerminalMessage {
-    WebTerminalMessage {
-        message: Some(body),
-        call_id: call_id.into(),
-    }
-}
-
-/// The body of `GET /metrics`.
-async fn scrape(port: u16) -> String {
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("the metrics listener");
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut response = String::new();
-    tokio::time::timeout(WAIT, stream.read_to_string(&mut response))
-        .await
-        .expect("a response in time")
-        .unwrap();
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    response
-}
-
-/// The value of the sample `name{labels}` (labels exactly as Prometheus writes them).
-fn sample(metrics: &str, series: &str) -> Option<f64> {
-    metrics.lines().find_map(|line| {
-        let (name, value) = line.rsplit_once(' ')?;
-        (name == series).then(|| value.parse().unwrap())
-    })
-}
-
-/// Polls the metrics until `series` has `want` (the driver counts as it goes; a scrape can come
-/// a moment before).
-async fn expect_sample(port: u16, series: &str, want: f64) -> String {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let metrics = scrape(port).await;
-        if sample(&metrics, series) == Some(want) {
-            return metrics;
-        }
-        if tokio::time::Instant::now() > deadline {
-            panic!("{series} is not {want}:\n{metrics}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 #[tokio::test]
 async fn the_binary_serves_prometheus_metrics_of_its_calls() {
@@ -141,8 +31,8 @@ async fn the_binary_serves_prometheus_metrics_of_its_calls() {
             .spawn()
             .expect("the server starts"),
     );
-    let (a_tx, mut a_rx) = open(port, A).await;
-    let (b_tx, mut b_rx) = open(port, B).await;
+    let (a_tx, mut a_rx) = open(port, SECRET, A).await;
+    let (b_tx, mut b_rx) = open(port, SECRET, B).await;
     expect_sample(
         metrics_port,
         r#"webterminal_terminals{kind="multipipe"}"#,
