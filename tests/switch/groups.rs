@@ -471,3 +471,114 @@ fn a_new_routing_table_leaves_queued_calls_with_the_group_they_joined() {
         },
     );
 }
+
+fn transfer(to: &str) -> RequestBody {
+    RequestBody::Transfer { to: msisdn(to) }
+}
+
+/// A (MultiPipe `a`) in an answered call with B (MultiPipe `b`); inboxes and events emptied.
+fn a_with_b(net: &mut Net) -> (TerminalId, TerminalId, CallId, CallId) {
+    let a = net.multi(A);
+    let b = net.multi(B);
+    let (a_id, b_id) = net.connect(a, B, b);
+    net.take_events();
+    (a, b, a_id, b_id)
+}
+
+#[test]
+fn a_call_transferred_to_a_group_is_shown_to_every_member_and_the_first_pull_takes_it() {
+    let mut net = net_with("round-robin");
+    let (m1, m2) = (net.multi(M1), net.idle_pipe(M2));
+    let (a, b, a_id, b_id) = a_with_b(&mut net);
+    net.ok(b, Some(b_id), transfer(SALES));
+    net.expect_bye(b, ByeReason::Transferred);
+    let id = net.expect_in_call_any(m1, A);
+    net.expect_in_call(m2, id, A);
+    net.silent(a);
+
+    // M2 pulls first: it claims the call; M1 no longer sees it.
+    net.ok(m2, None, reoffer("aiortc-offer"));
+    net.expect(m1, Some(id), NoticeBody::Idle);
+    net.expect_offer_of(a, a_id, M2, "aiortc-offer");
+    net.ok(a, Some(a_id), answer("aiortc-answer"));
+    net.expect_answer(m2, id, "aiortc-answer");
+    assert_eq!(
+        net.refused(m1, Some(id), reoffer("chromium-offer")),
+        ErrorCode::InvalidCallId,
+        "the call is M2's now"
+    );
+    let moved = net.take_full_events();
+    assert_eq!(
+        (moved[0].status, moved[0].reason, moved[0].callee.as_str()),
+        (CallStatus::Moved, Some(ByeReason::Transferred), M2)
+    );
+    net.ok(m2, None, RequestBody::Bye);
+    net.expect_bye(a, ByeReason::NormalClearing);
+    net.silent(m1);
+}
+
+#[test]
+fn a_call_transferred_to_a_group_nobody_pulls_ends_with_no_answer_and_members_get_idle() {
+    let mut net = net_with("ring-all");
+    let m1 = net.multi(M1);
+    let (a, b, a_id, b_id) = a_with_b(&mut net);
+    net.ok(b, Some(b_id), transfer(SALES));
+    net.expect_bye(b, ByeReason::Transferred);
+    let id = net.expect_in_call_any(m1, A);
+    net.advance(Duration::from_secs(60)); // the ring timeout
+    net.expect(
+        a,
+        Some(a_id),
+        NoticeBody::Bye {
+            reason: ByeReason::NoAnswer,
+        },
+    );
+    net.expect(m1, Some(id), NoticeBody::Idle);
+    assert_eq!(net.switch.call_count(), 0);
+}
+
+#[test]
+fn a_transfer_to_a_group_with_no_member_terminal_is_unavailable_and_with_busy_members_busy() {
+    let mut net = net_with("ring-all");
+    let (a, b, a_id, b_id) = a_with_b(&mut net);
+    net.ok(b, Some(b_id), transfer(SALES));
+    net.expect_bye(b, ByeReason::Transferred);
+    net.expect(
+        a,
+        Some(a_id),
+        NoticeBody::Bye {
+            reason: ByeReason::Unavailable,
+        },
+    );
+
+    // M1's only terminal is a Pipe in a call: busy.
+    let m1 = net.idle_pipe(M1);
+    let c = net.multi(C);
+    let (c_id, _) = net.connect(c, M1, m1);
+    let (a, b, a_id, b_id) = a_with_b(&mut net);
+    net.ok(b, Some(b_id), transfer(SALES));
+    net.expect_bye(b, ByeReason::Transferred);
+    net.expect(
+        a,
+        Some(a_id),
+        NoticeBody::Bye {
+            reason: ByeReason::Busy,
+        },
+    );
+    net.ok(c, Some(c_id), RequestBody::Bye);
+    net.take(m1);
+}
+
+#[test]
+fn a_member_offered_a_group_call_has_no_side_to_act_on_until_it_answers() {
+    let mut net = net_with("ring-all");
+    let m1 = net.multi(M1);
+    let a = net.multi(A);
+    let a_id = call_group(&mut net, a);
+    let id = net.expect_offer_from(m1, A, "chromium-offer");
+    for body in [reoffer("aiortc-offer"), RequestBody::ToPhone, transfer(C)] {
+        assert_eq!(net.refused(m1, Some(id), body), ErrorCode::NotInCall);
+    }
+    net.ok(a, Some(a_id), RequestBody::Bye);
+    net.expect_bye(m1, ByeReason::Cancelled);
+}

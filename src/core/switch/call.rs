@@ -134,6 +134,9 @@ pub(super) struct Established {
     /// it went away (4.8): nobody taking it ends the call with `NO_ANSWER`, and the taker's move is
     /// `TRANSFERRED`.
     pub(super) transferred: [bool; 2],
+    /// A side transferred to a group (4.12, section 10), vacant and shown to the group's members
+    /// until the first of them to pull it claims it: the side's number is the group's until then.
+    pub(super) offered_to_group: Option<(Party, Arc<Group>)>,
 }
 
 #[derive(Debug, Clone, Copy)]

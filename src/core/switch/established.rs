@@ -142,10 +142,14 @@ impl Switch {
             return;
         };
         self.timers.disarm_call(key);
-        if let CallState::Ringing(r) = &mut call.state {
-            if let Some(queued) = r.queued.take() {
-                self.dequeue(key, call.sides[1].id, &queued);
+        let mut group_offer = None;
+        match &mut call.state {
+            CallState::Ringing(r) => {
+                if let Some(queued) = r.queued.take() {
+                    self.dequeue(key, call.sides[1].id, &queued);
+                }
             }
+            CallState::Established(e) => group_offer = e.offered_to_group.take(),
         }
         let legs: Vec<Leg> = match &call.state {
             CallState::Ringing(r) => r.forks.iter().copied().chain([r.caller_leg]).collect(),
@@ -162,6 +166,10 @@ impl Switch {
         for side in &call.sides {
             self.refresh_views(&side.msisdn, None);
             self.forget_subscriber_if_empty(&side.msisdn);
+        }
+        if let Some((party, group)) = group_offer {
+            let far = &call.side(party.other()).msisdn;
+            self.forget_group_offer(call.side(party).id, &group, far, None);
         }
     }
 

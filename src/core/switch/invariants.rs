@@ -63,6 +63,26 @@ impl Switch {
                             leg => self.check_leg(leg, &call.side(party).msisdn, key)?,
                         }
                     }
+                    if let Some((party, group)) = &e.offered_to_group {
+                        let side = call.side(*party);
+                        if e.legs[*party as usize] != Leg::Vacant || side.msisdn != group.number {
+                            return Err(format!(
+                                "{key:?}: offered to a group but not its vacant side"
+                            ));
+                        }
+                        let far = &call.side(party.other()).msisdn;
+                        for member in super::transfer::shown_members(group, far) {
+                            let indexed = self
+                                .subscribers
+                                .get(&member)
+                                .and_then(|s| s.calls.get(&side.id));
+                            if indexed != Some(&key) {
+                                return Err(format!(
+                                    "{key:?}: member {member:?} does not see the transfer"
+                                ));
+                            }
+                        }
+                    }
                     if let Some(n) = &e.negotiation {
                         expect_timer(key, TimerKind::Negotiation, "negotiation")?;
                         if let Purpose::Pull { puller } = n.purpose {

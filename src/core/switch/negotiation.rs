@@ -59,11 +59,19 @@ impl Switch {
         key: CallKey,
         sdp: Sdp,
     ) -> Result<(), Rejection> {
+        let msisdn = self.terminals[&terminal].msisdn.clone();
+        // 4.12, section 10: the first member to pull a call transferred to its group claims it.
+        let party = match self.calls[&key].party_of(&msisdn) {
+            Some(party) => party,
+            None => self.claim_group_transfer(key, &msisdn).ok_or_else(|| {
+                Rejection::new(
+                    ErrorCode::NotInCall,
+                    "the call is not established; answer or decline the offer",
+                )
+            })?,
+        };
         let t = &self.terminals[&terminal];
         let call = &self.calls[&key];
-        let party = call
-            .party_of(&t.msisdn)
-            .expect("indexed call has the msisdn");
         let established = match &call.state {
             CallState::Ringing(r) if r.caller_leg == Leg::Terminal(terminal) => {
                 return Err(Rejection::new(
@@ -199,9 +207,13 @@ impl Switch {
     ) -> Result<(Party, &Established), Rejection> {
         let call = &self.calls[&key];
         let msisdn = &self.terminals[&terminal].msisdn;
-        let party = call.party_of(msisdn).expect("indexed call has the msisdn");
-        match &call.state {
-            CallState::Established(e) if e.legs[party as usize] == Leg::Terminal(terminal) => {
+        // A group member offered a call, or shown a call transferred to its group, has no side
+        // in it yet (section 10).
+        let party = call.party_of(msisdn);
+        match (&call.state, party) {
+            (CallState::Established(e), Some(party))
+                if e.legs[party as usize] == Leg::Terminal(terminal) =>
+            {
                 Ok((party, e))
             }
             _ => Err(Rejection::new(

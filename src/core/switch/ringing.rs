@@ -78,6 +78,7 @@ impl Switch {
             since,
             negotiation: None,
             transferred: [false; 2],
+            offered_to_group: None,
         });
         self.timers.disarm(key, TimerKind::Ring);
         for loser in losers {

@@ -138,7 +138,11 @@ impl Switch {
                 let CallState::Established(e) = &call.state else {
                     return None;
                 };
-                let party = call.party_of(msisdn)?;
+                let party = call.party_of(msisdn).or_else(|| {
+                    // A call transferred to a group is shown to its members (4.12, section 10).
+                    let (party, group) = e.offered_to_group.as_ref()?;
+                    group.member(msisdn).map(|_| *party)
+                })?;
                 Some(SeenCall {
                     since: e.since,
                     key: *key,
