@@ -9,7 +9,7 @@ use std::time::Duration;
 use webterminal_core::notifications::NotificationsConfig;
 use webterminal_core::proto::common::PhoneNumber;
 use webterminal_core::proto::webterminal::web_terminal_message::Message;
-use webterminal_core::proto::webterminal::{Offer, WebTerminalMessage};
+use webterminal_core::proto::webterminal::{action, Action, Offer, Transfer, WebTerminalMessage};
 use webterminal_core::server::PhoneNetworkKind;
 
 #[path = "../support/redis.rs"]
@@ -24,6 +24,7 @@ for_all_transports!(
     a_member_declining_passes_the_call_to_the_next,
     the_queue_timeout_ends_the_call_with_no_answer,
     a_queued_call_is_offered_to_a_member_who_registers,
+    a_call_transferred_to_the_group_is_taken_by_the_member_who_pulls_it,
 );
 
 /// A routing file with one group, SALES: members B (extension 101) and C (102).
@@ -175,6 +176,45 @@ async fn a_queued_call_is_offered_to_a_member_who_registers(kind: Kind) {
     }
     b.expect_bye_on(&b_id, Reason::NormalClearing).await;
     c.expect_bye_on(&c_id, Reason::NormalClearing).await;
+    core.assert_no_calls_left().await;
+}
+
+async fn a_call_transferred_to_the_group_is_taken_by_the_member_who_pulls_it(kind: Kind) {
+    let file = RoutingFile::new(
+        "round-robin",
+        Duration::from_secs(20),
+        Duration::from_secs(60),
+    );
+    let core = core_with(&file, PhoneNetworkKind::None).await;
+    let mut b = core.open_idle(kind, B).await;
+    let mut c = core.open_idle(Kind::Multi, C).await;
+    let mut a = core.open_idle(Kind::Multi, A).await;
+    let mut d = core.open_idle(kind, D).await;
+    let (a_id, d_id) = establish(&mut a, &mut d).await;
+    d.send(WebTerminalMessage {
+        message: Some(Message::Action(Action {
+            message: Some(action::Message::Transfer(Transfer {
+                msisdn: Some(PhoneNumber { e164: SALES.into() }),
+            })),
+        })),
+        call_id: d_id.clone(),
+    })
+    .await;
+    d.expect_bye_on(&d_id, Reason::Transferred).await;
+    let b_id = b.expect_any_in_call(A).await;
+    let c_id = c.expect_any_in_call(A).await;
+    assert_eq!(b_id, c_id, "one side, shown to every member");
+    b.send(msg::reoffer(&b_id, &aiortc_offer())).await;
+    c.expect_idle(&c_id).await;
+    let reoffered = a.expect_offer().await;
+    assert_eq!(
+        (reoffered.call_id.as_str(), reoffered.from.as_str()),
+        (a_id.as_str(), B)
+    );
+    a.send(msg::answer(&a_id, &aiortc_answer())).await;
+    b.expect_answer_of(&b_id, &aiortc_answer()).await;
+    b.send(msg::bye(&b_id)).await;
+    a.expect_bye_on(&a_id, Reason::NormalClearing).await;
     core.assert_no_calls_left().await;
 }
 
