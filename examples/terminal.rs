@@ -7,6 +7,10 @@
 //! cargo run --example terminal -- --token "$TOKEN_B" wait --answer
 //! # terminal 2: call +4799990002 and hang up 5 s after the answer
 //! cargo run --example terminal -- --token "$TOKEN_A" call +4799990002 --hangup-after 5s
+//! # an agent who answers, talks 5 s, then transfers the caller to a colleague (or a group)
+//! cargo run --example terminal -- --token "$TOKEN_A" wait --answer --transfer-to +4799990002
+//! # a colleague who takes every call shown to it (transferred to it, or pulled from its phone)
+//! cargo run --example terminal -- --token "$TOKEN_B" wait --answer --take
 //! ```
 //!
 //! Tokens come from `webterminal-core token --msisdn +4799990001` or from the banner `serve` prints.
@@ -21,7 +25,9 @@ use tonic::metadata::MetadataValue;
 use webterminal_core::proto::common::PhoneNumber;
 use webterminal_core::proto::webterminal::web_terminal_message::Message;
 use webterminal_core::proto::webterminal::web_terminal_service_client::WebTerminalServiceClient;
-use webterminal_core::proto::webterminal::{Answer, Bye, Offer, Ringing, WebTerminalMessage};
+use webterminal_core::proto::webterminal::{
+    action, Action, Answer, Bye, Offer, Ringing, Transfer, WebTerminalMessage,
+};
 
 #[derive(Parser)]
 #[command(about = "A command-line WebTerminal for webterminal-core")]
@@ -60,6 +66,16 @@ enum Command {
         /// The SDP answer to send (default: the Chromium answer fixture).
         #[arg(long)]
         sdp: Option<PathBuf>,
+        /// Take every call shown to this terminal (`InCall`: another device's call, or one
+        /// transferred to this number or its group) by pulling it with the Chromium offer fixture.
+        #[arg(long)]
+        take: bool,
+        /// Transfer each answered call to this number (or group) after `--transfer-after`.
+        #[arg(long, value_name = "MSISDN")]
+        transfer_to: Option<String>,
+        /// How long to talk before `--transfer-to` (e.g. `5s`).
+        #[arg(long, value_parser = parse_seconds, default_value = "5s")]
+        transfer_after: Duration,
     },
 }
 
@@ -106,6 +122,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         if args.multi { "MultiPipe" } else { "Pipe" }
     );
 
+    let mut take = false;
+    let mut transfer = None;
     let (answer_sdp, hangup_after) = match args.command {
         Command::Call {
             msisdn,
@@ -125,7 +143,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .await?;
             (None, hangup_after)
         }
-        Command::Wait { answer, sdp } => {
+        Command::Wait {
+            answer,
+            sdp,
+            take: take_calls,
+            transfer_to,
+            transfer_after,
+        } => {
+            take = take_calls;
+            transfer = transfer_to.map(|to| (to, transfer_after));
             let sdp = if answer {
                 Some(read_sdp(sdp, "chromium-answer.sdp")?)
             } else {
@@ -140,14 +166,37 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         print_message(&msg);
         let id = msg.call_id.clone();
         match msg.message {
-            Some(Message::Offer(_)) => {
-                println!("-> ringing");
-                tx.send(message(&id, Message::Ringing(Ringing {}))).await?;
+            Some(Message::Offer(offer)) => {
+                let new_call = offer.msisdn.is_some();
+                if new_call {
+                    println!("-> ringing");
+                    tx.send(message(&id, Message::Ringing(Ringing {}))).await?;
+                }
                 if let Some(sdp) = &answer_sdp {
                     println!("-> answer ({} bytes of SDP)", sdp.len());
                     tx.send(message(&id, Message::Answer(Answer { sdp: sdp.clone() })))
                         .await?;
+                    if let (true, Some((to, after))) = (new_call, &transfer) {
+                        tokio::time::sleep(*after).await;
+                        println!("-> transfer to {to}");
+                        let action = Action {
+                            message: Some(action::Message::Transfer(Transfer {
+                                msisdn: Some(PhoneNumber { e164: to.clone() }),
+                            })),
+                        };
+                        tx.send(message(&id, Message::Action(action))).await?;
+                    }
                 }
+            }
+            Some(Message::InCall(_)) if take => {
+                println!("-> pull");
+                let sdp = read_sdp(None, "chromium-offer.sdp")?;
+                let pull = Offer {
+                    sdp,
+                    msisdn: None,
+                    data: Default::default(),
+                };
+                tx.send(message(&id, Message::Offer(pull))).await?;
             }
             Some(Message::Answer(_)) => {
                 if let Some(after) = hangup_after {

@@ -47,6 +47,8 @@ pub const NOTIFICATIONS_PUSHED: &str = "webterminal_notifications_pushed_total";
 pub const NOTIFICATIONS_QUEUED: &str = "webterminal_notifications_queued";
 /// Inbound-call notifications dropped because their queue was full (the oldest go first).
 pub const NOTIFICATIONS_DROPPED: &str = "webterminal_notifications_dropped_total";
+/// Routing file reloads on SIGHUP, by `result` (`reloaded`, `failed`; section 10).
+pub const ROUTING_RELOADS: &str = "webterminal_routing_reloads_total";
 
 /// Call setup buckets, in seconds: answered by a bot in milliseconds, by a person in seconds.
 const SETUP_BUCKETS: [f64; 14] = [
@@ -98,6 +100,10 @@ fn describe() {
     describe_counter!(RECORDS_WRITTEN, "Call records committed.");
     describe_counter!(RECORDS_FAILED, "Call record writes that failed.");
     describe_counter!(RECORDS_DROPPED, "Call events the records writer dropped.");
+    describe_counter!(
+        ROUTING_RELOADS,
+        "Routing file reloads on SIGHUP, by result."
+    );
     describe_counter!(
         NOTIFICATIONS_PUSHED,
         "Inbound-call notifications Redis accepted."

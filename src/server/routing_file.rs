@@ -73,7 +73,7 @@ pub fn reload_on_hangup(path: PathBuf, driver: DriverHandle) -> tokio::task::Joi
                         "failed"
                     }
                 };
-                metrics::counter!("webterminal_routing_reloads_total", "result" => result)
+                metrics::counter!(crate::server::metrics::ROUTING_RELOADS, "result" => result)
                     .increment(1);
             }
         }
