@@ -14,6 +14,15 @@
 //! With that secret (and no public keys, JWKS, issuer or audience), the softphone page at `GET /`
 //! may mint demo tokens (`POST /demo/token`, [`server::softphone::demo_router`]).
 
+/// `println!` for what `serve` prints at start: a closed or broken stdout (`serve | head -1`, a
+/// detached terminal) must not stop the core, so write errors are ignored.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -400,9 +409,9 @@ fn run_serve(args: ServeArgs) -> CliResult {
         } else {
             "plaintext"
         };
-        println!("webterminal-core listening on {local} ({scheme})");
+        say!("webterminal-core listening on {local} ({scheme})");
         let ws = if config.tls.is_some() { "wss" } else { "ws" };
-        println!(
+        say!(
             "  browsers: {ws}://{local}/pipe and {ws}://{local}/multipipe \
              (Sec-WebSocket-Protocol: Bearer, <token>; README \"Browsers and WebSockets\")"
         );
@@ -411,7 +420,7 @@ fn run_serve(args: ServeArgs) -> CliResult {
         } else {
             "http"
         };
-        println!("  softphone page: {web}://{local}/");
+        say!("  softphone page: {web}://{local}/");
         if let Some(path) = stored_at {
             // How grpcurl reaches this listener: in the clear, or trusting our certificate.
             let transport = match &config.tls {
@@ -478,71 +487,76 @@ fn print_newcomer_guide(secret: &str, stored_at: &Path, listen: SocketAddr, tran
         .iter()
         .map(|m| auth::mint_token(secret.as_bytes(), m, auth::REQUIRED_SCOPE, day))
         .collect();
-    println!();
-    println!(
+    say!("");
+    say!(
         "No --jwt-secret given: using the secret in {}",
         stored_at.display()
     );
-    println!(
+    say!(
         "Access tokens, valid for 1 day (make more with `webterminal-core token --msisdn +47...`):"
     );
     for (number, token) in numbers.iter().zip(&tokens) {
-        println!("  {number}: {token}");
+        say!("  {number}: {token}");
     }
-    println!();
+    say!("");
     let web = if transport == "-plaintext" {
         "http"
     } else {
         "https"
     };
-    println!(
+    say!(
         "Softphone: open {web}://{listen}/ in two browser tabs, paste a token above (or get a \
          demo token) in each, register, and call."
     );
     let sdp = webterminal_core::phone::sim::generated_sdp(&numbers[0], 1);
     let body = demo_call_body(sdp.as_str(), &numbers[1]);
-    println!();
-    println!(
+    say!("");
+    say!(
         "Call {} as {} (the SDP is generated and carries no media; with no terminal of {} open, \
          its simulated phone rings):",
-        numbers[1], numbers[0], numbers[1]
+        numbers[1],
+        numbers[0],
+        numbers[1]
     );
-    println!(
+    say!(
         "  grpcurl {} -H 'authorization: Bearer {}' -d '{}' {} wgtwo.webterminal.v0.WebTerminalService/Pipe",
         transport, tokens[0], body, listen
     );
-    println!();
-    println!(
+    say!("");
+    say!(
         "Then, in another shell, make the simulated phone of {} answer:",
         numbers[1]
     );
-    println!(
+    say!(
         "  grpcurl {} -d '{{\"msisdn\":\"{}\"}}' {} webterminal.core.v1.SimulatedPhoneNetwork/Answer",
         transport, numbers[1], listen
     );
-    println!();
+    say!("");
     if transport != "-plaintext" {
         // The example terminal speaks plaintext only.
         return;
     }
-    println!(
+    say!(
         "Or open a terminal for {} that answers, and call it:",
         numbers[1]
     );
-    println!(
+    say!(
         "  cargo run --example terminal -- --addr http://{} --token '{}' wait --answer",
-        listen, tokens[1]
+        listen,
+        tokens[1]
     );
-    println!(
+    say!(
         "  cargo run --example terminal -- --addr http://{} --token '{}' call {} --hangup-after 5s",
-        listen, tokens[0], numbers[1]
+        listen,
+        tokens[0],
+        numbers[1]
     );
-    println!("or have the simulated phone of {} call it:", numbers[0]);
-    println!(
+    say!("or have the simulated phone of {} call it:", numbers[0]);
+    say!(
         "  grpcurl {} -d '{{\"from\":\"{}\",\"to\":\"{}\"}}' {} webterminal.core.v1.SimulatedPhoneNetwork/Dial",
         transport, numbers[0], numbers[1], listen
     );
-    println!();
+    say!("");
 }
 
 /// The stored secret and where it is: read if present, else made from 32 random bytes (hex) and

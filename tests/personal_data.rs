@@ -3,40 +3,23 @@
 //! a call with real Chromium SDP and a caller's context — unless the operator asks for it with
 //! `--log-personal-data`.
 
+#[path = "support/binary.rs"]
+mod binary;
+
+use binary::*;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
-use tokio_stream::StreamExt;
-use webterminal_core::core::Msisdn;
 use webterminal_core::proto::common::PhoneNumber;
 use webterminal_core::proto::webterminal::web_terminal_message::Message;
-use webterminal_core::proto::webterminal::web_terminal_service_client::WebTerminalServiceClient;
-use webterminal_core::proto::webterminal::{Answer, Bye, Offer, WebTerminalMessage};
-use webterminal_core::server::auth::mint_token;
+use webterminal_core::proto::webterminal::{Answer, Bye, Offer};
 
 const SECRET: &str = "personal-data-test-secret";
 const A: &str = "+4791234501";
 const B: &str = "+4791234502";
-const WAIT: Duration = Duration::from_secs(10);
 /// The caller's call context: a name and a ticket reference are personal data.
 const CONTEXT: [(&str, &str); 2] = [
     ("display_name", "Kari Nordmann"),
     ("contact_ref", "TICKET-4711-8842"),
 ];
-
-fn fixture(name: &str) -> String {
-    let path = format!("{}/tests/fixtures/sdp/{name}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn serve(port: u16, extra: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_webterminal-core"))
@@ -51,58 +34,13 @@ fn serve(port: u16, extra: &[&str]) -> Child {
         .expect("the server starts")
 }
 
-async fn open(
-    port: u16,
-    msisdn: &str,
-) -> (
-    mpsc::Sender<WebTerminalMessage>,
-    tonic::Streaming<WebTerminalMessage>,
-) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let mut client = loop {
-        match WebTerminalServiceClient::connect(format!("http://127.0.0.1:{port}")).await {
-            Ok(client) => break client,
-            Err(_) if tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(50)).await
-            }
-            Err(e) => panic!("the server never listened: {e}"),
-        }
-    };
-    let (tx, rx) = mpsc::channel(16);
-    let mut request = tonic::Request::new(ReceiverStream::new(rx));
-    let token = mint_token(
-        SECRET.as_bytes(),
-        &Msisdn::parse(msisdn).unwrap(),
-        "call.control.answer_and_initiate",
-        Duration::from_secs(600),
-    );
-    let bearer = format!("Bearer {token}").parse().unwrap();
-    request.metadata_mut().insert("authorization", bearer);
-    (tx, client.multi_pipe(request).await.unwrap().into_inner())
-}
-
-async fn next(rx: &mut tonic::Streaming<WebTerminalMessage>) -> WebTerminalMessage {
-    tokio::time::timeout(WAIT, rx.next())
-        .await
-        .expect("a message in time")
-        .unwrap()
-        .unwrap()
-}
-
-fn message(call_id: &str, body: Message) -> WebTerminalMessage {
-    WebTerminalMessage {
-        message: Some(body),
-        call_id: call_id.into(),
-    }
-}
-
 /// Runs one call A → B with real Chromium SDP through a server started with `extra` flags, and returns
 /// everything the server logged.
 async fn log_of_a_call(extra: &[&str]) -> String {
     let port = free_port();
     let mut server = serve(port, extra);
-    let (a_tx, mut a_rx) = open(port, A).await;
-    let (b_tx, mut b_rx) = open(port, B).await;
+    let (a_tx, mut a_rx) = open(port, SECRET, A).await;
+    let (b_tx, mut b_rx) = open(port, SECRET, B).await;
     let id = uuid::Uuid::new_v4().to_string();
     let offer = Offer {
         sdp: fixture("chromium-offer.sdp"),

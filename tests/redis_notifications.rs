@@ -6,6 +6,9 @@
 #[path = "support/redis.rs"]
 mod redis_support;
 
+#[path = "support/binary.rs"]
+mod binary;
+
 use redis_support::{free_port, RedisServer};
 use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
@@ -455,7 +458,6 @@ fn the_binary_refuses_a_bad_redis_url_at_startup() {
 
 #[tokio::test]
 async fn the_binary_starts_with_redis_down_and_exports_the_notification_metrics() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let metrics_port = free_port();
     let redis = format!("redis://127.0.0.1:{}", free_port());
     let metrics_listen = format!("127.0.0.1:{metrics_port}");
@@ -468,10 +470,15 @@ async fn the_binary_starts_with_redis_down_and_exports_the_notification_metrics(
     );
     let mut child = child;
     let stdout = child.0.stdout.take().unwrap();
-    let line = tokio::task::spawn_blocking(move || {
+    // The first line says it listens; the rest of its output is drained, never left to fill the
+    // pipe or to break it (a closed stdout would fail the server's next print).
+    let (first, line) = tokio::sync::oneshot::channel();
+    tokio::task::spawn_blocking(move || {
+        let mut reader = std::io::BufReader::new(stdout);
         let mut line = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
-        line
+        std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+        let _ = first.send(line);
+        let _ = std::io::copy(&mut reader, &mut std::io::sink());
     });
     let line = tokio::time::timeout(WAIT, line)
         .await
@@ -487,18 +494,7 @@ async fn the_binary_starts_with_redis_down_and_exports_the_notification_metrics(
     ];
     let deadline = Instant::now() + WAIT;
     loop {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", metrics_port))
-            .await
-            .expect("the metrics listener");
-        stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-            .await
-            .unwrap();
-        let mut response = String::new();
-        tokio::time::timeout(WAIT, stream.read_to_string(&mut response))
-            .await
-            .expect("a response in time")
-            .unwrap();
+        let response = binary::scrape(metrics_port).await;
         if series.iter().all(|s| response.lines().any(|l| l == *s)) {
             break;
         }

@@ -96,11 +96,19 @@ pub fn message(call_id: &str, body: Message) -> WebTerminalMessage {
     }
 }
 
-/// The body of `GET /metrics` on `port`.
+/// The body of `GET /metrics` on `port`; waits (up to [`WAIT`]) for the listener, which the
+/// exporter binds a moment after the core's own.
 pub async fn scrape(port: u16) -> String {
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("the metrics listener");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut stream = loop {
+        match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+            Ok(stream) => break stream,
+            Err(_) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            Err(e) => panic!("the metrics listener: {e}"),
+        }
+    };
     stream
         .write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         .await

@@ -472,19 +472,6 @@ fn a_new_routing_table_leaves_queued_calls_with_the_group_they_joined() {
     );
 }
 
-fn transfer(to: &str) -> RequestBody {
-    RequestBody::Transfer { to: msisdn(to) }
-}
-
-/// A (MultiPipe `a`) in an answered call with B (MultiPipe `b`); inboxes and events emptied.
-fn a_with_b(net: &mut Net) -> (TerminalId, TerminalId, CallId, CallId) {
-    let a = net.multi(A);
-    let b = net.multi(B);
-    let (a_id, b_id) = net.connect(a, B, b);
-    net.take_events();
-    (a, b, a_id, b_id)
-}
-
 #[test]
 fn a_call_transferred_to_a_group_is_shown_to_every_member_and_the_first_pull_takes_it() {
     let mut net = net_with("round-robin");

@@ -642,3 +642,18 @@ impl Drop for Net {
         }
     }
 }
+
+/// `Action{Transfer{msisdn=to}}` (4.12).
+pub fn transfer(to: &str) -> RequestBody {
+    RequestBody::Transfer { to: msisdn(to) }
+}
+
+/// A (MultiPipe `a`) in a call with B (MultiPipe `b`), answered, inboxes and events emptied.
+/// Returns (a, b, a_id, b_id).
+pub fn a_with_b(net: &mut Net) -> (TerminalId, TerminalId, CallId, CallId) {
+    let a = net.multi(A);
+    let b = net.multi(B);
+    let (a_id, b_id) = net.connect(a, B, b);
+    net.take_events();
+    (a, b, a_id, b_id)
+}

@@ -6,19 +6,6 @@ use crate::harness::*;
 use std::time::Duration;
 use webterminal_core::core::*;
 
-fn transfer(to: &str) -> RequestBody {
-    RequestBody::Transfer { to: msisdn(to) }
-}
-
-/// A (MultiPipe `a`) in a call with B (MultiPipe `b`), answered, inboxes and events emptied.
-fn a_with_b(net: &mut Net) -> (TerminalId, TerminalId, CallId, CallId) {
-    let a = net.multi(A);
-    let b = net.multi(B);
-    let (a_id, b_id) = net.connect(a, B, b);
-    net.take_events();
-    (a, b, a_id, b_id)
-}
-
 #[test]
 fn the_transferring_leg_ends_and_the_new_numbers_terminals_see_the_call() {
     let mut net = Net::new();
