@@ -538,6 +538,11 @@ pub fn event_to_proto(event: &CallEvent) -> pb::CallEvent {
             .iter()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect(),
+        group_answer: event.group_answer.as_ref().map(|g| pb::GroupAnswer {
+            group: g.group.to_string(),
+            extension: g.extension.clone(),
+            hold_time_ms: u64::try_from(g.hold_time.as_millis()).unwrap_or(u64::MAX),
+        }),
     }
 }
 

@@ -362,3 +362,60 @@ async fn the_operator_scope_is_required() {
     assert_eq!(bad.code(), Code::Unauthenticated, "{bad:?}");
     core.assert_no_calls_left().await;
 }
+
+#[tokio::test]
+async fn a_group_calls_answered_event_tells_the_group_the_members_extension_and_the_hold_time() {
+    let dir = std::env::temp_dir().join(format!("wt-operator-groups-{}", uuid()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let routing = dir.join("routing.toml");
+    std::fs::write(
+        &routing,
+        format!("[[group]]\nnumber = \"+4721000000\"\nmembers = [ {{ msisdn = \"{B}\", extension = \"101\" }} ]\n"),
+    )
+    .unwrap();
+    let mut config = TestCore::config(PhoneNetworkKind::None);
+    config.routing = Some(routing);
+    let core = TestCore::start(config).await;
+    let mut events = watch(&core, A, 0).await;
+    let mut b = core.open_idle(Kind::Multi, B).await;
+    let mut a = core.open_idle(Kind::Multi, A).await;
+    let a_id = a.dial("+4721000000", &chromium_offer()).await;
+    a.expect_ringing().await;
+    let b_id = b.expect_offer_of(&chromium_offer(), A).await;
+    b.send(msg::answer(&b_id, &chromium_answer())).await;
+    a.expect_answer_of(&a_id, &chromium_answer()).await;
+    let seen: Vec<op::CallEvent> = [
+        next_event(&mut events).await,
+        next_event(&mut events).await,
+        next_event(&mut events).await,
+    ]
+    .into();
+    let statuses: Vec<CallStatus> = seen.iter().map(status).collect();
+    assert_eq!(
+        statuses,
+        [
+            CallStatus::Started,
+            CallStatus::Ringing,
+            CallStatus::Answered
+        ]
+    );
+    assert_eq!(
+        seen[0].callee, "+4721000000",
+        "the caller dialled the group"
+    );
+    assert!(seen[0].group_answer.is_none() && seen[1].group_answer.is_none());
+    assert_eq!(seen[2].callee, B, "the call is the member's once answered");
+    let group = seen[2]
+        .group_answer
+        .as_ref()
+        .expect("group_answer on ANSWERED");
+    assert_eq!(
+        (group.group.as_str(), group.extension.as_str()),
+        ("+4721000000", "101")
+    );
+    assert!(group.hold_time_ms < RECV_TIMEOUT.as_millis() as u64);
+    a.send(msg::bye(&a_id)).await;
+    b.expect_bye_on(&b_id, Reason::NormalClearing).await;
+    core.assert_no_calls_left().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
