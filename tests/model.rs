@@ -3,7 +3,9 @@
 //! (`tests/model/world.rs`, shared with the cargo-fuzz target in `fuzz/`), and checks PROTOCOL.md's
 //! promises after every step: the switch's own invariants, at most one active leg per side, every id
 //! and number scoped to its subscriber, every terminal's view consistent with what it was told, and no
-//! call left once every terminal has gone.
+//! call left once every terminal has gone. Most runs have a group (section 10) at a fifth number,
+//! with a strategy, members and short member ring and queue timeouts of their own, which calls,
+//! phone calls and transfers reach like any other number.
 //!
 //! 256 cases by default (a few seconds in debug); `PROPTEST_CASES=100000 cargo test --test model`
 //! for a long run on stable. A failure prints the shrunk input and a trace of the switch's outputs.
@@ -12,7 +14,11 @@
 mod world;
 
 use proptest::prelude::*;
-use world::{Input, Msg, Op, PhoneOp, Setup, GRACE_MS, NEGOTIATION_MS, RING_MS};
+use webterminal_core::core::Strategy as Hunt;
+use world::{
+    GroupSetup, Input, Msg, Op, PhoneOp, Setup, GRACE_MS, MEMBER_RING_CHOICES, NEGOTIATION_MS,
+    QUEUE_CHOICES, RING_MS,
+};
 
 fn msg() -> impl Strategy<Value = Msg> {
     prop_oneof![
@@ -21,7 +27,7 @@ fn msg() -> impl Strategy<Value = Msg> {
         1 => Just(Msg::Ringing),
         3 => Just(Msg::Bye),
         1 => Just(Msg::ToPhone),
-        1 => (0u8..4).prop_map(|to| Msg::Transfer { to }),
+        1 => (0u8..5).prop_map(|to| Msg::Transfer { to }),
     ]
 }
 
@@ -57,23 +63,49 @@ fn op() -> impl Strategy<Value = Op> {
             Just(NEGOTIATION_MS),
             Just(GRACE_MS),
             Just(RING_MS),
-            0u16..(RING_MS + GRACE_MS),
+            // Around the group's member ring and queue timeouts (section 10).
+            proptest::sample::select(MEMBER_RING_CHOICES.to_vec()),
+            proptest::sample::select(MEMBER_RING_CHOICES.map(|t| t - 1).to_vec()),
+            proptest::sample::select(QUEUE_CHOICES.to_vec()),
+            0u16..(QUEUE_CHOICES[1] + GRACE_MS),
         ]
         .prop_map(|ms| Op::Advance { ms }),
     ]
+}
+
+/// The group at the group's number: its strategy, members (a bit per number) and timeouts.
+fn group() -> impl Strategy<Value = Option<GroupSetup>> {
+    let strategy = prop_oneof![
+        Just(Hunt::RingAll),
+        Just(Hunt::RoundRobin),
+        Just(Hunt::LongestIdle),
+    ];
+    proptest::option::weighted(
+        0.8,
+        (strategy, 1u8..16, 0u8..2, 0u8..2).prop_map(|(strategy, members, member_ring, queue)| {
+            GroupSetup {
+                strategy,
+                members,
+                member_ring,
+                queue,
+            }
+        }),
+    )
 }
 
 fn input() -> impl Strategy<Value = Input> {
     (
         any::<bool>(),
         any::<bool>(),
+        group(),
         proptest::collection::vec(op(), 0..80),
         proptest::bool::weighted(0.2),
     )
-        .prop_map(|(phone_network, grace, ops, shutdown)| Input {
+        .prop_map(|(phone_network, grace, group, ops, shutdown)| Input {
             setup: Setup {
                 phone_network,
                 grace,
+                group,
             },
             ops,
             shutdown,
@@ -193,6 +225,7 @@ fn a_known_story_runs_clean() {
                 setup: Setup {
                     phone_network,
                     grace,
+                    group: None,
                 },
                 ops: ops.clone(),
                 shutdown: false,
@@ -229,6 +262,7 @@ fn strict(ops: Vec<Op>, grace: bool) {
         setup: Setup {
             phone_network: false,
             grace,
+            group: None,
         },
         ops,
         shutdown: false,
@@ -330,4 +364,140 @@ fn a_multipipe_at_its_cap_cannot_pull_one_more_call() {
         ],
         false,
     );
+}
+
+fn with_group(ops: Vec<Op>, strategy: Hunt, members: u8) -> Input {
+    Input {
+        setup: Setup {
+            phone_network: false,
+            grace: false,
+            group: Some(GroupSetup {
+                strategy,
+                members,
+                member_ring: 0,
+                queue: 0,
+            }),
+        },
+        ops,
+        shutdown: false,
+    }
+}
+
+/// Section 10 through the interpreter: calls to the group (number 4) answered, declined, passed
+/// over, timed out in the queue, and one to a group whose members have no terminal.
+#[test]
+fn a_known_group_story_runs_clean() {
+    for strategy in [Hunt::RingAll, Hunt::RoundRobin, Hunt::LongestIdle] {
+        let ops = vec![
+            call(0, 4),         // nobody at all: UNAVAILABLE at once
+            register(0, true),  // 0: MultiPipe of A (caller)
+            call(0, 4),         // no member has a terminal: UNAVAILABLE at once
+            register(1, true),  // 1: MultiPipe of B (member)
+            register(2, false), // 2: Pipe of C (member)
+            call(0, 4),         // queued: Ringing at once
+            send(1, 1, Msg::Ringing),
+            send(1, 1, Msg::Bye), // B declines (ring-all: B's offer, else maybe C's)
+            Op::Advance {
+                ms: MEMBER_RING_CHOICES[0],
+            },
+            send(2, 0, Msg::Answer { sdp: 1 }), // C answers if offered
+            send(0, 1, Msg::Offer { sdp: 2 }),  // A re-offers
+            send(2, 0, Msg::Answer { sdp: 3 }),
+            send(2, 0, Msg::Bye),
+            call(0, 4), // again, and let it time out
+            Op::Advance {
+                ms: QUEUE_CHOICES[0],
+            },
+        ];
+        world::run(&with_group(ops, strategy, 0b0110)).unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+/// FIXME(groups), a switch bug the model found: a Pipe of a group member that was told InCall for
+/// its number's call, then was offered a group call (as a new eligible terminal of a member already
+/// offered it), and whose observed call ended meanwhile, is not told `Idle{}` once the group offer
+/// ends (here: declined on another terminal of its number): it keeps showing a call that is over
+/// (PROTOCOL.md 4.4). Ignored until the switch refreshes a member's views when it withdraws a group
+/// offer; the model excuses such a Pipe (`freed_by_group_offer`, FIXME in world.rs).
+#[test]
+#[ignore = "FIXME(groups): switch bug, see the doc comment"]
+fn a_pipe_freed_from_a_group_offer_gets_idle() {
+    let ops = vec![
+        register(0, false),                 // 0: Pipe P1 of A (a member)
+        register(0, false),                 // 1: Pipe P2 of A
+        register(0, true),                  // 2: MultiPipe M of A
+        register(1, true),                  // 3: MultiPipe of B
+        register(2, true),                  // 4: MultiPipe of C
+        call(3, 0),                         // B calls A: P1, P2, M ring
+        call(4, 4),                         // C calls the group: M (with room) is offered it
+        send(0, 0, Msg::Answer { sdp: 1 }), // P1 answers B; P2 gets InCall, then the group offer
+        send(3, 0, Msg::Bye),               // B hangs up: P2 is busy with the offer, no Idle yet
+        send(2, 1, Msg::Bye),               // M declines the group call: P2's offer ends too
+    ];
+    world::run_without_fixme(&with_group(ops, Hunt::RingAll, 0b0001), false, true)
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// FIXME(groups), a switch bug the model found (the same as above, one step further): the Pipe
+/// freed from a group offer still observes, in the switch, the call that ended meanwhile, which is
+/// gone; its next message about a call (here a pull, Offer with no id) makes the switch look that
+/// call up by its key and panic ("no entry found for key", `negotiation.rs` `offer_on_call`), which
+/// takes the whole core down. Ignored until fixed; the model does not send such a message
+/// (`stale`, FIXME in world.rs).
+#[test]
+#[ignore = "FIXME(groups): switch bug (panic), see the doc comment"]
+fn a_pipe_freed_from_a_group_offer_does_not_crash_the_switch() {
+    let ops = vec![
+        register(0, false), // 0: Pipe P1 of A (a member)
+        register(1, false), // 1: Pipe of B
+        Op::Dial {
+            from: 1,
+            to: 0,
+            sdp: 0,
+        }, // B's phone calls A: P1 rings
+        register(0, false), // 2: Pipe P2 of A, rings too
+        call(1, 4),         // B calls the group: A's Pipes are busy, it waits
+        register(0, true),  // 3: MultiPipe M of A: offered both calls
+        send(2, 0, Msg::Answer { sdp: 0 }), // P2 answers B's phone; P1: InCall, then the group offer
+        send(2, 0, Msg::Bye),               // P2 hangs up: P1 is busy with the offer, no Idle
+        send(0, 0, Msg::Bye),               // P1 declines the group call: free, showing a gone call
+        send(0, 0, Msg::Offer { sdp: 0 }),  // P1 pulls "its" observed call: the switch panics
+    ];
+    let mut input = with_group(ops, Hunt::RingAll, 0b0111);
+    input.setup.phone_network = true;
+    world::run_without_fixme(&input, true, false).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// FIXME(groups), a switch bug the model found: a MultiPipe of a member, passed over for a
+/// round-robin group call it was offered under id X, places a call of its own under X (ids of calls
+/// that ended for its number are its to reuse); when the group call comes round to its member again
+/// the switch offers it under the same X while the member's own call is live (an Offer on an id the
+/// terminal is calling on), and the member's number now indexes X as the group call, not its own.
+/// Ignored until fixed; the model holds such a reuse back (FIXME in world.rs `call`).
+#[test]
+#[ignore = "FIXME(groups): switch bug, see the doc comment"]
+fn a_member_reusing_a_group_call_id_keeps_its_own_call() {
+    let ops = vec![
+        register(2, false), // 0: Pipe of C (a member)
+        register(0, false), // 1: Pipe of A
+        register(2, true),  // 2: MultiPipe M of C
+        call(1, 4),         // A calls the group: C (first in round-robin) is offered it as X
+        register(1, false), // 3: Pipe of B (a member)
+        Op::Advance {
+            ms: MEMBER_RING_CHOICES[1],
+        }, // C passed over (Bye{CANCELLED} on X); B is offered it
+        Op::Call {
+            term: 2,
+            to: 4,
+            reuse: Some(0),
+            sdp: 0,
+        }, // M calls under X, the id it was told first
+        Op::Unregister { term: 3 }, // B goes: the group call goes back to C, under X
+    ];
+    let mut input = with_group(ops, Hunt::RoundRobin, 0b0110);
+    if let Some(g) = input.setup.group.as_mut() {
+        g.member_ring = 1;
+        g.queue = 1;
+    }
+    world::run_without_fixme(&input, true, false).unwrap_or_else(|e| panic!("{e}"));
 }

@@ -13,11 +13,13 @@ use libfuzzer_sys::fuzz_target;
 #[path = "../../tests/model/world.rs"]
 mod world;
 
-/// The raw input: the setup, whether the server shuts down at the end, and the steps as bytes.
+/// The raw input: the setup (the group, if any, as three bytes for `GroupSetup::decode`), whether
+/// the server shuts down at the end, and the steps as bytes.
 #[derive(Arbitrary, Debug)]
 struct FuzzInput {
     phone_network: bool,
     grace: bool,
+    group: Option<[u8; 3]>,
     shutdown: bool,
     ops: Vec<[u8; 4]>,
 }
@@ -27,6 +29,7 @@ fuzz_target!(|raw: FuzzInput| {
         setup: world::Setup {
             phone_network: raw.phone_network,
             grace: raw.grace,
+            group: raw.group.map(world::GroupSetup::decode),
         },
         ops: raw
             .ops
