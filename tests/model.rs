@@ -413,14 +413,12 @@ fn a_known_group_story_runs_clean() {
     }
 }
 
-/// FIXME(groups), a switch bug the model found: a Pipe of a group member that was told InCall for
-/// its number's call, then was offered a group call (as a new eligible terminal of a member already
-/// offered it), and whose observed call ended meanwhile, is not told `Idle{}` once the group offer
-/// ends (here: declined on another terminal of its number): it keeps showing a call that is over
-/// (PROTOCOL.md 4.4). Ignored until the switch refreshes a member's views when it withdraws a group
-/// offer; the model excuses such a Pipe (`freed_by_group_offer`, FIXME in world.rs).
+/// A switch bug the model found (fixed): a Pipe of a group member that was told InCall for its
+/// number's call, then was offered a group call (as a new eligible terminal of a member already
+/// offered it), and whose observed call ended meanwhile, was not told `Idle{}` once the group offer
+/// ended (here: declined on another terminal of its number): it kept showing a call that was over
+/// (PROTOCOL.md 4.4). The switch now refreshes a member's views when a group offer ends.
 #[test]
-#[ignore = "FIXME(groups): switch bug, see the doc comment"]
 fn a_pipe_freed_from_a_group_offer_gets_idle() {
     let ops = vec![
         register(0, false),                 // 0: Pipe P1 of A (a member)
@@ -434,18 +432,14 @@ fn a_pipe_freed_from_a_group_offer_gets_idle() {
         send(3, 0, Msg::Bye),               // B hangs up: P2 is busy with the offer, no Idle yet
         send(2, 1, Msg::Bye),               // M declines the group call: P2's offer ends too
     ];
-    world::run_without_fixme(&with_group(ops, Hunt::RingAll, 0b0001), false, true)
-        .unwrap_or_else(|e| panic!("{e}"));
+    world::run(&with_group(ops, Hunt::RingAll, 0b0001)).unwrap_or_else(|e| panic!("{e}"));
 }
 
-/// FIXME(groups), a switch bug the model found (the same as above, one step further): the Pipe
-/// freed from a group offer still observes, in the switch, the call that ended meanwhile, which is
-/// gone; its next message about a call (here a pull, Offer with no id) makes the switch look that
-/// call up by its key and panic ("no entry found for key", `negotiation.rs` `offer_on_call`), which
-/// takes the whole core down. Ignored until fixed; the model does not send such a message
-/// (`stale`, FIXME in world.rs).
+/// A switch bug the model found (fixed; the same as above, one step further): the Pipe freed from
+/// a group offer still observed, in the switch, the call that ended meanwhile, which was gone; its
+/// next message about a call (here a pull, Offer with no id) made the switch look that call up by
+/// its key and panic ("no entry found for key", `offer_on_call`), taking the whole core down.
 #[test]
-#[ignore = "FIXME(groups): switch bug (panic), see the doc comment"]
 fn a_pipe_freed_from_a_group_offer_does_not_crash_the_switch() {
     let ops = vec![
         register(0, false), // 0: Pipe P1 of A (a member)
@@ -465,17 +459,15 @@ fn a_pipe_freed_from_a_group_offer_does_not_crash_the_switch() {
     ];
     let mut input = with_group(ops, Hunt::RingAll, 0b0111);
     input.setup.phone_network = true;
-    world::run_without_fixme(&input, true, false).unwrap_or_else(|e| panic!("{e}"));
+    world::run(&input).unwrap_or_else(|e| panic!("{e}"));
 }
 
-/// FIXME(groups), a switch bug the model found: a MultiPipe of a member, passed over for a
-/// round-robin group call it was offered under id X, places a call of its own under X (ids of calls
-/// that ended for its number are its to reuse); when the group call comes round to its member again
-/// the switch offers it under the same X while the member's own call is live (an Offer on an id the
-/// terminal is calling on), and the member's number now indexes X as the group call, not its own.
-/// Ignored until fixed; the model holds such a reuse back (FIXME in world.rs `call`).
+/// A switch bug the model found (fixed): a MultiPipe of a member, passed over for a round-robin
+/// group call it was offered under id X, places a call of its own under X (ids of calls that ended
+/// for its number are its to reuse); when the group call came round to its member again the switch
+/// offered it under the same X while the member's own call was live, and the member's number then
+/// indexed X as the group call, not its own. Now a member whose own call uses the id is passed by.
 #[test]
-#[ignore = "FIXME(groups): switch bug, see the doc comment"]
 fn a_member_reusing_a_group_call_id_keeps_its_own_call() {
     let ops = vec![
         register(2, false), // 0: Pipe of C (a member)
@@ -499,5 +491,5 @@ fn a_member_reusing_a_group_call_id_keeps_its_own_call() {
         g.member_ring = 1;
         g.queue = 1;
     }
-    world::run_without_fixme(&input, true, false).unwrap_or_else(|e| panic!("{e}"));
+    world::run(&input).unwrap_or_else(|e| panic!("{e}"));
 }

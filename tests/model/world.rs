@@ -304,29 +304,7 @@ pub fn run(input: &Input) -> Result<String, String> {
 
 /// [`run`] with the clock starting at `start`: two runs from one start give identical traces.
 pub fn run_from(input: &Input, start: Instant) -> Result<String, String> {
-    run_with(input, start, true, true)
-}
-
-/// [`run`] without the FIXME(groups) workarounds (for the regression tests of that switch bug):
-/// `excuse_views` false checks a Pipe freed from a group offer like any other; `hold_back` false
-/// lets it send whatever the input says.
-pub fn run_without_fixme(
-    input: &Input,
-    excuse_views: bool,
-    hold_back: bool,
-) -> Result<String, String> {
-    run_with(input, Instant::now(), excuse_views, hold_back)
-}
-
-fn run_with(
-    input: &Input,
-    start: Instant,
-    excuse_views: bool,
-    hold_back: bool,
-) -> Result<String, String> {
     let mut world = World::new(input.setup);
-    world.excuse_group_offer_views = excuse_views;
-    world.hold_back_known_bugs = hold_back;
     world.now = start;
     for (i, op) in input.ops.iter().enumerate() {
         let _ = writeln!(world.trace, "step {i}: {op:?}");
@@ -397,9 +375,6 @@ struct Term {
     greeted: bool,
     /// A Pipe that was in a call (or pulling) since it was last told InCall or Idle.
     busy_since_told: bool,
-    /// A Pipe freed by the end of a group call's offer to its member (section 10), not told
-    /// InCall or Idle since.
-    freed_by_group_offer: bool,
 }
 
 impl Term {
@@ -477,11 +452,6 @@ pub struct World {
     shut_down: bool,
     /// The terminal whose `unregister` is being applied.
     departing: Option<TerminalId>,
-    /// FIXME(groups): excuse a Pipe freed by a group offer's end for a stale view (see
-    /// `after_step`).
-    excuse_group_offer_views: bool,
-    /// FIXME(groups): hold back the inputs that trip the switch bugs found (see `send`, `call`).
-    hold_back_known_bugs: bool,
     pub trace: String,
 }
 
@@ -535,8 +505,6 @@ impl World {
             shutting_down: false,
             shut_down: false,
             departing: None,
-            excuse_group_offer_views: true,
-            hold_back_known_bugs: true,
             trace: String::new(),
         }
     }
@@ -788,7 +756,6 @@ impl World {
                     known: Vec::new(),
                     greeted: kind == PipeKind::MultiPipe,
                     busy_since_told: false,
-                    freed_by_group_offer: false,
                 });
                 self.apply(outs)?;
                 if !self.terms.last().unwrap().greeted {
@@ -818,19 +785,7 @@ impl World {
             PipeKind::MultiPipe => Some(match reuse {
                 Some(k) if !self.terms[ti].known.is_empty() => {
                     let known = &self.terms[ti].known;
-                    let id = known[usize::from(k) % known.len()];
-                    // FIXME(groups): a member that reuses, for a call of its own, the id of a
-                    // group call it was offered and passed over, is offered that group call again
-                    // under the same id while its own call is live: the switch re-offers a queued
-                    // call under the one group-side id (queue.rs `offer_member`), overwriting the
-                    // member's index of its own call. Held back (a fresh id instead) until fixed;
-                    // regression test `a_member_reusing_a_group_call_id_keeps_its_own_call`.
-                    let unanswered_group_call =
-                        self.group_call(id).is_some_and(|g| g.answered_by.is_none());
-                    match unanswered_group_call && self.hold_back_known_bugs {
-                        true => self.fresh_id(),
-                        false => id,
-                    }
+                    known[usize::from(k) % known.len()]
                 }
                 _ => self.fresh_id(),
             }),
@@ -943,22 +898,6 @@ impl World {
         }
         let ti = usize::from(term) % self.terms.len();
         let number = self.terms[ti].number;
-        let t = &self.terms[ti];
-        // (The model does not always know that call ended: a call transferred to the group may
-        // end with nobody of the member's number told.)
-        let stale = t.kind == PipeKind::Pipe
-            && t.freed_by_group_offer
-            && t.entries.is_empty()
-            && !t.observed.is_empty();
-        if stale && self.hold_back_known_bugs {
-            // FIXME(groups): such a Pipe (see `after_step`) may still observe, in the switch, a
-            // call that ended, which is gone: any message it sends about a call makes the switch
-            // index its calls with that call's key, and panic ("no entry found for key", in
-            // `offer_on_call`, `request`'s Answer arm ...). Not sent until the switch is fixed;
-            // regression test `a_pipe_freed_from_a_group_offer_does_not_crash_the_switch`.
-            let _ = writeln!(self.trace, "    (not sent: FIXME(groups), a stale Pipe)");
-            return Ok(());
-        }
         // Which id it sends, and whether the terminal knows it.
         let (call_id, unknown) = match self.terms[ti].kind {
             PipeKind::Pipe => (None, false),
@@ -1138,9 +1077,6 @@ impl World {
         match (offered_group, msg) {
             (Some(id), Msg::Answer { .. }) => self.member_answered(id, number)?,
             (Some(id), Msg::Bye) => {
-                if self.terms[ti].entries.is_empty() {
-                    self.terms[ti].freed_by_group_offer = true;
-                }
                 self.apply(outs)?;
                 // Section 10: a member's decline passes the call on; it never ends it.
                 let call_ref = self.group_call(id).map(|g| g.call_ref);
@@ -1667,21 +1603,8 @@ impl World {
                                     NAMES[from], NAMES[caller]
                                 ));
                             }
-                            // (A terminal registering or freed while its member is offered the
-                            // call is offered it too (4.2), whatever the member took up meanwhile.)
-                            // FIXME(groups): so a member in an answered call (taken on another
-                            // terminal after the offer began) is offered the group call on one
-                            // more terminal; excused here until the switch owner says whether
-                            // `offer_to_members` should stop extending such a member's offer.
-                            let extends = self.terms.iter().any(|o| {
-                                o.number == number
-                                    && o.entries
-                                        .iter()
-                                        .any(|e| e.id == Some(id) && e.state == St::Offered)
-                            });
                             let busy = self.terms.iter().find(|o| {
                                 o.number == number
-                                    && !extends
                                     && o.entries
                                         .iter()
                                         .any(|e| matches!(e.state, St::Active | St::Pulling))
@@ -1802,11 +1725,7 @@ impl World {
                         "{who}: Bye{{{reason:?}}} on {id} in state {state:?}"
                     ));
                 }
-                let group_offer = state == Some(St::Offered) && self.group_call(id).is_some();
                 self.terms[ti].entries.remove(i);
-                if group_offer && self.terms[ti].entries.is_empty() {
-                    self.terms[ti].freed_by_group_offer = true;
-                }
                 if !matches!(reason, Pulled | AnsweredElsewhere | NegotiationFailed) {
                     self.ended.insert((number, id));
                 }
@@ -1814,7 +1733,6 @@ impl World {
             NoticeBody::Idle => {
                 let t = &mut self.terms[ti];
                 t.busy_since_told = false;
-                t.freed_by_group_offer = false;
                 match id {
                     None => {
                         if t.entries.iter().any(|e| e.state != St::Pulling) {
@@ -1885,7 +1803,6 @@ impl World {
                     t.observed.clear();
                 }
                 t.busy_since_told = false;
-                t.freed_by_group_offer = false;
                 t.observed.retain(|(o, _)| *o != id);
                 t.observed.push((id, peer));
             }
@@ -1961,16 +1878,6 @@ impl World {
             }
             // No observer still shows a call that ended (a busy Pipe is told when it is free).
             let pipe_excused = t.kind == PipeKind::Pipe && !t.entries.is_empty();
-            // FIXME(groups): a Pipe of a member, busy with a group call's offer while the call it
-            // observes ends, is not told Idle{} when that offer ends (it declines it, or is passed
-            // over, declined or answered elsewhere): the switch does not refresh the member's
-            // views when a group offer ends (switch/queue.rs `member_declined`, `withdraw_member`,
-            // `answered_by_member`).
-            // Regression test `a_pipe_freed_from_a_group_offer_gets_idle` (ignored until fixed).
-            let pipe_excused = pipe_excused
-                || (self.excuse_group_offer_views
-                    && t.kind == PipeKind::Pipe
-                    && t.freed_by_group_offer);
             if !pipe_excused {
                 for (id, _) in &t.observed {
                     if self.ended.contains(&(t.number, *id)) {

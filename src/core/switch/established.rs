@@ -143,10 +143,12 @@ impl Switch {
         };
         self.timers.disarm_call(key);
         let mut group_offer = None;
+        let mut members_offered = Vec::new();
         match &mut call.state {
             CallState::Ringing(r) => {
                 if let Some(queued) = r.queued.take() {
                     self.dequeue(key, call.sides[1].id, &queued);
+                    members_offered = queued.offered;
                 }
             }
             CallState::Established(e) => group_offer = e.offered_to_group.take(),
@@ -166,6 +168,10 @@ impl Switch {
         for side in &call.sides {
             self.refresh_views(&side.msisdn, None);
             self.forget_subscriber_if_empty(&side.msisdn);
+        }
+        // Members' terminals freed of a group call's offer learn what changed meanwhile (4.4).
+        for member in &members_offered {
+            self.refresh_views(member, None);
         }
         if let Some((party, group)) = group_offer {
             let far = &call.side(party.other()).msisdn;

@@ -71,6 +71,9 @@ impl Switch {
         let queued = self.queued(key);
         let group = queued.group.clone();
         for member in queued.offered.clone() {
+            if self.in_answered_call(&member) {
+                continue;
+            }
             let (eligible, _) = self.eligible_terminals(&member);
             for t in eligible {
                 if !self.terminals[&t].calls.contains(&key) {
@@ -154,11 +157,23 @@ impl Switch {
         let Some(s) = self.subscribers.get(member) else {
             return false;
         };
-        let in_answered_call = s.calls.values().any(|k| {
-            matches!(self.calls[k].state, CallState::Established(_))
-                && self.calls[k].party_of(member).is_some()
-        });
-        !in_answered_call && s.terminals.iter().any(|t| self.is_eligible(*t))
+        // A member's own call may use the id the group call is offered under (a MultiPipe chose
+        // it once the member was passed over): the two must not share it.
+        let id = call.side(Party::Callee).id;
+        if s.calls.get(&id).is_some_and(|k| *k != key) {
+            return false;
+        }
+        !self.in_answered_call(member) && s.terminals.iter().any(|t| self.is_eligible(*t))
+    }
+
+    /// Whether `msisdn` is a side of an answered call.
+    fn in_answered_call(&self, msisdn: &Msisdn) -> bool {
+        self.subscribers.get(msisdn).is_some_and(|s| {
+            s.calls.values().any(|k| {
+                matches!(self.calls[k].state, CallState::Established(_))
+                    && self.calls[k].party_of(msisdn).is_some()
+            })
+        })
     }
 
     /// Offers queued call `key` to every eligible terminal of `member`, and arms the member ring
@@ -203,6 +218,8 @@ impl Switch {
         if self.queued(key).group.strategy != Strategy::RingAll {
             self.timers.disarm(key, TimerKind::MemberRing);
         }
+        // A Pipe freed of the offer learns what changed meanwhile (4.4).
+        self.refresh_views(member, None);
     }
 
     /// The forks of queued call `key` that are terminals of `member`.
@@ -266,7 +283,13 @@ impl Switch {
     /// Queued call `key` is answered by `member`: the call leaves the queue and becomes the
     /// caller's and the member's (the callee side's number is now the member's, its id unchanged);
     /// the other members' numbers no longer index it. Returns what the `Answered` event tells.
-    pub(super) fn answered_by_member(&mut self, key: CallKey, member: &Msisdn) -> GroupAnswer {
+    /// The other members offered it are returned: once their forks are gone, their views are to be
+    /// brought up to date.
+    pub(super) fn answered_by_member(
+        &mut self,
+        key: CallKey,
+        member: &Msisdn,
+    ) -> (GroupAnswer, Vec<Msisdn>) {
         let CallState::Ringing(ringing) = &mut self.calls.get_mut(&key).unwrap().state else {
             unreachable!("a queued call rings");
         };
@@ -288,14 +311,16 @@ impl Switch {
         self.forget_subscriber_if_empty(&group.number);
         self.last_answered
             .insert(group.number.clone(), member.clone());
-        GroupAnswer {
+        let answer = GroupAnswer {
             group: group.number.clone(),
             extension: group
                 .member(member)
                 .map(|m| m.extension.clone())
                 .unwrap_or_default(),
             hold_time,
-        }
+        };
+        let others = queued.offered.into_iter().filter(|m| m != member).collect();
+        (answer, others)
     }
 
     /// Queued call `key`, whose group side's id is `id`, is gone: the members offered it no longer

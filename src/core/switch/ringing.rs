@@ -62,12 +62,13 @@ impl Switch {
             .filter(|f| *f != leg)
             .collect();
         // Section 10: a group call becomes the caller's and the answering member's.
-        let group_answer = match (queued, leg) {
+        let (group_answer, other_members) = match (queued, leg) {
             (true, Leg::Terminal(t)) => {
                 let member = self.terminals[&t].msisdn.clone();
-                Some(self.answered_by_member(key, &member))
+                let (answer, others) = self.answered_by_member(key, &member);
+                (Some(answer), others)
             }
-            _ => None,
+            _ => (None, Vec::new()),
         };
         let call = self.calls.get_mut(&key).unwrap();
         let since = self.next_established;
@@ -99,6 +100,9 @@ impl Switch {
         let [caller, callee] = self.calls[&key].sides.clone();
         self.refresh_views(&caller.msisdn, Some(key));
         self.refresh_views(&callee.msisdn, Some(key));
+        for member in other_members {
+            self.refresh_views(&member, None);
+        }
         Ok(())
     }
 
