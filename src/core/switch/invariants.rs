@@ -2,6 +2,7 @@
 //! step.
 
 use super::call::{Call, CallKey, CallState, Leg, Party, Purpose, Queued, Ringing};
+use super::terminal_view::View;
 use super::timers::TimerKind;
 use super::Switch;
 use crate::core::groups::Strategy;
@@ -117,6 +118,16 @@ impl Switch {
             }
         }
         for (id, t) in &self.terminals {
+            // A busy Pipe's view is paused: it keeps what it was last told, ended calls included,
+            // to learn what changed once free (4.4). Every other view shows live calls only.
+            let seen: Vec<CallKey> = match &t.view {
+                View::Single { paused: true, .. } => Vec::new(),
+                View::Single { seen, .. } => seen.iter().map(|(key, _)| *key).collect(),
+                View::Multi(seen) => seen.keys().copied().collect(),
+            };
+            if let Some(key) = seen.iter().find(|key| !self.calls.contains_key(*key)) {
+                return Err(format!("{id:?}'s view shows {key:?}, which is gone"));
+            }
             if t.kind == PipeKind::Pipe && t.calls.len() > 1 {
                 return Err(format!("Pipe {id:?} is in {} calls", t.calls.len()));
             }

@@ -243,11 +243,13 @@ impl Switch {
                     })
             }
             PipeKind::Pipe => {
+                // (A view names only live calls — an invariant; a stale one must not take the
+                // switch down, so a call that is gone is no call.)
                 let observed = match &t.view {
                     View::Single {
                         seen: Some((key, _)),
                         ..
-                    } => Some(*key),
+                    } if self.calls.contains_key(key) => Some(*key),
                     _ => None,
                 };
                 t.calls.first().copied().or(observed).ok_or_else(|| {
