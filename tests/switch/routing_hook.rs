@@ -103,3 +103,39 @@ fn numbers_the_hook_leaves_alone_ring_as_dialled() {
     net.call(a, C, "chromium-offer");
     net.expect_offer_from(c, A, "chromium-offer");
 }
+
+#[test]
+fn a_transfer_goes_where_the_hook_routes_the_far_party() {
+    let mut net = net_with_router();
+    let a = net.multi(A);
+    let c = net.multi(C);
+    let b = net.multi(B);
+    let (a_id, c_id) = net.connect(a, C, c);
+    // A's assigned employee is B: a transfer of A to the company number shows the call to B.
+    net.ok(c, Some(c_id), transfer(COMPANY));
+    net.expect_bye(c, ByeReason::Transferred);
+    let b_id = net.expect_in_call_any(b, A);
+    net.ok(b, Some(b_id), reoffer("aiortc-offer"));
+    net.expect_offer_of(a, a_id, B, "aiortc-offer");
+    net.ok(a, Some(a_id), answer("aiortc-answer"));
+    net.expect_answer(b, b_id, "aiortc-answer");
+    net.ok(b, Some(b_id), RequestBody::Bye);
+    net.expect_bye(a, ByeReason::NormalClearing);
+}
+
+#[test]
+fn a_transfer_the_hook_rejects_is_invalid_argument_and_the_call_stays() {
+    let mut net = net_with_router();
+    let d = net.multi("+4790000004");
+    let b = net.multi(B);
+    let (_, b_id) = net.connect(d, B, b);
+    // D has no employee: the hook rejects calls from D to the company.
+    assert_eq!(
+        net.refused(b, Some(b_id), transfer(COMPANY)),
+        ErrorCode::InvalidArgument
+    );
+    net.silent(d);
+    net.ok(b, Some(b_id), RequestBody::Bye);
+    net.expect_bye(d, ByeReason::NormalClearing);
+    assert_eq!(net.switch.call_count(), 0);
+}
