@@ -816,6 +816,35 @@ pub struct Terminal {
 }
 
 impl Terminal {
+    /// A terminal whose events `task` reads into `events` (the reader is ended with the core's
+    /// other readers).
+    #[allow(clippy::too_many_arguments)]
+    fn assemble(
+        name: String,
+        kind: Kind,
+        msisdn: &str,
+        tx: mpsc::Sender<WebTerminalMessage>,
+        events: mpsc::UnboundedReceiver<Event>,
+        task: JoinHandle<()>,
+        proxy: AbortHandle,
+        readers: &Arc<Mutex<Vec<AbortHandle>>>,
+        channel: Option<Channel>,
+    ) -> Terminal {
+        let reader = task.abort_handle();
+        readers.lock().unwrap().push(reader.clone());
+        Terminal {
+            name,
+            kind,
+            msisdn: msisdn.to_owned(),
+            tx: Some(tx),
+            events,
+            pending: Default::default(),
+            reader,
+            proxy,
+            _channel: channel,
+        }
+    }
+
     fn spawn_grpc(
         name: String,
         kind: Kind,
@@ -833,25 +862,22 @@ impl Terminal {
                     Ok(None) => Event::End(Ok(())),
                     Err(status) => Event::End(Err(status)),
                 };
-                let end = matches!(event, Event::End(_));
-                if events_tx.send(event).is_err() || end {
+                if !forward(&events_tx, event) {
                     return;
                 }
             }
         });
-        let reader = task.abort_handle();
-        readers.lock().unwrap().push(reader.clone());
-        Terminal {
+        Self::assemble(
             name,
             kind,
-            msisdn: msisdn.to_owned(),
-            tx: Some(tx),
+            msisdn,
+            tx,
             events,
-            pending: Default::default(),
-            reader,
+            task,
             proxy,
-            _channel: Some(channel),
-        }
+            readers,
+            Some(channel),
+        )
     }
 
     /// A terminal on a WebSocket: one task writes each message sent as a protobuf JSON text frame
@@ -900,25 +926,12 @@ impl Terminal {
                         Some(Err(e)) => Event::End(Err(Status::unavailable(format!("the WebSocket failed: {e}")))),
                     },
                 };
-                let end = matches!(event, Event::End(_));
-                if events_tx.send(event).is_err() || end {
+                if !forward(&events_tx, event) {
                     return;
                 }
             }
         });
-        let reader = task.abort_handle();
-        readers.lock().unwrap().push(reader.clone());
-        Terminal {
-            name,
-            kind,
-            msisdn: msisdn.to_owned(),
-            tx: Some(tx),
-            events,
-            pending: Default::default(),
-            reader,
-            proxy,
-            _channel: None,
-        }
+        Self::assemble(name, kind, msisdn, tx, events, task, proxy, readers, None)
     }
 
     /// The next event: one taken early, or the next from the reader task.
@@ -1275,4 +1288,11 @@ pub async fn assert_still_usable(t: &mut Terminal) {
     let sent = t.dial(NOBODY, &chromium_offer()).await;
     let id = t.expect_bye(Reason::Unavailable).await;
     t.assert_own_call_id(&sent, &id);
+}
+
+/// Hands `event` to the terminal's queue; `false` once the reader should stop (the event was the
+/// end, or nobody listens any more).
+fn forward(events: &mpsc::UnboundedSender<Event>, event: Event) -> bool {
+    let end = matches!(event, Event::End(_));
+    events.send(event).is_ok() && !end
 }
