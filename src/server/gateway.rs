@@ -37,6 +37,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
+use tokio_util::task::TaskTracker;
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::Status;
 
@@ -76,6 +77,10 @@ pub struct Gateway {
     /// Origins (`scheme://host[:port]`, as browsers send `Origin`) besides the request's own whose
     /// pages may use the `token` cookie. Empty: only same-origin pages.
     pub allowed_origins: Arc<[String]>,
+    /// Every session's task, so that shutdown can wait for them: the HTTP server lets go of a
+    /// connection once it is upgraded, so its graceful shutdown does not see them (PROTOCOL.md
+    /// 4.9: each leg's `Bye{SERVER_SHUTDOWN}` and the close frame go out before the core exits).
+    pub sessions: TaskTracker,
 }
 
 /// The gateway's routes (PROTOCOL.md section 11): `GET /pipe` and `GET /multipipe`, each a
@@ -116,9 +121,12 @@ async fn upgrade(gateway: Gateway, kind: PipeKind, request: Request) -> Response
     upgrade
         .max_message_size(gateway.max_message_bytes)
         .max_frame_size(gateway.max_message_bytes)
-        .on_upgrade(move |socket| async move {
-            let _hold = hold;
-            session(socket, gateway, kind, msisdn).await;
+        .on_upgrade(move |socket| {
+            let sessions = gateway.sessions.clone();
+            sessions.track_future(async move {
+                let _hold = hold;
+                session(socket, gateway, kind, msisdn).await;
+            })
         })
 }
 

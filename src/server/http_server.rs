@@ -18,7 +18,7 @@ pub const MAX_CONCURRENT_STREAMS: u32 = 1024;
 /// Serves `app` on every connection `incoming` yields until `shutdown` resolves; then stops
 /// accepting, shuts every connection down gracefully (HTTP/2 GOAWAY, open rpcs run to their end)
 /// and returns once they have all ended. Connections already upgraded to WebSockets are not
-/// waited for: their sessions end when the driver closes their terminals.
+/// waited for here: the caller waits for their sessions ([`crate::server::gateway::Gateway::sessions`]).
 ///
 /// HTTP/2 keepalive pings every `keepalive.interval`, a connection dropped when one is unanswered
 /// for `keepalive.timeout`; at most [`MAX_CONCURRENT_STREAMS`] streams per connection. Each

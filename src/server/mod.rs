@@ -374,11 +374,19 @@ impl Exchange {
         if let Some(sim) = sim_control {
             routes.add_service(simulator::service(sim));
         }
+        let websockets = tokio_util::task::TaskTracker::new();
+        // Every WebSocket session has ended (the HTTP server does not wait for upgraded
+        // connections): at shutdown, once the driver has closed every terminal's queue.
+        let websockets_ended = || {
+            websockets.close();
+            websockets.wait()
+        };
         let gateway = gateway::Gateway {
             service: sessions,
             max_message_bytes: config.max_message_bytes,
             keepalive: config.keepalive,
             allowed_origins: config.allowed_origins.clone().into(),
+            sessions: websockets.clone(),
         };
         let app = routes
             .routes()
@@ -397,6 +405,7 @@ impl Exchange {
             () = &mut server => {
                 // The listener ended on its own: end every call before returning.
                 let _ = driver.shutdown().await;
+                websockets_ended().await;
                 close_records().await;
                 close_notifier().await;
                 return Ok(());
@@ -411,6 +420,7 @@ impl Exchange {
         let _ = stop.send(());
         let drain = async {
             let _ = tokio::join!(driver.shutdown(), &mut server);
+            websockets_ended().await;
         };
         match tokio::time::timeout(config.drain_timeout, drain).await {
             Ok(()) => {}
