@@ -22,6 +22,7 @@ for_all_transports!(
     ring_all_offers_every_member_and_the_first_answer_wins,
     a_member_not_answering_in_time_is_passed_over_for_the_next,
     a_member_declining_passes_the_call_to_the_next,
+    a_member_answering_another_call_is_passed_over_at_once,
     the_queue_timeout_ends_the_call_with_no_answer,
     a_queued_call_is_offered_to_a_member_who_registers,
     a_call_transferred_to_the_group_is_taken_by_the_member_who_pulls_it,
@@ -138,6 +139,36 @@ async fn a_member_declining_passes_the_call_to_the_next(kind: Kind) {
     a.send(msg::bye(&a_id)).await;
     c.expect_bye_on(&c_id, Reason::NormalClearing).await;
     b.expect_silent(SILENCE).await;
+    core.assert_no_calls_left().await;
+}
+
+async fn a_member_answering_another_call_is_passed_over_at_once(kind: Kind) {
+    // A member ring timeout far beyond the test: the call moves on because B is busy.
+    let file = RoutingFile::new(
+        "round-robin",
+        Duration::from_secs(60),
+        Duration::from_secs(60),
+    );
+    let core = core_with(&file, PhoneNetworkKind::None).await;
+    // B on a MultiPipe, which may take a direct call while the group call rings at it.
+    let mut b = core.open_idle(Kind::Multi, B).await;
+    let mut c = core.open_idle(kind, C).await;
+    let mut a = core.open_idle(kind, A).await;
+    let mut d = core.open_idle(Kind::Multi, D).await;
+    let a_id = call_group(&mut a).await;
+    let b_group = b.expect_offer_of(&chromium_offer(), A).await;
+    let d_id = d.dial(B, &chromium_offer()).await;
+    let b_direct = b.expect_offer_of(&chromium_offer(), D).await;
+    b.send(msg::answer(&b_direct, &chromium_answer())).await;
+    d.expect_answer_of(&d_id, &chromium_answer()).await;
+    b.expect_bye_on(&b_group, Reason::Cancelled).await;
+    let c_id = c.expect_offer_of(&chromium_offer(), A).await;
+    c.send(msg::answer(&c_id, &chromium_answer())).await;
+    a.expect_answer_of(&a_id, &chromium_answer()).await;
+    a.send(msg::bye(&a_id)).await;
+    c.expect_bye_on(&c_id, Reason::NormalClearing).await;
+    d.send(msg::bye(&d_id)).await;
+    b.expect_bye_on(&b_direct, Reason::NormalClearing).await;
     core.assert_no_calls_left().await;
 }
 

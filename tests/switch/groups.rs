@@ -569,3 +569,49 @@ fn a_member_offered_a_group_call_has_no_side_to_act_on_until_it_answers() {
     net.ok(a, Some(a_id), RequestBody::Bye);
     net.expect_bye(m1, ByeReason::Cancelled);
 }
+
+#[test]
+fn a_member_who_answers_another_call_while_offered_a_group_call_is_passed_over_at_once() {
+    let mut net = net_with("round-robin");
+    let (m1, m2) = (net.multi(M1), net.multi(M2));
+    let (a, b) = (net.multi(A), net.multi(B));
+    let a_id = call_group(&mut net, a);
+    let id = net.expect_offer_from(m1, A, "chromium-offer");
+    net.silent(m2);
+
+    // M1 takes a direct call on the same terminal: busy, so the group call moves on now, not
+    // after the member ring timeout.
+    let b_id = net.call(b, M1, "chromium-offer").unwrap();
+    let direct = net.expect_offer_from(m1, B, "chromium-offer");
+    net.ok(m1, Some(direct), answer("chromium-answer"));
+    net.expect_answer(b, b_id, "chromium-answer");
+    assert_eq!(net.expect_bye(m1, ByeReason::Cancelled), id);
+    assert_eq!(net.expect_offer_from(m2, A, "chromium-offer"), id);
+    net.silent(a); // the caller waits on, told nothing
+    answer_as(&mut net, m2, id, a, a_id);
+    hang_up(&mut net, a, a_id);
+    net.expect_bye(m2, ByeReason::NormalClearing);
+    hang_up(&mut net, b, b_id);
+    net.expect_bye(m1, ByeReason::NormalClearing);
+}
+
+#[test]
+fn ring_all_withdraws_a_member_who_answers_another_call_and_offers_it_again_once_free() {
+    let mut net = net_with("ring-all");
+    let (m1, m2) = (net.multi(M1), net.multi(M2));
+    let (a, b) = (net.multi(A), net.multi(B));
+    let a_id = call_group(&mut net, a);
+    let id = net.expect_offer_from(m1, A, "chromium-offer");
+    assert_eq!(net.expect_offer_from(m2, A, "chromium-offer"), id);
+
+    let (b_id, _) = net.connect(b, M1, m1);
+    assert_eq!(net.expect_bye(m1, ByeReason::Cancelled), id);
+    net.silent(m2); // still ringing
+    hang_up(&mut net, b, b_id);
+    net.expect_bye(m1, ByeReason::NormalClearing);
+    assert_eq!(net.expect_offer_from(m1, A, "chromium-offer"), id);
+    answer_as(&mut net, m1, id, a, a_id);
+    net.expect_bye(m2, ByeReason::AnsweredElsewhere);
+    hang_up(&mut net, m1, id);
+    net.expect_bye(a, ByeReason::NormalClearing);
+}

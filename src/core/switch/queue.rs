@@ -4,7 +4,8 @@
 //! caller's and that member's; nobody within the queue timeout: `Bye{NO_ANSWER}`.
 //!
 //! A member may be offered a group call when it has a terminal that may be offered a new call
-//! (section 5), is in no answered call, is not offered another group call, and is not the caller.
+//! (section 5), is in no answered call, is not offered another group call, and is not the caller;
+//! a member who answers another call while offered one is passed over at once.
 //! Queued calls are served oldest first after every input ([`Switch::serve_queue`]), so a call
 //! waits exactly as long as no member may take it: a member registering or ending a call is
 //! offered the oldest waiting call at once.
@@ -66,12 +67,17 @@ impl Switch {
     }
 
     /// Offers queued call `key` to the members its strategy picks among those who may take it, and
-    /// to new eligible terminals of the members already offered it (4.2's late registration).
+    /// to new eligible terminals of the members already offered it (4.2's late registration). A
+    /// member offered it who has since answered another call is busy: passed over at once, its
+    /// forks get `Bye{CANCELLED}` (and a `ring-all` group offers it again once the member is free).
     fn offer_to_members(&mut self, key: CallKey) {
         let queued = self.queued(key);
         let group = queued.group.clone();
         for member in queued.offered.clone() {
             if self.in_answered_call(&member) {
+                tracing::debug!(?key, ?member, "group member passed over: busy");
+                self.withdraw_member(key, &member, ByeReason::Cancelled);
+                self.queued_mut(key).passed.push(member);
                 continue;
             }
             let (eligible, _) = self.eligible_terminals(&member);
