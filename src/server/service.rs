@@ -14,7 +14,6 @@
 
 use crate::core::RequestBody;
 use crate::core::{PipeKind, TerminalId};
-use crate::proto::webterminal::web_terminal_message::Message;
 use crate::proto::webterminal::web_terminal_service_server::WebTerminalService;
 use crate::proto::webterminal::WebTerminalMessage;
 use crate::server::auth::Verifier;
@@ -316,7 +315,7 @@ impl Reader {
                     }
                     Inbound::Message(message) => {
                         let raw_call_id = message.call_id.clone();
-                        let new_call = matches!(&message.message, Some(Message::Offer(o)) if o.msisdn.is_some());
+                        let new_call = wire::attempts_a_call(&message);
                         // Over budget: the message goes no further than a ready-made rejection,
                         // which the driver only forwards, in order with the answers before it.
                         let now = std::time::Instant::now();
@@ -324,7 +323,8 @@ impl Reader {
                             .charge(now, new_call)
                             .and_then(|()| wire::parse_request(self.kind, &msisdn, message, &self.limits))
                             .and_then(|request| match &request.body {
-                                RequestBody::Offer { to: Some(callee), .. } => {
+                                RequestBody::Offer { to: Some(callee), .. }
+                                | RequestBody::Transfer { to: callee } => {
                                     budget.charge_callee(now, callee).map(|()| request)
                                 }
                                 _ => Ok(request),

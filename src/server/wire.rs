@@ -42,6 +42,20 @@ pub fn is_keepalive(msg: &WebTerminalMessage) -> bool {
     msg.message.is_none() && msg.call_id.is_empty()
 }
 
+/// Whether `msg` tries to ring a number, for the call-attempt rate limits (PROTOCOL.md section 6):
+/// an `Offer` with an msisdn (a new call, 4.1) or an `Action{Transfer}` (4.12, which shows the call
+/// to the target's terminals or rings its phone). Read from the message as sent, before
+/// [`parse_request`], so that a terminal over its budget costs no parsing.
+pub fn attempts_a_call(msg: &WebTerminalMessage) -> bool {
+    match &msg.message {
+        Some(Message::Offer(offer)) => offer.msisdn.is_some(),
+        Some(Message::Action(action)) => {
+            matches!(action.message, Some(action::Message::Transfer(_)))
+        }
+        _ => false,
+    }
+}
+
 /// Parses one message a terminal sent on a `kind` rpc, opened with the token of `own`, into a core
 /// [`Request`] (PROTOCOL.md sections 3 and 6).
 ///

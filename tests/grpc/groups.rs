@@ -9,7 +9,7 @@ use std::time::Duration;
 use webterminal_core::notifications::NotificationsConfig;
 use webterminal_core::proto::common::PhoneNumber;
 use webterminal_core::proto::webterminal::web_terminal_message::Message;
-use webterminal_core::proto::webterminal::{action, Action, Offer, Transfer, WebTerminalMessage};
+use webterminal_core::proto::webterminal::{Offer, WebTerminalMessage};
 use webterminal_core::server::PhoneNetworkKind;
 
 #[path = "../support/redis.rs"]
@@ -222,15 +222,7 @@ async fn a_call_transferred_to_the_group_is_taken_by_the_member_who_pulls_it(kin
     let mut a = core.open_idle(Kind::Multi, A).await;
     let mut d = core.open_idle(kind, D).await;
     let (a_id, d_id) = establish(&mut a, &mut d).await;
-    d.send(WebTerminalMessage {
-        message: Some(Message::Action(Action {
-            message: Some(action::Message::Transfer(Transfer {
-                msisdn: Some(PhoneNumber { e164: SALES.into() }),
-            })),
-        })),
-        call_id: d_id.clone(),
-    })
-    .await;
+    d.send(msg::transfer(&d_id, SALES)).await;
     d.expect_bye_on(&d_id, Reason::Transferred).await;
     let b_id = b.expect_any_in_call(A).await;
     let c_id = c.expect_any_in_call(A).await;

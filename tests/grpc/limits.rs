@@ -1,5 +1,5 @@
-//! Limits (PROTOCOL.md section 6): the per-terminal budget of new call attempts answered with
-//! `Error{RATE_LIMIT_HIT}` carrying the attempt's call_id, and terminal limits answered with
+//! Limits (PROTOCOL.md section 6): the per-terminal budget of new call attempts (transfers
+//! included) answered with `Error{RATE_LIMIT_HIT}` carrying the attempt's call_id, and terminal limits answered with
 //! RESOURCE_EXHAUSTED when the rpc starts. (The message budget is in `bad_input.rs`; a client that
 //! never reads has its own test binary, `tests/slow_consumer.rs`.)
 
@@ -22,6 +22,29 @@ async fn too_many_call_attempts_get_rate_limit_hit_with_their_call_id() {
         a.expect_bye_on(id, Reason::Unavailable).await;
     }
     a.expect_error(ErrCode::RateLimitHit, &ids[2]).await;
+    core.assert_no_calls_left().await;
+}
+
+#[tokio::test]
+async fn a_transfer_is_a_call_attempt_for_the_rate_limits() {
+    let mut config = TestCore::config(PhoneNetworkKind::None);
+    config.call_attempts_per_second = 1;
+    let core = TestCore::start(config).await;
+    let mut a = core.open_idle(Kind::Multi, A).await;
+    let mut b = core.open_idle(Kind::Multi, B).await;
+    let _c = core.open_idle(Kind::Multi, C).await;
+    // A's call to B is A's attempt; B spends its burst of 2 on calls to nobody.
+    let (a_id, b_id) = establish(&mut a, &mut b).await;
+    for _ in 0..2 {
+        let id = uuid();
+        b.send(msg::offer(&id, &chromium_offer(), NOBODY)).await;
+        b.expect_bye_on(&id, Reason::Unavailable).await;
+    }
+    // B's transfer rings C's terminals (4.12): a third attempt, over the budget. The call stays.
+    b.send(msg::transfer(&b_id, C)).await;
+    b.expect_error(ErrCode::RateLimitHit, &b_id).await;
+    b.send(msg::bye(&b_id)).await;
+    a.expect_bye_on(&a_id, Reason::NormalClearing).await;
     core.assert_no_calls_left().await;
 }
 

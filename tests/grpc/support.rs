@@ -28,7 +28,7 @@ use webterminal_core::proto::simulator::{Behaviour, PhoneRequest, SetBehaviourRe
 use webterminal_core::proto::webterminal::web_terminal_message::Message;
 use webterminal_core::proto::webterminal::web_terminal_service_client::WebTerminalServiceClient;
 use webterminal_core::proto::webterminal::{
-    action, bye, error, Action, Answer, Bye, Offer, Ringing, ToPhone, WebTerminalMessage,
+    action, bye, error, Action, Answer, Bye, Offer, Ringing, ToPhone, Transfer, WebTerminalMessage,
 };
 use webterminal_core::server::auth::{mint_token, REQUIRED_SCOPE};
 use webterminal_core::server::driver::{DriverHandle, DriverStats};
@@ -254,6 +254,18 @@ pub mod msg {
             call_id,
             Message::Action(Action {
                 message: Some(action::Message::ToPhone(ToPhone {})),
+            }),
+        )
+    }
+
+    /// `Action{Transfer}` of call `call_id` to `to` (4.12), the number as given.
+    pub fn transfer(call_id: &str, to: &str) -> WebTerminalMessage {
+        with(
+            call_id,
+            Message::Action(Action {
+                message: Some(action::Message::Transfer(Transfer {
+                    msisdn: Some(PhoneNumber { e164: to.into() }),
+                })),
             }),
         )
     }

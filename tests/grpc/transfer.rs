@@ -3,26 +3,12 @@
 
 use crate::for_all_transports;
 use crate::support::*;
-use webterminal_core::proto::common::PhoneNumber;
-use webterminal_core::proto::webterminal::web_terminal_message::Message;
-use webterminal_core::proto::webterminal::{action, Action, Transfer, WebTerminalMessage};
 use webterminal_core::server::PhoneNetworkKind;
 
 for_all_transports!(
     a_transferred_call_is_pulled_by_the_targets_terminal,
     a_transferred_call_is_taken_by_the_targets_phone,
 );
-
-fn transfer(call_id: &str, to: &str) -> WebTerminalMessage {
-    WebTerminalMessage {
-        message: Some(Message::Action(Action {
-            message: Some(action::Message::Transfer(Transfer {
-                msisdn: Some(PhoneNumber { e164: to.into() }),
-            })),
-        })),
-        call_id: call_id.into(),
-    }
-}
 
 async fn a_transferred_call_is_pulled_by_the_targets_terminal(kind: Kind) {
     let core = TestCore::new(PhoneNetworkKind::None).await;
@@ -31,7 +17,8 @@ async fn a_transferred_call_is_pulled_by_the_targets_terminal(kind: Kind) {
     let mut c = core.open_idle(Kind::Multi, C).await;
     let (a_id, b_id) = establish(&mut a, &mut b).await;
     // Without the '+', as WG2 clients write numbers.
-    b.send(transfer(&b_id, C.trim_start_matches('+'))).await;
+    b.send(msg::transfer(&b_id, C.trim_start_matches('+')))
+        .await;
     b.expect_bye_on(&b_id, Reason::Transferred).await;
     let c_id = c.expect_any_in_call(A).await;
     assert_ne!(c_id, b_id, "C's side has an id of its own");
@@ -53,7 +40,7 @@ async fn a_transferred_call_is_taken_by_the_targets_phone(kind: Kind) {
     let mut a = core.open_idle(Kind::Multi, A).await;
     let mut b = core.open_idle(kind, B).await;
     let (a_id, b_id) = establish(&mut a, &mut b).await;
-    b.send(transfer(&b_id, C)).await;
+    b.send(msg::transfer(&b_id, C)).await;
     b.expect_bye_on(&b_id, Reason::Transferred).await;
     // C's simulated phone comes up at once with a generated offer, relayed to A.
     let reoffered = a.expect_offer().await;
@@ -72,11 +59,11 @@ async fn transfer_to_a_number_already_in_the_call_is_invalid_argument() {
     let mut a = core.open_idle(Kind::Multi, A).await;
     let mut b = core.open_idle(Kind::Multi, B).await;
     let (a_id, b_id) = establish(&mut a, &mut b).await;
-    b.send(transfer(&b_id, A)).await;
+    b.send(msg::transfer(&b_id, A)).await;
     b.expect_error(ErrCode::InvalidArgument, &b_id).await;
-    b.send(transfer(&b_id, B)).await;
+    b.send(msg::transfer(&b_id, B)).await;
     b.expect_error(ErrCode::InvalidArgument, &b_id).await;
-    b.send(transfer(&b_id, "not a number")).await;
+    b.send(msg::transfer(&b_id, "not a number")).await;
     b.expect_error(ErrCode::InvalidArgument, &b_id).await;
     a.send(msg::bye(&a_id)).await;
     core.assert_no_calls_left().await;
