@@ -134,3 +134,88 @@ async fn the_binary_serves_prometheus_metrics_of_its_calls() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn group_calls_are_counted_while_queued_and_their_hold_time_measured() {
+    const SALES: &str = "+4721234600";
+    let dir = std::env::temp_dir().join(format!("wt-metrics-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let routing = dir.join("routing.toml");
+    std::fs::write(
+        &routing,
+        format!(
+            "[[group]]\nnumber = \"{SALES}\"\nmembers = [ {{ msisdn = \"{B}\", extension = \"101\" }} ]\n"
+        ),
+    )
+    .unwrap();
+    let (port, metrics_port) = (free_port(), free_port());
+    let _server = Server(
+        Command::new(env!("CARGO_BIN_EXE_webterminal-core"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
+            .args(["--jwt-secret", SECRET, "--phone-network", "none"])
+            .args(["--records", "none", "--routing"])
+            .arg(&routing)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the server starts"),
+    );
+    let (b_tx, mut b_rx) = open(port, SECRET, B).await;
+    let (a_tx, mut a_rx) = open(port, SECRET, A).await;
+    let id = uuid::Uuid::new_v4().to_string();
+    let offer = Offer {
+        sdp: fixture("chromium-offer.sdp"),
+        msisdn: Some(PhoneNumber { e164: SALES.into() }),
+        data: Default::default(),
+    };
+    a_tx.send(message(&id, Message::Offer(offer)))
+        .await
+        .unwrap();
+    assert!(matches!(
+        next(&mut a_rx).await.message,
+        Some(Message::Ringing(_))
+    ));
+    let offered = next(&mut b_rx).await;
+    // Offered to the member, not yet answered: still waiting in the queue.
+    expect_sample(metrics_port, "webterminal_queued_calls", 1.0).await;
+    let answer = Answer {
+        sdp: fixture("chromium-answer.sdp"),
+    };
+    b_tx.send(message(&offered.call_id, Message::Answer(answer)))
+        .await
+        .unwrap();
+    assert!(matches!(
+        next(&mut a_rx).await.message,
+        Some(Message::Answer(_))
+    ));
+    let group = format!(r#"group="{SALES}""#);
+    let metrics = expect_sample(
+        metrics_port,
+        &format!("webterminal_queue_hold_seconds_count{{{group}}}"),
+        1.0,
+    )
+    .await;
+    assert_eq!(sample(&metrics, "webterminal_queued_calls"), Some(0.0));
+    assert_eq!(
+        sample(
+            &metrics,
+            &format!(r#"webterminal_queue_hold_seconds_bucket{{{group},le="1"}}"#)
+        ),
+        Some(1.0),
+        "answered within a second: {metrics}"
+    );
+    assert!(
+        metrics.contains("# TYPE webterminal_queue_hold_seconds histogram"),
+        "{metrics}"
+    );
+    a_tx.send(message(&id, Message::Bye(Bye::default())))
+        .await
+        .unwrap();
+    assert!(matches!(
+        next(&mut b_rx).await.message,
+        Some(Message::Bye(_))
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+}

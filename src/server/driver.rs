@@ -468,6 +468,7 @@ impl Driver {
                 }
             }
         }
+        self.metrics.queued_calls(self.switch.queued_call_count());
     }
 
     /// Queues `message` for `terminal`. A full queue means a slow consumer and a closed one a

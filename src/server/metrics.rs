@@ -49,10 +49,20 @@ pub const NOTIFICATIONS_QUEUED: &str = "webterminal_notifications_queued";
 pub const NOTIFICATIONS_DROPPED: &str = "webterminal_notifications_dropped_total";
 /// Routing file reloads on SIGHUP, by `result` (`reloaded`, `failed`; section 10).
 pub const ROUTING_RELOADS: &str = "webterminal_routing_reloads_total";
+/// Calls waiting in group queues, not yet answered (section 10).
+pub const QUEUED_CALLS: &str = "webterminal_queued_calls";
+/// How long answered group calls waited, from arrival to a member's answer, in seconds (a
+/// histogram), by `group` (the group's number, from the routing file).
+pub const QUEUE_HOLD: &str = "webterminal_queue_hold_seconds";
 
 /// Call setup buckets, in seconds: answered by a bot in milliseconds, by a person in seconds.
 const SETUP_BUCKETS: [f64; 14] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0, 60.0,
+];
+
+/// Queue hold buckets, in seconds: a free agent answers in seconds, a busy queue in minutes.
+const HOLD_BUCKETS: [f64; 11] = [
+    1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
 ];
 
 /// Why [`install`] failed.
@@ -74,6 +84,10 @@ pub fn install(listen: SocketAddr) -> Result<(), MetricsError> {
         .set_buckets_for_metric(
             metrics_exporter_prometheus::Matcher::Full(CALL_SETUP.to_owned()),
             &SETUP_BUCKETS,
+        )?
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full(QUEUE_HOLD.to_owned()),
+            &HOLD_BUCKETS,
         )?
         .install()?;
     describe();
@@ -103,6 +117,12 @@ fn describe() {
     describe_counter!(
         ROUTING_RELOADS,
         "Routing file reloads on SIGHUP, by result."
+    );
+    describe_gauge!(QUEUED_CALLS, "Calls waiting in group queues.");
+    describe_histogram!(
+        QUEUE_HOLD,
+        Unit::Seconds,
+        "How long answered group calls waited, by group."
     );
     describe_counter!(
         NOTIFICATIONS_PUSHED,
@@ -143,6 +163,7 @@ pub(crate) struct DriverMetrics {
     rate_limit_hits: Counter,
     slow_consumers: Counter,
     queue: Gauge,
+    queued_calls: Gauge,
     /// When each live call started, for its setup time.
     started: HashMap<CallRef, (Instant, bool)>,
 }
@@ -164,6 +185,7 @@ impl DriverMetrics {
             rate_limit_hits: metrics::counter!(RATE_LIMIT_HITS),
             slow_consumers: metrics::counter!(SLOW_CONSUMERS),
             queue: metrics::gauge!(DRIVER_QUEUE),
+            queued_calls: metrics::gauge!(QUEUED_CALLS),
             started: HashMap::new(),
         }
     }
@@ -215,7 +237,12 @@ impl DriverMetrics {
         self.queue.set(depth as f64);
     }
 
-    /// A call event: calls by state, setup time, calls ended.
+    /// `count` calls wait in group queues.
+    pub(crate) fn queued_calls(&self, count: usize) {
+        self.queued_calls.set(count as f64);
+    }
+
+    /// A call event: calls by state, setup time, group queue hold time, calls ended.
     pub(crate) fn call_event(&mut self, event: &CallEvent) {
         match event.status {
             CallStatus::Started => {
@@ -230,6 +257,11 @@ impl DriverMetrics {
                 }
                 self.ringing.decrement(1.0);
                 self.established.increment(1.0);
+                if let Some(group) = &event.group_answer {
+                    // One lookup per answered group call; groups are few (the routing file's).
+                    metrics::histogram!(QUEUE_HOLD, "group" => group.group.as_str().to_owned())
+                        .record(group.hold_time.as_secs_f64());
+                }
             }
             status if status.is_final() => {
                 let answered = self

@@ -119,6 +119,12 @@ impl Switch {
         self.calls.len()
     }
 
+    /// How many calls wait in group queues, offered to no member or ringing members but not yet
+    /// answered (PROTOCOL.md section 10).
+    pub fn queued_call_count(&self) -> usize {
+        self.queue.len()
+    }
+
     /// How many terminals are registered.
     pub fn terminal_count(&self) -> usize {
         self.terminals.len()
