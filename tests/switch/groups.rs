@@ -242,9 +242,16 @@ fn a_queued_call_waits_for_a_member_to_register_then_is_offered_at_once() {
     let a_id = call_group(&mut net, a);
     net.advance(Duration::from_secs(60));
     net.silent(busy);
+    assert_eq!(net.switch.queued_call_count(), 1, "waiting");
     let m2 = net.multi(M2);
     let id = net.expect_offer_from(m2, A, "chromium-offer");
+    assert_eq!(
+        net.switch.queued_call_count(),
+        1,
+        "offered, not yet answered"
+    );
     answer_as(&mut net, m2, id, a, a_id);
+    assert_eq!(net.switch.queued_call_count(), 0, "answered");
     let events = net.take_full_events();
     let answered = events
         .iter()
@@ -303,6 +310,7 @@ fn the_queue_timeout_ends_the_call_with_no_answer_and_cancels_the_members_ringin
         },
     );
     net.expect_bye(m1, ByeReason::Cancelled);
+    assert_eq!(net.switch.queued_call_count(), 0);
     assert_eq!(
         net.take_events(),
         [
