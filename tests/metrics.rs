@@ -179,7 +179,9 @@ async fn group_calls_are_counted_while_queued_and_their_hold_time_measured() {
     ));
     let offered = next(&mut b_rx).await;
     // Offered to the member, not yet answered: still waiting in the queue.
-    expect_sample(metrics_port, "webterminal_queued_calls", 1.0).await;
+    let group = format!(r#"group="{SALES}""#);
+    let queued = format!("webterminal_queued_calls{{{group}}}");
+    expect_sample(metrics_port, &queued, 1.0).await;
     let answer = Answer {
         sdp: fixture("chromium-answer.sdp"),
     };
@@ -190,14 +192,13 @@ async fn group_calls_are_counted_while_queued_and_their_hold_time_measured() {
         next(&mut a_rx).await.message,
         Some(Message::Answer(_))
     ));
-    let group = format!(r#"group="{SALES}""#);
     let metrics = expect_sample(
         metrics_port,
         &format!("webterminal_queue_hold_seconds_count{{{group}}}"),
         1.0,
     )
     .await;
-    assert_eq!(sample(&metrics, "webterminal_queued_calls"), Some(0.0));
+    assert_eq!(sample(&metrics, &queued), Some(0.0));
     assert_eq!(
         sample(
             &metrics,

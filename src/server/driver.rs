@@ -326,6 +326,7 @@ pub(crate) fn spawn_with_sinks(
         phone,
         terminals: HashMap::new(),
         metrics: DriverMetrics::new(),
+        queue_changes_seen: 0,
     };
     let task = tokio::spawn(driver.run(receiver, phone_events));
     (DriverHandle { inputs }, task)
@@ -341,12 +342,13 @@ struct Driver {
     /// Answered group calls for Redis, when notifications are configured (section 10).
     notifications: Option<NotifierHandle>,
     phone: Option<Box<dyn PhoneNetwork>>,
-    /// The outbound queue of every registered terminal.
     /// Each registered terminal's outbound queue, and the signal its reader waits on (dropped with
     /// the entry).
     terminals: HashMap<TerminalId, (Outbound, oneshot::Sender<DetachReason>)>,
     /// Prometheus metrics (PROTOCOL.md section 12).
     metrics: DriverMetrics,
+    /// The switch's [`Switch::queue_changes`] when the queue gauges were last set.
+    queue_changes_seen: u64,
 }
 
 impl Driver {
@@ -468,7 +470,12 @@ impl Driver {
                 }
             }
         }
-        self.metrics.queued_calls(self.switch.queued_call_count());
+        let queue_changes = self.switch.queue_changes();
+        if queue_changes != self.queue_changes_seen {
+            self.queue_changes_seen = queue_changes;
+            self.metrics
+                .queued_calls(&self.switch.queued_calls_by_group());
+        }
     }
 
     /// Queues `message` for `terminal`. A full queue means a slow consumer and a closed one a

@@ -6,11 +6,11 @@
 //! Names start with `webterminal_` and follow Prometheus conventions: `_total` for counters, base
 //! units (seconds).
 
-use crate::core::{CallEvent, CallRef, CallStatus, PipeKind};
+use crate::core::{CallEvent, CallRef, CallStatus, Msisdn, PipeKind};
 use crate::proto::webterminal::{error, web_terminal_message::Message, WebTerminalMessage};
 use crate::server::wire;
 use metrics::{Counter, Gauge, Histogram};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -49,7 +49,7 @@ pub const NOTIFICATIONS_QUEUED: &str = "webterminal_notifications_queued";
 pub const NOTIFICATIONS_DROPPED: &str = "webterminal_notifications_dropped_total";
 /// Routing file reloads on SIGHUP, by `result` (`reloaded`, `failed`; section 10).
 pub const ROUTING_RELOADS: &str = "webterminal_routing_reloads_total";
-/// Calls waiting in group queues, not yet answered (section 10).
+/// Calls waiting in group queues, not yet answered, by `group` (the group's number; section 10).
 pub const QUEUED_CALLS: &str = "webterminal_queued_calls";
 /// How long answered group calls waited, from arrival to a member's answer, in seconds (a
 /// histogram), by `group` (the group's number, from the routing file).
@@ -118,7 +118,7 @@ fn describe() {
         ROUTING_RELOADS,
         "Routing file reloads on SIGHUP, by result."
     );
-    describe_gauge!(QUEUED_CALLS, "Calls waiting in group queues.");
+    describe_gauge!(QUEUED_CALLS, "Calls waiting in group queues, by group.");
     describe_histogram!(
         QUEUE_HOLD,
         Unit::Seconds,
@@ -163,7 +163,8 @@ pub(crate) struct DriverMetrics {
     rate_limit_hits: Counter,
     slow_consumers: Counter,
     queue: Gauge,
-    queued_calls: Gauge,
+    /// Each group's queued-calls gauge, made when the group first has a call waiting.
+    queued_calls: HashMap<Msisdn, Gauge>,
     /// When each live call started, for its setup time.
     started: HashMap<CallRef, (Instant, bool)>,
 }
@@ -185,7 +186,7 @@ impl DriverMetrics {
             rate_limit_hits: metrics::counter!(RATE_LIMIT_HITS),
             slow_consumers: metrics::counter!(SLOW_CONSUMERS),
             queue: metrics::gauge!(DRIVER_QUEUE),
-            queued_calls: metrics::gauge!(QUEUED_CALLS),
+            queued_calls: HashMap::new(),
             started: HashMap::new(),
         }
     }
@@ -237,9 +238,21 @@ impl DriverMetrics {
         self.queue.set(depth as f64);
     }
 
-    /// `count` calls wait in group queues.
-    pub(crate) fn queued_calls(&self, count: usize) {
-        self.queued_calls.set(count as f64);
+    /// The calls waiting in each group's queue (a group not named has none).
+    pub(crate) fn queued_calls(&mut self, by_group: &BTreeMap<Msisdn, usize>) {
+        for (group, gauge) in &self.queued_calls {
+            if !by_group.contains_key(group) {
+                gauge.set(0.0);
+            }
+        }
+        for (group, count) in by_group {
+            self.queued_calls
+                .entry(group.clone())
+                .or_insert_with(
+                    || metrics::gauge!(QUEUED_CALLS, "group" => group.as_str().to_owned()),
+                )
+                .set(*count as f64);
+        }
     }
 
     /// A call event: calls by state, setup time, group queue hold time, calls ended.

@@ -243,6 +243,13 @@ fn a_queued_call_waits_for_a_member_to_register_then_is_offered_at_once() {
     net.advance(Duration::from_secs(60));
     net.silent(busy);
     assert_eq!(net.switch.queued_call_count(), 1, "waiting");
+    let sales = Msisdn::parse(SALES).unwrap();
+    assert_eq!(
+        net.switch.queued_calls_by_group(),
+        [(sales, 1)].into_iter().collect(),
+        "waiting in SALES's queue"
+    );
+    let changes = net.switch.queue_changes();
     let m2 = net.multi(M2);
     let id = net.expect_offer_from(m2, A, "chromium-offer");
     assert_eq!(
@@ -252,6 +259,8 @@ fn a_queued_call_waits_for_a_member_to_register_then_is_offered_at_once() {
     );
     answer_as(&mut net, m2, id, a, a_id);
     assert_eq!(net.switch.queued_call_count(), 0, "answered");
+    assert!(net.switch.queued_calls_by_group().is_empty());
+    assert_eq!(net.switch.queue_changes(), changes + 1, "it left the queue");
     let events = net.take_full_events();
     let answered = events
         .iter()

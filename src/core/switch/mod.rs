@@ -68,6 +68,8 @@ pub struct Switch {
     router: Option<Box<dyn Router>>,
     /// Calls waiting in a group's queue (section 10), oldest first.
     queue: BTreeSet<CallKey>,
+    /// How many times a call joined or left a queue: a cheap test of whether the queues changed.
+    queue_changes: u64,
     /// The group call each member is offered now.
     member_offers: HashMap<Msisdn, CallKey>,
     /// The member who answered each group's last call (where `round-robin` goes on from).
@@ -95,6 +97,7 @@ impl Switch {
             last_sequence: 0,
             router: None,
             queue: BTreeSet::new(),
+            queue_changes: 0,
             member_offers: HashMap::new(),
             last_answered: HashMap::new(),
             next_call: 0,
@@ -117,12 +120,6 @@ impl Switch {
     /// How many calls (ringing or established) the switch holds.
     pub fn call_count(&self) -> usize {
         self.calls.len()
-    }
-
-    /// How many calls wait in group queues, offered to no member or ringing members but not yet
-    /// answered (PROTOCOL.md section 10).
-    pub fn queued_call_count(&self) -> usize {
-        self.queue.len()
     }
 
     /// How many terminals are registered.

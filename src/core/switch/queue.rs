@@ -17,6 +17,7 @@ use crate::core::events::{CallStatus, GroupAnswer};
 use crate::core::groups::{Group, Strategy};
 use crate::core::message::{ByeReason, NoticeBody};
 use crate::core::types::{CallId, Msisdn};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -36,9 +37,44 @@ impl Switch {
             passed: Vec::new(),
             declined: Vec::new(),
         });
-        self.queue.insert(key);
+        self.join_queue(key);
         self.send_to_leg(key, Party::Caller, caller_leg, NoticeBody::Ringing);
         self.emit(key, CallStatus::Ringing, None, None);
+    }
+
+    /// How many calls wait in group queues, offered to no member or ringing members but not yet
+    /// answered.
+    pub fn queued_call_count(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// How many calls wait in each group's queue (groups with none left out), by group number.
+    /// Costs a walk of the queues: call it when [`Switch::queue_changes`] moved.
+    pub fn queued_calls_by_group(&self) -> BTreeMap<Msisdn, usize> {
+        let mut counts = BTreeMap::new();
+        for key in &self.queue {
+            *counts
+                .entry(self.queued(*key).group.number.clone())
+                .or_default() += 1;
+        }
+        counts
+    }
+
+    /// How many times a call joined or left a queue since the switch began: while it stays the
+    /// same, so do [`Switch::queued_calls_by_group`]'s counts.
+    pub fn queue_changes(&self) -> u64 {
+        self.queue_changes
+    }
+
+    fn join_queue(&mut self, key: CallKey) {
+        self.queue.insert(key);
+        self.queue_changes += 1;
+    }
+
+    fn leave_queue(&mut self, key: CallKey) {
+        if self.queue.remove(&key) {
+            self.queue_changes += 1;
+        }
     }
 
     /// Whether any member of `group` but `caller` has a terminal at all (section 10: a group
@@ -300,7 +336,7 @@ impl Switch {
             unreachable!("a queued call rings");
         };
         let queued = ringing.queued.take().expect("a queued call");
-        self.queue.remove(&key);
+        self.leave_queue(key);
         self.timers.disarm(key, TimerKind::MemberRing);
         let id = self.calls[&key].side(Party::Callee).id;
         for other in queued.offered.iter().filter(|m| *m != member) {
@@ -335,7 +371,7 @@ impl Switch {
         for member in &queued.offered {
             self.forget_member_offer(key, id, member);
         }
-        self.queue.remove(&key);
+        self.leave_queue(key);
     }
 
     /// The member whose terminal `leg` is.
