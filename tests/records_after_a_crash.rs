@@ -4,6 +4,9 @@
 //! `webterminal-core records --format json` prints it. And a records path that cannot be opened
 //! does not stop the binary from serving calls: the failure is logged.
 
+#[path = "support/ports.rs"]
+mod ports;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -49,10 +52,7 @@ impl Drop for TempDir {
 }
 
 fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    SocketAddr::from(([127, 0, 0, 1], ports::free_port()))
 }
 
 /// `serve` on `addr` keeping records in `records`, once it listens.
