@@ -15,9 +15,6 @@
 //! Every wait is on a condition the page reports through `window.softphone.state()` and
 //! `window.softphone.stats()`, with generous timeouts; no sleep decides an outcome.
 
-#[path = "support/ports.rs"]
-mod ports;
-
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -156,7 +153,10 @@ impl Drop for WebDriver {
 impl WebDriver {
     async fn start() -> WebDriver {
         let path = tool("CHROMEDRIVER", "/usr/bin/chromedriver");
-        let port = ports::free_port();
+        let port = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            probe.local_addr().unwrap().port()
+        };
         let child = tokio::process::Command::new(&path)
             .arg(format!("--port={port}"))
             .arg("--allowed-ips=127.0.0.1")

@@ -4,9 +4,6 @@
 //! `webterminal-core records --format json` prints it. And a records path that cannot be opened
 //! does not stop the binary from serving calls: the failure is logged.
 
-#[path = "support/ports.rs"]
-mod ports;
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -52,7 +49,10 @@ impl Drop for TempDir {
 }
 
 fn free_addr() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], ports::free_port()))
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
 }
 
 /// `serve` on `addr` keeping records in `records`, once it listens.

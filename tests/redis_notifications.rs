@@ -3,9 +3,6 @@
 //! in order, once it is back; a Redis that never comes up changes nothing for calls or startup;
 //! past the queue's bound the oldest are dropped and counted; the binary's `--redis` flags.
 
-// Both support modules bring the one port picker (`support/ports.rs`).
-#![allow(clippy::duplicate_mod)]
-
 #[path = "support/redis.rs"]
 mod redis_support;
 

@@ -5,9 +5,6 @@
 //! `Bye{SERVER_SHUTDOWN}` with its call id, every response stream (observers' too) ends with status
 //! OK, and the process exits 0 within a bound.
 
-#[path = "support/ports.rs"]
-mod ports;
-
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;
@@ -175,7 +172,11 @@ async fn sigterm_under_load_byes_every_leg_and_exits_0() {
 }
 
 async fn scenario() {
-    let port = ports::free_port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_webterminal-core"))
         .args([

@@ -21,10 +21,14 @@ use webterminal_core::server::auth::{mint_token, REQUIRED_SCOPE};
 /// How long a test waits for the server or a message before it fails.
 pub const WAIT: Duration = Duration::from_secs(10);
 
-#[path = "ports.rs"]
-mod ports;
-#[allow(unused_imports)] // not every test that includes this module starts a server on a port
-pub use ports::free_port;
+/// A free port on 127.0.0.1 (bound, read, released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
 
 /// The SDP fixture `name` (`tests/fixtures/sdp/`).
 pub fn fixture(name: &str) -> String {

@@ -10,7 +10,7 @@
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,9 +19,14 @@ use std::time::{Duration, Instant};
 /// How long a started server may take to answer PING.
 const READY_WITHIN: Duration = Duration::from_secs(10);
 
-#[path = "ports.rs"]
-mod ports;
-pub use ports::free_port;
+/// A loopback port nothing listens on now (the OS's pick, released at once).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("a loopback port")
+        .local_addr()
+        .expect("its address")
+        .port()
+}
 
 /// The `redis-server` binary tests run.
 pub fn redis_server_binary() -> String {
