@@ -16,21 +16,29 @@ const SECRET: &str = "metrics-test-secret";
 const A: &str = "+4791234601";
 const B: &str = "+4791234602";
 
-#[tokio::test]
-async fn the_binary_serves_prometheus_metrics_of_its_calls() {
+/// The binary serving on a free port, its metrics on another, with `extra` flags; returns both
+/// ports and the process (killed on drop).
+fn serve(extra: &[&std::ffi::OsStr]) -> (u16, u16, Server) {
     let (port, metrics_port) = (free_port(), free_port());
-    let _server = Server(
+    let server = Server(
         Command::new(env!("CARGO_BIN_EXE_webterminal-core"))
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
             .args(["--jwt-secret", SECRET, "--phone-network", "none"])
             .args(["--records", "none"])
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("the server starts"),
     );
+    (port, metrics_port, server)
+}
+
+#[tokio::test]
+async fn the_binary_serves_prometheus_metrics_of_its_calls() {
+    let (port, metrics_port, _server) = serve(&[]);
     let (a_tx, mut a_rx) = open(port, SECRET, A).await;
     let (b_tx, mut b_rx) = open(port, SECRET, B).await;
     expect_sample(
@@ -148,20 +156,8 @@ async fn group_calls_are_counted_while_queued_and_their_hold_time_measured() {
         ),
     )
     .unwrap();
-    let (port, metrics_port) = (free_port(), free_port());
-    let _server = Server(
-        Command::new(env!("CARGO_BIN_EXE_webterminal-core"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
-            .args(["--jwt-secret", SECRET, "--phone-network", "none"])
-            .args(["--records", "none", "--routing"])
-            .arg(&routing)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("the server starts"),
-    );
+    let (port, metrics_port, _server) =
+        serve(&[std::ffi::OsStr::new("--routing"), routing.as_os_str()]);
     let (b_tx, mut b_rx) = open(port, SECRET, B).await;
     let (a_tx, mut a_rx) = open(port, SECRET, A).await;
     let id = uuid::Uuid::new_v4().to_string();
