@@ -1,7 +1,7 @@
 //! What the server is configured with ([`ServerConfig`]) and its defaults: listen address, limits,
 //! rates, keepalives, TLS files, token policy, records, routing file and notifications.
 
-use super::{driver, gateway, listener, operator, rate_limit, softphone, wire};
+use super::{driver, gateway, health, listener, operator, rate_limit, softphone, wire};
 use crate::core::SwitchConfig;
 use crate::notifications::NotificationsConfig;
 use crate::records::RecordsConfig;
@@ -114,6 +114,10 @@ pub struct ServerConfig {
     /// `serve` without `--jwt-secret`), since whoever reaches the listener may then mint a token for
     /// any number. Default `None`: off.
     pub demo_tokens: Option<softphone::DemoTokens>,
+    /// The health `GET /healthz` and `GET /readyz` report ([`health`]); [`serve`](super::serve)
+    /// marks it draining when shutdown begins. Share a clone with
+    /// [`metrics::install`](super::metrics::install) to serve the same health on the metrics port.
+    pub health: health::Health,
 }
 
 /// Default per-terminal message rate, in messages per second (burst: twice as many).
@@ -168,6 +172,7 @@ impl ServerConfig {
             call_attempts_per_second_per_number: None,
             offers_per_second_per_callee: None,
             connections: listener::ConnectionLimits::default(),
+            health: health::Health::new(),
             events: operator::EventLimits::default(),
             records: RecordsConfig::None,
             routing: None,

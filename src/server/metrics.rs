@@ -67,20 +67,44 @@ const HOLD_BUCKETS: [f64; 11] = [
 
 /// Why [`install`] failed.
 #[derive(Debug, thiserror::Error)]
-#[error("metrics: {0}")]
-pub struct MetricsError(#[from] metrics_exporter_prometheus::BuildError);
+pub enum MetricsError {
+    /// The recorder could not be built or installed (one is installed already).
+    #[error("metrics: {0}")]
+    Recorder(#[from] metrics_exporter_prometheus::BuildError),
+    /// The metrics listener could not be bound.
+    #[error("metrics: cannot listen on {listen}: {source}")]
+    Listen {
+        /// The address asked for.
+        listen: SocketAddr,
+        /// Why the bind failed.
+        source: std::io::Error,
+    },
+}
 
-/// Installs the process-wide Prometheus recorder and serves `GET /metrics` on `listen` (PROTOCOL.md
-/// section 12).
+/// How often histograms are folded and idle series expired, as the exporter asks of its owner.
+const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Installs the process-wide Prometheus recorder and serves, over HTTP/1.1 on `listen` (port 0:
+/// any free port), `GET /metrics` in the Prometheus text format (PROTOCOL.md section 12) and
+/// `GET /healthz` and `GET /readyz` reporting `health` ([`super::health`]). Returns the address
+/// bound, once it listens.
 ///
 /// # Errors
-/// [`MetricsError`] when a recorder is already installed or the listener cannot be set up.
+/// [`MetricsError`] when a recorder is already installed or `listen` cannot be bound.
 ///
 /// # Panics
-/// Outside a tokio runtime (the HTTP listener runs on it).
-pub fn install(listen: SocketAddr) -> Result<(), MetricsError> {
-    metrics_exporter_prometheus::PrometheusBuilder::new()
-        .with_http_listener(listen)
+/// Outside a tokio runtime (the HTTP listener and the exporter's upkeep run on it).
+pub async fn install(
+    listen: SocketAddr,
+    health: super::health::Health,
+) -> Result<SocketAddr, MetricsError> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|source| MetricsError::Listen { listen, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| MetricsError::Listen { listen, source })?;
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
         .set_buckets_for_metric(
             metrics_exporter_prometheus::Matcher::Full(CALL_SETUP.to_owned()),
             &SETUP_BUCKETS,
@@ -89,10 +113,40 @@ pub fn install(listen: SocketAddr) -> Result<(), MetricsError> {
             metrics_exporter_prometheus::Matcher::Full(QUEUE_HOLD.to_owned()),
             &HOLD_BUCKETS,
         )?
-        .install()?;
+        .install_recorder()?;
     describe();
-    tracing::info!(%listen, "metrics at http://{listen}/metrics");
-    Ok(())
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(UPKEEP_INTERVAL);
+        loop {
+            interval.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let handle = handle.clone();
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4",
+                        )],
+                        handle.render(),
+                    )
+                }
+            }),
+        )
+        .merge(super::health::router(health));
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(%e, "the metrics listener stopped");
+        }
+    });
+    tracing::info!(listen = %bound, "metrics at http://{bound}/metrics");
+    Ok(bound)
 }
 
 fn describe() {

@@ -10,12 +10,14 @@
 //! - [`listener`]: the connection edge: caps, accept back-off, handshake and idle deadlines.
 //! - [`rate_limit`]: rate limits per terminal, per number and per caller and callee (section 6).
 //! - [`softphone`]: the softphone page at `GET /` and the demo token endpoint (section 11).
+//! - [`health`]: `GET /healthz` and `GET /readyz` for load balancers and probes.
 //! - [`serve`]: all of it on one listener, with health, reflection and shutdown (PROTOCOL.md 4.9).
 
 pub mod auth;
 mod config;
 pub mod driver;
 pub mod gateway;
+pub mod health;
 mod http_server;
 pub mod listener;
 pub mod metrics;
@@ -414,6 +416,7 @@ impl Exchange {
         }
 
         tracing::info!("shutting down: no new connections, Bye{{SERVER_SHUTDOWN}} on every leg");
+        config.health.start_draining();
         health
             .set_not_serving::<WebTerminalServiceServer<service::WebTerminal>>()
             .await;
@@ -445,7 +448,9 @@ impl Exchange {
 /// [`softphone::router`]) and, with `config.demo_tokens`, its demo token endpoint
 /// ([`softphone::demo_router`]).
 fn browser_routes(gateway: gateway::Gateway, config: &ServerConfig) -> axum::Router {
-    let routes = gateway::router(gateway).merge(softphone::router());
+    let routes = gateway::router(gateway)
+        .merge(softphone::router())
+        .merge(health::router(config.health.clone()));
     match &config.demo_tokens {
         Some(demo) => routes.merge(softphone::demo_router(&config.jwt_secret, demo.clone())),
         None => routes,

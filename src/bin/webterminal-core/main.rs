@@ -24,6 +24,7 @@ macro_rules! say {
     }};
 }
 
+mod config_file;
 mod guide;
 mod parse;
 mod records;
@@ -31,9 +32,9 @@ mod secret;
 mod serve;
 mod token;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use records::{run_records, RecordsArgs};
-use serve::{run_serve, ServeArgs};
+use serve::{run_serve, LogFormat, ServeArgs};
 use std::process::ExitCode;
 use token::{run_token, TokenArgs};
 
@@ -60,20 +61,37 @@ enum Command {
     Records(RecordsArgs),
 }
 
+/// A configuration the core will not start with (a bad `--config` file): as for a bad flag.
+const EXIT_CONFIG: u8 = 2;
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let personal_data = matches!(&cli.command, Command::Serve(args) if args.log_personal_data);
-    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    if !personal_data {
-        // webrtc-sdp warns about every attribute it does not model (Chromium's rtcp-xr, say) and
-        // quotes the SDP line: personal data, and a measurable cost on every call (BENCHMARKS.md).
-        filter = filter.add_directive("webrtc_sdp=error".parse().expect("a valid directive"));
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let matches = match config_file::matches_with_file(Cli::command(), &argv) {
+        Ok(Ok(matches)) => matches,
+        Ok(Err(e)) => e.exit(),
+        Err(e) => return config_error(&e),
+    };
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let Command::Serve(args) = &cli.command {
+        let serve = matches
+            .subcommand_matches("serve")
+            .expect("serve was parsed");
+        if let Err(e) = config_file::check_pairs(serve) {
+            return config_error(&e);
+        }
+        if args.print_config {
+            let mut command = Cli::command();
+            command.build();
+            let serve_command = command.find_subcommand("serve").expect("a serve command");
+            print!("{}", config_file::effective(serve_command, serve));
+            return ExitCode::SUCCESS;
+        }
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    let (personal_data, format) = match &cli.command {
+        Command::Serve(args) => (args.log_personal_data, args.log_format),
+        _ => (false, LogFormat::Text),
+    };
+    init_logging(personal_data, format);
     let result = match cli.command {
         Command::Serve(args) => run_serve(*args),
         Command::Token(args) => run_token(args),
@@ -85,6 +103,31 @@ fn main() -> ExitCode {
             eprintln!("webterminal-core: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn config_error(e: &config_file::ConfigError) -> ExitCode {
+    eprintln!("webterminal-core: {e}");
+    ExitCode::from(EXIT_CONFIG)
+}
+
+/// Logs to stderr in `format`, filtered by `RUST_LOG` (default `info`).
+fn init_logging(personal_data: bool, format: LogFormat) {
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if !personal_data {
+        // webrtc-sdp warns about every attribute it does not model (Chromium's rtcp-xr, say) and
+        // quotes the SDP line: personal data, and a measurable cost on every call (BENCHMARKS.md).
+        filter = filter.add_directive("webrtc_sdp=error".parse().expect("a valid directive"));
+    }
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.init(),
+        // One object per line; the span list is left out (the current span is kept), so a line
+        // stays short and says where it came from.
+        LogFormat::Json => logs.json().with_span_list(false).init(),
     }
 }
 

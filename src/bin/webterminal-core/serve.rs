@@ -14,135 +14,248 @@ use webterminal_core::notifications::{self, NotificationsConfig};
 use webterminal_core::records::RecordsConfig;
 use webterminal_core::server::{self, wire, PhoneNetworkKind, ServerConfig, TlsFiles, TokenPolicy};
 
+/// `serve`'s options. Each is a flag, an environment variable `WEBTERMINAL_<ID>` and a key `<id>` in
+/// the config file's section named by its help heading (`Phone network` is `[phone_network]`);
+/// [`crate::config_file`] layers them: flags over the environment over the file over the defaults.
 #[derive(Args, Debug)]
 pub(crate) struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:50051")]
+    /// TOML config file: any option below as a key in its section (`[limits] ring_timeout = "30s"`).
+    /// Flags and WEBTERMINAL_* variables override it.
+    #[arg(long, value_name = "FILE", env = "WEBTERMINAL_CONFIG")]
+    pub(crate) config: Option<PathBuf>,
+    /// Print the effective configuration as TOML (secrets redacted) and exit.
+    #[arg(long)]
+    pub(crate) print_config: bool,
+
+    /// Address to listen on (port 0: any free port, printed at start).
+    #[arg(
+        long,
+        default_value = "127.0.0.1:50051",
+        env = "WEBTERMINAL_LISTEN",
+        help_heading = "Listener"
+    )]
     listen: SocketAddr,
-    /// HS256 secret access tokens are signed with. Default: the stored secret, made if missing.
-    #[arg(long, env = "WEBTERMINAL_JWT_SECRET", hide_env_values = true)]
-    jwt_secret: Option<String>,
-    /// How long a call may ring before NO_ANSWER (e.g. 500ms, 2s, 1m).
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
-    ring_timeout: Duration,
-    /// How long a re-offer, pull or handover may wait for the far side's answer.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
-    negotiation_timeout: Duration,
-    /// Phone network behind the core: the simulated one, or none.
-    #[arg(long, value_enum, default_value = "sim")]
-    phone_network: PhoneNetworkArg,
-    /// How many calls one MultiPipe terminal may be in at once.
-    #[arg(long, default_value_t = webterminal_core::core::SwitchConfig::default().multipipe_call_cap)]
-    multipipe_call_cap: usize,
-    /// Largest gRPC message accepted from a client, in bytes.
-    #[arg(long, default_value_t = server::DEFAULT_MAX_MESSAGE_BYTES)]
-    max_message_bytes: usize,
-    /// Largest SDP accepted in an Offer or Answer, in bytes.
-    #[arg(long, default_value_t = wire::DEFAULT_MAX_SDP_BYTES)]
-    max_sdp_bytes: usize,
-    /// How long a call whose active terminal went away waits to be pulled back before the far side
-    /// gets Bye{PEER_GONE}; 0 ends it at once.
-    #[arg(long, default_value = "15s", value_parser = parse_grace)]
-    reconnect_grace: Duration,
-    /// Most terminals registered at once; more fail with RESOURCE_EXHAUSTED.
-    #[arg(long, default_value_t = SwitchConfig::default().max_terminals)]
-    max_terminals: usize,
-    /// Most terminals registered at once for one number; more fail with RESOURCE_EXHAUSTED.
-    #[arg(long, default_value_t = SwitchConfig::default().max_terminals_per_msisdn)]
-    max_terminals_per_msisdn: usize,
-    /// Messages per second one terminal may send (burst: twice as many); more get RATE_LIMIT_HIT.
-    #[arg(long, default_value_t = server::DEFAULT_MESSAGES_PER_SECOND)]
-    messages_per_second: u32,
-    /// New calls per second one terminal may attempt (burst: twice as many); more get RATE_LIMIT_HIT.
-    #[arg(long, default_value_t = server::DEFAULT_CALL_ATTEMPTS_PER_SECOND)]
-    call_attempts_per_second: u32,
-    /// Messages per second one number may send across all its terminals and reconnects (burst:
-    /// twice as many); more get RATE_LIMIT_HIT. Default: 5 x --messages-per-second.
-    #[arg(long)]
-    messages_per_second_per_number: Option<u32>,
-    /// New calls per second one number may attempt across all its terminals and reconnects
-    /// (burst: twice as many); more get RATE_LIMIT_HIT. Default: --call-attempts-per-second.
-    #[arg(long)]
-    call_attempts_per_second_per_number: Option<u32>,
-    /// New calls per second one number may make to one other number (burst: twice as many); more
-    /// get RATE_LIMIT_HIT. Default: --call-attempts-per-second-per-number.
-    #[arg(long)]
-    offers_per_second_per_callee: Option<u32>,
-    /// How long a new connection has to complete its TLS and HTTP/2 handshake and open its first
-    /// rpc before it is closed.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
-    handshake_timeout: Duration,
-    /// How long a connection may stay open with no rpc open on it; 0: no limit.
-    #[arg(long, default_value = "120s", value_parser = parse_grace)]
-    idle_timeout: Duration,
-    /// Most connections open at once; more are closed as soon as accepted. Default: the open-file
-    /// limit less 64.
-    #[arg(long)]
-    max_connections: Option<usize>,
-    /// Most connections open at once from one IP address; more are closed as soon as accepted.
-    /// Default: an eighth of --max-connections.
-    #[arg(long)]
-    max_connections_per_ip: Option<usize>,
     /// PEM certificate chain to serve TLS with (needs --tls-key). Without it: plaintext.
-    #[arg(long, requires = "tls_key")]
+    #[arg(
+        long,
+        requires = "tls_key",
+        env = "WEBTERMINAL_TLS_CERT",
+        help_heading = "Listener"
+    )]
     tls_cert: Option<PathBuf>,
     /// PEM private key for --tls-cert.
-    #[arg(long, requires = "tls_cert")]
+    #[arg(
+        long,
+        requires = "tls_cert",
+        env = "WEBTERMINAL_TLS_KEY",
+        help_heading = "Listener"
+    )]
     tls_key: Option<PathBuf>,
     /// An origin (`scheme://host[:port]`, as browsers send `Origin`) besides the core's own whose
     /// pages may open a WebSocket (/pipe, /multipipe) with the `token` cookie; repeatable. Pages of
     /// any origin may send the token as the subprotocol `Bearer, <token>`.
-    #[arg(long = "allowed-origin")]
+    #[arg(
+        long = "allowed-origin",
+        env = "WEBTERMINAL_ALLOWED_ORIGINS",
+        value_delimiter = ',',
+        help_heading = "Listener"
+    )]
     allowed_origins: Vec<String>,
-    /// PEM public key (RSA for RS256, P-256 for ES256) tokens may be signed with; repeatable.
-    #[arg(long = "public-key")]
-    public_keys: Vec<PathBuf>,
-    /// JWKS file (RFC 7517) whose keys tokens may be signed with, picked by the token's `kid`.
-    #[arg(long)]
-    jwks: Option<PathBuf>,
-    /// Required token issuer (`iss`).
-    #[arg(long)]
-    issuer: Option<String>,
-    /// Required token audience (`aud`).
-    #[arg(long)]
-    audience: Option<String>,
-    /// Log phone numbers and SDP bodies in full (personal data; off by default: redacted).
-    #[arg(long)]
-    pub(crate) log_personal_data: bool,
-    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464). Default: none.
-    #[arg(long)]
-    metrics_listen: Option<SocketAddr>,
+    /// How long a new connection has to complete its TLS and HTTP/2 handshake and open its first
+    /// rpc before it is closed.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, env = "WEBTERMINAL_HANDSHAKE_TIMEOUT", help_heading = "Listener")]
+    handshake_timeout: Duration,
+    /// How long a connection may stay open with no rpc open on it; 0: no limit.
+    #[arg(long, default_value = "120s", value_parser = parse_grace, env = "WEBTERMINAL_IDLE_TIMEOUT", help_heading = "Listener")]
+    idle_timeout: Duration,
+    /// Most connections open at once; more are closed as soon as accepted. Default: the open-file
+    /// limit less 64.
+    #[arg(long, env = "WEBTERMINAL_MAX_CONNECTIONS", help_heading = "Listener")]
+    max_connections: Option<usize>,
+    /// Most connections open at once from one IP address; more are closed as soon as accepted.
+    /// Default: an eighth of --max-connections.
+    #[arg(
+        long,
+        env = "WEBTERMINAL_MAX_CONNECTIONS_PER_IP",
+        help_heading = "Listener"
+    )]
+    max_connections_per_ip: Option<usize>,
+    /// Largest gRPC message accepted from a client, in bytes.
+    #[arg(long, default_value_t = server::DEFAULT_MAX_MESSAGE_BYTES, env = "WEBTERMINAL_MAX_MESSAGE_BYTES", help_heading = "Listener")]
+    max_message_bytes: usize,
+    /// How long a shutdown (SIGTERM, SIGINT) may take to end every call and close every connection
+    /// before the rest are dropped.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, env = "WEBTERMINAL_DRAIN_TIMEOUT", help_heading = "Listener")]
+    drain_timeout: Duration,
     /// Worker threads of the runtime; 0 means one per CPU core. 1 runs everything on one thread
     /// (no cross-thread wake-ups), which suits a small machine shared with other work.
-    #[arg(long, default_value_t = 0)]
+    #[arg(
+        long,
+        default_value_t = 0,
+        env = "WEBTERMINAL_THREADS",
+        help_heading = "Listener"
+    )]
     threads: usize,
+
+    /// How long a call may ring before NO_ANSWER (e.g. 500ms, 2s, 1m).
+    #[arg(long, default_value = "60s", value_parser = parse_duration, env = "WEBTERMINAL_RING_TIMEOUT", help_heading = "Calls")]
+    ring_timeout: Duration,
+    /// How long a re-offer, pull or handover may wait for the far side's answer.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, env = "WEBTERMINAL_NEGOTIATION_TIMEOUT", help_heading = "Calls")]
+    negotiation_timeout: Duration,
+    /// How long a call whose active terminal went away waits to be pulled back before the far side
+    /// gets Bye{PEER_GONE}; 0 ends it at once.
+    #[arg(long, default_value = "15s", value_parser = parse_grace, env = "WEBTERMINAL_RECONNECT_GRACE", help_heading = "Calls")]
+    reconnect_grace: Duration,
+
+    /// Most terminals registered at once; more fail with RESOURCE_EXHAUSTED.
+    #[arg(long, default_value_t = SwitchConfig::default().max_terminals, env = "WEBTERMINAL_MAX_TERMINALS", help_heading = "Limits")]
+    max_terminals: usize,
+    /// Most terminals registered at once for one number; more fail with RESOURCE_EXHAUSTED.
+    #[arg(long, default_value_t = SwitchConfig::default().max_terminals_per_msisdn, env = "WEBTERMINAL_MAX_TERMINALS_PER_MSISDN", help_heading = "Limits")]
+    max_terminals_per_msisdn: usize,
+    /// How many calls one MultiPipe terminal may be in at once.
+    #[arg(long, default_value_t = SwitchConfig::default().multipipe_call_cap, env = "WEBTERMINAL_MULTIPIPE_CALL_CAP", help_heading = "Limits")]
+    multipipe_call_cap: usize,
+    /// Largest SDP accepted in an Offer or Answer, in bytes.
+    #[arg(long, default_value_t = wire::DEFAULT_MAX_SDP_BYTES, env = "WEBTERMINAL_MAX_SDP_BYTES", help_heading = "Limits")]
+    max_sdp_bytes: usize,
+    /// Messages per second one terminal may send (burst: twice as many); more get RATE_LIMIT_HIT.
+    #[arg(long, default_value_t = server::DEFAULT_MESSAGES_PER_SECOND, env = "WEBTERMINAL_MESSAGES_PER_SECOND", help_heading = "Limits")]
+    messages_per_second: u32,
+    /// New calls per second one terminal may attempt (burst: twice as many); more get RATE_LIMIT_HIT.
+    #[arg(long, default_value_t = server::DEFAULT_CALL_ATTEMPTS_PER_SECOND, env = "WEBTERMINAL_CALL_ATTEMPTS_PER_SECOND", help_heading = "Limits")]
+    call_attempts_per_second: u32,
+    /// Messages per second one number may send across all its terminals and reconnects (burst:
+    /// twice as many); more get RATE_LIMIT_HIT. Default: 5 x --messages-per-second.
+    #[arg(
+        long,
+        env = "WEBTERMINAL_MESSAGES_PER_SECOND_PER_NUMBER",
+        help_heading = "Limits"
+    )]
+    messages_per_second_per_number: Option<u32>,
+    /// New calls per second one number may attempt across all its terminals and reconnects
+    /// (burst: twice as many); more get RATE_LIMIT_HIT. Default: --call-attempts-per-second.
+    #[arg(
+        long,
+        env = "WEBTERMINAL_CALL_ATTEMPTS_PER_SECOND_PER_NUMBER",
+        help_heading = "Limits"
+    )]
+    call_attempts_per_second_per_number: Option<u32>,
+    /// New calls per second one number may make to one other number (burst: twice as many); more
+    /// get RATE_LIMIT_HIT. Default: --call-attempts-per-second-per-number.
+    #[arg(
+        long,
+        env = "WEBTERMINAL_OFFERS_PER_SECOND_PER_CALLEE",
+        help_heading = "Limits"
+    )]
+    offers_per_second_per_callee: Option<u32>,
+
+    /// HS256 secret access tokens are signed with. Default: the stored secret, made if missing.
+    #[arg(
+        long,
+        env = "WEBTERMINAL_JWT_SECRET",
+        hide_env_values = true,
+        help_heading = "Auth"
+    )]
+    jwt_secret: Option<String>,
+    /// PEM public key (RSA for RS256, P-256 for ES256) tokens may be signed with; repeatable.
+    #[arg(
+        long = "public-key",
+        env = "WEBTERMINAL_PUBLIC_KEYS",
+        value_delimiter = ',',
+        help_heading = "Auth"
+    )]
+    public_keys: Vec<PathBuf>,
+    /// JWKS file (RFC 7517) whose keys tokens may be signed with, picked by the token's `kid`.
+    #[arg(long, env = "WEBTERMINAL_JWKS", help_heading = "Auth")]
+    jwks: Option<PathBuf>,
+    /// Required token issuer (`iss`).
+    #[arg(long, env = "WEBTERMINAL_ISSUER", help_heading = "Auth")]
+    issuer: Option<String>,
+    /// Required token audience (`aud`).
+    #[arg(long, env = "WEBTERMINAL_AUDIENCE", help_heading = "Auth")]
+    audience: Option<String>,
+
     /// SQLite file to keep call records in, or `none` to keep none. Default: records.sqlite3 in
     /// the data directory (beside the stored JWT secret).
-    #[arg(long, value_name = "PATH|none")]
+    #[arg(
+        long,
+        value_name = "PATH|none",
+        env = "WEBTERMINAL_RECORDS",
+        help_heading = "Records"
+    )]
     pub(crate) records: Option<PathBuf>,
+
     /// Routing file (TOML) listing groups: hunt groups and queues (PROTOCOL.md section 10). Read
     /// at start (a bad file is a startup error) and again on SIGHUP (a bad file is logged and the
     /// groups in force are kept). Default: none.
-    #[arg(long, value_name = "FILE")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "WEBTERMINAL_ROUTING",
+        help_heading = "Routing"
+    )]
     routing: Option<PathBuf>,
+
     /// Announce each answered group call on this Redis (redis://[user][:password@]host[:port][/db]
     /// or unix:///path): RPUSH of one JSON message to --redis-key. A URL that does not parse is a
     /// startup error; a Redis that is down is not (notifications wait). Default: none.
     #[arg(
-        long,
+        long = "redis",
         value_name = "URL",
         env = "WEBTERMINAL_REDIS_URL",
-        hide_env_values = true
+        hide_env_values = true,
+        help_heading = "Redis"
     )]
-    redis: Option<String>,
+    redis_url: Option<String>,
     /// The Redis list notifications are pushed to.
-    #[arg(long, value_name = "KEY", default_value = notifications::DEFAULT_KEY)]
+    #[arg(long, value_name = "KEY", default_value = notifications::DEFAULT_KEY, env = "WEBTERMINAL_REDIS_KEY", help_heading = "Redis")]
     redis_key: String,
     /// Most notifications kept while Redis is slow or down (at least 10000); past it the oldest
     /// is dropped, logged and counted.
     #[arg(long, value_name = "N", default_value_t = notifications::DEFAULT_QUEUE_BOUND as u64,
-          value_parser = clap::value_parser!(u64).range(notifications::DEFAULT_QUEUE_BOUND as u64..))]
+          value_parser = clap::value_parser!(u64).range(notifications::DEFAULT_QUEUE_BOUND as u64..),
+          env = "WEBTERMINAL_REDIS_QUEUE", help_heading = "Redis")]
     redis_queue: u64,
+
+    /// Phone network behind the core: the simulated one, or none.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "sim",
+        env = "WEBTERMINAL_PHONE_NETWORK",
+        help_heading = "Phone network"
+    )]
+    phone_network: PhoneNetworkArg,
+
+    /// Log format on stderr: `text` for people, `json` (one object per line) for log shippers.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "text",
+        env = "WEBTERMINAL_LOG_FORMAT",
+        help_heading = "Logs"
+    )]
+    pub(crate) log_format: LogFormat,
+    /// Log phone numbers and SDP bodies in full (personal data; off by default: redacted).
+    #[arg(long, env = "WEBTERMINAL_LOG_PERSONAL_DATA", help_heading = "Logs")]
+    pub(crate) log_personal_data: bool,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics, with /healthz and /readyz (e.g.
+    /// 127.0.0.1:9464; port 0: any free port, printed at start). Default: none.
+    #[arg(long, env = "WEBTERMINAL_METRICS_LISTEN", help_heading = "Metrics")]
+    metrics_listen: Option<SocketAddr>,
+}
+
+/// How `serve` writes its log lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Human-readable lines (tracing's default format).
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `target`, `fields` (with `message`) and
+    /// `span`s; personal data redacted as in text.
+    Json,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -163,6 +276,7 @@ pub(crate) fn run_serve(args: ServeArgs) -> CliResult {
     };
     let mut config = ServerConfig::new(secret.as_bytes());
     config.listen = args.listen;
+    config.drain_timeout = args.drain_timeout;
     config.switch.ring_timeout = args.ring_timeout;
     config.switch.negotiation_timeout = args.negotiation_timeout;
     config.switch.multipipe_call_cap = args.multipipe_call_cap;
@@ -226,7 +340,7 @@ pub(crate) fn run_serve(args: ServeArgs) -> CliResult {
         tracing::info!(path = %path.display(), "call records");
     }
     config.routing = args.routing;
-    if let Some(url) = &args.redis {
+    if let Some(url) = &args.redis_url {
         let mut redis = NotificationsConfig::new(url).map_err(|e| format!("--redis: {e}"))?;
         redis.key = args.redis_key;
         redis.queue_bound = usize::try_from(args.redis_queue).unwrap_or(usize::MAX);
@@ -249,9 +363,10 @@ pub(crate) fn run_serve(args: ServeArgs) -> CliResult {
     };
     let metrics_listen = args.metrics_listen;
     runtime.block_on(async move {
-        if let Some(listen) = metrics_listen {
-            server::metrics::install(listen)?;
-        }
+        let metrics = match metrics_listen {
+            Some(listen) => Some(server::metrics::install(listen, config.health.clone()).await?),
+            None => None,
+        };
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let local = listener.local_addr()?;
         let scheme = if config.tls.is_some() {
@@ -271,6 +386,10 @@ pub(crate) fn run_serve(args: ServeArgs) -> CliResult {
             "http"
         };
         say!("  softphone page: {web}://{local}/");
+        say!("  health: {web}://{local}/healthz and {web}://{local}/readyz");
+        if let Some(metrics) = metrics {
+            say!("  metrics: http://{metrics}/metrics (and /healthz, /readyz)");
+        }
         if let Some(path) = stored_at {
             // How grpcurl reaches this listener: in the clear, or trusting our certificate.
             let transport = match &config.tls {
@@ -373,7 +492,7 @@ mod tests {
         assert_eq!(args.max_connections, Some(100));
         assert_eq!(args.max_connections_per_ip, Some(10));
         assert_eq!(args.offers_per_second_per_callee, Some(1));
-        assert_eq!(args.redis, None, "no notifications unless asked");
+        assert_eq!(args.redis_url, None, "no notifications unless asked");
         assert_eq!(args.redis_key, "enigma:notifications:inbound");
         assert_eq!(args.redis_queue, 10_000);
         for refused in [
@@ -401,7 +520,7 @@ mod tests {
         let Command::Serve(args) = cli.command else {
             panic!("expected serve")
         };
-        assert_eq!(args.redis.as_deref(), Some("redis://127.0.0.1:6390/1"));
+        assert_eq!(args.redis_url.as_deref(), Some("redis://127.0.0.1:6390/1"));
         assert_eq!(args.redis_key, "queue:in");
         assert_eq!(args.redis_queue, 50_000);
         for refused in [&["--redis-queue", "9999"][..], &["--redis-queue", "-1"]] {
