@@ -139,3 +139,37 @@ async fn log_personal_data_shows_numbers_when_asked() {
         assert!(log.contains(value), "{key}'s value shown:\n{log}");
     }
 }
+
+#[tokio::test]
+async fn json_logs_are_one_object_a_line_and_hold_no_personal_data() {
+    let log = log_of_a_call(&["--log-format", "json"]).await;
+    let mut messages = Vec::new();
+    for line in log.lines() {
+        let object: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON object ({e}): {line}"));
+        for field in ["timestamp", "level", "target"] {
+            assert!(object.get(field).is_some(), "{field} in {line}");
+        }
+        messages.push(
+            object["fields"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned(),
+        );
+    }
+    assert!(
+        messages.iter().any(|m| m == "call established"),
+        "the call was logged: {log}"
+    );
+    for number in [A, B] {
+        let digits = number.trim_start_matches('+');
+        assert!(!log.contains(digits), "{number} in the log:\n{log}");
+    }
+    for line in sdp_lines() {
+        let value = line.split_once('=').unwrap().1;
+        assert!(!log.contains(value), "SDP line {line:?} in the log:\n{log}");
+    }
+    for (key, value) in CONTEXT {
+        assert!(!log.contains(value), "{key}'s value in the log:\n{log}");
+    }
+}

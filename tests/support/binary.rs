@@ -99,6 +99,14 @@ pub fn message(call_id: &str, body: Message) -> WebTerminalMessage {
 /// The body of `GET /metrics` on `port`; waits (up to [`WAIT`]) for the listener, which the
 /// exporter binds a moment after the core's own.
 pub async fn scrape(port: u16) -> String {
+    let (status, body) = http_get(port, "/metrics").await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// `GET path` on `127.0.0.1:port` over HTTP/1.1: the status code and the body. Waits (up to
+/// [`WAIT`]) for the listener.
+pub async fn http_get(port: u16, path: &str) -> (u16, String) {
     let deadline = tokio::time::Instant::now() + WAIT;
     let mut stream = loop {
         match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
@@ -106,20 +114,96 @@ pub async fn scrape(port: u16) -> String {
             Err(_) if tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(20)).await
             }
-            Err(e) => panic!("the metrics listener: {e}"),
+            Err(e) => panic!("the listener on {port}: {e}"),
         }
     };
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = String::new();
     tokio::time::timeout(WAIT, stream.read_to_string(&mut response))
         .await
         .expect("a response in time")
         .unwrap();
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    response
+    let status = response
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP/1.1 response: {response}"));
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, body)| body)
+        .to_owned();
+    (status, body)
+}
+
+/// A server started on ports of its own choosing (`--listen 127.0.0.1:0`, and
+/// `--metrics-listen 127.0.0.1:0` when `metrics`), with the ports it printed.
+pub struct Started {
+    pub server: Server,
+    /// The main port: gRPC, WebSockets, `/healthz`.
+    pub port: u16,
+    /// The metrics port, when asked for.
+    pub metrics_port: Option<u16>,
+    /// What the server printed on stdout until it reported its ports.
+    pub stdout: String,
+}
+
+/// Starts `webterminal-core serve` with `args` on port 0 (and the metrics on port 0 when
+/// `metrics`), stderr inherited, and waits (up to [`WAIT`]) until it prints the ports it bound.
+pub fn serve_on_free_ports(args: &[&str], metrics: bool) -> Started {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let mut command = Command::new(env!("CARGO_BIN_EXE_webterminal-core"));
+    command
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args);
+    if metrics {
+        command.args(["--metrics-listen", "127.0.0.1:0"]);
+    }
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the server starts");
+    let stdout = child.stdout.take().unwrap();
+    let server = Server(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let mut printed = String::new();
+        let (mut port, mut metrics_port) = (None, None);
+        for line in lines.by_ref() {
+            let Ok(line) = line else { break };
+            printed.push_str(&line);
+            printed.push('\n');
+            let port_after = |marker: &str| -> Option<u16> {
+                let rest = &line[line.find(marker)? + marker.len()..];
+                let addr = rest.split(|c: char| c.is_whitespace() || c == '/').next()?;
+                addr.rsplit_once(':')?.1.parse().ok()
+            };
+            if line.starts_with("webterminal-core listening on ") {
+                port = port_after("listening on ");
+            }
+            if line.trim_start().starts_with("metrics: ") {
+                metrics_port = port_after("http://");
+            }
+            if let Some(port) = port.filter(|_| metrics_port.is_some() || !metrics) {
+                let _ = tx.send((port, metrics_port, printed.clone()));
+                break;
+            }
+        }
+        // Keep reading so that the server never blocks on a full pipe.
+        for _ in lines {}
+    });
+    let (port, metrics_port, stdout) = rx
+        .recv_timeout(WAIT)
+        .expect("the server prints the ports it bound");
+    Started {
+        server,
+        port,
+        metrics_port,
+        stdout,
+    }
 }
 
 /// The value of the sample `name{labels}` (labels exactly as Prometheus writes them).
