@@ -1,4 +1,4 @@
-//! Chaos over real gRPC (issue 3): 30 terminals of 4 numbers, Pipe and MultiPipe, each on a
+//! Chaos over real gRPC: 30 terminals of 4 numbers, Pipe and MultiPipe, each on a
 //! connection of its own, place, answer, decline, pull, renegotiate (real SDP fixtures), hang up, drop
 //! their rpc or their whole connection, half-close and come back, at random (a seeded xorshift), for a
 //! bounded time and number of steps, with short ring, negotiation and grace timeouts. Afterwards —

@@ -1,4 +1,4 @@
-//! Honest drops (issue 8, PROTOCOL.md 4.8 and section 6): a terminal dropped as a slow consumer
+//! Honest drops (PROTOCOL.md 4.8 and section 6): a terminal dropped as a slow consumer
 //! learns why — its rpc ends with `RESOURCE_EXHAUSTED` and a message saying so, not with OK — and
 //! a terminal that reads promptly is never dropped for the answers to a burst of messages within
 //! its rate limit (the outbound queue is sized from that limit). The server runs in this process

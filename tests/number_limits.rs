@@ -1,4 +1,4 @@
-//! Rate limits per number (issue 8, PROTOCOL.md section 6): a number's budget of call attempts is
+//! Rate limits per number (PROTOCOL.md section 6): a number's budget of call attempts is
 //! shared by all its terminals and survives reconnects, so a number reconnecting in a loop cannot
 //! ring a victim faster than its per-number attempt rate; and one caller cannot ring one callee
 //! more often than the per-callee rate, even with a large attempt budget. The server runs in this

@@ -1,4 +1,4 @@
-//! Shutdown under load (issue 3, PROTOCOL.md 4.9), against the real binary: `webterminal-core serve`
+//! Shutdown under load (PROTOCOL.md 4.9), against the real binary: `webterminal-core serve`
 //! with 20 established calls, 4 ringing calls forked to two terminals each, and a few observers (56
 //! terminals, Pipe and MultiPipe, each on a connection of its own) gets SIGTERM. Every live leg —
 //! both legs of every established call, every ringing caller and every fork — gets

@@ -1,4 +1,4 @@
-//! TLS and production access tokens over real sockets (issue 3; PROTOCOL.md sections 1 and 6).
+//! TLS and production access tokens over real sockets (PROTOCOL.md sections 1 and 6).
 //!
 //! - TLS end to end: a self-signed certificate made here with rcgen; a Pipe over TLS gets its
 //!   opening `Idle`, a plaintext client gets nothing; unreadable or invalid TLS and key files stop

@@ -1,5 +1,5 @@
 //! A load generator for webterminal-core: call setups per second, setup latency, server CPU per call
-//! and server memory per registered terminal (issue 4; results in BENCHMARKS.md).
+//! and server memory per registered terminal (results in BENCHMARKS.md).
 //!
 //! ```text
 //! # the server, phone network off, in another shell (or see scripts/bench)

@@ -2,7 +2,7 @@
 //! group call is announced with `RPUSH <key>` of one JSON message ([`payload`]), so that a
 //! consumer's `BLPOP` reads them first in, first out.
 //!
-//! Shape (ARCHITECTURE.md, "the shape of the house", as for call records): the driver task hands
+//! Shape (docs/ARCHITECTURE.md, "One way through", as for call records): the driver task hands
 //! every call event to a [`NotifierHandle`]; for a group call's `Answered` event it appends an
 //! [`InboundCall`] to a bounded in-memory [`queue`] and returns at once. The [`pusher`] task takes
 //! notifications from the head of the queue and pushes them to Redis in batches, removing them

@@ -1,7 +1,7 @@
 //! Call records (CDRs, PROTOCOL.md section 9): one record per call that ended, kept in a store the
 //! embedder chooses — by default the embedded SQLite database of [`sqlite`].
 //!
-//! Shape (ARCHITECTURE.md, "the shape of the house"): the driver task hands every call event to a
+//! Shape (docs/ARCHITECTURE.md, "One way through"): the driver task hands every call event to a
 //! [`writer::RecorderHandle`] without ever waiting (a bounded queue, `try_send`); the writer thread
 //! folds the events into records with the pure [`builder::RecordBuilder`] and commits them to a
 //! [`RecordStore`] in batches (every ~200 ms while calls change, and at once on

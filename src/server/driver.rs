@@ -1,4 +1,4 @@
-//! The driver: the one tokio task that owns the [`Switch`] (ARCHITECTURE.md, "one owner").
+//! The driver: the one tokio task that owns the [`Switch`] (docs/ARCHITECTURE.md, "One owner, `&mut self`").
 //!
 //! Stream tasks hand it inputs through a [`DriverHandle`]; it feeds each to the switch with
 //! `Instant::now()`, then drains every [`Output`] before the next input: notices go to the terminal's
@@ -447,7 +447,7 @@ impl Driver {
         }
     }
 
-    /// Carries out every output of the switch (ARCHITECTURE.md lesson 2).
+    /// Carries out every output of the switch (docs/ARCHITECTURE.md, "Inputs in, outputs polled").
     fn drain(&mut self) {
         while let Some(output) = self.switch.poll_output() {
             match output {

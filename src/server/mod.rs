@@ -1,5 +1,5 @@
 //! tokio + tonic around the sans-IO switch: the driver task that owns it, the gRPC services,
-//! authentication and graceful shutdown (ARCHITECTURE.md, "the shape of the house").
+//! authentication and graceful shutdown (docs/ARCHITECTURE.md, "One way through").
 //!
 //! - [`wire`]: protobuf ↔ core messages, in one place.
 //! - [`auth`]: access tokens (PROTOCOL.md sections 1, 6).

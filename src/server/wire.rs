@@ -1,5 +1,5 @@
 //! The one place where `wgtwo.webterminal.v0` protobuf messages and the core's typed messages meet
-//! (ARCHITECTURE.md lesson 6 and 7: parse at the edge, map errors to the wire in one place).
+//! (docs/ARCHITECTURE.md: "Parse, don't validate" and "One error type per layer, mapped to the wire in one place").
 //!
 //! Inbound, [`parse_request`] applies the first three checks of PROTOCOL.md section 6 in order
 //! (call_id format on MultiPipe, a oneof set, field validity); call state is the switch's business.
