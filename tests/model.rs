@@ -8,7 +8,8 @@
 //! phone calls and transfers reach like any other number.
 //!
 //! 256 cases by default (a few seconds in debug); `PROPTEST_CASES=100000 cargo test --test model`
-//! for a long run on stable. A failure prints the shrunk input and a trace of the switch's outputs.
+//! for a long run on stable (about 40 steps a case; `--release -- --nocapture` shows progress every
+//! 100,000 cases). A failure prints the shrunk input and a trace of the switch's outputs.
 
 #[path = "model/world.rs"]
 mod world;
@@ -125,11 +126,25 @@ fn config() -> ProptestConfig {
     }
 }
 
+/// Every 100,000 cases of a long run, the cases and steps run so far on stderr (seen with
+/// `--nocapture`); shrinking a failure counts too.
+fn progress(input: &Input) {
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+    static CASES: AtomicU64 = AtomicU64::new(0);
+    static STEPS: AtomicU64 = AtomicU64::new(0);
+    let steps = STEPS.fetch_add(input.ops.len() as u64, Relaxed) + input.ops.len() as u64;
+    let cases = CASES.fetch_add(1, Relaxed) + 1;
+    if cases.is_multiple_of(100_000) {
+        eprintln!("model: {cases} cases, {steps} steps");
+    }
+}
+
 proptest! {
     #![proptest_config(config())]
 
     #[test]
     fn the_switch_keeps_its_promises_whatever_happens(input in input()) {
+        progress(&input);
         if let Err(e) = world::run(&input) {
             prop_assert!(false, "{}", e);
         }
