@@ -587,3 +587,25 @@ fn a_puller_transfers_the_far_party_it_pulled_the_call_from() {
     let trace = with_phones(ops).unwrap_or_else(|e| panic!("{e}"));
     assert!(trace.contains("Pulled"), "the call was pulled:\n{trace}");
 }
+
+/// A switch bug the model found (fixed): a member's pull of a call transferred to its group, refused
+/// with TRY_AGAIN because the far party was reconnecting, claimed the call all the same, and the
+/// other member was told `Idle` by a message the switch refused (4.12, section 10: only a pull that
+/// goes through claims the call). Here A transfers C to the group, of which A and B are members.
+#[test]
+fn a_refused_pull_of_a_call_transferred_to_the_group_claims_nothing() {
+    let ops = vec![
+        register(0, false),                  // 0: Pipe A1 of A (a member)
+        register(2, false),                  // 1: Pipe of C
+        register(0, false),                  // 2: Pipe A2 of A
+        call(0, 2),                          // A1 calls C
+        send(1, 0, Msg::Answer { sdp: 0 }),  // C answers; A2: InCall{C}
+        send(0, 0, Msg::Transfer { to: 4 }), // A1 transfers C to the group: A's Pipes see it
+        register(1, false),                  // 3: Pipe of B (a member): sees it too
+        Op::Unregister { term: 1 },          // C's Pipe goes: C's reconnect grace
+        send(0, 0, Msg::Offer { sdp: 0 }),   // A1 pulls: TRY_AGAIN, and B must hear nothing
+    ];
+    let mut input = with_group(ops, Hunt::RingAll, 0b0011);
+    input.setup.grace = true;
+    world::run(&input).unwrap_or_else(|e| panic!("{e}"));
+}
