@@ -8,7 +8,8 @@
 //! phone calls and transfers reach like any other number.
 //!
 //! 256 cases by default (a few seconds in debug); `PROPTEST_CASES=100000 cargo test --test model`
-//! for a long run on stable. A failure prints the shrunk input and a trace of the switch's outputs.
+//! for a long run on stable (about 40 steps a case; `--release -- --nocapture` shows progress every
+//! 100,000 cases). A failure prints the shrunk input and a trace of the switch's outputs.
 
 #[path = "model/world.rs"]
 mod world;
@@ -125,11 +126,25 @@ fn config() -> ProptestConfig {
     }
 }
 
+/// Every 100,000 cases of a long run, the cases and steps run so far on stderr (seen with
+/// `--nocapture`); shrinking a failure counts too.
+fn progress(input: &Input) {
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+    static CASES: AtomicU64 = AtomicU64::new(0);
+    static STEPS: AtomicU64 = AtomicU64::new(0);
+    let steps = STEPS.fetch_add(input.ops.len() as u64, Relaxed) + input.ops.len() as u64;
+    let cases = CASES.fetch_add(1, Relaxed) + 1;
+    if cases.is_multiple_of(100_000) {
+        eprintln!("model: {cases} cases, {steps} steps");
+    }
+}
+
 proptest! {
     #![proptest_config(config())]
 
     #[test]
     fn the_switch_keeps_its_promises_whatever_happens(input in input()) {
+        progress(&input);
         if let Err(e) = world::run(&input) {
             prop_assert!(false, "{}", e);
         }
@@ -491,5 +506,106 @@ fn a_member_reusing_a_group_call_id_keeps_its_own_call() {
         g.member_ring = 1;
         g.queue = 1;
     }
+    world::run(&input).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// A chained transfer, as the model found it in a long run (the oracle's bug, not the switch's):
+/// B calls A, A transfers B to C (C's phone comes up, B answers its re-offer), then B transfers the
+/// far party, now C, to A. PROTOCOL.md 4.12: A, the transfer target, is shown `InCall{C}` on a fresh
+/// id and may pull the call. The model named B's far party by the call's first peer (A), so it took
+/// the second transfer for one of A to A and refused A's `InCall{C}` as a number A never had a call
+/// with.
+#[test]
+fn a_transfer_target_hears_of_the_far_party_of_a_transferred_call() {
+    let ops = vec![
+        register(1, false),                  // 0: Pipe of B
+        register(0, false),                  // 1: Pipe of A
+        call(0, 0),                          // B calls A: A's Pipe and A's phone ring
+        send(1, 0, Msg::Answer { sdp: 1 }),  // A's Pipe answers; its phone is released
+        send(1, 0, Msg::Transfer { to: 2 }), // A transfers B to C: C's phone comes up
+        Op::Phone {
+            leg: 0,
+            event: PhoneOp::HandOverReady,
+            sdp: 2,
+        }, // C's phone offers; B is re-offered, from C
+        send(0, 0, Msg::Answer { sdp: 3 }),  // B answers: the call is B–C
+        send(0, 0, Msg::Transfer { to: 0 }), // B transfers C to A: A's Pipe gets InCall{C}
+        send(1, 0, Msg::Offer { sdp: 0 }),   // A's Pipe pulls it; C's phone is re-offered
+        Op::Phone {
+            leg: 0,
+            event: PhoneOp::Answered,
+            sdp: 1,
+        }, // C's phone answers: the call is A–C
+        send(1, 0, Msg::Bye),                // A hangs up
+    ];
+    let trace = with_phones(ops).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        trace.contains("InCall"),
+        "A's Pipe was shown the call:\n{trace}"
+    );
+}
+
+/// Runs `ops` with the phone network on, no reconnect grace and no group.
+fn with_phones(ops: Vec<Op>) -> Result<String, String> {
+    world::run(&Input {
+        setup: Setup {
+            phone_network: true,
+            grace: false,
+            group: None,
+        },
+        ops,
+        shutdown: false,
+    })
+}
+
+/// The same chain, with the far party's call pulled by another of its terminals between the two
+/// transfers: B's MultiPipe, which saw `InCall{A}`, pulls the call once it is B's with C, and then
+/// transfers C to A. Its far party is C, whatever the `InCall` it pulled from named.
+#[test]
+fn a_puller_transfers_the_far_party_it_pulled_the_call_from() {
+    let ops = vec![
+        register(1, false),                  // 0: Pipe of B
+        register(0, false),                  // 1: Pipe of A
+        register(1, true),                   // 2: MultiPipe of B
+        call(0, 0),                          // B calls A: A's Pipe and A's phone ring
+        send(1, 0, Msg::Answer { sdp: 1 }),  // A answers; B's MultiPipe: InCall{A}
+        send(1, 0, Msg::Transfer { to: 2 }), // A transfers B to C: C's phone comes up
+        Op::Phone {
+            leg: 0,
+            event: PhoneOp::HandOverReady,
+            sdp: 2,
+        }, // B's Pipe is re-offered, from C
+        send(0, 0, Msg::Answer { sdp: 3 }),  // it answers: the call is B–C
+        send(2, 0, Msg::Offer { sdp: 0 }),   // B's MultiPipe pulls it; C's phone is re-offered
+        Op::Phone {
+            leg: 0,
+            event: PhoneOp::Answered,
+            sdp: 1,
+        }, // the MultiPipe carries the call; B's Pipe: Bye{PULLED}, InCall{C}
+        send(2, 0, Msg::Transfer { to: 0 }), // it transfers C to A: A's Pipe gets InCall{C}
+    ];
+    let trace = with_phones(ops).unwrap_or_else(|e| panic!("{e}"));
+    assert!(trace.contains("Pulled"), "the call was pulled:\n{trace}");
+}
+
+/// A switch bug the model found (fixed): a member's pull of a call transferred to its group, refused
+/// with TRY_AGAIN because the far party was reconnecting, claimed the call all the same, and the
+/// other member was told `Idle` by a message the switch refused (4.12, section 10: only a pull that
+/// goes through claims the call). Here A transfers C to the group, of which A and B are members.
+#[test]
+fn a_refused_pull_of_a_call_transferred_to_the_group_claims_nothing() {
+    let ops = vec![
+        register(0, false),                  // 0: Pipe A1 of A (a member)
+        register(2, false),                  // 1: Pipe of C
+        register(0, false),                  // 2: Pipe A2 of A
+        call(0, 2),                          // A1 calls C
+        send(1, 0, Msg::Answer { sdp: 0 }),  // C answers; A2: InCall{C}
+        send(0, 0, Msg::Transfer { to: 4 }), // A1 transfers C to the group: A's Pipes see it
+        register(1, false),                  // 3: Pipe of B (a member): sees it too
+        Op::Unregister { term: 1 },          // C's Pipe goes: C's reconnect grace
+        send(0, 0, Msg::Offer { sdp: 0 }),   // A1 pulls: TRY_AGAIN, and B must hear nothing
+    ];
+    let mut input = with_group(ops, Hunt::RingAll, 0b0011);
+    input.setup.grace = true;
     world::run(&input).unwrap_or_else(|e| panic!("{e}"));
 }

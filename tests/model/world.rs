@@ -346,7 +346,7 @@ struct Entry {
     /// `None` only for a Pipe's own call before the core told it the id.
     id: Option<CallId>,
     state: St,
-    /// The other party (index into NUMBERS).
+    /// The other party (index into NUMBERS), kept by [`World::set_peer`] once the call has an id.
     peer: usize,
     /// It re-offered and waits for the answer.
     reoffer_pending: bool,
@@ -368,7 +368,8 @@ struct Term {
     half_closed: bool,
     entries: Vec<Entry>,
     /// Calls of its number it was told InCall for and that have not ended (a Pipe: at most one).
-    observed: Vec<(CallId, usize)>,
+    /// Their other party is the one [`World::peers`] holds.
+    observed: Vec<CallId>,
     /// Every id it was ever told about or used, in order.
     known: Vec<CallId>,
     /// A Pipe that has not yet got its greeting (InCall or Idle).
@@ -437,7 +438,8 @@ pub struct World {
     released: HashSet<PhoneLegId>,
     /// Which number each call id belongs to, as first seen.
     owners: Vec<(CallId, usize)>,
-    /// The other party of (number, id), as first seen.
+    /// The other party of (number, id): as first seen, then as a transfer or a group member's
+    /// answer changed it ([`World::set_peer`]).
     peers: Vec<((usize, CallId), usize)>,
     /// (caller, callee) of every call placed.
     attempts: HashSet<(usize, usize)>,
@@ -457,6 +459,14 @@ pub struct World {
 
 fn fail<T>(msg: impl Into<String>) -> Result<T, String> {
     Err(msg.into())
+}
+
+/// The other party of `number`'s call `id` as `peers` ([`World::peers`]) holds it.
+fn peer_of(peers: &[((usize, CallId), usize)], number: usize, id: CallId) -> Option<usize> {
+    peers
+        .iter()
+        .find(|(k, _)| *k == (number, id))
+        .map(|(_, peer)| *peer)
 }
 
 impl World {
@@ -607,16 +617,24 @@ impl World {
         }
     }
 
+    /// Records `peer` as the other party of `number`'s call `id`: the one place the model learns or
+    /// changes a call's other party. Every entry its terminals hold for the call follows, so that a
+    /// terminal's far party is the one the core last named (a transfer taken, 4.12; a group member's
+    /// answer, section 10), and a transfer it makes hands over that party, not the call's first one.
     fn set_peer(&mut self, number: usize, id: CallId, peer: usize) {
         self.peers.retain(|(k, _)| *k != (number, id));
         self.peers.push(((number, id), peer));
+        for t in self.terms.iter_mut().filter(|t| t.number == number) {
+            for e in t.entries.iter_mut().filter(|e| e.id == Some(id)) {
+                e.peer = peer;
+            }
+        }
     }
 
     /// `peer` is named to a terminal of `number` about call `id`: it must be that call's other party,
     /// and a number `number` had a call with.
     fn check_peer(&mut self, number: usize, id: CallId, peer: usize) -> Result<(), String> {
-        if let Some((_, known)) = self.peers.iter().find(|(k, _)| *k == (number, id)) {
-            let known = *known;
+        if let Some(known) = peer_of(&self.peers, number, id) {
             // The call's other party transferred it to the group, and a member took it.
             let to_member = self.is_member(peer)
                 && self
@@ -970,10 +988,7 @@ impl World {
         let phone_network = self.setup.phone_network;
         let t = &mut self.terms[ti];
         let (entry, observed) = match call_id {
-            Some(id) => (
-                t.entry(id),
-                t.observed.iter().find(|(o, _)| *o == id).copied(),
-            ),
+            Some(id) => (t.entry(id), t.observed.contains(&id).then_some(id)),
             None => (t.pipe_current(), t.observed.first().copied()),
         };
         let state = entry.map(|i| t.entries[i].state);
@@ -985,7 +1000,12 @@ impl World {
                 None if observed.is_some()
                     && (call_id.is_some() || t.entries.is_empty()) =>
                 {
-                    let (id, peer) = observed.unwrap();
+                    let id = observed.unwrap();
+                    // The call's other party now, which a transfer may have changed since the
+                    // InCall it pulls from (4.12).
+                    let Some(peer) = peer_of(&self.peers, number, id) else {
+                        return fail(format!("a pull of {id}, whose other party was never named"));
+                    };
                     t.busy_since_told = true;
                     t.entries.push(Entry {
                         id: Some(id),
@@ -1009,7 +1029,7 @@ impl World {
                     let e = &mut t.entries[i];
                     e.state = St::Active;
                     let id = e.id.unwrap();
-                    t.observed.retain(|(o, _)| *o != id);
+                    t.observed.retain(|o| *o != id);
                     if t.kind == PipeKind::Pipe {
                         t.observed.clear();
                     }
@@ -1105,11 +1125,6 @@ impl World {
         }
         g.answered_by = Some(member);
         let (caller, caller_id) = (g.caller, g.caller_id);
-        for t in self.terms.iter_mut().filter(|t| t.number == caller) {
-            for e in t.entries.iter_mut().filter(|e| e.id == Some(caller_id)) {
-                e.peer = member;
-            }
-        }
         self.set_peer(caller, caller_id, member);
         self.attempts.insert((caller, member));
         Ok(())
@@ -1590,7 +1605,7 @@ impl World {
                         if t.in_calls() >= MULTIPIPE_CALL_CAP {
                             return fail(format!("{who}: offered a call past its cap"));
                         }
-                        if t.observed.iter().any(|(o, _)| *o == id) {
+                        if t.observed.contains(&id) {
                             return fail(format!("{who}: offered a call it observes"));
                         }
                         // Section 10: a member is offered its group's calls, one at a time, never
@@ -1646,7 +1661,7 @@ impl World {
                 match (entry, state) {
                     (Some(i), Some(St::Calling | St::Pulling)) => {
                         t.entries[i].state = St::Active;
-                        t.observed.retain(|(o, _)| *o != id);
+                        t.observed.retain(|o| *o != id);
                         if t.kind == PipeKind::Pipe {
                             t.observed.clear();
                         }
@@ -1738,7 +1753,7 @@ impl World {
                         if t.entries.iter().any(|e| e.state != St::Pulling) {
                             return fail(format!("{who}: Idle{{}} while in a call of its own"));
                         }
-                        if let Some((o, _)) = t.observed.pop() {
+                        if let Some(o) = t.observed.pop() {
                             self.ended.insert((number, o));
                         }
                     }
@@ -1748,13 +1763,13 @@ impl World {
                                 "{who}: Idle on {id}, a call it is in ({state:?})"
                             ));
                         }
-                        let observed = t.observed.iter().any(|(o, _)| *o == id);
+                        let observed = t.observed.contains(&id);
                         if !observed && was_known {
                             return fail(format!(
                                 "{who}: Idle on {id}, a call it knows but does not observe"
                             ));
                         }
-                        t.observed.retain(|(o, _)| *o != id);
+                        t.observed.retain(|o| *o != id);
                         self.ended.insert((number, id));
                     }
                 }
@@ -1803,8 +1818,8 @@ impl World {
                     t.observed.clear();
                 }
                 t.busy_since_told = false;
-                t.observed.retain(|(o, _)| *o != id);
-                t.observed.push((id, peer));
+                t.observed.retain(|o| *o != id);
+                t.observed.push(id);
             }
             NoticeBody::Error(rejection) => {
                 let id = id.unwrap();
@@ -1879,7 +1894,7 @@ impl World {
             // No observer still shows a call that ended (a busy Pipe is told when it is free).
             let pipe_excused = t.kind == PipeKind::Pipe && !t.entries.is_empty();
             if !pipe_excused {
-                for (id, _) in &t.observed {
+                for id in &t.observed {
                     if self.ended.contains(&(t.number, *id)) {
                         return fail(format!(
                             "{:?} ({:?} of {}) still shows InCall on {id}, which ended",

@@ -632,3 +632,64 @@ fn ring_all_withdraws_a_member_who_answers_another_call_and_offers_it_again_once
     hang_up(&mut net, m1, id);
     net.expect_bye(a, ByeReason::NormalClearing);
 }
+
+#[test]
+fn a_member_whose_pull_of_a_transferred_call_is_refused_does_not_claim_it() {
+    // Found by the model-based test: the far party of a call transferred to the group went away
+    // (reconnect grace), and a member's pull, refused with TRY_AGAIN, claimed the call all the
+    // same: the other members were told Idle and could never take it (4.5, 4.12, section 10:
+    // a refused message changes nothing; the first pull that goes through claims the call).
+    let mut net = Net::with(SwitchConfig {
+        reconnect_grace: Duration::from_secs(15),
+        phone_network: false,
+        ..Net::config()
+    });
+    net.switch.set_router(Box::new(table("ring-all")));
+    let (m1, m2) = (net.idle_pipe(M1), net.multi(M2));
+    let (a, b, _, b_id) = a_with_b(&mut net);
+    net.ok(b, Some(b_id), transfer(SALES));
+    net.expect_bye(b, ByeReason::Transferred);
+    let id = net.expect_in_call_any(m1, A);
+    net.expect_in_call(m2, id, A);
+    net.gone(a);
+    assert_eq!(
+        net.refused(m1, None, reoffer("aiortc-offer")),
+        ErrorCode::TryAgain,
+        "nobody could answer the pull"
+    );
+    net.silent(m2); // still shown the call
+    net.silent(m1);
+    net.advance(Duration::from_secs(15)); // A's grace ends with nobody back
+    net.expect(m1, None, NoticeBody::Idle);
+    net.expect(m2, Some(id), NoticeBody::Idle);
+    assert_eq!(net.switch.call_count(), 0);
+}
+
+#[test]
+fn a_member_at_its_call_cap_cannot_claim_a_transferred_call_and_another_member_can() {
+    let mut net = Net::with_call_cap(1);
+    net.switch.set_router(Box::new(table("ring-all")));
+    let (m1, m2) = (net.multi(M1), net.multi(M2));
+    let c = net.multi(C);
+    let (c_id, _) = net.connect(c, M1, m1); // M1's MultiPipe is at its cap of one call
+    let (a, b, a_id, b_id) = a_with_b(&mut net);
+    net.ok(b, Some(b_id), transfer(SALES));
+    net.expect_bye(b, ByeReason::Transferred);
+    let id = net.expect_in_call_any(m1, A);
+    net.expect_in_call(m2, id, A);
+    assert_eq!(
+        net.refused(m1, Some(id), reoffer("aiortc-offer")),
+        ErrorCode::RateLimitHit
+    );
+    net.silent(m2); // still shown the call: M1 did not claim it
+    net.silent(a);
+    net.ok(m2, Some(id), reoffer("aiortc-offer"));
+    net.expect(m1, Some(id), NoticeBody::Idle);
+    net.expect_offer_of(a, a_id, M2, "aiortc-offer");
+    net.ok(a, Some(a_id), answer("aiortc-answer"));
+    net.expect_answer(m2, id, "aiortc-answer");
+    hang_up(&mut net, m2, id);
+    net.expect_bye(a, ByeReason::NormalClearing);
+    hang_up(&mut net, c, c_id);
+    net.expect_bye(m1, ByeReason::NormalClearing);
+}

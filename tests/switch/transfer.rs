@@ -275,3 +275,86 @@ fn the_far_party_going_away_while_the_targets_phone_comes_up_ends_the_call() {
     net.expect_release(leg, ByeReason::NegotiationFailed);
     assert_eq!(net.switch.call_count(), 0);
 }
+
+#[test]
+fn a_transferred_call_transferred_on_to_the_first_transferor_is_shown_to_it() {
+    // Found by the model-based test: B calls A, A transfers B to C (C's phone takes it), then B
+    // transfers C to A. A is the target of B's transfer like any other number: its terminals see
+    // `InCall{C}` on a fresh id for the side, and pulling it gives A a call with C.
+    let mut net = Net::with_phones();
+    let b = net.idle_pipe(B);
+    let a = net.idle_pipe(A);
+    net.call(b, A, "chromium-offer");
+    let a_first_id = net.expect_offer(a);
+    let a_phone = net.expect_ring(A, B, "chromium-offer");
+    net.ok(a, None, answer("chromium-answer"));
+    net.expect_release(a_phone, ByeReason::AnsweredElsewhere);
+    let b_id = match net.next(b) {
+        Notice {
+            call_id: Some(id),
+            body: NoticeBody::Answer { .. },
+        } => id,
+        other => panic!("B: expected the Answer, got {other:?}"),
+    };
+
+    // A transfers B to C, who has no terminal: C's phone comes up and B answers its re-offer.
+    net.ok(a, None, transfer(C));
+    net.expect(
+        a,
+        Some(a_first_id),
+        NoticeBody::Bye {
+            reason: ByeReason::Transferred,
+        },
+    );
+    let c_phone = match net.next_phone() {
+        PhoneCommand::HandOver { leg, msisdn, peer } => {
+            assert_eq!((msisdn.as_str(), peer.as_str()), (C, B));
+            leg
+        }
+        other => panic!("expected C's phone brought up, got {other:?}"),
+    };
+    net.phone_event(PhoneEvent::HandOverReady {
+        leg: c_phone,
+        sdp: sdp("aiortc-offer"),
+    });
+    net.expect_offer_of(b, b_id, C, "aiortc-offer");
+    net.ok(b, None, answer("aiortc-answer"));
+    net.expect_phone_answer(c_phone, "aiortc-answer");
+    net.silent(a);
+
+    // B transfers its far party, C, to A: A's Pipe is shown the call with C, under a fresh id.
+    net.ok(b, None, transfer(A));
+    net.expect(
+        b,
+        Some(b_id),
+        NoticeBody::Bye {
+            reason: ByeReason::Transferred,
+        },
+    );
+    let a_id = net.expect_in_call_any(a, C);
+    assert_ne!(a_id, a_first_id, "A's side of this call has a fresh id");
+    assert_ne!(a_id, b_id, "A never learns B's id");
+    net.phone_silent();
+
+    // A pulls it: C's phone sees an ordinary re-offer, and the call is A's with C.
+    net.ok(a, None, reoffer("chromium-offer"));
+    net.expect_phone_offer(c_phone, "chromium-offer");
+    net.phone_event(PhoneEvent::Answered {
+        leg: c_phone,
+        sdp: sdp("aiortc-answer"),
+    });
+    net.expect_answer(a, a_id, "aiortc-answer");
+    let events = net.take_full_events();
+    let last = events.last().expect("a MOVED event");
+    assert_eq!(
+        (last.status, last.reason),
+        (CallStatus::Moved, Some(ByeReason::Transferred))
+    );
+    assert_eq!(last.device.as_ref().unwrap().terminal, Some(a));
+    let sides = [last.caller.as_str(), last.callee.as_str()];
+    assert_eq!(sides, [A, C], "the call is between A and C now");
+    net.ok(a, None, RequestBody::Bye);
+    net.expect_release(c_phone, ByeReason::NormalClearing);
+    net.silent(b);
+    assert_eq!(net.switch.call_count(), 0);
+}

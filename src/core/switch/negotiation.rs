@@ -60,15 +60,17 @@ impl Switch {
         sdp: Sdp,
     ) -> Result<(), Rejection> {
         let msisdn = self.terminals[&terminal].msisdn.clone();
-        // 4.12, section 10: the first member to pull a call transferred to its group claims it.
-        let party = match self.calls[&key].party_of(&msisdn) {
+        // 4.12, section 10: a member may pull a call transferred to its group, and claims it
+        // once its pull has passed every check below.
+        let own_side = self.calls[&key].party_of(&msisdn);
+        let party = match own_side.or_else(|| self.claimable_side(key, &msisdn)) {
             Some(party) => party,
-            None => self.claim_group_transfer(key, &msisdn).ok_or_else(|| {
-                Rejection::new(
+            None => {
+                return Err(Rejection::new(
                     ErrorCode::NotInCall,
                     "the call is not established; answer or decline the offer",
-                )
-            })?,
+                ))
+            }
         };
         let t = &self.terminals[&terminal];
         let call = &self.calls[&key];
@@ -102,6 +104,10 @@ impl Switch {
             Purpose::Pull { puller: terminal }
         };
         if let Purpose::Pull { .. } = purpose {
+            if own_side.is_none() {
+                let claimed = self.claim_group_transfer(key, &msisdn);
+                debug_assert_eq!(claimed, Some(party), "claimable a moment ago");
+            }
             self.terminals.get_mut(&terminal).unwrap().pulls.push(key);
             tracing::info!(?key, ?terminal, "pull offered");
         }

@@ -158,19 +158,31 @@ impl Switch {
         (eligible, busy)
     }
 
-    /// A member of the group established call `key` was transferred to pulls it (4.12, section
-    /// 10): the first claims the side, which is its number's from now on; the other members no
-    /// longer see the call (`Idle`). `None` when `member` may not claim the call.
-    pub(super) fn claim_group_transfer(&mut self, key: CallKey, member: &Msisdn) -> Option<Party> {
-        let call = self.calls.get_mut(&key)?;
-        let CallState::Established(e) = &mut call.state else {
+    /// The side of established call `key` that `member` may claim by pulling it: the call was
+    /// transferred to a group and is shown to `member`'s terminals (4.12, section 10). `None` when
+    /// `member` may not claim it. Changes nothing: a pull claims the side only once it has passed
+    /// every check ([`Switch::claim_group_transfer`]), so a refused pull leaves the call shown to
+    /// every member.
+    pub(super) fn claimable_side(&self, key: CallKey, member: &Msisdn) -> Option<Party> {
+        let call = self.calls.get(&key)?;
+        let CallState::Established(e) = &call.state else {
             return None;
         };
         let (party, group) = e.offered_to_group.as_ref()?;
         let far = &call.sides[party.other() as usize].msisdn;
-        if !shown_members(group, far).contains(member) {
+        shown_members(group, far).contains(member).then_some(*party)
+    }
+
+    /// `member` pulls established call `key`, transferred to its group, and the pull goes through
+    /// (4.12, section 10): the first claims the side, which is its number's from now on; the other
+    /// members no longer see the call (`Idle`). `None` when `member` may not claim the call
+    /// ([`Switch::claimable_side`]).
+    pub(super) fn claim_group_transfer(&mut self, key: CallKey, member: &Msisdn) -> Option<Party> {
+        self.claimable_side(key, member)?;
+        let call = self.calls.get_mut(&key)?;
+        let CallState::Established(e) = &mut call.state else {
             return None;
-        }
+        };
         let (party, group) = e.offered_to_group.take()?;
         let far = call.sides[party.other() as usize].msisdn.clone();
         let id = call.sides[party as usize].id;
