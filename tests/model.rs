@@ -1,4 +1,4 @@
-//! Model-based test of the switch (issue 3): proptest drives it with random sequences of
+//! Model-based test of the switch: proptest drives it with random sequences of
 //! registrations, messages, phone events, disconnects, time jumps and a shutdown over a small world
 //! (`tests/model/world.rs`, shared with the cargo-fuzz target in `fuzz/`), and checks PROTOCOL.md's
 //! promises after every step: the switch's own invariants, at most one active leg per side, every id
