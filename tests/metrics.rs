@@ -133,6 +133,11 @@ async fn the_binary_serves_prometheus_metrics_of_its_calls() {
         metrics.contains("# HELP webterminal_terminals"),
         "{metrics}"
     );
+    assert_eq!(
+        sample(&metrics, "webterminal_records_up"),
+        None,
+        "--records none: records are not up, and not down either"
+    );
     // The rpcs end: the terminals are gone.
     drop((a_tx, b_tx, a_rx, b_rx));
     expect_sample(
@@ -214,5 +219,71 @@ async fn group_calls_are_counted_while_queued_and_their_hold_time_measured() {
         next(&mut b_rx).await.message,
         Some(Message::Bye(_))
     ));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A records file that cannot be opened at start: the core serves calls without records, says so
+/// with `webterminal_records_up 0`, and counts each call that ends as a record lost. The records
+/// path points into a directory that does not exist and cannot be made (a regular file stands
+/// where it would be: a missing directory is made, even as root).
+#[tokio::test]
+async fn records_that_cannot_be_opened_are_down_and_each_call_that_ends_is_a_record_lost() {
+    let dir = std::env::temp_dir().join(format!("wt-metrics-records-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let blocker = dir.join("not-a-directory");
+    std::fs::write(&blocker, b"").unwrap();
+    let records = blocker.join("records.sqlite3");
+    let started = serve_on_free_ports(
+        &[
+            "--jwt-secret",
+            SECRET,
+            "--phone-network",
+            "none",
+            "--records",
+            records.to_str().unwrap(),
+        ],
+        true,
+    );
+    let metrics_port = started.metrics_port.unwrap();
+    let metrics = expect_sample(metrics_port, "webterminal_records_up", 0.0).await;
+    assert_eq!(
+        sample(&metrics, "webterminal_records_lost_total"),
+        Some(0.0),
+        "{metrics}"
+    );
+
+    let (a_tx, _a_rx) = open(started.port, SECRET, A).await;
+    let (_b_tx, mut b_rx) = open(started.port, SECRET, B).await;
+    let id = uuid::Uuid::new_v4().to_string();
+    let offer = Offer {
+        sdp: fixture("chromium-offer.sdp"),
+        msisdn: Some(PhoneNumber { e164: B.into() }),
+        data: Default::default(),
+    };
+    a_tx.send(message(&id, Message::Offer(offer)))
+        .await
+        .unwrap();
+    assert!(matches!(
+        next(&mut b_rx).await.message,
+        Some(Message::Offer(_))
+    ));
+    a_tx.send(message(&id, Message::Bye(Bye::default())))
+        .await
+        .unwrap();
+    assert!(matches!(
+        next(&mut b_rx).await.message,
+        Some(Message::Bye(_))
+    ));
+
+    let metrics = expect_sample(metrics_port, "webterminal_records_lost_total", 1.0).await;
+    assert_eq!(
+        sample(&metrics, "webterminal_records_up"),
+        Some(0.0),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("# TYPE webterminal_records_up gauge"),
+        "{metrics}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -17,6 +17,7 @@ use super::payload::InboundCall;
 use super::queue::{NotificationQueue, NotificationStats};
 use super::NotificationsConfig;
 use crate::core::CallEvent;
+use crate::pacing::{Backoff, LogThrottle};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -163,9 +164,9 @@ struct Pusher {
 impl Pusher {
     async fn run(self, mut stop: watch::Receiver<bool>) {
         let mut connection: Option<redis::aio::MultiplexedConnection> = None;
-        let mut backoff = MIN_BACKOFF;
+        let mut backoff = Backoff::new(MIN_BACKOFF, MAX_BACKOFF);
         let mut failing_since: Option<Instant> = None;
-        let mut warned_at: Option<Instant> = None;
+        let mut warnings = LogThrottle::new(FAILURE_WARN_INTERVAL);
         let mut stopping = false;
         loop {
             let batch = self.queue.peek(BATCH);
@@ -192,25 +193,24 @@ impl Pusher {
                             "inbound-call notifications: Redis takes them again"
                         );
                     }
-                    backoff = MIN_BACKOFF;
-                    warned_at = None;
+                    backoff.reset();
+                    warnings.reset();
                 }
                 Err(e) => {
                     connection = None;
                     let now = Instant::now();
                     failing_since.get_or_insert(now);
-                    if warned_at.is_none_or(|at| now.duration_since(at) >= FAILURE_WARN_INTERVAL) {
+                    let wait = backoff.next_wait();
+                    if warnings.due(now).is_some() {
                         tracing::warn!(
                             redis = %self.target,
                             error = %e,
                             queued = self.queue.len(),
-                            retry_in = ?backoff,
+                            retry_in = ?wait,
                             "inbound-call notifications: cannot push to Redis; kept and retried"
                         );
-                        warned_at = Some(now);
                     }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    tokio::time::sleep(wait).await;
                 }
             }
         }

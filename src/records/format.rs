@@ -111,7 +111,8 @@ impl From<&Move> for JsonMove {
 /// The CSV header line (no line break): the columns of [`csv_line`].
 pub const CSV_HEADER: &str = "call_ref,caller,callee,answered_by,started_at,alerted_at,answered_at,ended_at,end_estimated,status,reason,setup_ms,talk_ms,hold_ms,moves,data";
 
-/// A record as one CSV line (RFC 4180 quoting, no line break). `moves` is written as
+/// A record as one CSV line (RFC 4180, no line break), written by [`csv::Writer`]: a field with a
+/// comma, a quote or a line break is quoted, its quotes doubled. `moves` is written as
 /// `SIDE FROM>TO REASON` items separated by `; `, `data` as a JSON object.
 pub fn csv_line(r: &CallRecord) -> String {
     let opt = |t: Option<SystemTime>| t.map(time).unwrap_or_default();
@@ -140,20 +141,16 @@ pub fn csv_line(r: &CallRecord) -> String {
             serde_json::to_string(&r.data).expect("a map of strings is JSON")
         },
     ];
-    fields
-        .iter()
-        .map(|f| csv_field(f))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-/// RFC 4180: a field with a comma, quote or line break is quoted, its quotes doubled.
-fn csv_field(field: &str) -> String {
-    if field.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", field.replace('"', "\"\""))
-    } else {
-        field.to_owned()
-    }
+    // RFC 4180 ends a record with CRLF; the caller ends the line, so the terminator is dropped.
+    let mut writer = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .from_writer(Vec::new());
+    writer
+        .write_record(&fields)
+        .expect("writing to a Vec cannot fail");
+    let mut line = writer.into_inner().expect("writing to a Vec cannot fail");
+    line.truncate(line.len() - b"\r\n".len());
+    String::from_utf8(line).expect("CSV of UTF-8 fields is UTF-8")
 }
 
 fn device_text(device: Option<&Device>) -> String {
@@ -305,6 +302,25 @@ mod tests {
     }
 
     #[test]
+    fn csv_reads_back_field_for_field() {
+        let r = record();
+        let line = csv_line(&r);
+        let text = format!("{CSV_HEADER}\n{line}\n");
+        let mut reader = csv::Reader::from_reader(text.as_bytes());
+        let header = reader.headers().unwrap().clone();
+        assert_eq!(header.len(), 16);
+        let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+        assert_eq!(rows.len(), 1, "{line}");
+        let field = |name| &rows[0][header.iter().position(|h| h == name).unwrap()];
+        assert_eq!(field("call_ref"), "00000000-0000-0000-0000-000000000001");
+        assert_eq!(field("alerted_at"), "");
+        assert_eq!(field("answered_by"), "+4799990002");
+        assert_eq!(field("moves"), "CALLEE PIPE:t3>PHONE HANDED_TO_PHONE");
+        let data: BTreeMap<String, String> = serde_json::from_str(field("data")).unwrap();
+        assert_eq!(data, r.data);
+    }
+
+    #[test]
     fn csv_quotes_commas_and_quotes() {
         let line = csv_line(&record());
         assert_eq!(CSV_HEADER.split(',').count(), 16, "one header per column");
@@ -313,6 +329,14 @@ mod tests {
         assert!(
             line.ends_with(r#","{""note"":""say \""hi\"", then, bye""}""#),
             "{line}"
+        );
+        assert_eq!(
+            line,
+            "00000000-0000-0000-0000-000000000001,+4799990001,+4799990002,+4799990002,\
+             2025-12-02T07:20:00.123Z,,2025-12-02T07:20:01.123Z,2025-12-02T07:20:02.123Z,true,\
+             COMPLETED,SERVER_SHUTDOWN,1000,1000,0,CALLEE PIPE:t3>PHONE HANDED_TO_PHONE,\
+             \"{\"\"note\"\":\"\"say \\\"\"hi\\\"\", then, bye\"\"}\"",
+            "the whole line, byte for byte"
         );
     }
 

@@ -41,6 +41,9 @@ pub struct RecorderStats {
     pub failed_writes: AtomicU64,
     /// Finished records committed.
     pub records_written: AtomicU64,
+    /// Records lost because records were unavailable: one per call that ended
+    /// ([`RecorderHandle::unavailable`]).
+    pub lost_records: AtomicU64,
 }
 
 enum Message {
@@ -54,7 +57,8 @@ enum Message {
 /// The driver's side of the writer: cheap to clone; [`RecorderHandle::record`] never waits.
 #[derive(Clone, Debug)]
 pub struct RecorderHandle {
-    queue: SyncSender<Message>,
+    /// The writer's queue; `None` when records are unavailable ([`RecorderHandle::unavailable`]).
+    queue: Option<SyncSender<Message>>,
     stats: Arc<RecorderStats>,
 }
 
@@ -69,11 +73,34 @@ impl std::fmt::Debug for Message {
 }
 
 impl RecorderHandle {
+    /// A handle for a core whose records are configured but unavailable (the store could not be
+    /// opened at start, PROTOCOL.md section 9): it keeps nothing, and counts the record of each
+    /// call that ends as lost ([`RecorderStats::lost_records`], `webterminal_records_lost_total`),
+    /// logged.
+    pub fn unavailable() -> RecorderHandle {
+        RecorderHandle {
+            queue: None,
+            stats: Arc::default(),
+        }
+    }
+
     /// Queues `event` for the writer, or drops it (counted in
     /// [`RecorderStats::dropped_events`], logged) when the queue is full or the writer has
-    /// stopped. Never waits.
+    /// stopped. Never waits. Without a writer ([`RecorderHandle::unavailable`]) a call's final
+    /// event counts its record as lost.
     pub fn record(&self, event: CallEvent) {
-        match self.queue.try_send(Message::Event(Box::new(event))) {
+        let Some(queue) = &self.queue else {
+            if event.status.is_final() {
+                let lost = self.stats.lost_records.fetch_add(1, Ordering::Relaxed) + 1;
+                metrics::counter!(crate::server::metrics::RECORDS_LOST).increment(1);
+                // The first, then every power of two: the cause was logged at start.
+                if lost.is_power_of_two() {
+                    tracing::warn!(lost, "call records are unavailable: call records lost");
+                }
+            }
+            return;
+        };
+        match queue.try_send(Message::Event(Box::new(event))) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 let dropped = self.stats.dropped_events.fetch_add(1, Ordering::Relaxed) + 1;
@@ -143,7 +170,10 @@ impl Recorder {
             .name("call-records".into())
             .spawn(move || writer.run(inbox))?;
         Ok(Recorder {
-            handle: RecorderHandle { queue, stats },
+            handle: RecorderHandle {
+                queue: Some(queue),
+                stats,
+            },
             store,
             thread: Some(thread),
         })
@@ -168,7 +198,9 @@ impl Recorder {
     /// for its answer.
     async fn ask(&self, message: fn(oneshot::Sender<()>) -> Message) {
         let (done, committed) = oneshot::channel();
-        let queue = self.handle.queue.clone();
+        let Some(queue) = self.handle.queue.clone() else {
+            return;
+        };
         let sent = tokio::task::spawn_blocking(move || queue.send(message(done)).is_ok())
             .await
             .unwrap_or(false);
@@ -391,7 +423,7 @@ mod tests {
     fn a_full_queue_drops_and_counts_without_waiting() {
         let (queue, _inbox) = mpsc::sync_channel(1);
         let handle = RecorderHandle {
-            queue,
+            queue: Some(queue),
             stats: Arc::default(),
         };
         let call = CallRef(uuid::Uuid::new_v4());
@@ -399,5 +431,18 @@ mod tests {
             handle.record(event(call, n, CallStatus::Started));
         }
         assert_eq!(handle.stats().dropped_events.load(Ordering::Relaxed), 4);
+    }
+
+    #[test]
+    fn without_a_writer_each_call_that_ends_is_a_record_lost() {
+        let handle = RecorderHandle::unavailable();
+        for n in 0..3 {
+            let call = CallRef(uuid::Uuid::new_v4());
+            handle.record(event(call, 2 * n, CallStatus::Started));
+            handle.record(event(call, 2 * n + 1, CallStatus::Unanswered));
+        }
+        let stats = handle.stats();
+        assert_eq!(stats.lost_records.load(Ordering::Relaxed), 3);
+        assert_eq!(stats.dropped_events.load(Ordering::Relaxed), 0);
     }
 }

@@ -164,27 +164,29 @@ impl Credentials {
             .get(http::header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
             .map(str::to_owned);
+        // RFC 6265 section 5.4: `name=value` pairs separated by `; `; a value may be quoted
+        // (section 4.1.1), and the quotes are not part of the token. A header that is not visible
+        // ASCII, and a pair without `=`, are skipped.
         credentials.cookie_token = headers
             .get_all(http::header::COOKIE)
             .iter()
             .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(';'))
-            .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(name, _)| *name == TOKEN_COOKIE)
-            .map(|(_, value)| value.trim().trim_matches('"').to_owned());
+            .flat_map(cookie::Cookie::split_parse)
+            .filter_map(Result::ok)
+            .find(|cookie| cookie.name() == TOKEN_COOKIE)
+            .map(|cookie| cookie.value_trimmed().to_owned());
         for value in headers.get_all(MSISDN_METADATA) {
             if let Ok(text) = value.to_str() {
                 credentials.msisdns.push(text.trim().to_owned());
             }
         }
-        for pair in query.unwrap_or("").split('&') {
-            if let Some((name, value)) = pair.split_once('=') {
-                if percent_decode(name) == MSISDN_METADATA {
-                    // A form-encoded '+' reads as a space; the number is read with or without it.
-                    credentials
-                        .msisdns
-                        .push(percent_decode(value).trim().to_owned());
-                }
+        // application/x-www-form-urlencoded (WHATWG URL standard, section 5.1): `%XX` escapes are
+        // decoded, a malformed one (`%zz`, a trailing `%`) is kept as written, and `+` reads as a
+        // space; the number is read with or without its '+'.
+        let query = form_urlencoded::parse(query.unwrap_or("").as_bytes());
+        for (name, value) in query {
+            if name == MSISDN_METADATA {
+                credentials.msisdns.push(value.trim().to_owned());
             }
         }
         credentials.msisdns.dedup();
@@ -264,31 +266,6 @@ fn check_origin(headers: &http::HeaderMap, allowed: &[String]) -> Result<(), Sta
              send its token as 'Sec-WebSocket-Protocol: {BEARER_SUBPROTOCOL}, <token>'"
         )))
     }
-}
-
-/// Decodes `%XX` escapes and `+` (a space, in form encoding).
-fn percent_decode(text: &str) -> String {
-    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = match bytes[i] {
-            b'%' if i + 2 < bytes.len() => hex(bytes[i + 1]).zip(hex(bytes[i + 2])),
-            _ => None,
-        };
-        match (escaped, bytes[i]) {
-            (Some((high, low)), _) => {
-                out.push(high << 4 | low);
-                i += 3;
-                continue;
-            }
-            (None, b'+') => out.push(b' '),
-            (None, byte) => out.push(byte),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The `{"error": ...}` frame for `status`.
@@ -601,9 +578,45 @@ mod tests {
     }
 
     #[test]
-    fn percent_decoding() {
-        assert_eq!(percent_decode("%2B47%20a+b"), "+47 a b");
-        assert_eq!(percent_decode("100%"), "100%");
-        assert_eq!(percent_decode("%zz"), "%zz");
+    fn the_query_is_form_decoded() {
+        let msisdns = |query| Credentials::read(&headers(&[]), Some(query)).msisdns;
+        assert_eq!(msisdns("wg2-msisdn=%2B47%20a+b"), ["+47 a b"]);
+        assert_eq!(
+            msisdns("wg2-msisdn=100%"),
+            ["100%"],
+            "a trailing '%' is kept"
+        );
+        assert_eq!(
+            msisdns("wg2-msisdn=%zz"),
+            ["%zz"],
+            "a malformed escape is kept"
+        );
+        assert_eq!(
+            msisdns("wg2%2Dmsisdn=1&wg2-msisdn=1"),
+            ["1"],
+            "names are decoded too"
+        );
+        assert_eq!(
+            msisdns("a=1&&wg2-msisdn=2=3"),
+            ["2=3"],
+            "the first '=' splits"
+        );
+        assert_eq!(msisdns("wg2-msisdn"), [""], "no '=': an empty value");
+        assert!(msisdns("").is_empty());
+    }
+
+    #[test]
+    fn the_token_cookie() {
+        let token = |cookie| Credentials::read(&headers(&[("cookie", cookie)]), None).cookie_token;
+        assert_eq!(token("token=abc").as_deref(), Some("abc"));
+        assert_eq!(token("a=b;token = abc ; c").as_deref(), Some("abc"));
+        assert_eq!(token("a; token=\"abc\"").as_deref(), Some("abc"));
+        assert_eq!(token("tokens=abc; a=token"), None);
+        assert_eq!(token("token=a=b").as_deref(), Some("a=b"));
+        assert_eq!(
+            token("token=x; token=y").as_deref(),
+            Some("x"),
+            "the first one"
+        );
     }
 }

@@ -19,6 +19,7 @@
 //! response body) through the [`ConnInfo`] the server puts in every request's extensions; a
 //! WebSocket holds one open rpc for its whole life ([`ConnInfo::hold_open`]).
 
+use crate::pacing::{Backoff, LogThrottle};
 use atomic_waker::AtomicWaker;
 use std::collections::HashMap;
 use std::future::Future;
@@ -139,31 +140,6 @@ pub fn raise_open_file_limit() -> u64 {
     }
 }
 
-/// Logs one kind of trouble at most once per [`LOG_INTERVAL`], counting what it left out.
-#[derive(Debug, Default)]
-struct LogThrottle {
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
-impl LogThrottle {
-    /// `Some(count)` (events since the last log line, this one included) when a line is due.
-    fn due(&mut self, now: Instant) -> Option<u64> {
-        match self.last {
-            Some(last) if now.duration_since(last) < LOG_INTERVAL => {
-                self.suppressed += 1;
-                None
-            }
-            _ => {
-                self.last = Some(now);
-                let count = self.suppressed + 1;
-                self.suppressed = 0;
-                Some(count)
-            }
-        }
-    }
-}
-
 /// Open connections, in total and per source address.
 #[derive(Debug, Default)]
 struct Counts {
@@ -219,7 +195,8 @@ pub struct Incoming {
     max_per_ip: usize,
     counts: Arc<Mutex<Counts>>,
     backoff: Option<Pin<Box<Sleep>>>,
-    next_backoff: Duration,
+    /// The waits after accept errors that name an exhausted resource.
+    accept_backoff: Backoff,
     accept_errors: LogThrottle,
     refused: LogThrottle,
 }
@@ -248,9 +225,9 @@ impl Incoming {
             max_per_ip,
             counts: Arc::default(),
             backoff: None,
-            next_backoff: MIN_BACKOFF,
-            accept_errors: LogThrottle::default(),
-            refused: LogThrottle::default(),
+            accept_backoff: Backoff::new(MIN_BACKOFF, MAX_BACKOFF),
+            accept_errors: LogThrottle::new(LOG_INTERVAL),
+            refused: LogThrottle::new(LOG_INTERVAL),
         }
     }
 
@@ -291,7 +268,7 @@ impl Incoming {
                 self.idle_timeout,
             )),
             Err((total, from_peer)) => {
-                if let Some(count) = self.refused.due(Instant::now()) {
+                if let Some(count) = self.refused.due(Instant::now().into_std()) {
                     tracing::warn!(
                         refused = count,
                         open = total,
@@ -322,15 +299,14 @@ impl Stream for Incoming {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(None) => return Poll::Ready(None),
                 Poll::Ready(Some(Ok(stream))) => {
-                    self.next_backoff = MIN_BACKOFF;
+                    self.accept_backoff.reset();
                     if let Some(conn) = self.accepted(stream) {
                         return Poll::Ready(Some(Ok(conn)));
                     }
                 }
                 Poll::Ready(Some(Err(e))) if is_resource_exhaustion(&e) => {
-                    let wait = self.next_backoff;
-                    self.next_backoff = (wait * 2).min(MAX_BACKOFF);
-                    if let Some(count) = self.accept_errors.due(Instant::now()) {
+                    let wait = self.accept_backoff.next_wait();
+                    if let Some(count) = self.accept_errors.due(Instant::now().into_std()) {
                         tracing::warn!(
                             errors = count,
                             %e,
@@ -717,17 +693,6 @@ mod tests {
             (100, 12),
             "per address: an eighth of the total"
         );
-    }
-
-    #[test]
-    fn the_throttle_logs_once_per_interval_with_a_count() {
-        let mut throttle = LogThrottle::default();
-        let start = Instant::now();
-        assert_eq!(throttle.due(start), Some(1));
-        for _ in 0..5 {
-            assert_eq!(throttle.due(start + Duration::from_secs(1)), None);
-        }
-        assert_eq!(throttle.due(start + LOG_INTERVAL), Some(6));
     }
 
     #[test]

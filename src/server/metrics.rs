@@ -41,6 +41,11 @@ pub const RECORDS_WRITTEN: &str = "webterminal_records_written_total";
 pub const RECORDS_FAILED: &str = "webterminal_records_failed_total";
 /// Call events the records writer's queue dropped.
 pub const RECORDS_DROPPED: &str = "webterminal_records_dropped_events_total";
+/// Whether call records are kept: 1 when they are, 0 when configured but unavailable (the records
+/// file could not be opened at start). Absent with `--records none`.
+pub const RECORDS_UP: &str = "webterminal_records_up";
+/// Call records lost because records were unavailable: one per call that ended meanwhile.
+pub const RECORDS_LOST: &str = "webterminal_records_lost_total";
 /// Inbound-call notifications Redis accepted (section 10).
 pub const NOTIFICATIONS_PUSHED: &str = "webterminal_notifications_pushed_total";
 /// Inbound-call notifications waiting for Redis.
@@ -168,6 +173,14 @@ fn describe() {
     describe_counter!(RECORDS_WRITTEN, "Call records committed.");
     describe_counter!(RECORDS_FAILED, "Call record writes that failed.");
     describe_counter!(RECORDS_DROPPED, "Call events the records writer dropped.");
+    describe_gauge!(
+        RECORDS_UP,
+        "1 when call records are kept, 0 when configured but unavailable."
+    );
+    describe_counter!(
+        RECORDS_LOST,
+        "Call records lost because records were unavailable, one per call that ended."
+    );
     describe_counter!(
         ROUTING_RELOADS,
         "Routing file reloads on SIGHUP, by result."
@@ -190,6 +203,13 @@ fn describe() {
         NOTIFICATIONS_DROPPED,
         "Inbound-call notifications dropped from a full queue, oldest first."
     );
+}
+
+/// Call records are configured: [`RECORDS_UP`] says whether they are kept (`up`), and
+/// [`RECORDS_LOST`] is shown from 0.
+pub(crate) fn records_configured(up: bool) {
+    metrics::gauge!(RECORDS_UP).set(if up { 1.0 } else { 0.0 });
+    metrics::counter!(RECORDS_LOST).increment(0);
 }
 
 const IN_KINDS: [&str; 6] = ["offer", "answer", "ringing", "bye", "action", "refused"];

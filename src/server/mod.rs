@@ -155,14 +155,28 @@ impl Exchange {
     ) -> Exchange {
         let mut switch_config = config.switch.clone();
         switch_config.phone_network = phone.is_some();
-        let records = match crate::records::start(&config.records, operator::wall_clock) {
-            Ok(Some(recorder)) => Ok(recorder),
-            Ok(None) => Err("call records are off: this core keeps none".to_owned()),
-            Err(why) => {
-                tracing::error!(%why, "call records: running without records");
-                Err(format!("call records are unavailable: {why}"))
-            }
-        };
+        // With records configured but unavailable, the driver still gets a handle: it counts each
+        // call's record as lost (section 12).
+        let (records, record_sink) =
+            match crate::records::start(&config.records, operator::wall_clock) {
+                Ok(Some(recorder)) => {
+                    self::metrics::records_configured(true);
+                    let sink = recorder.handle();
+                    (Ok(recorder), Some(sink))
+                }
+                Ok(None) => (
+                    Err("call records are off: this core keeps none".to_owned()),
+                    None,
+                ),
+                Err(why) => {
+                    tracing::error!(%why, "call records: running without records");
+                    self::metrics::records_configured(false);
+                    (
+                        Err(format!("call records are unavailable: {why}")),
+                        Some(crate::records::RecorderHandle::unavailable()),
+                    )
+                }
+            };
         let mut switch = Switch::new(switch_config, seed());
         let routing = config
             .routing
@@ -179,7 +193,7 @@ impl Exchange {
             operator::EventHub::new(config.events),
             phone,
             phone_events,
-            records.as_ref().ok().map(Recorder::handle),
+            record_sink,
             notifier.as_ref().map(Notifier::handle),
         );
         let routing = routing.map(|groups| {
