@@ -4,7 +4,7 @@
 //! (`Instant`); the server turns them into wall-clock time.
 
 use super::context::CallContext;
-use super::message::ByeReason;
+use super::reason::ByeReason;
 use super::types::{CallId, Msisdn, PipeKind, TerminalId};
 use std::time::{Duration, Instant};
 
@@ -50,6 +50,43 @@ pub enum CallStatus {
 }
 
 impl CallStatus {
+    /// Every status, in the order of `webterminal.core.v1.CallStatus`.
+    pub const ALL: [CallStatus; 10] = [
+        CallStatus::Started,
+        CallStatus::Ringing,
+        CallStatus::Answered,
+        CallStatus::Held,
+        CallStatus::Resumed,
+        CallStatus::Moved,
+        CallStatus::Completed,
+        CallStatus::Unanswered,
+        CallStatus::Rejected,
+        CallStatus::Failed,
+    ];
+
+    /// The status's name as section 8 writes it (and call records store it), e.g. `COMPLETED`.
+    pub fn name(self) -> &'static str {
+        match self {
+            CallStatus::Started => "STARTED",
+            CallStatus::Ringing => "RINGING",
+            CallStatus::Answered => "ANSWERED",
+            CallStatus::Held => "HELD",
+            CallStatus::Resumed => "RESUMED",
+            CallStatus::Moved => "MOVED",
+            CallStatus::Completed => "COMPLETED",
+            CallStatus::Unanswered => "UNANSWERED",
+            CallStatus::Rejected => "REJECTED",
+            CallStatus::Failed => "FAILED",
+        }
+    }
+
+    /// The status named `name` ([`CallStatus::name`]).
+    pub fn from_name(name: &str) -> Option<CallStatus> {
+        CallStatus::ALL
+            .into_iter()
+            .find(|status| status.name() == name)
+    }
+
     /// The final status of a call that ends with `reason`, answered or not (section 8's table).
     pub fn of_end(answered: bool, reason: ByeReason) -> CallStatus {
         match (answered, reason) {

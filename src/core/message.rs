@@ -5,6 +5,7 @@
 
 use super::context::CallContext;
 use super::events::CallEvent;
+use super::reason::ByeReason;
 use super::types::{CallId, Msisdn, PhoneLegId, Sdp, TerminalId};
 
 /// A message from a terminal, already parsed and validated at the edge (PROTOCOL.md section 6 order:
@@ -107,41 +108,6 @@ pub enum NoticeBody {
     /// An asynchronous failure of something this terminal asked (a re-offer that timed out, a failed
     /// handover).
     Error(Rejection),
-}
-
-/// Why a leg ended: `wgtwo.webterminal.v0.Bye.Reason` (PROTOCOL.md section 1).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ByeReason {
-    /// `NORMAL_CLEARING`: the other active leg sent Bye (4.1).
-    NormalClearing,
-    /// `BUSY`: the callee has devices but none is eligible (4.3).
-    Busy,
-    /// `DECLINED`: a ringing fork declined the call (4.2); to the caller.
-    Declined,
-    /// `DECLINED_ELSEWHERE`: another fork declined it (4.2).
-    DeclinedElsewhere,
-    /// `NO_ANSWER`: the ring timeout passed (4.3); to the caller.
-    NoAnswer,
-    /// `UNAVAILABLE`: the callee has no device, or its last one went (4.3, 4.8).
-    Unavailable,
-    /// `CANCELLED`: the caller cancelled, or the call stopped ringing (4.1, 4.3); to forks.
-    Cancelled,
-    /// `ANSWERED_ELSEWHERE`: another fork answered first (4.2).
-    AnsweredElsewhere,
-    /// `PULLED`: another terminal of the number pulled the call (4.5).
-    Pulled,
-    /// `HANDED_TO_PHONE`: the leg moved to the mobile phone (4.6); call records only.
-    HandedToPhone,
-    /// `PEER_GONE`: the other active leg went away (4.8).
-    PeerGone,
-    /// `NEGOTIATION_FAILED`: a pull was not answered in time (4.5).
-    NegotiationFailed,
-    /// `SERVER_SHUTDOWN`: the core is shutting down (4.9).
-    ServerShutdown,
-    /// `TRANSFERRED`: the leg handed the call on with a transfer (4.12).
-    Transferred,
-    /// `ENDED_BY_OPERATOR`: the operator ended the call (section 8, `EndCall`).
-    EndedByOperator,
 }
 
 /// The `wgtwo.webterminal.v0.Error.Code` a rejection is reported with (PROTOCOL.md section 6).

@@ -11,6 +11,7 @@ mod context;
 mod events;
 mod groups;
 mod message;
+mod reason;
 mod router;
 mod switch;
 mod types;
@@ -26,9 +27,10 @@ pub use groups::{
     DEFAULT_QUEUE_TIMEOUT,
 };
 pub use message::{
-    ByeReason, ErrorCode, Notice, NoticeBody, Output, PhoneCommand, PhoneEvent, PhoneRejection,
-    Rejection, Request, RequestBody,
+    ErrorCode, Notice, NoticeBody, Output, PhoneCommand, PhoneEvent, PhoneRejection, Rejection,
+    Request, RequestBody,
 };
+pub use reason::ByeReason;
 pub use router::{Route, Router};
 pub use switch::{RegisterError, Switch};
 pub use types::{

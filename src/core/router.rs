@@ -4,7 +4,7 @@
 
 use super::context::CallContext;
 use super::groups::Group;
-use super::message::ByeReason;
+use super::reason::ByeReason;
 use super::types::Msisdn;
 use std::sync::Arc;
 

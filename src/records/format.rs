@@ -2,8 +2,8 @@
 //! an aligned table, CSV (RFC 4180), or JSON lines with the field names of `CallRecord`. Times are
 //! RFC 3339 in UTC with milliseconds (`2026-12-02T07:18:56.123Z`).
 
-use super::{reason_name, status_name, CallRecord, Move};
-use crate::core::{Device, DeviceKind};
+use super::{CallRecord, Move};
+use crate::core::{ByeReason, Device, DeviceKind};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::SystemTime;
@@ -81,8 +81,8 @@ impl<'a> From<&'a CallRecord> for JsonRecord<'a> {
             answered_at: r.answered_at.map(time),
             ended_at: time(r.ended_at),
             end_estimated: r.end_estimated,
-            status: status_name(r.status),
-            reason: r.reason.map(reason_name),
+            status: r.status.name(),
+            reason: r.reason.map(ByeReason::name),
             setup_ms: r.setup_ms,
             talk_ms: r.talk_ms,
             hold_ms: r.hold_ms,
@@ -103,7 +103,7 @@ impl From<&Move> for JsonMove {
             side: m.side.name(),
             from: m.from.as_ref().map(device),
             to: m.to.as_ref().map(device),
-            reason: m.reason.map(reason_name),
+            reason: m.reason.map(ByeReason::name),
         }
     }
 }
@@ -129,8 +129,8 @@ pub fn csv_line(r: &CallRecord) -> String {
         opt(r.answered_at),
         time(r.ended_at),
         r.end_estimated.to_string(),
-        status_name(r.status).to_owned(),
-        r.reason.map(reason_name).unwrap_or_default().to_owned(),
+        r.status.name().to_owned(),
+        r.reason.map(ByeReason::name).unwrap_or_default().to_owned(),
         r.setup_ms.to_string(),
         r.talk_ms.to_string(),
         r.hold_ms.to_string(),
@@ -172,7 +172,7 @@ fn moves_text(moves: &[Move]) -> String {
                 m.side.name(),
                 device_text(m.from.as_ref()),
                 device_text(m.to.as_ref()),
-                m.reason.map(reason_name).unwrap_or("-")
+                m.reason.map(ByeReason::name).unwrap_or("-")
             )
         })
         .collect::<Vec<_>>()
@@ -206,8 +206,8 @@ pub fn table(records: &[CallRecord]) -> String {
                     .as_ref()
                     .map(|m| m.to_string())
                     .unwrap_or_else(|| "-".into()),
-                status_name(r.status).to_owned(),
-                r.reason.map(reason_name).unwrap_or("-").to_owned(),
+                r.status.name().to_owned(),
+                r.reason.map(ByeReason::name).unwrap_or("-").to_owned(),
                 r.setup_ms.to_string(),
                 r.talk_ms.to_string(),
                 r.hold_ms.to_string(),

@@ -24,8 +24,6 @@ pub use sqlite::SqliteStore;
 pub use writer::{Recorder, RecorderHandle, RecorderStats};
 
 use crate::core::{ByeReason, CallRef, CallStatus, Device, Msisdn};
-use crate::proto::webterminal::bye;
-use crate::server::wire;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
@@ -324,44 +322,6 @@ pub fn to_millis(time: SystemTime) -> SystemTime {
     from_unix_ms(unix_ms(time))
 }
 
-/// A reason's wire name (`wgtwo.webterminal.v0.Bye.Reason`), e.g. `NORMAL_CLEARING`: records
-/// store and print what the wire says ([`crate::server::wire::bye_reason_to_proto`]).
-pub fn reason_name(reason: ByeReason) -> &'static str {
-    wire::bye_reason_to_proto(reason).as_str_name()
-}
-
-/// The reason of wire name `name` ([`reason_name`]); `None` for a name that is no reason.
-pub fn reason_from_name(name: &str) -> Option<ByeReason> {
-    bye::Reason::from_str_name(name).and_then(wire::bye_reason_from_proto)
-}
-
-const STATUSES: [(CallStatus, &str); 10] = [
-    (CallStatus::Started, "STARTED"),
-    (CallStatus::Ringing, "RINGING"),
-    (CallStatus::Answered, "ANSWERED"),
-    (CallStatus::Held, "HELD"),
-    (CallStatus::Resumed, "RESUMED"),
-    (CallStatus::Moved, "MOVED"),
-    (CallStatus::Completed, "COMPLETED"),
-    (CallStatus::Unanswered, "UNANSWERED"),
-    (CallStatus::Rejected, "REJECTED"),
-    (CallStatus::Failed, "FAILED"),
-];
-
-/// A status's name as section 8 writes it, e.g. `COMPLETED`.
-pub fn status_name(status: CallStatus) -> &'static str {
-    STATUSES
-        .iter()
-        .find(|(s, _)| *s == status)
-        .map(|(_, name)| *name)
-        .expect("every status is named")
-}
-
-/// The status named `name` ([`status_name`]).
-pub fn status_from_name(name: &str) -> Option<CallStatus> {
-    STATUSES.iter().find(|(_, n)| *n == name).map(|(s, _)| *s)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -392,15 +352,15 @@ mod tests {
             (ByeReason::HandedToPhone, "HANDED_TO_PHONE"),
             (ByeReason::EndedByOperator, "ENDED_BY_OPERATOR"),
         ] {
-            assert_eq!(reason_name(reason), name);
-            assert_eq!(reason_from_name(name), Some(reason));
+            assert_eq!(reason.name(), name);
+            assert_eq!(ByeReason::from_name(name), Some(reason));
         }
-        assert_eq!(reason_from_name("REASON_UNSPECIFIED"), None);
-        assert_eq!(reason_from_name("no such reason"), None);
-        for (status, name) in STATUSES {
-            assert_eq!(status_name(status), name);
-            assert_eq!(status_from_name(name), Some(status));
+        assert_eq!(ByeReason::from_name("REASON_UNSPECIFIED"), None);
+        assert_eq!(ByeReason::from_name("no such reason"), None);
+        for status in CallStatus::ALL {
+            assert_eq!(CallStatus::from_name(status.name()), Some(status));
         }
+        assert_eq!(CallStatus::Completed.name(), "COMPLETED");
         assert_eq!(Side::from_name(Side::Callee.name()), Some(Side::Callee));
     }
 

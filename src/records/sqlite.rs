@@ -12,11 +12,10 @@
 
 use super::builder::close_abandoned;
 use super::{
-    from_unix_ms, reason_from_name, reason_name, status_from_name, status_name, unix_ms, Batch,
-    CallRecord, LiveCallRecord, Move, PageToken, RecordPage, RecordQuery, RecordStore, Side,
-    StoreError, MAX_PAGE_SIZE,
+    from_unix_ms, unix_ms, Batch, CallRecord, LiveCallRecord, Move, PageToken, RecordPage,
+    RecordQuery, RecordStore, Side, StoreError, MAX_PAGE_SIZE,
 };
-use crate::core::{CallRef, Device, DeviceKind, Msisdn, TerminalId};
+use crate::core::{ByeReason, CallRef, CallStatus, Device, DeviceKind, Msisdn, TerminalId};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 use rusqlite_migration::{Migrations, M};
 use std::path::{Path, PathBuf};
@@ -261,7 +260,7 @@ impl RecordStore for SqliteStore {
                 let closed = close_abandoned(live.clone(), alive_at.map(from_unix_ms));
                 tracing::warn!(
                     call = %closed.call_ref,
-                    status = status_name(closed.status),
+                    status = closed.status.name(),
                     "closing a call left live when the core stopped unexpectedly; its end is estimated"
                 );
                 upsert
@@ -343,7 +342,7 @@ fn row_params(record: &CallRecord, live: bool, held: bool) -> RowParams {
             record.caller.to_string(),
             record.callee.to_string(),
             serde_json::to_string(&record.data).expect("a map of strings is JSON"),
-            status_name(record.status).to_owned(),
+            record.status.name().to_owned(),
             serde_json::to_string(
                 &record
                     .moves
@@ -354,7 +353,7 @@ fn row_params(record: &CallRecord, live: bool, held: bool) -> RowParams {
             .expect("moves are JSON"),
         ],
         answered_by: record.answered_by.as_ref().map(Msisdn::to_string),
-        reason: record.reason.map(reason_name),
+        reason: record.reason.map(ByeReason::name),
         times: [
             Some(unix_ms(record.started_at)),
             record.alerted_at.map(unix_ms),
@@ -406,9 +405,9 @@ fn record_from_row(row: &Row<'_>) -> rusqlite::Result<CallRecord> {
             .map(from_unix_ms),
         ended_at: from_unix_ms(row.get("ended_at_ms")?),
         end_estimated: row.get("end_estimated")?,
-        status: status_from_name(&status).ok_or_else(|| corrupt("status", &status))?,
+        status: CallStatus::from_name(&status).ok_or_else(|| corrupt("status", &status))?,
         reason: reason
-            .map(|r| reason_from_name(&r).ok_or_else(|| corrupt("reason", &r)))
+            .map(|r| ByeReason::from_name(&r).ok_or_else(|| corrupt("reason", &r)))
             .transpose()?,
         setup_ms: u(row.get("setup_ms")?),
         talk_ms: u(row.get("talk_ms")?),
@@ -502,7 +501,7 @@ impl From<&Move> for StoredMove {
             side: mv.side.name().to_owned(),
             from: mv.from.as_ref().map(StoredDevice::from),
             to: mv.to.as_ref().map(StoredDevice::from),
-            reason: mv.reason.map(|r| reason_name(r).to_owned()),
+            reason: mv.reason.map(|r| r.name().to_owned()),
         }
     }
 }
@@ -518,7 +517,7 @@ impl TryFrom<StoredMove> for Move {
             to: mv.to.map(Device::try_from).transpose()?,
             reason: mv
                 .reason
-                .map(|r| reason_from_name(&r).ok_or_else(|| format!("reason {r}")))
+                .map(|r| ByeReason::from_name(&r).ok_or_else(|| format!("reason {r}")))
                 .transpose()?,
         })
     }

@@ -6,9 +6,8 @@
 //! Names start with `webterminal_` and follow Prometheus conventions: `_total` for counters, base
 //! units (seconds).
 
-use crate::core::{CallEvent, CallRef, CallStatus, Msisdn, PipeKind};
+use crate::core::{ByeReason, CallEvent, CallRef, CallStatus, Msisdn, PipeKind};
 use crate::proto::webterminal::{error, web_terminal_message::Message, WebTerminalMessage};
-use crate::server::wire;
 use metrics::{Counter, Gauge, Histogram};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -361,9 +360,7 @@ impl DriverMetrics {
                 }
                 let reason = event
                     .reason
-                    .map_or("REASON_UNSPECIFIED", |r| {
-                        wire::bye_reason_to_proto(r).as_str_name()
-                    })
+                    .map_or("REASON_UNSPECIFIED", ByeReason::name)
                     .to_ascii_lowercase();
                 let status = format!("{status:?}").to_ascii_lowercase();
                 metrics::counter!(CALLS_ENDED, "status" => status, "reason" => reason).increment(1);

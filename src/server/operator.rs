@@ -570,3 +570,16 @@ fn call_to_proto(call: &LiveCall) -> pb::Call {
             .collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_core_names_call_statuses_as_the_operator_api_does() {
+        for status in CallStatus::ALL {
+            let name = format!("CALL_STATUS_{}", status.name());
+            assert_eq!(status_to_proto(status).as_str_name(), name);
+        }
+    }
+}

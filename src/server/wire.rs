@@ -284,6 +284,15 @@ pub fn error_code_to_proto(code: ErrorCode) -> error::Code {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_core_names_bye_reasons_as_the_wire_does() {
+        for reason in ByeReason::ALL {
+            let wire = bye_reason_to_proto(reason);
+            assert_eq!(wire.as_str_name(), reason.name());
+            assert_eq!(bye_reason_from_proto(wire), Some(reason));
+        }
+    }
+
     fn fixture(name: &str) -> String {
         let path = format!("{}/tests/fixtures/sdp/{name}", env!("CARGO_MANIFEST_DIR"));
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"))

@@ -6,7 +6,8 @@ use super::negotiation::Outcome;
 use super::timers::TimerKind;
 use super::Switch;
 use crate::core::events::CallStatus;
-use crate::core::message::{ByeReason, NoticeBody};
+use crate::core::message::NoticeBody;
+use crate::core::reason::ByeReason;
 use std::time::Instant;
 
 impl Switch {

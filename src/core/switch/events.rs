@@ -8,7 +8,8 @@ use crate::core::events::{
     CallEvent, CallRef, CallStatus, Device, DeviceKind, GroupAnswer, LiveCall, Presence,
     TerminalPresence,
 };
-use crate::core::message::{ByeReason, Output};
+use crate::core::message::Output;
+use crate::core::reason::ByeReason;
 use crate::core::types::Msisdn;
 use std::time::Instant;
 

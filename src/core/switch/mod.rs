@@ -29,8 +29,9 @@ pub use terminals::RegisterError;
 
 use super::config::SwitchConfig;
 use super::message::{
-    ByeReason, ErrorCode, Notice, NoticeBody, Output, PhoneCommand, Rejection, Request, RequestBody,
+    ErrorCode, Notice, NoticeBody, Output, PhoneCommand, Rejection, Request, RequestBody,
 };
+use super::reason::ByeReason;
 use super::router::Router;
 use super::types::{CallId, Msisdn, PhoneLegId, PipeKind, TerminalId};
 use call::{Call, CallKey, CallState, Established, Leg, Party, Ringing};

@@ -5,7 +5,8 @@ use super::call::{CallKey, CallState, Established, Leg, Negotiation, Party, Purp
 use super::timers::TimerKind;
 use super::Switch;
 use crate::core::context::CallContext;
-use crate::core::message::{ByeReason, ErrorCode, NoticeBody, Output, PhoneCommand, Rejection};
+use crate::core::message::{ErrorCode, NoticeBody, Output, PhoneCommand, Rejection};
+use crate::core::reason::ByeReason;
 use crate::core::types::{PhoneLegId, Sdp, TerminalId};
 use std::time::Instant;
 

@@ -4,7 +4,8 @@
 use super::call::{CallKey, CallState, Leg};
 use super::negotiation::{Failure, Outcome};
 use super::Switch;
-use crate::core::message::{ByeReason, PhoneEvent, PhoneRejection};
+use crate::core::message::{PhoneEvent, PhoneRejection};
+use crate::core::reason::ByeReason;
 use crate::core::types::PhoneLegId;
 use std::time::Instant;
 

@@ -5,7 +5,8 @@ use super::call::{CallKey, CallState, Established, Leg, Party};
 use super::timers::TimerKind;
 use super::Switch;
 use crate::core::events::CallStatus;
-use crate::core::message::{ByeReason, NoticeBody};
+use crate::core::message::NoticeBody;
+use crate::core::reason::ByeReason;
 use crate::core::types::{Sdp, TerminalId};
 
 impl Switch {

@@ -4,7 +4,8 @@
 use super::call::{CallKey, CallState, Leg, Party};
 use super::terminal_view::{SeenCall, View};
 use super::Switch;
-use crate::core::message::{ByeReason, ErrorCode, NoticeBody, Rejection};
+use crate::core::message::{ErrorCode, NoticeBody, Rejection};
+use crate::core::reason::ByeReason;
 use crate::core::types::{CallId, Msisdn, PipeKind, TerminalId};
 use hashbrown::HashMap;
 use std::time::Instant;
