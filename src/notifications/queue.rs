@@ -78,7 +78,7 @@ impl NotificationQueue {
     /// An empty queue holding at most `bound` notifications (at least 1). The metric handles are
     /// resolved here, once.
     pub fn new(bound: usize) -> NotificationQueue {
-        use crate::server::metrics::{
+        use crate::metric_names::{
             NOTIFICATIONS_DROPPED, NOTIFICATIONS_PUSHED, NOTIFICATIONS_QUEUED,
         };
         let bound = bound.max(1);

@@ -92,7 +92,7 @@ impl RecorderHandle {
         let Some(queue) = &self.queue else {
             if event.status.is_final() {
                 let lost = self.stats.lost_records.fetch_add(1, Ordering::Relaxed) + 1;
-                metrics::counter!(crate::server::metrics::RECORDS_LOST).increment(1);
+                metrics::counter!(crate::metric_names::RECORDS_LOST).increment(1);
                 // The first, then every power of two: the cause was logged at start.
                 if lost.is_power_of_two() {
                     tracing::warn!(lost, "call records are unavailable: call records lost");
@@ -104,7 +104,7 @@ impl RecorderHandle {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 let dropped = self.stats.dropped_events.fetch_add(1, Ordering::Relaxed) + 1;
-                metrics::counter!(crate::server::metrics::RECORDS_DROPPED).increment(1);
+                metrics::counter!(crate::metric_names::RECORDS_DROPPED).increment(1);
                 // The first, then every power of two: a full queue must not flood the log.
                 if dropped.is_power_of_two() {
                     tracing::warn!(
@@ -303,12 +303,12 @@ impl Writer {
                 self.stats
                     .records_written
                     .fetch_add(batch.finished.len() as u64, Ordering::Relaxed);
-                metrics::counter!(crate::server::metrics::RECORDS_WRITTEN)
+                metrics::counter!(crate::metric_names::RECORDS_WRITTEN)
                     .increment(batch.finished.len() as u64);
             }
             Err(e) => {
                 let failed = self.stats.failed_writes.fetch_add(1, Ordering::Relaxed) + 1;
-                metrics::counter!(crate::server::metrics::RECORDS_FAILED).increment(1);
+                metrics::counter!(crate::metric_names::RECORDS_FAILED).increment(1);
                 tracing::error!(
                     %e,
                     failed,
