@@ -16,9 +16,10 @@ use serde_json::Value;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use webterminal_core::core::{GroupTable, Msisdn, PipeKind, Sdp};
+use webterminal_core::core::{Msisdn, PipeKind, Sdp};
 use webterminal_core::proto::webterminal::WebTerminalMessage;
 use webterminal_core::server::auth::{mint_client_token, mint_token, Verifier, VerifyingKey};
+use webterminal_core::server::routing_file;
 use webterminal_core::server::wire::{parse_request, Limits};
 
 const SECRET: &[u8] = b"fuzz-secret";
@@ -397,7 +398,7 @@ fn msisdns() {
 #[test]
 fn routing_files() {
     fuzz(text_from(corpus("fuzz/routing")), |text| {
-        let _ = GroupTable::from_toml(&text);
+        let _ = routing_file::parse(&text);
         Ok(())
     });
 }

@@ -23,7 +23,7 @@ pub use events::{
     TerminalPresence,
 };
 pub use groups::{
-    Group, GroupTable, Member, RoutingFileError, Strategy, DEFAULT_MEMBER_RING_TIMEOUT,
+    Group, GroupError, GroupTable, Member, Strategy, DEFAULT_MEMBER_RING_TIMEOUT,
     DEFAULT_QUEUE_TIMEOUT,
 };
 pub use message::{

@@ -3,7 +3,7 @@
 //! rings anything. Without one, a call rings the number dialled.
 
 use super::context::CallContext;
-use super::groups::Group;
+use super::groups::{Group, GroupTable};
 use super::reason::ByeReason;
 use super::types::Msisdn;
 use std::sync::Arc;
@@ -30,4 +30,48 @@ pub trait Router: Send {
     /// Where the call from `from` to the dialled number `to`, with the caller's `context`, goes.
     /// Routing a call back to `from` itself rejects it with `UNAVAILABLE`.
     fn route(&mut self, from: &Msisdn, to: &Msisdn, context: &CallContext) -> Route;
+}
+
+impl Router for GroupTable {
+    fn route(&mut self, _from: &Msisdn, to: &Msisdn, _context: &CallContext) -> Route {
+        match self.group(to) {
+            Some(group) => Route::Group(group.clone()),
+            None => Route::Ring(to.clone()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::groups::{Member, Strategy};
+    use std::time::Duration;
+
+    fn m(s: &str) -> Msisdn {
+        Msisdn::parse(s).unwrap()
+    }
+
+    #[test]
+    fn a_group_table_queues_calls_to_groups_and_rings_other_numbers() {
+        let sales = Group {
+            number: m("+4721000000"),
+            strategy: Strategy::RoundRobin,
+            member_ring_timeout: Duration::from_secs(15),
+            queue_timeout: Duration::from_secs(120),
+            members: vec![Member {
+                msisdn: m("+4790000001"),
+                extension: "101".into(),
+            }],
+        };
+        let mut table = GroupTable::new([sales]).unwrap();
+        let ctx = CallContext::default();
+        match table.route(&m("+4799999999"), &m("+4721000000"), &ctx) {
+            Route::Group(g) => assert_eq!(g.number, m("+4721000000")),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            table.route(&m("+4799999999"), &m("+4790000001"), &ctx),
+            Route::Ring(m("+4790000001"))
+        );
+    }
 }

@@ -135,23 +135,21 @@ impl GroupSetup {
 
     /// The routing file of the group.
     fn table(&self) -> GroupTable {
-        let strategy = match self.strategy {
-            Strategy::RingAll => "ring-all",
-            Strategy::RoundRobin => "round-robin",
-            Strategy::LongestIdle => "longest-idle",
-        };
-        let members: Vec<String> = (0..GROUP)
+        let members = (0..GROUP)
             .filter(|i| self.is_member(*i))
-            .map(|i| format!("{{ msisdn = \"{}\", extension = \"10{i}\" }}", NUMBERS[i]))
+            .map(|i| Member {
+                msisdn: Msisdn::parse(NUMBERS[i]).unwrap(),
+                extension: format!("10{i}"),
+            })
             .collect();
-        let text = format!(
-            "[[group]]\nnumber = \"{}\"\nstrategy = \"{strategy}\"\nmember_ring_timeout = \"{}ms\"\nqueue_timeout = \"{}ms\"\nmembers = [ {} ]\n",
-            NUMBERS[GROUP],
-            self.member_ring_ms(),
-            self.queue_ms(),
-            members.join(", ")
-        );
-        GroupTable::from_toml(&text).expect("the model's routing file is valid")
+        let group = Group {
+            number: Msisdn::parse(NUMBERS[GROUP]).unwrap(),
+            strategy: self.strategy,
+            member_ring_timeout: Duration::from_millis(self.member_ring_ms().into()),
+            queue_timeout: Duration::from_millis(self.queue_ms().into()),
+            members,
+        };
+        GroupTable::new([group]).expect("the model's group is valid")
     }
 }
 

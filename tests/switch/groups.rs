@@ -17,18 +17,17 @@ const MEMBER_RING: Duration = Duration::from_secs(20);
 const QUEUE: Duration = Duration::from_secs(300);
 
 fn table(strategy: &str) -> GroupTable {
-    GroupTable::from_toml(&format!(
-        r#"
-        [[group]]
-        number = "{SALES}"
-        strategy = "{strategy}"
-        member_ring_timeout = "20s"
-        queue_timeout = "5m"
-        members = [ {{ msisdn = "{M1}", extension = "101" }},
-                    {{ msisdn = "{M2}", extension = "102" }},
-                    {{ msisdn = "{M3}", extension = "103" }} ]
-        "#
-    ))
+    let member = |msisdn: &str, extension: &str| Member {
+        msisdn: Msisdn::parse(msisdn).unwrap(),
+        extension: extension.into(),
+    };
+    GroupTable::new([Group {
+        number: Msisdn::parse(SALES).unwrap(),
+        strategy: Strategy::from_name(strategy).expect("a strategy"),
+        member_ring_timeout: MEMBER_RING,
+        queue_timeout: QUEUE,
+        members: vec![member(M1, "101"), member(M2, "102"), member(M3, "103")],
+    }])
     .unwrap()
 }
 
