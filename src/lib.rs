@@ -6,12 +6,14 @@
 //! - [`records`]: call records (section 9): the record builder, the store interface, SQLite.
 //! - [`notifications`]: inbound-call notifications to Redis (section 10).
 //! - [`server`]: tokio + tonic: the driver task, the gRPC services, auth, shutdown.
+//! - [`clock`]: the wall clock the switch's `Instant`s are turned into UTC by.
 //! - [`metric_names`]: the Prometheus metrics' names (section 12), shared by every part that counts.
 //! - `pacing` (inside the crate): a capped exponential back-off and a log throttle, for the accept
 //!   loop and the Redis pusher.
 
 #![warn(missing_docs)]
 
+pub mod clock;
 pub mod core;
 pub mod metric_names;
 pub mod notifications;

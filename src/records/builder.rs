@@ -33,7 +33,7 @@ impl Built {
 
 /// Folds call events into records. Holds one entry per live call.
 pub struct RecordBuilder {
-    /// Turns an event's `Instant` into UTC (the server's `wall_clock`; a fixed anchor in tests).
+    /// Turns an event's `Instant` into UTC ([`crate::clock::wall_clock`]; a fixed anchor in tests).
     clock: Box<dyn Fn(Instant) -> SystemTime + Send>,
     live: HashMap<CallRef, OpenCall>,
 }

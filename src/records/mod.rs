@@ -278,7 +278,7 @@ impl fmt::Debug for RecordsConfig {
 
 /// Starts recording as `config` says: `Ok(None)` for [`RecordsConfig::None`], else the writer
 /// over the store, its calls left live by a crash closed first. `clock` turns an event's
-/// `Instant` into UTC (the server's `wall_clock`).
+/// `Instant` into UTC ([`crate::clock::wall_clock`]).
 ///
 /// # Errors
 /// Why the store cannot be used (the SQLite file cannot be opened or migrated, no thread): the

@@ -141,7 +141,7 @@ impl std::fmt::Debug for Recorder {
 impl Recorder {
     /// Closes the calls `store` holds as live from a process that died
     /// ([`RecordStore::close_abandoned`]; a failure is logged), then starts the writer thread.
-    /// `clock` turns an event's `Instant` into UTC (the server's `wall_clock`).
+    /// `clock` turns an event's `Instant` into UTC ([`crate::clock::wall_clock`]).
     ///
     /// # Errors
     /// The operating system refused a thread.

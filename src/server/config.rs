@@ -1,7 +1,7 @@
 //! What the server is configured with ([`ServerConfig`]) and its defaults: listen address, limits,
 //! rates, keepalives, TLS files, token policy, records, routing file and notifications.
 
-use super::{driver, gateway, health, listener, operator, rate_limit, softphone, wire};
+use super::{driver, event_hub, gateway, health, listener, rate_limit, softphone, wire};
 use crate::core::SwitchConfig;
 use crate::notifications::NotificationsConfig;
 use crate::records::RecordsConfig;
@@ -92,7 +92,7 @@ pub struct ServerConfig {
     /// Caps on connections and deadlines for silent and idle ones ([`listener`]).
     pub connections: listener::ConnectionLimits,
     /// The operator API's event buffers (PROTOCOL.md section 8).
-    pub events: operator::EventLimits,
+    pub events: event_hub::EventLimits,
     /// Where call records are kept (PROTOCOL.md section 9). Default [`RecordsConfig::None`]:
     /// none (the CLI's default is a SQLite file in the core's data directory).
     pub records: RecordsConfig,
@@ -173,7 +173,7 @@ impl ServerConfig {
             offers_per_second_per_callee: None,
             connections: listener::ConnectionLimits::default(),
             health: health::Health::new(),
-            events: operator::EventLimits::default(),
+            events: event_hub::EventLimits::default(),
             records: RecordsConfig::None,
             routing: None,
             notifications: None,

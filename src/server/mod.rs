@@ -16,12 +16,14 @@
 pub mod auth;
 mod config;
 pub mod driver;
+pub mod event_hub;
 pub mod gateway;
 pub mod health;
 mod http_server;
 pub mod listener;
 pub mod metrics;
 pub mod operator;
+pub mod queries;
 pub mod rate_limit;
 pub mod routing_file;
 pub mod service;
@@ -158,7 +160,7 @@ impl Exchange {
         // With records configured but unavailable, the driver still gets a handle: it counts each
         // call's record as lost (section 12).
         let (records, record_sink) =
-            match crate::records::start(&config.records, operator::wall_clock) {
+            match crate::records::start(&config.records, crate::clock::wall_clock) {
                 Ok(Some(recorder)) => {
                     self::metrics::records_configured(true);
                     let sink = recorder.handle();
@@ -190,7 +192,7 @@ impl Exchange {
         let notifier = config.notifications.as_ref().map(Notifier::start);
         let (driver, driver_task) = driver::spawn_with_sinks(
             switch,
-            operator::EventHub::new(config.events),
+            event_hub::EventHub::new(config.events),
             phone,
             phone_events,
             record_sink,

@@ -1,15 +1,15 @@
 //! The operator API, `webterminal.core.v1.Operator` (PROTOCOL.md section 8): live call events with
 //! replay, the live calls, presence, ending a call, and the call records (section 9).
 //!
-//! Shape: the driver task owns the switch and the [`EventHub`], and answers [`OperatorQuery`]s
-//! between two inputs, so a `ListCalls` snapshot and the sequence it reflects, or a watcher's replay
-//! and its subscription, are taken atomically. Events reach watchers through a bounded broadcast
+//! Shape: the driver task owns the switch and the
+//! [`EventHub`](crate::server::event_hub::EventHub), and answers [`OperatorQuery`]s
+//! between two inputs ([`super::queries`]), so a `ListCalls` snapshot and the sequence it reflects,
+//! or a watcher's replay and its subscription, are taken atomically. Events reach watchers through a bounded broadcast
 //! channel that the driver never waits on: a watcher that falls behind is ended with
 //! `RESOURCE_EXHAUSTED`.
 
 use crate::core::{
-    ByeReason, CallEvent, CallRef, CallStatus, Device, DeviceKind, LiveCall, Msisdn, Presence,
-    Switch, TerminalId,
+    ByeReason, CallEvent, CallRef, CallStatus, Device, DeviceKind, LiveCall, Msisdn, TerminalId,
 };
 use crate::phone::sim::{Behaviour, SimulatorControl};
 use crate::proto::operator::operator_server::{Operator, OperatorServer};
@@ -17,158 +17,15 @@ use crate::proto::operator::{self as pb};
 use crate::records::{self, CallRecord, PageToken, RecordQuery, RecordStore};
 use crate::server::auth::Verifier;
 use crate::server::driver::DriverHandle;
+use crate::server::event_hub::Watch;
+use crate::server::queries::OperatorQuery;
 use crate::server::wire;
-use std::collections::VecDeque;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
-use std::time::{Instant, SystemTime};
+use std::sync::Arc;
+use std::time::Instant;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
-
-/// The operator API's event buffers (PROTOCOL.md section 8).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct EventLimits {
-    /// Events held for replay (`WatchCallsRequest.after_sequence`). Default 10,000, what
-    /// PROTOCOL.md asks for at least; smaller values are for tests.
-    pub replay: usize,
-    /// Events a watcher may fall behind by before it is ended with `RESOURCE_EXHAUSTED`. Default
-    /// 4,096.
-    pub watcher_lag: usize,
-}
-
-impl Default for EventLimits {
-    fn default() -> Self {
-        EventLimits {
-            replay: 10_000,
-            watcher_lag: 4_096,
-        }
-    }
-}
-
-/// Where call events go: the last [`EventLimits::replay`] for replay, and every live watcher. Owned
-/// by the driver task.
-#[derive(Debug)]
-pub struct EventHub {
-    held: VecDeque<CallEvent>,
-    replay: usize,
-    live: broadcast::Sender<CallEvent>,
-}
-
-impl EventHub {
-    /// An empty hub with these buffer sizes (each at least 1).
-    pub fn new(limits: EventLimits) -> Self {
-        EventHub {
-            held: VecDeque::with_capacity(limits.replay.max(1)),
-            replay: limits.replay.max(1),
-            live: broadcast::channel(limits.watcher_lag.max(1)).0,
-        }
-    }
-
-    /// Holds `event` for replay and hands it to every watcher; never waits.
-    pub fn publish(&mut self, event: CallEvent) {
-        if self.held.len() == self.replay {
-            self.held.pop_front();
-        }
-        self.held.push_back(event.clone());
-        // No receiver is not an error: nobody watches.
-        let _ = self.live.send(event);
-    }
-
-    /// The held events after `after` and a subscription to the ones to come, taken together so that
-    /// nothing falls between them.
-    ///
-    /// # Errors
-    /// `OUT_OF_RANGE` when `after` is beyond the last event `last`, or the events right after it
-    /// are no longer held.
-    fn watch(&self, after: u64, last: u64) -> Result<Watch, Status> {
-        let replay: Vec<CallEvent> = if after == 0 {
-            Vec::new()
-        } else {
-            if after > last {
-                return Err(Status::out_of_range(format!(
-                    "after_sequence {after} is beyond the last event, {last}: is it from another run of the core?"
-                )));
-            }
-            let oldest = self.held.front().map_or(last + 1, |e| e.sequence);
-            if after + 1 < oldest {
-                return Err(Status::out_of_range(format!(
-                    "the events after {after} are no longer held (the oldest held is {oldest}): list the calls again"
-                )));
-            }
-            self.held
-                .iter()
-                .filter(|e| e.sequence > after)
-                .cloned()
-                .collect()
-        };
-        Ok(Watch {
-            replay,
-            live: self.live.subscribe(),
-        })
-    }
-}
-
-/// A watcher's start: the replayed events, then the live ones.
-#[derive(Debug)]
-pub struct Watch {
-    replay: Vec<CallEvent>,
-    live: broadcast::Receiver<CallEvent>,
-}
-
-/// A question for the driver from the operator API; answered between two inputs.
-#[derive(Debug)]
-pub enum OperatorQuery {
-    /// `WatchCalls`.
-    Watch {
-        /// Replay the held events after this sequence (0: none).
-        after: u64,
-        /// The answer.
-        reply: oneshot::Sender<Result<Watch, Status>>,
-    },
-    /// `ListCalls`: the live calls (of one number) and the last sequence.
-    ListCalls {
-        /// Only this number's calls.
-        msisdn: Option<Msisdn>,
-        /// The answer.
-        reply: oneshot::Sender<(Vec<LiveCall>, u64)>,
-    },
-    /// `GetPresence`.
-    Presence {
-        /// The number.
-        msisdn: Msisdn,
-        /// The answer.
-        reply: oneshot::Sender<Presence>,
-    },
-    /// `EndCall`: `false` when the ref is not live.
-    EndCall {
-        /// The call.
-        call_ref: CallRef,
-        /// The answer.
-        reply: oneshot::Sender<bool>,
-    },
-}
-
-impl OperatorQuery {
-    /// Answers the query from the driver task, with the switch and the hub it owns.
-    pub fn answer(self, switch: &mut Switch, hub: &EventHub, now: Instant) {
-        match self {
-            OperatorQuery::Watch { after, reply } => {
-                let _ = reply.send(hub.watch(after, switch.last_sequence()));
-            }
-            OperatorQuery::ListCalls { msisdn, reply } => {
-                let calls = switch.live_calls(msisdn.as_ref());
-                let _ = reply.send((calls, switch.last_sequence()));
-            }
-            OperatorQuery::Presence { msisdn, reply } => {
-                let _ = reply.send(switch.presence(&msisdn));
-            }
-            OperatorQuery::EndCall { call_ref, reply } => {
-                let _ = reply.send(switch.end_call(now, call_ref));
-            }
-        }
-    }
-}
 
 /// The operator service (PROTOCOL.md section 8) over the driver.
 #[derive(Debug, Clone)]
@@ -465,18 +322,8 @@ pub fn record_to_proto(record: &CallRecord) -> pb::CallRecord {
     }
 }
 
-/// The wall-clock time of `at`, against one anchor taken the first time it is asked.
-pub fn wall_clock(at: Instant) -> SystemTime {
-    static ANCHOR: OnceLock<(Instant, SystemTime)> = OnceLock::new();
-    let (instant, system) = *ANCHOR.get_or_init(|| (Instant::now(), SystemTime::now()));
-    match at.checked_duration_since(instant) {
-        Some(after) => system + after,
-        None => system - instant.duration_since(at),
-    }
-}
-
 fn timestamp(at: Instant) -> prost_types::Timestamp {
-    wall_clock(at).into()
+    crate::clock::wall_clock(at).into()
 }
 
 /// A terminal's opaque name for operators.
