@@ -534,7 +534,7 @@ async fn softphone_pages_call_hold_pull_answer_a_phone_and_take_a_transfer() {
         level(c, "peakRemote") > 0.05
     })
     .await;
-    // For the picture (README's docs/softphone.png): a moment when both meters show a beep, if one
+    // For the picture (docs/softphone.png, shown in the README): a moment when both meters show a beep, if one
     // comes within a few seconds; the screenshot is taken either way.
     let until = Instant::now() + Duration::from_secs(5);
     while Instant::now() < until {

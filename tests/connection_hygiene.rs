@@ -1,4 +1,4 @@
-//! Connection hygiene (README "Holding up under bad clients"), against the real binary
+//! Connection hygiene (docs/SECURITY.md, "Holding up under bad clients"), against the real binary
 //! started under `prlimit --nofile=256:256`: 400 silent TCP connections and slowloris clients that
 //! send the HTTP/2 preface one byte every 2 s are all closed within the handshake deadline (2 s
 //! here), a health check and a full call from other addresses succeed meanwhile, and the server's

@@ -1,4 +1,4 @@
-//! The connection edge: what a TCP connection may cost before it is any use (README
+//! The connection edge: what a TCP connection may cost before it is any use (docs/SECURITY.md,
 //! "Holding up under bad clients").
 //!
 //! [`Incoming`] wraps tonic's [`TcpIncoming`] (which sets `TCP_NODELAY` and TCP keepalive) and adds:

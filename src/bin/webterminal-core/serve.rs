@@ -378,7 +378,7 @@ pub(crate) fn run_serve(args: ServeArgs) -> CliResult {
         let ws = if config.tls.is_some() { "wss" } else { "ws" };
         say!(
             "  browsers: {ws}://{local}/pipe and {ws}://{local}/multipipe \
-             (Sec-WebSocket-Protocol: Bearer, <token>; README \"Browsers and WebSockets\")"
+             (Sec-WebSocket-Protocol: Bearer, <token>; docs/BROWSERS.md)"
         );
         let web = if config.tls.is_some() {
             "https"
