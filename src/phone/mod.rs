@@ -2,6 +2,7 @@
 //! reach its real network, and the simulated network the core ships.
 
 pub mod sim;
+pub mod sip;
 
 use crate::core::{PhoneCommand, PhoneEvent};
 use tokio::sync::mpsc;

@@ -28,7 +28,7 @@ pub const DEFAULT_LISTEN: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 50051);
 
 /// Which phone network the server attaches (PROTOCOL.md section 7).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub enum PhoneNetworkKind {
     /// The simulated network: every E.164 number has a simulated phone, controlled through the
     /// `webterminal.core.v1.SimulatedPhoneNetwork` service served next to the WebTerminal API.
@@ -36,6 +36,9 @@ pub enum PhoneNetworkKind {
     Sim,
     /// No phone network: numbers without terminals are unavailable and ToPhone fails.
     None,
+    /// A SIP trunk (PROTOCOL.md section 13): calls to phones go to the trunk as INVITEs, and INVITEs
+    /// from its allowed sources are calls from phones.
+    Sip(crate::phone::sip::SipConfig),
 }
 
 /// Everything [`serve`](super::serve) needs. [`ServerConfig::new`] gives the defaults.

@@ -115,18 +115,26 @@ impl fmt::Debug for Exchange {
 }
 
 impl Exchange {
-    /// Starts the driver task and, with [`PhoneNetworkKind::Sim`], the simulated phone network.
+    /// Starts the driver task and the phone network `config.phone_network` names: the simulated one
+    /// ([`PhoneNetworkKind::Sim`]), whose operator API is then served, or a SIP trunk
+    /// ([`PhoneNetworkKind::Sip`]).
     /// `config.switch.phone_network` is set from `config.phone_network`.
     ///
     /// # Panics
     /// Outside a tokio runtime.
     pub fn start(config: ServerConfig) -> Exchange {
         let (reports, phone_events) = PhoneReports::channel();
-        let (phone, simulator) = match config.phone_network {
+        let (phone, simulator) = match &config.phone_network {
             PhoneNetworkKind::Sim => {
                 let (network, control) = crate::phone::sim::SimulatedPhoneNetwork::start(reports);
                 let network: Box<dyn PhoneNetwork> = Box::new(network);
                 (Some(network), Some(control))
+            }
+            PhoneNetworkKind::Sip(sip) => {
+                let trunk =
+                    crate::phone::sip::SipTrunk::start(sip.clone(), config.max_sdp_bytes, reports);
+                let network: Box<dyn PhoneNetwork> = Box::new(trunk);
+                (Some(network), None)
             }
             PhoneNetworkKind::None => (None, None),
         };

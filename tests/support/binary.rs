@@ -144,12 +144,15 @@ pub struct Started {
     pub port: u16,
     /// The metrics port, when asked for.
     pub metrics_port: Option<u16>,
+    /// The SIP trunk's UDP port (`  sip: udp ADDR`), with `--phone-network sip`.
+    pub sip_port: Option<u16>,
     /// What the server printed on stdout until it reported its ports.
     pub stdout: String,
 }
 
 /// Starts `webterminal-core serve` with `args` on port 0 (and the metrics on port 0 when
-/// `metrics`), stderr inherited, and waits (up to [`WAIT`]) until it prints the ports it bound.
+/// `metrics`), stderr inherited, and waits (up to [`WAIT`]) until it prints the ports it bound
+/// (the SIP trunk's too when `args` hold `--phone-network sip`).
 pub fn serve_on_free_ports(args: &[&str], metrics: bool) -> Started {
     use std::io::BufRead;
     use std::process::{Command, Stdio};
@@ -167,11 +170,12 @@ pub fn serve_on_free_ports(args: &[&str], metrics: bool) -> Started {
         .expect("the server starts");
     let stdout = child.stdout.take().unwrap();
     let server = Server(child);
+    let sip = args.windows(2).any(|w| w == ["--phone-network", "sip"]);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut lines = std::io::BufReader::new(stdout).lines();
         let mut printed = String::new();
-        let (mut port, mut metrics_port) = (None, None);
+        let (mut port, mut metrics_port, mut sip_port) = (None, None, None);
         for line in lines.by_ref() {
             let Ok(line) = line else { break };
             printed.push_str(&line);
@@ -187,21 +191,28 @@ pub fn serve_on_free_ports(args: &[&str], metrics: bool) -> Started {
             if line.trim_start().starts_with("metrics: ") {
                 metrics_port = port_after("http://");
             }
-            if let Some(port) = port.filter(|_| metrics_port.is_some() || !metrics) {
-                let _ = tx.send((port, metrics_port, printed.clone()));
+            if line.trim_start().starts_with("sip: udp ") {
+                sip_port = port_after("udp ");
+            }
+            if let Some(port) = port
+                .filter(|_| metrics_port.is_some() || !metrics)
+                .filter(|_| sip_port.is_some() || !sip)
+            {
+                let _ = tx.send((port, metrics_port, sip_port, printed.clone()));
                 break;
             }
         }
         // Keep reading so that the server never blocks on a full pipe.
         for _ in lines {}
     });
-    let (port, metrics_port, stdout) = rx
+    let (port, metrics_port, sip_port, stdout) = rx
         .recv_timeout(WAIT)
         .expect("the server prints the ports it bound");
     Started {
         server,
         port,
         metrics_port,
+        sip_port,
         stdout,
     }
 }

@@ -119,6 +119,9 @@ fn init_logging(personal_data: bool, format: LogFormat) {
         // webrtc-sdp warns about every attribute it does not model (Chromium's rtcp-xr, say) and
         // quotes the SDP line: personal data, and a measurable cost on every call (BENCHMARKS.md).
         filter = filter.add_directive("webrtc_sdp=error".parse().expect("a valid directive"));
+        // rsipstack logs every SIP message it sends or receives at info, in full (numbers, SDP):
+        // the SIP trunk logs what matters itself, redacted.
+        filter = filter.add_directive("rsipstack=warn".parse().expect("a valid directive"));
     }
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)

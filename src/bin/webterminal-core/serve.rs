@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 use webterminal_core::core::SwitchConfig;
 use webterminal_core::notifications::{self, NotificationsConfig};
+use webterminal_core::phone::sip::{Cidr, SipConfig};
 use webterminal_core::records::RecordsConfig;
 use webterminal_core::server::{self, wire, PhoneNetworkKind, ServerConfig, TlsFiles, TokenPolicy};
 
@@ -229,6 +230,37 @@ pub(crate) struct ServeArgs {
     )]
     phone_network: PhoneNetworkArg,
 
+    /// With `--phone-network sip`: the UDP address SIP is received and sent on (port 0: any free
+    /// port, printed at start).
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "0.0.0.0:5060",
+        env = "WEBTERMINAL_SIP_LISTEN",
+        help_heading = "SIP"
+    )]
+    sip_listen: SocketAddr,
+    /// With `--phone-network sip` (and required by it): the trunk calls to phones go to, a sip: URI
+    /// (`sip:192.0.2.1:5060`); each call's Request-URI is it with the callee's number as user part.
+    #[arg(
+        long,
+        value_name = "URI",
+        env = "WEBTERMINAL_SIP_TRUNK",
+        help_heading = "SIP"
+    )]
+    sip_trunk: Option<String>,
+    /// With `--phone-network sip`: a network (CIDR, `10.0.0.0/8`, or one address) whose INVITEs are
+    /// taken as calls from phones; repeatable, and when given it is the whole list. Others get 403.
+    /// Default: the trunk's own address.
+    #[arg(
+        long = "sip-allow",
+        value_name = "CIDR",
+        env = "WEBTERMINAL_SIP_ALLOW",
+        value_delimiter = ',',
+        help_heading = "SIP"
+    )]
+    sip_allow: Vec<Cidr>,
+
     /// Log format on stderr: `text` for people, `json` (one object per line) for log shippers.
     #[arg(
         long,
@@ -264,6 +296,8 @@ enum PhoneNetworkArg {
     Sim,
     /// No phone network.
     None,
+    /// A SIP trunk (PROTOCOL.md section 13; needs --sip-trunk).
+    Sip,
 }
 
 pub(crate) fn run_serve(args: ServeArgs) -> CliResult {
@@ -283,6 +317,16 @@ pub(crate) fn run_serve(args: ServeArgs) -> CliResult {
     config.phone_network = match args.phone_network {
         PhoneNetworkArg::Sim => PhoneNetworkKind::Sim,
         PhoneNetworkArg::None => PhoneNetworkKind::None,
+        PhoneNetworkArg::Sip => {
+            let trunk = args
+                .sip_trunk
+                .as_deref()
+                .ok_or("--phone-network sip needs --sip-trunk URI (where calls to phones go)")?;
+            let mut sip = SipConfig::new(trunk)?;
+            sip.listen = args.sip_listen;
+            sip.allow = args.sip_allow;
+            PhoneNetworkKind::Sip(sip)
+        }
     };
     config.max_message_bytes = args.max_message_bytes;
     config.max_sdp_bytes = args.max_sdp_bytes;
@@ -369,6 +413,15 @@ pub(crate) fn run_serve(args: ServeArgs) -> CliResult {
         };
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let local = listener.local_addr()?;
+        // Bound before anything is printed, so that a SIP port in use is a startup error and port 0
+        // is known.
+        let sip = match &mut config.phone_network {
+            PhoneNetworkKind::Sip(sip) => Some(
+                sip.bind()
+                    .map_err(|e| format!("--sip-listen {}: {e}", sip.listen))?,
+            ),
+            _ => None,
+        };
         let scheme = if config.tls.is_some() {
             "TLS"
         } else {
@@ -389,6 +442,9 @@ pub(crate) fn run_serve(args: ServeArgs) -> CliResult {
         say!("  health: {web}://{local}/healthz and {web}://{local}/readyz");
         if let Some(metrics) = metrics {
             say!("  metrics: http://{metrics}/metrics (and /healthz, /readyz)");
+        }
+        if let Some(sip) = sip {
+            say!("  sip: udp {sip}");
         }
         if let Some(path) = stored_at {
             // How grpcurl reaches this listener: in the clear, or trusting our certificate.

@@ -1,0 +1,112 @@
+//! A SIP trunk as the phone network (PROTOCOL.md section 13): calls to phones go out as INVITEs to
+//! one trunk (a carrier, a PBX, an IMS), and INVITEs from the trunk's allowed sources are calls from
+//! phones (4.11).
+//!
+//! [`mapping`] holds the rules, as pure functions; [`trunk`] applies them over the rsipstack
+//! transaction and dialog layers, on UDP. What this first version carries: calls both ways with their
+//! ringing, answer, rejection and hangup, and call context as `X-` headers. Not yet: rtpengine,
+//! re-INVITEs (a session refresh repeating the current SDP is answered; any other gets 488), the
+//! handover's offerless INVITE, PRACK, digest, REGISTER and OPTIONS pings.
+
+pub mod mapping;
+pub mod trunk;
+
+pub use mapping::Cidr;
+pub use trunk::SipTrunk;
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+/// The default `--sip-listen`: every address, port 5060 (UDP).
+pub const DEFAULT_SIP_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 5060);
+
+/// How the SIP trunk is set up (PROTOCOL.md section 13 flags).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SipConfig {
+    /// Where the trunk receives and sends SIP, over UDP (`--sip-listen`; port 0: any free port).
+    /// Default [`DEFAULT_SIP_LISTEN`].
+    pub listen: SocketAddr,
+    /// Where calls to phones go (`--sip-trunk`), a `sip:` URI such as
+    /// `sip:127.0.0.1:5090;transport=udp`; each call's Request-URI is it with the callee's number as
+    /// user part.
+    pub trunk: String,
+    /// Who may send INVITEs (`--sip-allow`); when empty, the trunk's own address (its host, resolved
+    /// at start when it is a name).
+    pub allow: Vec<Cidr>,
+    /// A socket already bound to `listen` ([`SipConfig::bind`]), used instead of binding at start.
+    pub socket: Option<BoundSocket>,
+}
+
+/// Why a SIP trunk configuration is refused at startup.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SipConfigError {
+    /// `--sip-trunk` does not parse as a `sip:` URI with a host.
+    #[error("--sip-trunk {uri:?} is not a sip: URI with a host (e.g. sip:192.0.2.1:5060): {why}")]
+    Trunk {
+        /// The value given.
+        uri: String,
+        /// What is wrong with it.
+        why: String,
+    },
+}
+
+impl SipConfig {
+    /// A trunk to `trunk` (validated), listening on [`DEFAULT_SIP_LISTEN`], INVITEs allowed from the
+    /// trunk's own address.
+    ///
+    /// # Errors
+    /// [`SipConfigError::Trunk`] when `trunk` is not a `sip:` URI with a host.
+    pub fn new(trunk: &str) -> Result<SipConfig, SipConfigError> {
+        trunk::parse_trunk_uri(trunk).map_err(|why| SipConfigError::Trunk {
+            uri: trunk.to_owned(),
+            why,
+        })?;
+        Ok(SipConfig {
+            listen: DEFAULT_SIP_LISTEN,
+            trunk: trunk.to_owned(),
+            allow: Vec::new(),
+            socket: None,
+        })
+    }
+
+    /// Binds the UDP socket for [`SipConfig::listen`] now, so that a bind failure is a startup error
+    /// and the port chosen for port 0 is known before the trunk starts. Returns the bound address.
+    ///
+    /// # Errors
+    /// The bind's I/O error (address in use, not permitted).
+    pub fn bind(&mut self) -> std::io::Result<SocketAddr> {
+        let socket = std::net::UdpSocket::bind(self.listen)?;
+        let local = socket.local_addr()?;
+        self.socket = Some(BoundSocket(Arc::new(socket)));
+        Ok(local)
+    }
+}
+
+/// A UDP socket bound ahead of the trunk's start; clones share it. Equal only to its own clones.
+#[derive(Clone)]
+pub struct BoundSocket(Arc<std::net::UdpSocket>);
+
+impl BoundSocket {
+    /// A handle of its own on the socket (a duplicated descriptor).
+    fn duplicate(&self) -> std::io::Result<std::net::UdpSocket> {
+        self.0.try_clone()
+    }
+}
+
+impl PartialEq for BoundSocket {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for BoundSocket {}
+
+impl fmt::Debug for BoundSocket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.local_addr() {
+            Ok(addr) => write!(f, "BoundSocket(udp {addr})"),
+            Err(_) => f.write_str("BoundSocket(udp)"),
+        }
+    }
+}

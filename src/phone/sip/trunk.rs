@@ -1,0 +1,805 @@
+//! [`SipTrunk`]: the phone network (PROTOCOL.md section 7) as one SIP trunk (section 13, RFC 3261),
+//! over rsipstack's transaction and dialog layers on UDP.
+//!
+//! Shape: [`SipTrunk::send`] only queues the switch's command on an unbounded channel (it runs on
+//! the driver task and must not block). One trunk task owns the SIP endpoint and a table of legs; each
+//! leg is a task of its own, fed its commands by the trunk task, reporting its [`PhoneEvent`]s
+//! straight to the driver through [`PhoneReports`] and its end back to the trunk task. A call to a
+//! phone (`Ring`) is an outgoing leg, the core being the UAC; an INVITE from an allowed source is an
+//! incoming leg, the core being the UAS. Every rule of what goes on the wire is in
+//! [`super::mapping`].
+
+use super::mapping::{self, Admission, Direction, Release};
+use super::{Cidr, SipConfig};
+use crate::core::{Msisdn, PhoneCommand, PhoneEvent, PhoneLegId, PhoneRejection, Sdp};
+use crate::phone::{PhoneNetwork, PhoneReports};
+use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver, TerminatedReason};
+use rsipstack::dialog::dialog_layer::DialogLayer;
+use rsipstack::dialog::invitation::InviteOption;
+use rsipstack::dialog::invite_dialog::InviteDialog;
+use rsipstack::sip::{Header, Method, Request, StatusCode, StatusCodeKind, Uri};
+use rsipstack::transaction::transaction::Transaction;
+use rsipstack::transport::udp::UdpConnection;
+use rsipstack::transport::{SipAddr, TransportLayer};
+use rsipstack::EndpointBuilder;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// The `User-Agent` and `Server` the trunk sends.
+const USER_AGENT: &str = concat!("webterminal-core/", env!("CARGO_PKG_VERSION"));
+
+/// The body type of every SDP the trunk sends.
+const SDP_TYPE: &str = "application/sdp";
+
+/// How long a cancelled INVITE's leg waits for the INVITE transaction to end (64*T1 and some).
+const CANCEL_WAIT: Duration = Duration::from_secs(40);
+
+/// Validates a `--sip-trunk` value: a `sip:` or `sips:` URI with a host.
+///
+/// # Errors
+/// What is wrong, for [`super::SipConfigError::Trunk`].
+pub(super) fn parse_trunk_uri(uri: &str) -> Result<Uri, String> {
+    let lower = uri.to_ascii_lowercase();
+    if !lower.starts_with("sip:") {
+        return Err("it must start with sip:".to_owned());
+    }
+    let parsed = Uri::try_from(uri).map_err(|e| e.to_string())?;
+    if parsed.host_with_port.host.to_string().is_empty() {
+        return Err("it has no host".to_owned());
+    }
+    Ok(parsed)
+}
+
+/// The phone network as a SIP trunk (PROTOCOL.md section 13). Cheap to hold: the work happens on the
+/// trunk task [`SipTrunk::start`] spawned, which ends when this is dropped.
+#[derive(Debug)]
+pub struct SipTrunk {
+    commands: mpsc::UnboundedSender<PhoneCommand>,
+}
+
+impl SipTrunk {
+    /// Starts the trunk task: binds `config.listen` on UDP (or takes `config.socket`), then carries
+    /// the switch's commands to the trunk and reports what the trunk's phones do through `reports`.
+    /// Incoming SDP offers over `max_sdp_bytes` (or that do not parse) get 488.
+    ///
+    /// A trunk that cannot start (the socket cannot be bound, the trunk URI does not parse) logs why
+    /// and answers every call with `Rejected{Unreachable}`.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
+    pub fn start(config: SipConfig, max_sdp_bytes: usize, reports: PhoneReports) -> SipTrunk {
+        let (commands, rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            match Trunk::open(config, max_sdp_bytes, reports.clone()).await {
+                Ok(trunk) => trunk.run(rx).await,
+                Err(why) => {
+                    tracing::error!(%why, "SIP trunk: cannot start; calls to phones fail");
+                    refuse_all(rx, reports).await;
+                }
+            }
+        });
+        SipTrunk { commands }
+    }
+}
+
+impl PhoneNetwork for SipTrunk {
+    fn send(&mut self, command: PhoneCommand) {
+        if self.commands.send(command).is_err() {
+            tracing::warn!("SIP trunk: its task has stopped; command dropped");
+        }
+    }
+}
+
+/// Answers every command of a trunk that could not start.
+async fn refuse_all(mut rx: mpsc::UnboundedReceiver<PhoneCommand>, reports: PhoneReports) {
+    while let Some(command) = rx.recv().await {
+        if let Some(event) = refusal(&command, "the SIP trunk is not running") {
+            reports.report(event);
+        }
+    }
+}
+
+/// The event that answers a command the trunk cannot carry out (the trait's contract: `Rejected`,
+/// `HandOverFailed` or `HungUp`), or none for a command that expects no answer.
+fn refusal(command: &PhoneCommand, why: &str) -> Option<PhoneEvent> {
+    match command {
+        PhoneCommand::Ring { leg, .. } | PhoneCommand::Offer { leg, .. } => {
+            Some(PhoneEvent::Rejected {
+                leg: *leg,
+                reason: PhoneRejection::Unreachable,
+            })
+        }
+        PhoneCommand::HandOver { leg, .. } => Some(PhoneEvent::HandOverFailed {
+            leg: *leg,
+            message: why.to_owned(),
+        }),
+        _ => None,
+    }
+}
+
+/// A leg's end, reported to the trunk task so it forgets the leg.
+struct Ended(PhoneLegId);
+
+/// What every leg task shares.
+struct Shared {
+    dialogs: Arc<DialogLayer>,
+    reports: PhoneReports,
+    /// The trunk's URI (`--sip-trunk`).
+    trunk: Uri,
+    /// Where the trunk's requests go.
+    trunk_addr: SipAddr,
+    /// This side's address as it goes in Contact and From (`host:port`).
+    local: String,
+    ended: mpsc::UnboundedSender<Ended>,
+}
+
+/// The trunk task's state.
+struct Trunk {
+    shared: Arc<Shared>,
+    endpoint_cancel: CancellationToken,
+    incoming: rsipstack::transaction::TransactionReceiver,
+    ended: mpsc::UnboundedReceiver<Ended>,
+    allow: Vec<Cidr>,
+    max_sdp_bytes: usize,
+    legs: HashMap<PhoneLegId, mpsc::UnboundedSender<PhoneCommand>>,
+    /// Counts incoming calls, to number their legs ([`PhoneLegId::from_network`]).
+    incoming_calls: u64,
+}
+
+impl Trunk {
+    /// Binds the socket, starts the endpoint, resolves the allow list.
+    async fn open(
+        config: SipConfig,
+        max_sdp_bytes: usize,
+        reports: PhoneReports,
+    ) -> Result<Trunk, String> {
+        let trunk = parse_trunk_uri(&config.trunk)?;
+        let trunk_addr = SipAddr::try_from(&trunk).map_err(|e| format!("--sip-trunk: {e}"))?;
+        let socket = match &config.socket {
+            Some(bound) => bound.duplicate(),
+            None => std::net::UdpSocket::bind(config.listen),
+        }
+        .and_then(|s| {
+            s.set_nonblocking(true)?;
+            tokio::net::UdpSocket::from_std(s)
+        })
+        .map_err(|e| format!("--sip-listen {}: {e}", config.listen))?;
+        let cancel = CancellationToken::new();
+        let connection =
+            UdpConnection::from_socket(Arc::new(socket), None, Some(cancel.child_token()))
+                .await
+                .map_err(|e| format!("--sip-listen {}: {e}", config.listen))?;
+        let local = connection.get_addr().addr.to_string();
+        let transport = TransportLayer::new(cancel.child_token());
+        transport.add_transport(connection.into());
+        let endpoint = EndpointBuilder::new()
+            .with_user_agent(USER_AGENT)
+            .with_cancel_token(cancel.clone())
+            .with_transport_layer(transport)
+            .build();
+        let incoming = endpoint
+            .incoming_transactions()
+            .map_err(|e| format!("SIP endpoint: {e}"))?;
+        let dialogs = Arc::new(DialogLayer::new(endpoint.inner.clone()));
+        tokio::spawn(async move { endpoint.serve().await });
+
+        let allow = if config.allow.is_empty() {
+            trunk_hosts(&trunk).await
+        } else {
+            config.allow.clone()
+        };
+        tracing::info!(
+            %local,
+            trunk = %config.trunk,
+            allow = ?allow,
+            "SIP trunk: listening on UDP"
+        );
+        let (ended_tx, ended) = mpsc::unbounded_channel();
+        Ok(Trunk {
+            shared: Arc::new(Shared {
+                dialogs,
+                reports,
+                trunk,
+                trunk_addr,
+                local,
+                ended: ended_tx,
+            }),
+            endpoint_cancel: cancel,
+            incoming,
+            ended,
+            allow,
+            max_sdp_bytes,
+            legs: HashMap::new(),
+            incoming_calls: 0,
+        })
+    }
+
+    /// Serves until the switch drops its [`SipTrunk`].
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<PhoneCommand>) {
+        loop {
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(command) => self.command(command),
+                    None => break,
+                },
+                tx = self.incoming.recv() => match tx {
+                    Some(tx) => self.request(tx).await,
+                    None => break,
+                },
+                Some(Ended(leg)) = self.ended.recv() => {
+                    self.legs.remove(&leg);
+                }
+            }
+        }
+        self.endpoint_cancel.cancel();
+    }
+
+    /// One command of the switch.
+    fn command(&mut self, command: PhoneCommand) {
+        match command {
+            PhoneCommand::Ring {
+                leg,
+                to,
+                from,
+                sdp,
+                context,
+            } => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                self.legs.insert(leg, tx);
+                let shared = self.shared.clone();
+                tokio::spawn(async move {
+                    outgoing_leg(&shared, leg, to, from, sdp, context, rx).await;
+                    let _ = shared.ended.send(Ended(leg));
+                });
+            }
+            PhoneCommand::HandOver { leg, .. } => {
+                tracing::info!(
+                    ?leg,
+                    "SIP trunk: handover (an offerless INVITE) is not built yet; refused"
+                );
+                if let Some(event) = refusal(
+                    &command,
+                    "handing a call over to the mobile phone is not available on the SIP trunk yet",
+                ) {
+                    self.shared.reports.report(event);
+                }
+            }
+            other => {
+                let leg = match &other {
+                    PhoneCommand::Offer { leg, .. }
+                    | PhoneCommand::Answer { leg, .. }
+                    | PhoneCommand::Alerting { leg }
+                    | PhoneCommand::OfferFailed { leg }
+                    | PhoneCommand::Release { leg, .. } => *leg,
+                    _ => {
+                        tracing::warn!(command = ?other, "SIP trunk: command not known; ignored");
+                        return;
+                    }
+                };
+                match self.legs.get(&leg) {
+                    Some(tx) if tx.send(other.clone()).is_ok() => {}
+                    _ => {
+                        tracing::debug!(?leg, "SIP trunk: command for a leg that has ended");
+                        if let Some(event) = refusal(&other, "the leg has ended") {
+                            self.shared.reports.report(event);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// One new server transaction: an in-dialog request goes to its dialog; an INVITE outside a
+    /// dialog is admitted (a new incoming leg) or refused.
+    async fn request(&mut self, mut tx: Transaction) {
+        let in_dialog = tx
+            .original
+            .headers
+            .iter()
+            .find_map(|h| match h {
+                Header::To(to) => {
+                    Some(to.value().contains(";tag=") || to.value().contains("; tag="))
+                }
+                _ => None,
+            })
+            .unwrap_or(false);
+        if in_dialog {
+            match self.shared.dialogs.match_dialog(&tx) {
+                Some(mut dialog) => {
+                    tokio::spawn(async move {
+                        if let Err(e) = dialog.handle(&mut tx).await {
+                            tracing::debug!(error = %e, "SIP trunk: in-dialog request");
+                        }
+                    });
+                }
+                None => reply(&mut tx, 481).await,
+            }
+            return;
+        }
+        match tx.original.method {
+            Method::Invite => self.invite(tx).await,
+            Method::Ack => {}
+            Method::Options => reply(&mut tx, 200).await,
+            _ => reply(&mut tx, 405).await,
+        }
+    }
+
+    /// An INVITE outside a dialog (PROTOCOL.md section 13, "an incoming call").
+    async fn invite(&mut self, mut tx: Transaction) {
+        let request = &tx.original;
+        let source = header(request, "Via").and_then(|via| mapping::source_of_via(&via));
+        let has_sdp = !request.body.is_empty();
+        if let Admission::Refuse { status, why } = mapping::admit(source, &self.allow, has_sdp) {
+            tracing::info!(?source, status, why, "SIP trunk: INVITE refused");
+            reply(&mut tx, status).await;
+            return;
+        }
+        let from = header(request, "From").unwrap_or_default();
+        let pai: Vec<String> = request
+            .headers
+            .iter()
+            .filter(|h| h.name().eq_ignore_ascii_case("P-Asserted-Identity"))
+            .map(|h| h.value().to_owned())
+            .collect();
+        let caller = mapping::caller_number(pai.iter().map(String::as_str), &from);
+        let callee = mapping::callee_number(&request.uri.to_string());
+        let (caller, callee) = match (caller, callee) {
+            (Ok(caller), Ok(callee)) => (caller, callee),
+            (Err(e), _) => {
+                tracing::info!(error = %e, "SIP trunk: INVITE without a caller number refused");
+                reply(&mut tx, 403).await;
+                return;
+            }
+            (_, Err(e)) => {
+                tracing::info!(error = %e, "SIP trunk: INVITE without a callee number refused");
+                reply(&mut tx, 404).await;
+                return;
+            }
+        };
+        let sdp = match std::str::from_utf8(&request.body)
+            .map_err(|e| e.to_string())
+            .and_then(|text| Sdp::parse(text, self.max_sdp_bytes).map_err(|e| e.to_string()))
+        {
+            Ok(sdp) => sdp,
+            Err(why) => {
+                tracing::info!(%why, "SIP trunk: INVITE with an SDP that does not parse refused");
+                reply(&mut tx, 488).await;
+                return;
+            }
+        };
+        let context = mapping::context_of_headers(
+            request.headers.iter().map(|h| (h.name(), h.value())),
+            mapping::display_name(&from).as_deref(),
+        );
+        let contact = match Uri::try_from(format!("sip:{}@{}", callee, self.shared.local).as_str())
+        {
+            Ok(uri) => uri,
+            Err(e) => {
+                tracing::warn!(error = %e, "SIP trunk: no Contact for the answer");
+                reply(&mut tx, 500).await;
+                return;
+            }
+        };
+        let (state_tx, states) = self.shared.dialogs.new_dialog_state_channel();
+        let dialog = match self.shared.dialogs.get_or_create_server_invite(
+            &tx,
+            state_tx,
+            None,
+            Some(contact),
+        ) {
+            Ok(dialog) => dialog,
+            Err(e) => {
+                tracing::info!(error = %e, "SIP trunk: INVITE matches no dialog");
+                reply(&mut tx, 481).await;
+                return;
+            }
+        };
+        self.incoming_calls += 1;
+        let leg = PhoneLegId::from_network(self.incoming_calls);
+        tracing::info!(?leg, from = ?caller, to = ?callee, "SIP trunk: incoming call");
+        // Drives the INVITE transaction (100 Trying at once, then our answers) until the ACK or a
+        // CANCEL.
+        let mut server = dialog.clone();
+        tokio::spawn(async move {
+            if let Err(e) = server.handle(&mut tx).await {
+                tracing::debug!(error = %e, "SIP trunk: incoming INVITE transaction");
+            }
+        });
+        let (commands_tx, commands) = mpsc::unbounded_channel();
+        self.legs.insert(leg, commands_tx);
+        self.shared.reports.report(PhoneEvent::Incoming {
+            leg,
+            from: caller,
+            to: callee,
+            sdp: sdp.clone(),
+            context,
+        });
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            incoming_leg(&shared, leg, dialog, sdp, states, commands).await;
+            let _ = shared.ended.send(Ended(leg));
+        });
+    }
+}
+
+/// The addresses of the trunk's host: the default allow list.
+async fn trunk_hosts(trunk: &Uri) -> Vec<Cidr> {
+    let host = trunk
+        .host_with_port
+        .host
+        .to_string()
+        .trim_matches(['[', ']'])
+        .to_owned();
+    if let Ok(ip) = host.parse() {
+        return vec![Cidr::host(ip)];
+    }
+    let lookup = tokio::net::lookup_host((host.as_str(), 5060)).await;
+    match lookup {
+        Ok(addrs) => addrs.map(|a| Cidr::host(a.ip())).collect(),
+        Err(e) => {
+            tracing::warn!(%host, error = %e, "SIP trunk: cannot resolve the trunk's host; no INVITE is allowed in");
+            Vec::new()
+        }
+    }
+}
+
+/// The value of the first header named `name` (case-insensitive).
+fn header(request: &Request, name: &str) -> Option<String> {
+    request
+        .headers
+        .iter()
+        .find(|h| h.name().eq_ignore_ascii_case(name))
+        .map(|h| h.value().to_owned())
+}
+
+/// Answers a server transaction with a bare final response.
+async fn reply(tx: &mut Transaction, status: u16) {
+    if let Err(e) = tx.reply(StatusCode::from(status)).await {
+        tracing::debug!(error = %e, status, "SIP trunk: reply not sent");
+    }
+}
+
+/// A `Content-Type: application/sdp` header.
+fn sdp_type() -> Header {
+    Header::ContentType(SDP_TYPE.into())
+}
+
+/// Answers what the far end asks inside an established dialog, other than BYE (which the dialog
+/// answers itself): a re-INVITE or UPDATE that repeats the SDP the far end last sent (or carries
+/// none: a session refresh, RFC 4028) gets 200 with `local_sdp`, the SDP this side last sent; any
+/// other offer gets 488 (re-offers through the trunk are not built yet); OPTIONS and INFO get 200;
+/// anything else 501. Returns whether the state was such a request.
+async fn answer_in_dialog(state: &DialogState, remote_sdp: &str, local_sdp: &str) -> bool {
+    match state {
+        DialogState::Updated(id, request, handle) => {
+            let body = String::from_utf8_lossy(&request.body);
+            let refresh = body.trim().is_empty() || body == remote_sdp;
+            let sent = if refresh {
+                handle
+                    .respond(
+                        StatusCode::OK,
+                        Some(vec![sdp_type()]),
+                        Some(local_sdp.as_bytes().to_vec()),
+                    )
+                    .await
+            } else {
+                tracing::info!(%id, "SIP trunk: re-offer from the network refused with 488 (not built yet)");
+                handle.reply(StatusCode::from(488)).await
+            };
+            if sent.is_err() {
+                tracing::debug!(%id, "SIP trunk: in-dialog answer not sent");
+            }
+            true
+        }
+        DialogState::Options(_, _, handle) | DialogState::Info(_, _, handle) => {
+            let _ = handle.reply(StatusCode::OK).await;
+            true
+        }
+        DialogState::Refer(_, _, handle)
+        | DialogState::Message(_, _, handle)
+        | DialogState::Notify(_, _, handle)
+        | DialogState::Publish(_, _, handle) => {
+            let _ = handle.reply(StatusCode::from(501)).await;
+            true
+        }
+        _ => false,
+    }
+}
+
+/// A command a leg cannot carry out in this version, answered per the trait's contract.
+fn unsupported(shared: &Shared, leg: PhoneLegId, command: &PhoneCommand) {
+    match command {
+        PhoneCommand::Offer { .. } => {
+            tracing::info!(
+                ?leg,
+                "SIP trunk: re-offer (re-INVITE) not built yet; refused"
+            );
+            shared.reports.report(PhoneEvent::Rejected {
+                leg,
+                reason: PhoneRejection::Unreachable,
+            });
+        }
+        other => {
+            tracing::info!(?leg, command = ?other, "SIP trunk: command does not apply to this leg; ignored")
+        }
+    }
+}
+
+/// A call to a phone (`PhoneCommand::Ring`, PROTOCOL.md section 13): INVITE to the trunk with the
+/// caller's offer; 180/183 → `Ringing`; 200 → `Answered` (the stack ACKs it); a final error or a
+/// timeout → `Rejected`; then the far end's BYE → `HungUp`. `Release` sends CANCEL before the
+/// answer, BYE after.
+#[allow(clippy::too_many_arguments)]
+async fn outgoing_leg(
+    shared: &Shared,
+    leg: PhoneLegId,
+    to: Msisdn,
+    from: Msisdn,
+    sdp: Sdp,
+    context: crate::core::CallContext,
+    mut commands: mpsc::UnboundedReceiver<PhoneCommand>,
+) {
+    let rejected = |reason| {
+        shared.reports.report(PhoneEvent::Rejected { leg, reason });
+    };
+    let own = format!("sip:{from}@{}", shared.local);
+    let callee = mapping::uri_with_user(&shared.trunk.to_string(), to.as_str());
+    let (Ok(caller), Ok(callee)) = (Uri::try_from(own.as_str()), Uri::try_from(callee.as_str()))
+    else {
+        tracing::warn!(?leg, "SIP trunk: cannot build the INVITE's URIs");
+        rejected(PhoneRejection::Unreachable);
+        return;
+    };
+    let mut headers = vec![Header::Other(
+        "P-Asserted-Identity".into(),
+        format!("<{own}>"),
+    )];
+    let (x_headers, left_out) = mapping::x_headers(&context);
+    if !left_out.is_empty() {
+        tracing::info!(?leg, keys = ?left_out, "SIP trunk: call context entries that cannot be headers left out");
+    }
+    headers.extend(
+        x_headers
+            .into_iter()
+            .map(|(name, value)| Header::Other(name, value)),
+    );
+    let option = InviteOption {
+        caller_display_name: context.get("display_name").map(str::to_owned),
+        caller: caller.clone(),
+        callee,
+        destination: Some(shared.trunk_addr.clone()),
+        content_type: Some(SDP_TYPE.to_owned()),
+        offer: Some(sdp.as_str().as_bytes().to_vec()),
+        contact: caller,
+        headers: Some(headers),
+        ..Default::default()
+    };
+    let (state_tx, mut states) = shared.dialogs.new_dialog_state_channel();
+    let (dialog, mut invite) = match shared.dialogs.do_invite_async(option, state_tx) {
+        Ok(started) => started,
+        Err(e) => {
+            tracing::warn!(?leg, error = %e, "SIP trunk: INVITE not sent");
+            rejected(PhoneRejection::Unreachable);
+            return;
+        }
+    };
+    tracing::info!(?leg, to = ?to, "SIP trunk: INVITE sent");
+    let mut ringing = false;
+    // The answer: the phone's SDP, and the confirmed dialog's id (to forget it at the end).
+    let mut answered: Option<(String, rsipstack::dialog::DialogId)> = None;
+    let mut invite_done = false;
+    loop {
+        tokio::select! {
+            result = &mut invite, if !invite_done => {
+                invite_done = true;
+                let response = match result {
+                    Ok(Ok((id, Some(response)))) => Some((id, response)),
+                    Ok(Ok((_, None))) => None,
+                    Ok(Err(e)) => {
+                        tracing::info!(?leg, error = %e, "SIP trunk: INVITE failed");
+                        None
+                    }
+                    Err(e) => {
+                        tracing::warn!(?leg, error = %e, "SIP trunk: INVITE task failed");
+                        None
+                    }
+                };
+                let Some((id, response)) = response else {
+                    rejected(mapping::REJECTION_ON_TIMEOUT);
+                    return;
+                };
+                let status = u16::from(response.status_code.clone());
+                if response.status_code.kind() != StatusCodeKind::Successful {
+                    tracing::info!(?leg, status, "SIP trunk: call to a phone refused");
+                    rejected(mapping::rejection_of_status(status));
+                    return;
+                }
+                let body = String::from_utf8_lossy(&response.body).into_owned();
+                match Sdp::parse(&body, usize::MAX) {
+                    Ok(answer) => {
+                        tracing::info!(?leg, "SIP trunk: call to a phone answered");
+                        shared.reports.report(PhoneEvent::Answered { leg, sdp: answer });
+                        answered = Some((body, id));
+                    }
+                    Err(e) => {
+                        tracing::warn!(?leg, error = %e, "SIP trunk: 200 without a usable SDP answer; hanging up");
+                        let reason = mapping::reason_header(crate::core::ByeReason::NegotiationFailed);
+                        let _ = dialog.bye_with_reason(reason).await;
+                        shared.dialogs.remove_dialog(&id);
+                        rejected(PhoneRejection::Unreachable);
+                        return;
+                    }
+                }
+            }
+            Some(state) = states.recv() => match state {
+                DialogState::Early(_, response) if !ringing => {
+                    let status = u16::from(response.status_code.clone());
+                    if status == 180 || status == 183 {
+                        ringing = true;
+                        shared.reports.report(PhoneEvent::Ringing { leg });
+                    }
+                }
+                DialogState::Terminated(id, reason) if answered.is_some() => {
+                    tracing::info!(?leg, ?reason, "SIP trunk: the phone hung up");
+                    shared.dialogs.remove_dialog(&id);
+                    shared.reports.report(PhoneEvent::HungUp { leg });
+                    return;
+                }
+                other => {
+                    let (remote, local) = match &answered {
+                        Some((remote, _)) => (remote.as_str(), sdp.as_str()),
+                        None => ("", sdp.as_str()),
+                    };
+                    answer_in_dialog(&other, remote, local).await;
+                }
+            },
+            command = commands.recv() => match command {
+                Some(PhoneCommand::Release { reason, .. }) => {
+                    match mapping::release(Direction::Outgoing, answered.is_some(), reason) {
+                        Release::Bye { reason } => {
+                            if let Err(e) = dialog.bye_with_reason(reason).await {
+                                tracing::info!(?leg, error = %e, "SIP trunk: BYE failed");
+                            }
+                            if let Some((_, id)) = &answered {
+                                shared.dialogs.remove_dialog(id);
+                            }
+                        }
+                        Release::Cancel { reason } | Release::Reject { reason, .. } => {
+                            // rsipstack 0.7.14 builds the CANCEL from the INVITE and takes no extra
+                            // headers, so the Reason cannot go with it.
+                            tracing::debug!(?leg, %reason, "SIP trunk: CANCEL (its Reason header cannot be sent)");
+                            if let Err(e) = dialog.cancel().await {
+                                tracing::info!(?leg, error = %e, "SIP trunk: CANCEL failed");
+                            }
+                            if !invite_done {
+                                // Until the INVITE ends (487, or a 200 the stack ends with BYE).
+                                let _ = tokio::time::timeout(CANCEL_WAIT, &mut invite).await;
+                            }
+                        }
+                    }
+                    return;
+                }
+                Some(other) => unsupported(shared, leg, &other),
+                None => {
+                    let _ = dialog.hangup().await;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// A call from a phone (PROTOCOL.md 4.11 and section 13): `Alerting` → 180, `Answer` → 200 with the
+/// SDP (the ACK confirms), `Release` → the mapped final error before the answer, BYE after; the far
+/// end's CANCEL or BYE → `HungUp`.
+async fn incoming_leg(
+    shared: &Shared,
+    leg: PhoneLegId,
+    dialog: InviteDialog,
+    offer: Sdp,
+    mut states: DialogStateReceiver,
+    mut commands: mpsc::UnboundedReceiver<PhoneCommand>,
+) {
+    let mut answer: Option<Sdp> = None;
+    let finish = |shared: &Shared| shared.dialogs.remove_dialog(&dialog.id());
+    loop {
+        tokio::select! {
+            Some(state) = states.recv() => match state {
+                DialogState::Terminated(_, reason) => {
+                    match reason {
+                        TerminatedReason::UacCancel => tracing::info!(?leg, "SIP trunk: the calling phone cancelled"),
+                        TerminatedReason::Timeout => tracing::info!(?leg, "SIP trunk: no ACK for the answer; call ended"),
+                        other => tracing::info!(?leg, reason = ?other, "SIP trunk: the calling phone hung up"),
+                    }
+                    finish(shared);
+                    shared.reports.report(PhoneEvent::HungUp { leg });
+                    return;
+                }
+                other => {
+                    let local = answer.as_ref().map_or("", |a| a.as_str());
+                    answer_in_dialog(&other, offer.as_str(), local).await;
+                }
+            },
+            command = commands.recv() => match command {
+                Some(PhoneCommand::Alerting { .. }) => {
+                    if let Err(e) = dialog.ringing(None, None) {
+                        tracing::info!(?leg, error = %e, "SIP trunk: 180 not sent");
+                    }
+                }
+                Some(PhoneCommand::Answer { sdp, .. }) if answer.is_none() => {
+                    let body = sdp.as_str().as_bytes().to_vec();
+                    if let Err(e) = dialog.accept(Some(vec![sdp_type()]), Some(body)) {
+                        tracing::info!(?leg, error = %e, "SIP trunk: 200 not sent");
+                    }
+                    answer = Some(sdp);
+                }
+                Some(PhoneCommand::Release { reason, .. }) => {
+                    match mapping::release(Direction::Incoming, answer.is_some(), reason) {
+                        Release::Reject { status, reason } => {
+                            if let Err(e) = dialog.reject(Some(StatusCode::from(status)), Some(reason)) {
+                                tracing::info!(?leg, error = %e, "SIP trunk: final response not sent");
+                            }
+                        }
+                        Release::Bye { reason } | Release::Cancel { reason } => {
+                            if let Err(e) = dialog.bye_with_reason(reason).await {
+                                tracing::info!(?leg, error = %e, "SIP trunk: BYE failed");
+                            }
+                        }
+                    }
+                    finish(shared);
+                    return;
+                }
+                Some(other) => unsupported(shared, leg, &other),
+                None => {
+                    let _ = dialog.hangup().await;
+                    finish(shared);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trunk_uris() {
+        assert!(parse_trunk_uri("sip:127.0.0.1:5090;transport=udp").is_ok());
+        assert!(parse_trunk_uri("sip:carrier.example").is_ok());
+        assert!(parse_trunk_uri("127.0.0.1:5090").is_err());
+        assert!(parse_trunk_uri("http://x").is_err());
+    }
+
+    #[test]
+    fn refusals_answer_what_expects_an_answer() {
+        let leg = PhoneLegId(1);
+        let n = Msisdn::parse("+4799000001").unwrap();
+        assert!(matches!(
+            refusal(
+                &PhoneCommand::HandOver {
+                    leg,
+                    msisdn: n.clone(),
+                    peer: n
+                },
+                "x"
+            ),
+            Some(PhoneEvent::HandOverFailed { .. })
+        ));
+        assert!(matches!(
+            refusal(
+                &PhoneCommand::Offer {
+                    leg,
+                    sdp: Sdp::trusted("v=0")
+                },
+                "x"
+            ),
+            Some(PhoneEvent::Rejected { .. })
+        ));
+        assert_eq!(refusal(&PhoneCommand::Alerting { leg }, "x"), None);
+    }
+}
