@@ -558,24 +558,7 @@ mod tests {
 
     #[test]
     fn every_reason_has_a_cause() {
-        use ByeReason::*;
-        for reason in [
-            NormalClearing,
-            Busy,
-            Declined,
-            DeclinedElsewhere,
-            NoAnswer,
-            Unavailable,
-            Cancelled,
-            AnsweredElsewhere,
-            Pulled,
-            HandedToPhone,
-            PeerGone,
-            NegotiationFailed,
-            ServerShutdown,
-            Transferred,
-            EndedByOperator,
-        ] {
+        for reason in ByeReason::ALL {
             let Release::Reject { status, reason } = release(Direction::Incoming, false, reason)
             else {
                 panic!()
