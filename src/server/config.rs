@@ -1,6 +1,7 @@
 //! What the server is configured with ([`ServerConfig`]) and its defaults: listen address, limits,
 //! rates, keepalives, TLS files, token policy, records, routing file and notifications.
 
+pub use super::auth::TokenPolicy;
 use super::{driver, event_hub, gateway, health, listener, rate_limit, softphone, wire};
 use crate::core::SwitchConfig;
 use crate::notifications::NotificationsConfig;
@@ -140,19 +141,6 @@ pub struct TlsFiles {
     pub cert: std::path::PathBuf,
     /// PEM private key (PKCS#8, PKCS#1 or SEC1).
     pub key: std::path::PathBuf,
-}
-
-/// Token verification besides the HS256 secret ([`ServerConfig::jwt_secret`]).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct TokenPolicy {
-    /// PEM public keys (RSA for RS256, P-256 EC for ES256) tokens may be signed with.
-    pub public_keys: Vec<std::path::PathBuf>,
-    /// A JWKS file (RFC 7517) whose keys tokens may be signed with, chosen by the token's `kid`.
-    pub jwks: Option<std::path::PathBuf>,
-    /// When set, a token's `iss` must equal it.
-    pub issuer: Option<String>,
-    /// When set, a token's `aud` must contain it.
-    pub audience: Option<String>,
 }
 
 impl ServerConfig {

@@ -279,7 +279,7 @@ impl Exchange {
     /// With `config.notifications`, the Redis pusher then has up to
     /// [`crate::notifications::FLUSH_TIMEOUT`] to deliver what is queued (section 10).
     ///
-    /// Access tokens are verified as [`auth::Verifier::from_config`] describes. With `config.tls`,
+    /// Access tokens are verified as [`auth::Verifier::from_policy`] describes. With `config.tls`,
     /// connections are TLS (rustls, ALPN h2 and http/1.1, TLS 1.2 and 1.3, under the same handshake
     /// timeout); a failed handshake drops that connection only. Without it, plaintext HTTP/2 and
     /// HTTP/1.1.
@@ -318,7 +318,7 @@ impl Exchange {
             }
         };
         let prepared = routing.map_err(ServeError::from).and_then(|reload| {
-            let verifier = auth::Verifier::from_config(&config)?;
+            let verifier = auth::Verifier::from_policy(&config.jwt_secret, &config.tokens)?;
             let tls = tls_acceptor(config.tls.as_ref())?;
             Ok((reload, verifier, tls))
         });

@@ -1,8 +1,8 @@
 //! Verifying keys and where they come from: the HS256 shared secret, PEM public keys (RS256, ES256
 //! on P-256; RFC 7518 section 3, RFC 5480) and the signing keys of a JWK set (RFC 7517), read once
-//! at startup by [`Verifier::from_config`]. The tokens they verify: PROTOCOL.md sections 1 and 6.
+//! at startup by [`Verifier::from_policy`]. The tokens they verify: PROTOCOL.md sections 1 and 6.
 
-use super::{shorten, Verifier, MIN_RSA_BITS};
+use super::{shorten, TokenPolicy, Verifier, MIN_RSA_BITS};
 use jsonwebtoken::jwk::{
     AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, KeyOperations, PublicKeyUse,
 };
@@ -225,18 +225,17 @@ pub enum JwkRefusal {
 }
 
 impl Verifier {
-    /// The verifier [`crate::server::ServerConfig`] describes: HS256 with `jwt_secret` (unless it is
-    /// empty), every PEM key of `tokens.public_keys`, the signing keys of `tokens.jwks`, and the
-    /// `tokens.issuer` / `tokens.audience` checks. Built once at startup; JWKS keys this core does
+    /// The verifier for HS256 with `jwt_secret` (unless it is empty), every PEM key of
+    /// `policy.public_keys`, the signing keys of `policy.jwks`, and the `policy.issuer` /
+    /// `policy.audience` checks. Built once at startup; JWKS keys this core does
     /// not verify with (encryption keys, other algorithms) are left out with a warning.
     ///
     /// # Errors
     /// [`KeyError`] when a key file is unreadable or holds no usable key: the server must not start.
-    pub fn from_config(config: &crate::server::ServerConfig) -> Result<Self, KeyError> {
-        let policy = &config.tokens;
+    pub fn from_policy(jwt_secret: &[u8], policy: &TokenPolicy) -> Result<Self, KeyError> {
         let mut keys = Vec::new();
-        if !config.jwt_secret.is_empty() {
-            keys.push(VerifyingKey::hs256(&config.jwt_secret));
+        if !jwt_secret.is_empty() {
+            keys.push(VerifyingKey::hs256(jwt_secret));
         }
         for path in &policy.public_keys {
             let pem = read(path)?;
@@ -470,17 +469,20 @@ mod tests {
     }
 
     #[test]
-    fn from_config_reads_the_files_and_an_empty_secret_accepts_no_hs256() {
-        let mut config = crate::server::ServerConfig::new(Vec::new());
-        config.tokens.public_keys =
-            vec![format!("{}/tests/keys/rsa-1.pub.pem", env!("CARGO_MANIFEST_DIR")).into()];
-        let verifier = Verifier::from_config(&config).unwrap();
+    fn from_policy_reads_the_files_and_an_empty_secret_accepts_no_hs256() {
+        let mut policy = TokenPolicy {
+            public_keys: vec![
+                format!("{}/tests/keys/rsa-1.pub.pem", env!("CARGO_MANIFEST_DIR")).into(),
+            ],
+            ..TokenPolicy::default()
+        };
+        let verifier = Verifier::from_policy(b"", &policy).unwrap();
         assert_eq!(verifier.keys().len(), 1);
         let hs = signed(Header::new(Algorithm::HS256), &claims(), b"");
         assert_eq!(code_of(verifier.verify(&hs)), Code::Unauthenticated);
 
-        config.tokens.jwks = Some("/nonexistent/jwks.json".into());
-        let err = Verifier::from_config(&config).unwrap_err();
+        policy.jwks = Some("/nonexistent/jwks.json".into());
+        let err = Verifier::from_policy(b"", &policy).unwrap_err();
         assert!(matches!(err, KeyError::Read { .. }), "{err:?}");
         assert!(err.to_string().contains("/nonexistent/jwks.json"), "{err}");
     }

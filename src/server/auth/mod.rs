@@ -14,13 +14,13 @@
 //! `wg2-msisdn`), `PERMISSION_DENIED` (no scope, a `wg2-msisdn` the token does not grant) or
 //! `INVALID_ARGUMENT` (a malformed `wg2-msisdn`).
 //!
-//! Accepted signatures ([`Verifier::from_config`]):
+//! Accepted signatures ([`Verifier::from_policy`]):
 //! - HS256 with the shared secret ([`crate::server::ServerConfig::jwt_secret`]; an empty secret
 //!   accepts no HS256 token);
-//! - RS256 and ES256 (P-256) with PEM public keys ([`crate::server::TokenPolicy::public_keys`]), the
+//! - RS256 and ES256 (P-256) with PEM public keys ([`TokenPolicy::public_keys`]), the
 //!   algorithm following from the key's type;
 //! - RS256 and ES256 with the signing keys of a JWKS file (RFC 7517,
-//!   [`crate::server::TokenPolicy::jwks`]), chosen by the token header's `kid`. A token without `kid`
+//!   [`TokenPolicy::jwks`]), chosen by the token header's `kid`. A token without `kid`
 //!   is tried against every key of its algorithm; a token whose `kid` no key has is tried against
 //!   the keys without a `kid` (the secret, PEM keys) and, failing those, refused as naming an
 //!   unknown key.
@@ -136,6 +136,20 @@ impl From<AuthError> for Status {
     }
 }
 
+/// Token verification besides the HS256 secret (`ServerConfig::jwt_secret`): the keys and claims
+/// [`Verifier::from_policy`] builds a verifier from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TokenPolicy {
+    /// PEM public keys (RSA for RS256, P-256 EC for ES256) tokens may be signed with.
+    pub public_keys: Vec<std::path::PathBuf>,
+    /// A JWKS file (RFC 7517) whose keys tokens may be signed with, chosen by the token's `kid`.
+    pub jwks: Option<std::path::PathBuf>,
+    /// When set, a token's `iss` must equal it.
+    pub issuer: Option<String>,
+    /// When set, a token's `aud` must contain it.
+    pub audience: Option<String>,
+}
+
 /// Verifies access tokens and yields the terminal's msisdn. Cheap to share behind an `Arc`; holds no
 /// mutable state.
 #[derive(Debug, Clone)]
@@ -233,7 +247,7 @@ impl Verifier {
         }
     }
 
-    // `Verifier::from_config`, which reads the configured key files, is in `keys`.
+    // `Verifier::from_policy`, which reads the configured key files, is in `keys`.
 
     /// The keys tokens are verified with.
     pub fn keys(&self) -> &[VerifyingKey] {
