@@ -295,3 +295,23 @@ async fn an_invite_from_a_source_not_allowed_is_403() {
     let nothing = tokio::time::timeout(Duration::from_millis(300), rx.message()).await;
     assert!(nothing.is_err(), "the terminal got {nothing:?}");
 }
+
+/// (e) The carrier routes the number back to us: SIPp, as the trunk, sends the core's own INVITE
+/// back to it. The core refuses it with 482 Loop Detected (checked by the scenario) and cancels its
+/// INVITE; the terminal that called gets `Bye{UNAVAILABLE}`, so no call loops.
+#[tokio::test]
+async fn an_invite_of_ours_that_comes_back_is_482_and_the_call_is_unavailable() {
+    let mut sipp = Sipp::start("uas_loops_back.xml", None);
+    let core = core(sipp.port, &[]);
+    let (tx, mut rx) = open(core.port, SECRET, CALLER).await;
+    let id = call_the_phone(&tx).await;
+    let bye = next(&mut rx).await;
+    assert_eq!(bye.call_id, id);
+    match bye.message {
+        Some(Message::Bye(bye)) => assert_eq!(bye.reason(), Reason::Unavailable),
+        other => panic!("expected Bye, got {other:?}"),
+    }
+    tokio::task::spawn_blocking(move || sipp.expect_success())
+        .await
+        .unwrap();
+}

@@ -476,6 +476,66 @@ pub fn admit(source: Option<IpAddr>, allow: &[Cidr], has_sdp: bool) -> Admission
     }
 }
 
+/// A call to a phone that comes back to the core is refused with `482 Loop Detected` (PROTOCOL.md
+/// section 13), and the outgoing leg it came from counts as that phone being unreachable.
+pub const REJECTION_ON_LOOP: PhoneRejection = PhoneRejection::Unreachable;
+
+/// What the trunk keeps of each INVITE it has sent and not yet seen end, to recognise it when the
+/// network routes it back (a number whose calls the carrier sends to us; PROTOCOL.md section 13).
+///
+/// Recognising a loop the way SIP elements do, not with a private marker: RFC 3261 section 16.3
+/// step 4 has a proxy look for its own branch in the Via headers of a request it receives (Kamailio
+/// and OpenSIPS do so, beside Max-Forwards: see [`hop_limit_reached`]), and section 8.2.2.2 has a
+/// UAS refuse with 482 a request whose Call-ID it has already seen (a merged request). A carrier that
+/// proxies the INVITE keeps both: our Via (with its branch, which the stack makes unique per
+/// transaction) under its own, and our Call-ID, which the trunk makes unique per leg. Either one
+/// matching is a loop. A private `X-` header would also survive a carrier that is itself a B2BUA, but
+/// many such carriers (and SBCs) strip unknown headers, and one that keeps them would deliver it to
+/// terminals as call context; such a carrier renews Call-ID and Via, and its own Max-Forwards and loop
+/// checks are what stop the loop.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SentInvite {
+    /// The INVITE's Call-ID, chosen by the trunk before it is sent.
+    pub call_id: String,
+    /// The `branch` of the INVITE's own Via, once the stack has made the request; none before.
+    pub branch: Option<String>,
+}
+
+impl SentInvite {
+    /// Whether an INVITE received with `call_id` and the Via header values `vias` (each may hold
+    /// several comma-separated via-parms) is this INVITE come back: its Call-ID, or a Via carrying
+    /// its branch. Call-IDs compare exactly (RFC 3261 section 20.8); branches case-insensitively.
+    pub fn came_back<'a>(&self, call_id: &str, vias: impl IntoIterator<Item = &'a str>) -> bool {
+        if call_id.trim() == self.call_id {
+            return true;
+        }
+        let Some(branch) = self.branch.as_deref() else {
+            return false;
+        };
+        vias.into_iter()
+            .flat_map(|value| value.split(','))
+            .filter_map(via_branch)
+            .any(|b| b.eq_ignore_ascii_case(branch))
+    }
+}
+
+/// The `branch` parameter of one via-parm (`SIP/2.0/UDP host:port;branch=z9hG4bK...;rport`).
+pub fn via_branch(via: &str) -> Option<&str> {
+    via.split(';').skip(1).find_map(|param| {
+        let (name, value) = param.split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case("branch")
+            .then(|| value.trim())
+    })
+}
+
+/// Whether an incoming INVITE's `Max-Forwards` value (none when absent) allows no further hop: 0
+/// (RFC 3261 section 16.3 step 3, Kamailio's `mf_process_maxfwd_header`), answered `483 Too Many
+/// Hops` as a loop that went through other elements. A value that is not a number is not a limit.
+pub fn hop_limit_reached(max_forwards: Option<&str>) -> bool {
+    max_forwards.is_some_and(|v| v.trim().parse::<u32>() == Ok(0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -773,5 +833,58 @@ mod tests {
             admit(inside, &allow, false),
             Admission::Refuse { status: 488, .. }
         ));
+    }
+
+    #[test]
+    fn own_invites_coming_back() {
+        let sent = SentInvite {
+            call_id: "a84b4c76e66710@core".into(),
+            branch: Some("z9hG4bK776asdhds".into()),
+        };
+        // A proxying carrier: its own Via on top, ours below, our Call-ID.
+        assert!(sent.came_back(
+            "a84b4c76e66710@core",
+            [
+                "SIP/2.0/UDP 192.0.2.9:5060;branch=z9hG4bKcarrier",
+                "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK776asdhds;rport=5060"
+            ]
+        ));
+        // Our Via alone (the Call-ID renewed), in a comma-separated Via value, branch case aside.
+        assert!(sent.came_back(
+            "other",
+            ["SIP/2.0/UDP 192.0.2.9;branch=z9hG4bKc, SIP/2.0/UDP 127.0.0.1;branch=Z9HG4BK776ASDHDS"]
+        ));
+        // Our Call-ID alone (a stateless element rewrote the Via).
+        assert!(sent.came_back(
+            " a84b4c76e66710@core",
+            ["SIP/2.0/UDP 192.0.2.9;branch=z9hG4bKc"]
+        ));
+        // Someone else's INVITE.
+        assert!(!sent.came_back("b@elsewhere", ["SIP/2.0/UDP 192.0.2.9;branch=z9hG4bKc"]));
+        assert!(!sent.came_back("b@elsewhere", []));
+        let early = SentInvite {
+            branch: None,
+            ..sent.clone()
+        };
+        assert!(!early.came_back("b", ["SIP/2.0/UDP 1.2.3.4;branch=z9hG4bK776asdhds"]));
+        assert_eq!(REJECTION_ON_LOOP, PhoneRejection::Unreachable);
+    }
+
+    #[test]
+    fn via_branches_and_hop_limits() {
+        assert_eq!(
+            via_branch("SIP/2.0/UDP h:5060;rport;branch=z9hG4bK1"),
+            Some("z9hG4bK1")
+        );
+        assert_eq!(
+            via_branch("SIP/2.0/UDP h:5060 ; BRANCH = z9hG4bK2 "),
+            Some("z9hG4bK2")
+        );
+        assert_eq!(via_branch("SIP/2.0/UDP h:5060"), None);
+        assert!(hop_limit_reached(Some("0")));
+        assert!(hop_limit_reached(Some(" 0 ")));
+        assert!(!hop_limit_reached(Some("69")));
+        assert!(!hop_limit_reached(Some("x")));
+        assert!(!hop_limit_reached(None));
     }
 }

@@ -9,7 +9,7 @@
 //! incoming leg, the core being the UAS. Every rule of what goes on the wire is in
 //! [`super::mapping`].
 
-use super::mapping::{self, Admission, Direction, Release};
+use super::mapping::{self, Admission, Direction, Release, SentInvite};
 use super::{Cidr, SipConfig};
 use crate::core::{Msisdn, PhoneCommand, PhoneEvent, PhoneLegId, PhoneRejection, Sdp};
 use crate::phone::{PhoneNetwork, PhoneReports};
@@ -123,6 +123,15 @@ fn refusal(command: &PhoneCommand, why: &str) -> Option<PhoneEvent> {
 /// A leg's end, reported to the trunk task so it forgets the leg.
 struct Ended(PhoneLegId);
 
+/// What the trunk task hands a leg task.
+#[derive(Debug)]
+enum LegInput {
+    /// A command of the switch for the leg.
+    Command(PhoneCommand),
+    /// The leg's INVITE came back to the trunk and was refused with 482 (outgoing legs only).
+    LoopedBack,
+}
+
 /// What every leg task shares.
 struct Shared {
     dialogs: Arc<DialogLayer>,
@@ -134,6 +143,19 @@ struct Shared {
     /// This side's address as it goes in Contact and From (`host:port`).
     local: String,
     ended: mpsc::UnboundedSender<Ended>,
+    /// The INVITEs of live outgoing legs, to recognise one coming back
+    /// ([`mapping::SentInvite::came_back`]). Held briefly, never across an await.
+    sent: std::sync::Mutex<HashMap<PhoneLegId, SentInvite>>,
+}
+
+impl Shared {
+    /// The table of sent INVITEs (a poisoned lock is taken as it is: the table holds no invariant a
+    /// panic could break).
+    fn sent(&self) -> std::sync::MutexGuard<'_, HashMap<PhoneLegId, SentInvite>> {
+        self.sent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 /// The trunk task's state.
@@ -144,7 +166,7 @@ struct Trunk {
     ended: mpsc::UnboundedReceiver<Ended>,
     allow: Vec<Cidr>,
     max_sdp_bytes: usize,
-    legs: HashMap<PhoneLegId, mpsc::UnboundedSender<PhoneCommand>>,
+    legs: HashMap<PhoneLegId, mpsc::UnboundedSender<LegInput>>,
     /// Counts incoming calls, to number their legs ([`PhoneLegId::from_network`]).
     incoming_calls: u64,
 }
@@ -206,6 +228,7 @@ impl Trunk {
                 trunk_addr,
                 local,
                 ended: ended_tx,
+                sent: std::sync::Mutex::new(HashMap::new()),
             }),
             endpoint_cancel: cancel,
             incoming,
@@ -249,9 +272,27 @@ impl Trunk {
             } => {
                 let (tx, rx) = mpsc::unbounded_channel();
                 self.legs.insert(leg, tx);
+                // Chosen here, and known before the INVITE leaves, so that it is recognised even
+                // when it comes back at once.
+                let call_id = format!("{}@webterminal-core", uuid::Uuid::new_v4().simple());
+                self.shared.sent().insert(
+                    leg,
+                    SentInvite {
+                        call_id: call_id.clone(),
+                        branch: None,
+                    },
+                );
                 let shared = self.shared.clone();
+                let invite = Invite {
+                    to,
+                    from,
+                    sdp,
+                    context,
+                    call_id,
+                };
                 tokio::spawn(async move {
-                    outgoing_leg(&shared, leg, to, from, sdp, context, rx).await;
+                    outgoing_leg(&shared, leg, invite, rx).await;
+                    shared.sent().remove(&leg);
                     let _ = shared.ended.send(Ended(leg));
                 });
             }
@@ -280,7 +321,7 @@ impl Trunk {
                     }
                 };
                 match self.legs.get(&leg) {
-                    Some(tx) if tx.send(other.clone()).is_ok() => {}
+                    Some(tx) if tx.send(LegInput::Command(other.clone())).is_ok() => {}
                     _ => {
                         tracing::debug!(?leg, "SIP trunk: command for a leg that has ended");
                         if let Some(event) = refusal(&other, "the leg has ended") {
@@ -335,6 +376,35 @@ impl Trunk {
         if let Admission::Refuse { status, why } = mapping::admit(source, &self.allow, has_sdp) {
             tracing::info!(?source, status, why, "SIP trunk: INVITE refused");
             reply(&mut tx, status).await;
+            return;
+        }
+        if mapping::hop_limit_reached(header(request, "Max-Forwards").as_deref()) {
+            tracing::info!(
+                ?source,
+                "SIP trunk: INVITE with Max-Forwards 0 refused with 483"
+            );
+            reply(&mut tx, 483).await;
+            return;
+        }
+        let call_id = header(request, "Call-ID").unwrap_or_default();
+        let vias: Vec<&str> = request
+            .headers
+            .iter()
+            .filter(|h| h.name().eq_ignore_ascii_case("Via"))
+            .map(|h| h.value())
+            .collect();
+        let looped = self
+            .shared
+            .sent()
+            .iter()
+            .find(|(_, sent)| sent.came_back(&call_id, vias.iter().copied()))
+            .map(|(leg, _)| *leg);
+        if let Some(leg) = looped {
+            tracing::info!(?leg, "SIP trunk: our own INVITE came back; refused with 482, the call to the phone fails");
+            reply(&mut tx, 482).await;
+            if let Some(leg_tx) = self.legs.get(&leg) {
+                let _ = leg_tx.send(LegInput::LoopedBack);
+            }
             return;
         }
         let from = header(request, "From").unwrap_or_default();
@@ -528,20 +598,33 @@ fn unsupported(shared: &Shared, leg: PhoneLegId, command: &PhoneCommand) {
     }
 }
 
-/// A call to a phone (`PhoneCommand::Ring`, PROTOCOL.md section 13): INVITE to the trunk with the
-/// caller's offer; 180/183 → `Ringing`; 200 → `Answered` (the stack ACKs it); a final error or a
-/// timeout → `Rejected`; then the far end's BYE → `HungUp`. `Release` sends CANCEL before the
-/// answer, BYE after.
-#[allow(clippy::too_many_arguments)]
-async fn outgoing_leg(
-    shared: &Shared,
-    leg: PhoneLegId,
+/// What a `PhoneCommand::Ring` asks to send, and the Call-ID the trunk chose for it.
+struct Invite {
     to: Msisdn,
     from: Msisdn,
     sdp: Sdp,
     context: crate::core::CallContext,
-    mut commands: mpsc::UnboundedReceiver<PhoneCommand>,
+    call_id: String,
+}
+
+/// A call to a phone (`PhoneCommand::Ring`, PROTOCOL.md section 13): INVITE to the trunk with the
+/// caller's offer; 180/183 → `Ringing`; 200 → `Answered` (the stack ACKs it); a final error or a
+/// timeout → `Rejected`; then the far end's BYE → `HungUp`. `Release` sends CANCEL before the
+/// answer, BYE after. The INVITE coming back to the trunk ([`LegInput::LoopedBack`]) before the
+/// answer → `Rejected` ([`mapping::REJECTION_ON_LOOP`]) and a CANCEL.
+async fn outgoing_leg(
+    shared: &Shared,
+    leg: PhoneLegId,
+    invite_of: Invite,
+    mut commands: mpsc::UnboundedReceiver<LegInput>,
 ) {
+    let Invite {
+        to,
+        from,
+        sdp,
+        context,
+        call_id,
+    } = invite_of;
     let rejected = |reason| {
         shared.reports.report(PhoneEvent::Rejected { leg, reason });
     };
@@ -575,6 +658,7 @@ async fn outgoing_leg(
         offer: Some(sdp.as_str().as_bytes().to_vec()),
         contact: caller,
         headers: Some(headers),
+        call_id: Some(call_id),
         ..Default::default()
     };
     let (state_tx, mut states) = shared.dialogs.new_dialog_state_channel();
@@ -586,6 +670,15 @@ async fn outgoing_leg(
             return;
         }
     };
+    let branch = dialog
+        .initial_request()
+        .headers
+        .iter()
+        .find(|h| matches!(h, Header::Via(_)))
+        .and_then(|via| mapping::via_branch(via.value()).map(str::to_owned));
+    if let Some(sent) = shared.sent().get_mut(&leg) {
+        sent.branch = branch;
+    }
     tracing::info!(?leg, to = ?to, "SIP trunk: INVITE sent");
     let mut ringing = false;
     // The answer: the phone's SDP, and the confirmed dialog's id (to forget it at the end).
@@ -657,7 +750,18 @@ async fn outgoing_leg(
                 }
             },
             command = commands.recv() => match command {
-                Some(PhoneCommand::Release { reason, .. }) => {
+                Some(LegInput::LoopedBack) if answered.is_none() => {
+                    rejected(mapping::REJECTION_ON_LOOP);
+                    if let Err(e) = dialog.cancel().await {
+                        tracing::info!(?leg, error = %e, "SIP trunk: CANCEL failed");
+                    }
+                    if !invite_done {
+                        let _ = tokio::time::timeout(CANCEL_WAIT, &mut invite).await;
+                    }
+                    return;
+                }
+                Some(LegInput::LoopedBack) => {}
+                Some(LegInput::Command(PhoneCommand::Release { reason, .. })) => {
                     match mapping::release(Direction::Outgoing, answered.is_some(), reason) {
                         Release::Bye { reason } => {
                             if let Err(e) = dialog.bye_with_reason(reason).await {
@@ -682,7 +786,7 @@ async fn outgoing_leg(
                     }
                     return;
                 }
-                Some(other) => unsupported(shared, leg, &other),
+                Some(LegInput::Command(other)) => unsupported(shared, leg, &other),
                 None => {
                     let _ = dialog.hangup().await;
                     return;
@@ -701,7 +805,7 @@ async fn incoming_leg(
     dialog: InviteDialog,
     offer: Sdp,
     mut states: DialogStateReceiver,
-    mut commands: mpsc::UnboundedReceiver<PhoneCommand>,
+    mut commands: mpsc::UnboundedReceiver<LegInput>,
 ) {
     let mut answer: Option<Sdp> = None;
     let finish = |shared: &Shared| shared.dialogs.remove_dialog(&dialog.id());
@@ -724,19 +828,20 @@ async fn incoming_leg(
                 }
             },
             command = commands.recv() => match command {
-                Some(PhoneCommand::Alerting { .. }) => {
+                Some(LegInput::LoopedBack) => {}
+                Some(LegInput::Command(PhoneCommand::Alerting { .. })) => {
                     if let Err(e) = dialog.ringing(None, None) {
                         tracing::info!(?leg, error = %e, "SIP trunk: 180 not sent");
                     }
                 }
-                Some(PhoneCommand::Answer { sdp, .. }) if answer.is_none() => {
+                Some(LegInput::Command(PhoneCommand::Answer { sdp, .. })) if answer.is_none() => {
                     let body = sdp.as_str().as_bytes().to_vec();
                     if let Err(e) = dialog.accept(Some(vec![sdp_type()]), Some(body)) {
                         tracing::info!(?leg, error = %e, "SIP trunk: 200 not sent");
                     }
                     answer = Some(sdp);
                 }
-                Some(PhoneCommand::Release { reason, .. }) => {
+                Some(LegInput::Command(PhoneCommand::Release { reason, .. })) => {
                     match mapping::release(Direction::Incoming, answer.is_some(), reason) {
                         Release::Reject { status, reason } => {
                             if let Err(e) = dialog.reject(Some(StatusCode::from(status)), Some(reason)) {
@@ -752,7 +857,7 @@ async fn incoming_leg(
                     finish(shared);
                     return;
                 }
-                Some(other) => unsupported(shared, leg, &other),
+                Some(LegInput::Command(other)) => unsupported(shared, leg, &other),
                 None => {
                     let _ = dialog.hangup().await;
                     finish(shared);
