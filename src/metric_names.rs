@@ -51,3 +51,6 @@ pub const QUEUED_CALLS: &str = "webterminal_queued_calls";
 /// How long answered group calls waited, from arrival to a member's answer, in seconds (a
 /// histogram), by `group` (the group's number, from the routing file).
 pub const QUEUE_HOLD: &str = "webterminal_queue_hold_seconds";
+/// Whether the SIP trunk answers its OPTIONS pings: 1 up, 0 down (PROTOCOL.md section 13). Absent
+/// without a SIP trunk or with `--sip-options-interval 0`.
+pub const SIP_TRUNK_UP: &str = "webterminal_sip_trunk_up";

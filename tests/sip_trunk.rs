@@ -59,13 +59,25 @@ impl Sipp {
 
     /// [`Sipp::start`] on `port`.
     fn start_on(scenario: &str, port: u16, remote: Option<String>) -> Sipp {
+        Sipp::spawn(scenario, port, remote, &["-m", "1", "-l", "1"])
+    }
+
+    /// SIPp as a UAS on `port` playing `tests/sip/<scenario>` for every call that comes, until it is
+    /// dropped (killed).
+    fn serve_on(scenario: &str, port: u16) -> Sipp {
+        Sipp::spawn(scenario, port, None, &[])
+    }
+
+    /// SIPp with `limits` (`-m`, `-l`).
+    fn spawn(scenario: &str, port: u16, remote: Option<String>, limits: &[&str]) -> Sipp {
         let sipp = std::env::var("SIPP").unwrap_or_else(|_| "sipp".into());
         let trace = tempfile::tempdir().unwrap();
         let media_port = free_udp_port();
         let path = format!("{}/tests/sip/{scenario}", env!("CARGO_MANIFEST_DIR"));
         let mut command = Command::new(&sipp);
         command
-            .args(["-sf", &path, "-i", "127.0.0.1", "-m", "1", "-l", "1"])
+            .args(["-sf", &path, "-i", "127.0.0.1"])
+            .args(limits)
             .args(["-p", &port.to_string(), "-mp", &media_port.to_string()])
             // A missing message fails the call instead of hanging the test.
             .args(["-recv_timeout", "15000", "-timeout", "30s"])
@@ -117,6 +129,13 @@ impl Sipp {
 
 /// The core with the SIP trunk pointed at `trunk_port`, on ports of its own, plus `args`.
 fn core(trunk_port: u16, args: &[&str]) -> Started {
+    core_with(trunk_port, args, false)
+}
+
+/// [`core`], serving metrics (and /readyz) on a port of its own when `metrics`. OPTIONS pings are
+/// off unless `args` set `--sip-options-interval`: a scenario playing one call would take a ping
+/// for an unexpected message.
+fn core_with(trunk_port: u16, args: &[&str], metrics: bool) -> Started {
     let trunk = format!("sip:127.0.0.1:{trunk_port}");
     let mut all = vec![
         "--phone-network",
@@ -130,8 +149,11 @@ fn core(trunk_port: u16, args: &[&str]) -> Started {
         "--records",
         "none",
     ];
+    if !args.contains(&"--sip-options-interval") {
+        all.extend_from_slice(&["--sip-options-interval", "0"]);
+    }
     all.extend_from_slice(args);
-    let started = serve_on_free_ports(&all, false);
+    let started = serve_on_free_ports(&all, metrics);
     assert!(started.sip_port.is_some(), "{}", started.stdout);
     started
 }
@@ -314,4 +336,60 @@ async fn an_invite_of_ours_that_comes_back_is_482_and_the_call_is_unavailable() 
     tokio::task::spawn_blocking(move || sipp.expect_success())
         .await
         .unwrap();
+}
+
+/// Polls `GET /readyz` on `port` until its status is `want`; returns the body.
+async fn expect_readyz(port: u16, want: u16) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = http_get(port, "/readyz").await;
+        if status == want {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/readyz is {status}, not {want}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// (f) OPTIONS pings and the trunk's health: while SIPp answers the pings the trunk is up
+/// (`webterminal_sip_trunk_up 1`, /readyz 200); once SIPp is killed it goes down within a few
+/// intervals (`webterminal_sip_trunk_up 0`, /readyz 503 naming `sip_trunk_down`) and a call to a
+/// phone ends with `Bye{UNAVAILABLE}` at once; a SIPp answering again brings it back up.
+#[tokio::test]
+async fn a_trunk_that_stops_answering_options_is_down_and_calls_fail_at_once() {
+    let port = free_udp_port();
+    let sipp = Sipp::serve_on("uas_options.xml", port);
+    let core = core_with(port, &["--sip-options-interval", "200ms"], true);
+    let metrics = core.metrics_port.unwrap();
+    expect_sample(metrics, "webterminal_sip_trunk_up", 1.0).await;
+    expect_readyz(core.port, 200).await;
+
+    drop(sipp);
+    expect_sample(metrics, "webterminal_sip_trunk_up", 0.0).await;
+    let body = expect_readyz(core.port, 503).await;
+    assert!(body.contains("sip_trunk_down"), "{body}");
+    let (status, body) = http_get(metrics, "/readyz").await;
+    assert_eq!(status, 503, "{body}");
+
+    let (tx, mut rx) = open(core.port, SECRET, CALLER).await;
+    let asked = Instant::now();
+    let id = call_the_phone(&tx).await;
+    let bye = next(&mut rx).await;
+    assert_eq!(bye.call_id, id);
+    match bye.message {
+        Some(Message::Bye(bye)) => assert_eq!(bye.reason(), Reason::Unavailable),
+        other => panic!("expected Bye, got {other:?}"),
+    }
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        asked.elapsed()
+    );
+
+    let _sipp = Sipp::serve_on("uas_options.xml", port);
+    expect_sample(metrics, "webterminal_sip_trunk_up", 1.0).await;
+    expect_readyz(core.port, 200).await;
 }

@@ -13,13 +13,17 @@
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// Why the core is not ready for new terminals (a `reasons` entry of `/readyz`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NotReady {
     /// Shutdown has begun (SIGTERM or SIGINT): no new connections are accepted, live calls end.
     Draining,
+    /// Something the core's calls depend on is down, under the name its owner reports it by
+    /// ([`Health::set_down`]; e.g. `sip_trunk_down` while the SIP trunk does not answer its pings,
+    /// PROTOCOL.md section 13).
+    Down(&'static str),
 }
 
 impl NotReady {
@@ -27,6 +31,7 @@ impl NotReady {
     pub fn as_str(self) -> &'static str {
         match self {
             NotReady::Draining => "draining",
+            NotReady::Down(name) => name,
         }
     }
 }
@@ -35,6 +40,8 @@ impl NotReady {
 #[derive(Clone, Debug, Default)]
 pub struct Health {
     draining: Arc<AtomicBool>,
+    /// The names of what is down, in the order they went down.
+    down: Arc<Mutex<Vec<&'static str>>>,
 }
 
 impl Health {
@@ -48,12 +55,28 @@ impl Health {
         self.draining.store(true, Ordering::Relaxed);
     }
 
+    /// Something named `name` (a `/readyz` reason, `snake_case`) is down (`true`: `/readyz` answers
+    /// 503 naming it) or up again (`false`). Idempotent; the lock is held for a vector scan only.
+    pub fn set_down(&self, name: &'static str, down: bool) {
+        let mut names = self.down.lock().unwrap_or_else(PoisonError::into_inner);
+        let at = names.iter().position(|n| *n == name);
+        match (down, at) {
+            (true, None) => names.push(name),
+            (false, Some(at)) => {
+                names.remove(at);
+            }
+            _ => {}
+        }
+    }
+
     /// Every reason the core is not ready; empty when it is.
     pub fn not_ready(&self) -> Vec<NotReady> {
         let mut reasons = Vec::new();
         if self.draining.load(Ordering::Relaxed) {
             reasons.push(NotReady::Draining);
         }
+        let names = self.down.lock().unwrap_or_else(PoisonError::into_inner);
+        reasons.extend(names.iter().map(|name| NotReady::Down(name)));
         reasons
     }
 }
@@ -146,5 +169,31 @@ mod tests {
             )
         );
         assert_eq!(get(&health, "/healthz").await.0, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn a_part_down_is_named_until_it_is_up_again() {
+        let health = Health::new();
+        health.set_down("sip_trunk_down", true);
+        health.set_down("sip_trunk_down", true);
+        assert_eq!(
+            get(&health, "/readyz").await,
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                r#"{"reasons":["sip_trunk_down"],"status":"not ready"}"#.into()
+            )
+        );
+        health.start_draining();
+        assert_eq!(
+            health.not_ready(),
+            vec![NotReady::Draining, NotReady::Down("sip_trunk_down")]
+        );
+        let fresh = Health::new();
+        fresh.set_down("sip_trunk_down", true);
+        fresh.set_down("sip_trunk_down", false);
+        assert_eq!(
+            get(&fresh, "/readyz").await,
+            (StatusCode::OK, r#"{"status":"ready"}"#.into())
+        );
     }
 }

@@ -153,6 +153,10 @@ fn describe() {
         NOTIFICATIONS_QUEUED,
         "Inbound-call notifications waiting for Redis."
     );
+    describe_gauge!(
+        SIP_TRUNK_UP,
+        "1 when the SIP trunk answers its OPTIONS pings, 0 when it does not."
+    );
     describe_counter!(
         NOTIFICATIONS_DROPPED,
         "Inbound-call notifications dropped from a full queue, oldest first."

@@ -133,6 +133,18 @@ impl Exchange {
             PhoneNetworkKind::Sip(sip) => {
                 let trunk =
                     crate::phone::sip::SipTrunk::start(sip.clone(), config.max_sdp_bytes, reports);
+                // The trunk's health in /readyz (PROTOCOL.md section 13), until the trunk ends.
+                let mut up = trunk.watch_up();
+                let health = config.health.clone();
+                tokio::spawn(async move {
+                    loop {
+                        let down = !*up.borrow_and_update();
+                        health.set_down(crate::phone::sip::TRUNK_DOWN, down);
+                        if up.changed().await.is_err() {
+                            break;
+                        }
+                    }
+                });
                 let network: Box<dyn PhoneNetwork> = Box::new(trunk);
                 (Some(network), None)
             }

@@ -260,6 +260,18 @@ pub(crate) struct ServeArgs {
         help_heading = "SIP"
     )]
     sip_allow: Vec<Cidr>,
+    /// With `--phone-network sip`: how often the trunk is pinged with OPTIONS; a trunk that does not
+    /// answer (no answer within the interval, or 408/5xx) is down: /readyz names sip_trunk_down and
+    /// calls to phones fail at once with UNAVAILABLE. 0: no pings (the trunk is taken as up).
+    #[arg(
+        long,
+        value_name = "DUR",
+        default_value = "30s",
+        value_parser = parse_grace,
+        env = "WEBTERMINAL_SIP_OPTIONS_INTERVAL",
+        help_heading = "SIP"
+    )]
+    sip_options_interval: Duration,
 
     /// Log format on stderr: `text` for people, `json` (one object per line) for log shippers.
     #[arg(
@@ -325,6 +337,7 @@ pub(crate) fn run_serve(args: ServeArgs) -> CliResult {
             let mut sip = SipConfig::new(trunk)?;
             sip.listen = args.sip_listen;
             sip.allow = args.sip_allow;
+            sip.options_interval = args.sip_options_interval;
             PhoneNetworkKind::Sip(sip)
         }
     };

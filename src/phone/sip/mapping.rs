@@ -536,6 +536,23 @@ pub fn hop_limit_reached(max_forwards: Option<&str>) -> bool {
     max_forwards.is_some_and(|v| v.trim().parse::<u32>() == Ok(0))
 }
 
+/// A call to a phone while the trunk is down (its OPTIONS pings unanswered) fails at once as an
+/// unreachable phone, `UNAVAILABLE` to the caller (PROTOCOL.md section 13), rather than after the
+/// INVITE's 32 s timeout.
+pub const REJECTION_WHILE_DOWN: PhoneRejection = PhoneRejection::Unreachable;
+
+/// Whether an OPTIONS ping's outcome shows the trunk up (PROTOCOL.md section 13): `status` is the
+/// final response's code, none when no final response came in time. No answer, `408 Request
+/// Timeout` (a proxy's own timeout toward the trunk) and any 5xx (the trunk failing or overloaded:
+/// RFC 3261 section 21.5) are down; any other final answer, 405 or 403 included, shows a trunk
+/// alive enough to answer.
+pub fn trunk_answered(status: Option<u16>) -> bool {
+    match status {
+        None | Some(408) | Some(500..=599) => false,
+        Some(_) => true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -868,6 +885,17 @@ mod tests {
         };
         assert!(!early.came_back("b", ["SIP/2.0/UDP 1.2.3.4;branch=z9hG4bK776asdhds"]));
         assert_eq!(REJECTION_ON_LOOP, PhoneRejection::Unreachable);
+    }
+
+    #[test]
+    fn ping_outcomes() {
+        for up in [200, 202, 403, 404, 405, 481, 603] {
+            assert!(trunk_answered(Some(up)), "{up}");
+        }
+        for down in [408, 500, 503, 504, 599] {
+            assert!(!trunk_answered(Some(down)), "{down}");
+        }
+        assert!(!trunk_answered(None));
     }
 
     #[test]

@@ -17,9 +17,17 @@ pub use trunk::SipTrunk;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The default `--sip-listen`: every address, port 5060 (UDP).
 pub const DEFAULT_SIP_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 5060);
+
+/// The default `--sip-options-interval`: an OPTIONS ping of the trunk every 30 s.
+pub const DEFAULT_OPTIONS_INTERVAL: Duration = Duration::from_secs(30);
+
+/// The `/readyz` reason ([`crate::server::health::NotReady::Down`]) while the trunk does not answer
+/// its OPTIONS pings.
+pub const TRUNK_DOWN: &str = "sip_trunk_down";
 
 /// How the SIP trunk is set up (PROTOCOL.md section 13 flags).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,6 +42,10 @@ pub struct SipConfig {
     /// Who may send INVITEs (`--sip-allow`); when empty, the trunk's own address (its host, resolved
     /// at start when it is a name).
     pub allow: Vec<Cidr>,
+    /// How often the trunk is pinged with OPTIONS (`--sip-options-interval`, PROTOCOL.md section
+    /// 13); [`Duration::ZERO`]: never, and the trunk is taken as up. Default
+    /// [`DEFAULT_OPTIONS_INTERVAL`].
+    pub options_interval: Duration,
     /// A socket already bound to `listen` ([`SipConfig::bind`]), used instead of binding at start.
     pub socket: Option<BoundSocket>,
 }
@@ -66,6 +78,7 @@ impl SipConfig {
             listen: DEFAULT_SIP_LISTEN,
             trunk: trunk.to_owned(),
             allow: Vec::new(),
+            options_interval: DEFAULT_OPTIONS_INTERVAL,
             socket: None,
         })
     }

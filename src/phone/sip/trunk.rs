@@ -17,7 +17,9 @@ use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver, TerminatedReas
 use rsipstack::dialog::dialog_layer::DialogLayer;
 use rsipstack::dialog::invitation::InviteOption;
 use rsipstack::dialog::invite_dialog::InviteDialog;
-use rsipstack::sip::{Header, Method, Request, StatusCode, StatusCodeKind, Uri};
+use rsipstack::sip::{Header, Method, Request, SipMessage, StatusCode, StatusCodeKind, Uri};
+use rsipstack::transaction::endpoint::EndpointInnerRef;
+use rsipstack::transaction::key::{TransactionKey, TransactionRole};
 use rsipstack::transaction::transaction::Transaction;
 use rsipstack::transport::udp::UdpConnection;
 use rsipstack::transport::{SipAddr, TransportLayer};
@@ -25,7 +27,7 @@ use rsipstack::EndpointBuilder;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 /// The `User-Agent` and `Server` the trunk sends.
@@ -36,6 +38,10 @@ const SDP_TYPE: &str = "application/sdp";
 
 /// How long a cancelled INVITE's leg waits for the INVITE transaction to end (64*T1 and some).
 const CANCEL_WAIT: Duration = Duration::from_secs(40);
+
+/// The longest an OPTIONS ping waits for its answer: 64*T1, a non-INVITE transaction's Timer F
+/// (RFC 3261 section 17.1.2.2). A shorter `--sip-options-interval` is the wait instead.
+const PING_WAIT: Duration = Duration::from_secs(32);
 
 /// Validates a `--sip-trunk` value: a `sip:` or `sips:` URI with a host.
 ///
@@ -58,6 +64,7 @@ pub(super) fn parse_trunk_uri(uri: &str) -> Result<Uri, String> {
 #[derive(Debug)]
 pub struct SipTrunk {
     commands: mpsc::UnboundedSender<PhoneCommand>,
+    up: watch::Receiver<bool>,
 }
 
 impl SipTrunk {
@@ -72,16 +79,26 @@ impl SipTrunk {
     /// Outside a tokio runtime.
     pub fn start(config: SipConfig, max_sdp_bytes: usize, reports: PhoneReports) -> SipTrunk {
         let (commands, rx) = mpsc::unbounded_channel();
+        let (up_tx, up) = watch::channel(true);
         tokio::spawn(async move {
-            match Trunk::open(config, max_sdp_bytes, reports.clone()).await {
+            match Trunk::open(config, max_sdp_bytes, reports.clone(), up_tx).await {
                 Ok(trunk) => trunk.run(rx).await,
-                Err(why) => {
+                Err((why, up_tx)) => {
                     tracing::error!(%why, "SIP trunk: cannot start; calls to phones fail");
+                    up_tx.send_replace(false);
                     refuse_all(rx, reports).await;
                 }
             }
         });
-        SipTrunk { commands }
+        SipTrunk { commands, up }
+    }
+
+    /// Whether the trunk is up (PROTOCOL.md section 13): `true` until an OPTIONS ping goes
+    /// unanswered ([`mapping::trunk_answered`]), again at the next answered one; always `true` with
+    /// pings off, `false` when the trunk could not start. The sender closes when the trunk task
+    /// ends. The server turns it into the `/readyz` reason [`super::TRUNK_DOWN`].
+    pub fn watch_up(&self) -> watch::Receiver<bool> {
+        self.up.clone()
     }
 }
 
@@ -169,15 +186,28 @@ struct Trunk {
     legs: HashMap<PhoneLegId, mpsc::UnboundedSender<LegInput>>,
     /// Counts incoming calls, to number their legs ([`PhoneLegId::from_network`]).
     incoming_calls: u64,
+    /// Whether the trunk answers its OPTIONS pings ([`ping_trunk`]); calls to phones fail at once
+    /// while it does not.
+    up: watch::Receiver<bool>,
 }
 
 impl Trunk {
     /// Binds the socket, starts the endpoint, resolves the allow list.
+    /// Hands `up` back with the error, for the caller to report the trunk down.
     async fn open(
         config: SipConfig,
         max_sdp_bytes: usize,
         reports: PhoneReports,
-    ) -> Result<Trunk, String> {
+        up: watch::Sender<bool>,
+    ) -> Result<Trunk, (String, watch::Sender<bool>)> {
+        match Trunk::open_endpoint(&config).await {
+            Ok(opened) => Ok(Trunk::assemble(config, max_sdp_bytes, reports, up, opened).await),
+            Err(why) => Err((why, up)),
+        }
+    }
+
+    /// Binds the socket and starts the endpoint.
+    async fn open_endpoint(config: &SipConfig) -> Result<Opened, String> {
         let trunk = parse_trunk_uri(&config.trunk)?;
         let trunk_addr = SipAddr::try_from(&trunk).map_err(|e| format!("--sip-trunk: {e}"))?;
         let socket = match &config.socket {
@@ -205,8 +235,56 @@ impl Trunk {
         let incoming = endpoint
             .incoming_transactions()
             .map_err(|e| format!("SIP endpoint: {e}"))?;
+        let inner = endpoint.inner.clone();
         let dialogs = Arc::new(DialogLayer::new(endpoint.inner.clone()));
         tokio::spawn(async move { endpoint.serve().await });
+        Ok(Opened {
+            trunk,
+            trunk_addr,
+            local,
+            cancel,
+            incoming,
+            inner,
+            dialogs,
+        })
+    }
+
+    /// The trunk task's state over an open endpoint; starts the OPTIONS pings.
+    async fn assemble(
+        config: SipConfig,
+        max_sdp_bytes: usize,
+        reports: PhoneReports,
+        up: watch::Sender<bool>,
+        opened: Opened,
+    ) -> Trunk {
+        let Opened {
+            trunk,
+            trunk_addr,
+            local,
+            cancel,
+            incoming,
+            inner,
+            dialogs,
+        } = opened;
+        let up_rx = up.subscribe();
+        if config.options_interval.is_zero() {
+            tracing::info!("SIP trunk: OPTIONS pings off (--sip-options-interval 0)");
+        } else {
+            let ping = Ping {
+                endpoint: inner,
+                trunk: trunk.clone(),
+                trunk_addr: trunk_addr.clone(),
+                local: local.clone(),
+                interval: config.options_interval,
+            };
+            let stop = cancel.child_token();
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = stop.cancelled() => {}
+                    () = ping_trunk(ping, up) => {}
+                }
+            });
+        }
 
         let allow = if config.allow.is_empty() {
             trunk_hosts(&trunk).await
@@ -220,7 +298,7 @@ impl Trunk {
             "SIP trunk: listening on UDP"
         );
         let (ended_tx, ended) = mpsc::unbounded_channel();
-        Ok(Trunk {
+        Trunk {
             shared: Arc::new(Shared {
                 dialogs,
                 reports,
@@ -237,7 +315,8 @@ impl Trunk {
             max_sdp_bytes,
             legs: HashMap::new(),
             incoming_calls: 0,
-        })
+            up: up_rx,
+        }
     }
 
     /// Serves until the switch drops its [`SipTrunk`].
@@ -263,6 +342,16 @@ impl Trunk {
     /// One command of the switch.
     fn command(&mut self, command: PhoneCommand) {
         match command {
+            PhoneCommand::Ring { leg, .. } if !*self.up.borrow() => {
+                tracing::info!(
+                    ?leg,
+                    "SIP trunk: the trunk is down (no answer to OPTIONS); call to a phone refused"
+                );
+                self.shared.reports.report(PhoneEvent::Rejected {
+                    leg,
+                    reason: mapping::REJECTION_WHILE_DOWN,
+                });
+            }
             PhoneCommand::Ring {
                 leg,
                 to,
@@ -493,6 +582,112 @@ impl Trunk {
             let _ = shared.ended.send(Ended(leg));
         });
     }
+}
+
+/// What [`Trunk::open_endpoint`] opened.
+struct Opened {
+    trunk: Uri,
+    trunk_addr: SipAddr,
+    local: String,
+    cancel: CancellationToken,
+    incoming: rsipstack::transaction::TransactionReceiver,
+    inner: EndpointInnerRef,
+    dialogs: Arc<DialogLayer>,
+}
+
+/// Where and how often [`ping_trunk`] pings.
+struct Ping {
+    endpoint: EndpointInnerRef,
+    /// The trunk's URI: the Request-URI and To of each OPTIONS.
+    trunk: Uri,
+    trunk_addr: SipAddr,
+    /// This side's `host:port`, for From.
+    local: String,
+    /// `--sip-options-interval`, more than zero.
+    interval: Duration,
+}
+
+/// Pings the trunk with OPTIONS every `ping.interval` (PROTOCOL.md section 13), each a new
+/// transaction with a fresh Call-ID, waiting for its answer up to the interval (at most
+/// [`PING_WAIT`]); reports each change of [`mapping::trunk_answered`] through `up` and in one log
+/// line, and sets [`crate::metric_names::SIP_TRUNK_UP`] after every ping. Runs until cancelled.
+async fn ping_trunk(ping: Ping, up: watch::Sender<bool>) {
+    let gauge = metrics::gauge!(crate::metric_names::SIP_TRUNK_UP);
+    gauge.set(1.0);
+    let mut ticks = tokio::time::interval(ping.interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let status = options(&ping).await;
+        let answered = mapping::trunk_answered(status);
+        gauge.set(if answered { 1.0 } else { 0.0 });
+        if answered != *up.borrow() {
+            if answered {
+                tracing::info!(?status, "SIP trunk: up again (OPTIONS answered)");
+            } else {
+                tracing::warn!(
+                    ?status,
+                    "SIP trunk: down (OPTIONS unanswered); calls to phones fail until it answers"
+                );
+            }
+            up.send_replace(answered);
+        }
+    }
+}
+
+/// One OPTIONS to the trunk: its final response's status, or none when none came within the
+/// interval (or [`PING_WAIT`]) or the request could not be sent.
+async fn options(ping: &Ping) -> Option<u16> {
+    let request = options_request(ping)
+        .map_err(|e| tracing::warn!(error = %e, "SIP trunk: cannot build an OPTIONS ping"))
+        .ok()?;
+    let key = TransactionKey::from_request(&request, TransactionRole::Client).ok()?;
+    let mut tx = Transaction::new_client(key, request, ping.endpoint.clone(), None);
+    tx.destination = Some(ping.trunk_addr.clone());
+    if let Err(e) = tx.send().await {
+        tracing::debug!(error = %e, "SIP trunk: OPTIONS not sent");
+        return None;
+    }
+    let answer = async {
+        while let Some(message) = tx.receive().await {
+            if let SipMessage::Response(response) = message {
+                if response.status_code.kind() != StatusCodeKind::Provisional {
+                    return Some(u16::from(response.status_code));
+                }
+            }
+        }
+        None
+    };
+    tokio::time::timeout(ping.interval.min(PING_WAIT), answer)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// An out-of-dialog OPTIONS to the trunk with a fresh Call-ID, From tag and branch.
+///
+/// # Errors
+/// Why the request cannot be made (no transport address for Via, an own URI that does not parse).
+fn options_request(ping: &Ping) -> Result<Request, String> {
+    let via = ping
+        .endpoint
+        .get_via(None, None)
+        .map_err(|e| e.to_string())?;
+    let own = Uri::try_from(format!("sip:{}", ping.local).as_str()).map_err(|e| e.to_string())?;
+    let from = rsipstack::sip::typed::From {
+        display_name: None,
+        uri: own,
+        params: vec![],
+    }
+    .with_tag(rsipstack::transaction::make_tag());
+    let to = rsipstack::sip::typed::To {
+        display_name: None,
+        uri: ping.trunk.clone(),
+        params: vec![],
+    };
+    Ok(ping
+        .endpoint
+        .make_request(Method::Options, ping.trunk.clone(), via, from, to, 1, None))
 }
 
 /// The addresses of the trunk's host: the default allow list.
