@@ -54,3 +54,11 @@ pub const QUEUE_HOLD: &str = "webterminal_queue_hold_seconds";
 /// Whether the SIP trunk answers its OPTIONS pings: 1 up, 0 down (PROTOCOL.md section 13). Absent
 /// without a SIP trunk or with `--sip-options-interval 0`.
 pub const SIP_TRUNK_UP: &str = "webterminal_sip_trunk_up";
+/// SIP requests the trunk sent (`direction="out"`) and received (`"in"`), by `method` (upper case as
+/// on the wire; methods the trunk does not know are `other`). Each transmission counts, request
+/// retransmissions included (PROTOCOL.md section 13).
+pub const SIP_REQUESTS: &str = "webterminal_sip_requests_total";
+/// SIP responses the trunk sent (`direction="out"`) and received (`"in"`), by `status` class (`1xx`
+/// to `6xx`), as Kamailio's core counters (`rcv_replies_4xx`, ...) do: bounded, and what alerts
+/// watch; the exact codes are in the logs.
+pub const SIP_RESPONSES: &str = "webterminal_sip_responses_total";

@@ -354,8 +354,25 @@ async fn expect_readyz(port: u16, want: u16) -> String {
     }
 }
 
+/// Polls the metrics on `port` until `series` is at least `min`; returns the scrape.
+async fn expect_at_least(port: u16, series: &str, min: f64) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = scrape(port).await;
+        if sample(&metrics, series).is_some_and(|v| v >= min) {
+            return metrics;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{series} is not {min} or more:\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// (f) OPTIONS pings and the trunk's health: while SIPp answers the pings the trunk is up
-/// (`webterminal_sip_trunk_up 1`, /readyz 200); once SIPp is killed it goes down within a few
+/// (`webterminal_sip_trunk_up 1`, /readyz 200; the SIP metrics count the OPTIONS sent and the
+/// 200s received); once SIPp is killed it goes down within a few
 /// intervals (`webterminal_sip_trunk_up 0`, /readyz 503 naming `sip_trunk_down`) and a call to a
 /// phone ends with `Bye{UNAVAILABLE}` at once; a SIPp answering again brings it back up.
 #[tokio::test]
@@ -364,7 +381,27 @@ async fn a_trunk_that_stops_answering_options_is_down_and_calls_fail_at_once() {
     let sipp = Sipp::serve_on("uas_options.xml", port);
     let core = core_with(port, &["--sip-options-interval", "200ms"], true);
     let metrics = core.metrics_port.unwrap();
-    expect_sample(metrics, "webterminal_sip_trunk_up", 1.0).await;
+    // Two answered pings: the trunk is up on evidence, not only as it starts.
+    expect_at_least(
+        metrics,
+        r#"webterminal_sip_responses_total{direction="in",status="2xx"}"#,
+        2.0,
+    )
+    .await;
+    let scraped = expect_sample(metrics, "webterminal_sip_trunk_up", 1.0).await;
+    let pings = sample(
+        &scraped,
+        r#"webterminal_sip_requests_total{direction="out",method="OPTIONS"}"#,
+    );
+    assert!(pings.is_some_and(|n| n >= 2.0), "{scraped}");
+    assert_eq!(
+        sample(
+            &scraped,
+            r#"webterminal_sip_requests_total{direction="in",method="INVITE"}"#
+        ),
+        Some(0.0),
+        "{scraped}"
+    );
     expect_readyz(core.port, 200).await;
 
     drop(sipp);

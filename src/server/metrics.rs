@@ -153,6 +153,14 @@ fn describe() {
         NOTIFICATIONS_QUEUED,
         "Inbound-call notifications waiting for Redis."
     );
+    describe_counter!(
+        SIP_REQUESTS,
+        "SIP requests sent and received by the trunk, by direction and method."
+    );
+    describe_counter!(
+        SIP_RESPONSES,
+        "SIP responses sent and received by the trunk, by direction and status class."
+    );
     describe_gauge!(
         SIP_TRUNK_UP,
         "1 when the SIP trunk answers its OPTIONS pings, 0 when it does not."
