@@ -3,10 +3,11 @@
 //! phones (4.11).
 //!
 //! [`mapping`] holds the rules, as pure functions; [`trunk`] applies them over the rsipstack
-//! transaction and dialog layers, on UDP. What this first version carries: calls both ways with their
-//! ringing, answer, rejection and hangup, and call context as `X-` headers. Not yet: rtpengine,
-//! re-INVITEs (a session refresh repeating the current SDP is answered; any other gets 488), the
-//! handover's offerless INVITE, PRACK, digest, REGISTER and OPTIONS pings.
+//! transaction and dialog layers, on UDP. What it carries: calls both ways with their ringing,
+//! answer, rejection and hangup, call context as `X-` headers, loop refusal (482), OPTIONS pings
+//! with the trunk's health ([`TRUNK_DOWN`], `webterminal_sip_trunk_up`) and SIP message counts. Not
+//! yet: rtpengine, re-INVITEs (a session refresh repeating the current SDP is answered; any other
+//! gets 488), the handover's offerless INVITE, PRACK, digest and REGISTER.
 
 pub mod mapping;
 pub mod trunk;
