@@ -116,21 +116,18 @@ fn options(serve: &Command) -> impl Iterator<Item = &Arg> {
 /// one is given by flag or by `WEBTERMINAL_CONFIG`, as the defaults of `serve`'s options.
 ///
 /// # Errors
-/// [`ConfigError`] for a file that cannot be read or holds a bad key or value, and `clap`'s error
-/// for a bad flag or variable (each exits 2).
+/// [`CliError::Config`] for a file that cannot be read or holds a bad key or value, and
+/// [`CliError::Usage`] for a bad flag or variable (each exits 2).
 pub(crate) fn matches_with_file(
     command: Command,
     argv: &[OsString],
-) -> Result<Result<ArgMatches, clap::Error>, ConfigError> {
-    let first = match command.clone().try_get_matches_from(argv) {
-        Ok(matches) => matches,
-        Err(e) => return Ok(Err(e)),
-    };
+) -> Result<ArgMatches, CliError> {
+    let first = command.clone().try_get_matches_from(argv)?;
     let file = first
         .subcommand_matches("serve")
         .and_then(|serve| serve.get_one::<PathBuf>("config"));
     let Some(path) = file else {
-        return Ok(Ok(first));
+        return Ok(first);
     };
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Unreadable {
         path: path.clone(),
@@ -146,7 +143,7 @@ pub(crate) fn matches_with_file(
         }
         serve
     });
-    Ok(command.try_get_matches_from(argv))
+    Ok(command.try_get_matches_from(argv)?)
 }
 
 /// Each option `text` sets, with its values as its flag would take them.
@@ -298,6 +295,28 @@ fn line_of(text: &str, offset: usize) -> usize {
         .filter(|&&b| b == b'\n')
         .count()
         + 1
+}
+
+/// Why the command line could not be read: a bad flag or variable (clap's error, which prints
+/// itself and exits 2), or a bad config file.
+#[derive(Debug)]
+pub(crate) enum CliError {
+    /// A flag or a `WEBTERMINAL_*` variable clap refused (or `--help`, `--version`).
+    Usage(clap::Error),
+    /// The `--config` file.
+    Config(ConfigError),
+}
+
+impl From<ConfigError> for CliError {
+    fn from(e: ConfigError) -> Self {
+        CliError::Config(e)
+    }
+}
+
+impl From<clap::Error> for CliError {
+    fn from(e: clap::Error) -> Self {
+        CliError::Usage(e)
+    }
 }
 
 /// Options whose values make sense only together; clap's `requires` does not see the file's.
@@ -461,7 +480,7 @@ mod tests {
             .chain([file.path().as_os_str().to_owned()])
             .chain(["--negotiation-timeout".into(), "4s".into()])
             .collect();
-        let matches = matches_with_file(Cli::command(), &argv).unwrap().unwrap();
+        let matches = matches_with_file(Cli::command(), &argv).unwrap();
         let serve = matches.subcommand_matches("serve").unwrap();
         let get = |id| *serve.get_one::<std::time::Duration>(id).unwrap();
         assert_eq!(

@@ -67,9 +67,9 @@ const EXIT_CONFIG: u8 = 2;
 fn main() -> ExitCode {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let matches = match config_file::matches_with_file(Cli::command(), &argv) {
-        Ok(Ok(matches)) => matches,
-        Ok(Err(e)) => e.exit(),
-        Err(e) => return config_error(&e),
+        Ok(matches) => matches,
+        Err(config_file::CliError::Usage(e)) => e.exit(),
+        Err(config_file::CliError::Config(e)) => return config_error(&e),
     };
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     if let Command::Serve(args) = &cli.command {
