@@ -121,10 +121,17 @@ struct Agent {
     observed: HashSet<String>,
     /// Re-offers it sent that wait for the far side's answer: the call is held or resumed.
     on_hold: HashSet<String>,
+    /// When it last placed a call not yet answered or ended.
+    dialling: Option<Instant>,
 }
 
-/// The call context key a caller puts its Offer's time in (µs since [`World::epoch`]), so that the
-/// callee's device can measure the setup latency.
+/// How long a call it placed may go unanswered before the terminal stops waiting for it (more than
+/// the core's ring timeout in the soak).
+const DIAL_PATIENCE: Duration = Duration::from_secs(10);
+
+/// The call context key a caller puts the number it dials and its Offer's time in
+/// (`NUMBER@MICROS`, µs since [`World::epoch`]), so that the callee's devices can measure the setup
+/// latency of a direct call (not of a group call or a transfer, which wait for people).
 pub const SENT_AT: &str = "soak.sent_us";
 
 /// Runs one terminal until `deadline`, then leaves by dropping its rpc and connection.
@@ -140,6 +147,7 @@ pub async fn run(world: Arc<World>, setup: Setup, deadline: Instant) {
         active: HashSet::new(),
         observed: HashSet::new(),
         on_hold: HashSet::new(),
+        dialling: None,
     };
     // Registrations spread over the first seconds, as devices come online.
     let spread = agent.below(3000) as u64;
@@ -174,6 +182,7 @@ impl Agent {
         self.active.clear();
         self.observed.clear();
         self.on_hold.clear();
+        self.dialling = None;
     }
 
     fn plan(&mut self, after: Duration, plan: Plan) {
@@ -240,8 +249,11 @@ impl Agent {
         loop {
             let Some(rpc) = self.rpc.as_mut() else { return };
             match rpc.rx.try_recv() {
-                Ok(Ok(message)) => self.receive(message),
-                Ok(Err(end)) => {
+                Ok((at, Ok(message))) => {
+                    let opened = rpc.opened;
+                    self.receive(message, at, opened)
+                }
+                Ok((_, Err(end))) => {
                     let name = match end {
                         End::Closed => "Closed".to_owned(),
                         End::Status(code) => format!("{code:?}"),
@@ -261,7 +273,9 @@ impl Agent {
         }
     }
 
-    fn receive(&mut self, message: WebTerminalMessage) {
+    /// `message`, taken off the connection at `at` (unknown while the reader was slow) by an rpc
+    /// opened at `opened`.
+    fn receive(&mut self, message: WebTerminalMessage, at: Option<Instant>, opened: Instant) {
         let id = message.call_id;
         match message.message {
             Some(Message::Offer(offer)) => {
@@ -276,12 +290,15 @@ impl Agent {
                         self.on_hold.remove(&id);
                     }
                 } else if !self.offered.contains(&id) {
-                    self.measure_setup(&offer.data);
+                    if let Some(at) = at {
+                        self.measure_setup(&offer.data, at, opened);
+                    }
                     self.offered.insert(id.clone());
                     self.react_to_new_call(id);
                 }
             }
             Some(Message::Answer(_)) => {
+                self.dialling = None;
                 if self.active.insert(id.clone()) {
                     let after = self.millis(1_000, 12_000);
                     self.plan(after, Plan::MidCall(id.clone()));
@@ -293,6 +310,7 @@ impl Agent {
                 self.observed.remove(&id);
             }
             Some(Message::Bye(_)) => {
+                self.dialling = None;
                 self.offered.remove(&id);
                 self.active.remove(&id);
                 self.observed.remove(&id);
@@ -333,11 +351,20 @@ impl Agent {
         }
     }
 
-    fn measure_setup(&self, context: &HashMap<String, String>) {
-        let Some(sent) = context.get(SENT_AT).and_then(|v| v.parse::<u64>().ok()) else {
+    /// Records a direct call's setup latency: from its caller's Offer to `at`. An Offer sent before
+    /// this rpc was `opened` (a ringing call shown to a device that just came) is not a setup.
+    fn measure_setup(&self, context: &HashMap<String, String>, at: Instant, opened: Instant) {
+        let Some((to, sent)) = context.get(SENT_AT).and_then(|v| v.split_once('@')) else {
             return;
         };
-        let now = self.world.epoch.elapsed().as_micros() as u64;
+        let Ok(sent) = sent.parse::<u64>() else {
+            return;
+        };
+        let opened = opened.duration_since(self.world.epoch).as_micros() as u64;
+        if to != self.setup.msisdn.as_str() || sent < opened {
+            return;
+        }
+        let now = at.duration_since(self.world.epoch).as_micros() as u64;
         let _ = self
             .world
             .setup
@@ -523,7 +550,11 @@ impl Agent {
     }
 
     async fn dial(&mut self, to: Msisdn) {
-        if self.setup.kind == Kind::Pipe && !(self.active.is_empty() && self.offered.is_empty()) {
+        // A Pipe carries one call at a time: a second one would only be refused.
+        let dialling = self.dialling.is_some_and(|at| at.elapsed() < DIAL_PATIENCE);
+        if self.setup.kind == Kind::Pipe
+            && (dialling || !self.active.is_empty() || !self.offered.is_empty())
+        {
             return;
         }
         let id = match self.setup.kind {
@@ -544,8 +575,9 @@ impl Agent {
             let contact = format!("CRM-{}", self.below(100_000));
             body.data.insert("contact_ref".to_owned(), contact);
         }
-        let sent = self.world.epoch.elapsed().as_micros().to_string();
-        body.data.insert(SENT_AT.to_owned(), sent);
+        let sent = self.world.epoch.elapsed().as_micros();
+        body.data.insert(SENT_AT.to_owned(), format!("{to}@{sent}"));
+        self.dialling = Some(Instant::now());
         self.send(&id, Message::Offer(body)).await;
     }
 }

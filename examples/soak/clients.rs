@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message as Frame;
@@ -55,7 +56,11 @@ pub enum End {
 /// One open rpc.
 pub struct Rpc {
     pub tx: mpsc::Sender<WebTerminalMessage>,
-    pub rx: mpsc::UnboundedReceiver<Result<WebTerminalMessage, End>>,
+    /// What the core sent, each with when the reader took it off the connection (`None` when the
+    /// reader was slow then: the time says more about the reader than about the core).
+    pub rx: mpsc::UnboundedReceiver<(Option<Instant>, Result<WebTerminalMessage, End>)>,
+    /// When the rpc was opened.
+    pub opened: Instant,
     /// Set: the reader waits [`SLOW_READ`] before each message (a slow consumer).
     pub slow: Arc<AtomicBool>,
     reader: tokio::task::JoinHandle<()>,
@@ -155,7 +160,8 @@ async fn open_grpc(
     let slow_reader = slow.clone();
     let reader = tokio::spawn(async move {
         loop {
-            if slow_reader.load(Ordering::Relaxed) {
+            let slow = slow_reader.load(Ordering::Relaxed);
+            if slow {
                 tokio::time::sleep(SLOW_READ).await;
             }
             let item = match stream.message().await {
@@ -164,7 +170,8 @@ async fn open_grpc(
                 Err(status) => Err(End::Status(status.code())),
             };
             let last = item.is_err();
-            if forward.send(item).is_err() || last {
+            let at = (!slow).then(Instant::now);
+            if forward.send((at, item)).is_err() || last {
                 return;
             }
         }
@@ -172,6 +179,7 @@ async fn open_grpc(
     Some(Rpc {
         tx,
         rx,
+        opened: Instant::now(),
         slow,
         reader,
     })
@@ -207,7 +215,7 @@ async fn open_websocket(
                     Some(message) => {
                         let Ok(text) = serde_json::to_string(&message) else { continue };
                         if sink.send(Frame::text(text)).await.is_err() {
-                            let _ = forward.send(Err(End::Closed));
+                            let _ = forward.send((None, Err(End::Closed)));
                             return;
                         }
                     }
@@ -218,7 +226,8 @@ async fn open_websocket(
                     }
                 },
                 frame = frames.next() => {
-                    if slow_reader.load(Ordering::Relaxed) {
+                    let slow = slow_reader.load(Ordering::Relaxed);
+                    if slow {
                         tokio::time::sleep(SLOW_READ).await;
                     }
                     let item = match frame {
@@ -230,7 +239,8 @@ async fn open_websocket(
                         Some(Ok(_)) => continue,
                     };
                     let last = item.is_err();
-                    if forward.send(item).is_err() || last {
+                    let at = (!slow).then(Instant::now);
+                    if forward.send((at, item)).is_err() || last {
                         return;
                     }
                 }
@@ -240,6 +250,7 @@ async fn open_websocket(
     Some(Rpc {
         tx,
         rx,
+        opened: Instant::now(),
         slow,
         reader,
     })
