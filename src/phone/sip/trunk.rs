@@ -10,8 +10,11 @@
 //! [`super::mapping`].
 
 use super::mapping::{self, Admission, Direction, Release, SentInvite};
+use super::media::{self, Step};
+use super::rtpengine::{RtpEngine, RtpEngineError};
 use super::{Cidr, SipConfig};
 use crate::core::{Msisdn, PhoneCommand, PhoneEvent, PhoneLegId, PhoneRejection, Sdp};
+use crate::pacing::LogThrottle;
 use crate::phone::{PhoneNetwork, PhoneReports};
 use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver, TerminatedReason};
 use rsipstack::dialog::dialog_layer::DialogLayer;
@@ -24,7 +27,7 @@ use rsipstack::transaction::transaction::Transaction;
 use rsipstack::transport::udp::UdpConnection;
 use rsipstack::transport::{SipAddr, TransportLayer};
 use rsipstack::EndpointBuilder;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -137,6 +140,148 @@ fn refusal(command: &PhoneCommand, why: &str) -> Option<PhoneEvent> {
     }
 }
 
+/// Where the legs' media is anchored: rtpengine (`--rtpengine`, PROTOCOL.md section 13), with the
+/// rules of [`media`].
+struct Anchor {
+    engine: RtpEngine,
+    /// This trunk's call-id prefix ([`media::call_id_prefix`]).
+    prefix: String,
+    /// One log line per burst of failures.
+    trouble: std::sync::Mutex<LogThrottle>,
+    /// The rtpengine call-ids of this run's legs, from just before their first offer until their
+    /// delete: not leftovers. Held briefly, never across an await.
+    live: std::sync::Mutex<HashSet<String>>,
+}
+
+impl Anchor {
+    fn trouble(&self) -> std::sync::MutexGuard<'_, LogThrottle> {
+        self.trouble
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn live(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Passes `sdp` through rtpengine as `step` of call `call_id` (the offerer tagged `from_tag`,
+    /// the answerer `to_tag`); returns the SDP to send on. A failure is logged (once per burst)
+    /// and counted by the client.
+    async fn pass(
+        &self,
+        leg: PhoneLegId,
+        step: Step,
+        call_id: &str,
+        from_tag: &str,
+        to_tag: &str,
+        sdp: &str,
+    ) -> Result<String, RtpEngineError> {
+        let flags = media::flags(step);
+        let result = if media::is_offer(step) {
+            self.live().insert(call_id.to_owned());
+            self.engine.offer(call_id, from_tag, sdp, flags).await
+        } else {
+            self.engine
+                .answer(call_id, from_tag, to_tag, sdp, flags)
+                .await
+        };
+        match &result {
+            Ok(_) => self.trouble().reset(),
+            Err(e) => self.failed(Some(leg), e),
+        }
+        result
+    }
+
+    /// Logs a failure, at most once per [`media::LOG_INTERVAL`].
+    fn failed(&self, leg: Option<PhoneLegId>, error: &RtpEngineError) {
+        let due = self.trouble().due(std::time::Instant::now());
+        if let Some(count) = due {
+            tracing::warn!(
+                ?leg,
+                %error,
+                failures = count,
+                "rtpengine: request failed; calls to and from phones fail while it does \
+                 (one line per burst, webterminal_rtpengine_errors_total counts them all)"
+            );
+        }
+    }
+
+    /// Deletes call `call_id` from rtpengine (a leg's end).
+    async fn delete(&self, leg: PhoneLegId, call_id: &str) {
+        if let Err(e) = self.engine.delete(call_id).await {
+            self.failed(Some(leg), &e);
+        }
+        self.live().remove(call_id);
+    }
+}
+
+/// Pings rtpengine every [`media::PING_INTERVAL`], setting [`crate::metric_names::RTPENGINE_UP`]
+/// and logging each change; after the first answered ping, deletes the calls rtpengine lists with
+/// this trunk's prefix that this run did not make (leftovers of a previous run). Runs until
+/// cancelled.
+async fn watch_rtpengine(anchor: Arc<Anchor>) {
+    let gauge = metrics::gauge!(crate::metric_names::RTPENGINE_UP);
+    let mut ticks = tokio::time::interval(media::PING_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut up = None;
+    let mut cleaned = false;
+    loop {
+        ticks.tick().await;
+        let answered = match anchor.engine.ping().await {
+            Ok(()) => true,
+            Err(e) => {
+                anchor.failed(None, &e);
+                false
+            }
+        };
+        gauge.set(if answered { 1.0 } else { 0.0 });
+        if up != Some(answered) {
+            if answered {
+                tracing::info!(rtpengine = %anchor.engine.addr(), "rtpengine: up (ping answered)");
+            } else {
+                tracing::warn!(rtpengine = %anchor.engine.addr(), "rtpengine: down (ping unanswered); calls to and from phones fail");
+            }
+            up = Some(answered);
+        }
+        if answered && !cleaned {
+            cleaned = delete_leftovers(&anchor).await;
+        }
+    }
+}
+
+/// Deletes the calls rtpengine lists (up to [`media::LEFTOVERS_LISTED`]) that carry this trunk's
+/// prefix and are no leg of this run. Returns whether the list could be had.
+async fn delete_leftovers(anchor: &Anchor) -> bool {
+    let calls = match anchor.engine.list(media::LEFTOVERS_LISTED).await {
+        Ok(calls) => calls,
+        Err(e) => {
+            anchor.failed(None, &e);
+            return false;
+        }
+    };
+    let leftovers: Vec<String> = {
+        let live = anchor.live();
+        calls
+            .into_iter()
+            .filter(|call| media::is_ours(&anchor.prefix, call) && !live.contains(call))
+            .collect()
+    };
+    if !leftovers.is_empty() {
+        tracing::info!(
+            count = leftovers.len(),
+            "rtpengine: deleting calls left over by a previous run"
+        );
+    }
+    for call in leftovers {
+        if let Err(e) = anchor.engine.delete(&call).await {
+            anchor.failed(None, &e);
+        }
+    }
+    true
+}
+
 /// A leg's end, reported to the trunk task so it forgets the leg.
 struct Ended(PhoneLegId);
 
@@ -163,6 +308,10 @@ struct Shared {
     /// The INVITEs of live outgoing legs, to recognise one coming back
     /// ([`mapping::SentInvite::came_back`]). Held briefly, never across an await.
     sent: std::sync::Mutex<HashMap<PhoneLegId, SentInvite>>,
+    /// This trunk's call-id prefix ([`media::call_id_prefix`]).
+    prefix: String,
+    /// Where the legs' media is anchored (`--rtpengine`); none: SDP passes through unchanged.
+    media: Option<Arc<Anchor>>,
 }
 
 impl Shared {
@@ -238,6 +387,14 @@ impl Trunk {
             .map_err(|e| format!("SIP endpoint: {e}"))?;
         let inner = endpoint.inner.clone();
         let dialogs = Arc::new(DialogLayer::new(endpoint.inner.clone()));
+        let media = match config.rtpengine {
+            Some(addr) => Some(
+                RtpEngine::connect(addr)
+                    .await
+                    .map_err(|e| format!("--rtpengine {addr}: {e}"))?,
+            ),
+            None => None,
+        };
         tokio::spawn(async move { endpoint.serve().await });
         Ok(Opened {
             trunk,
@@ -247,6 +404,7 @@ impl Trunk {
             incoming,
             inner,
             dialogs,
+            media,
         })
     }
 
@@ -266,7 +424,31 @@ impl Trunk {
             incoming,
             inner,
             dialogs,
+            media,
         } = opened;
+        let prefix = media::call_id_prefix(&local);
+        let media = media.map(|engine| {
+            let anchor = Arc::new(Anchor {
+                engine,
+                prefix: prefix.clone(),
+                trouble: std::sync::Mutex::new(LogThrottle::new(media::LOG_INTERVAL)),
+                live: std::sync::Mutex::new(HashSet::new()),
+            });
+            tracing::info!(
+                rtpengine = %anchor.engine.addr(),
+                %prefix,
+                "SIP trunk: media anchored in rtpengine"
+            );
+            let watched = anchor.clone();
+            let stop = cancel.child_token();
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = stop.cancelled() => {}
+                    () = watch_rtpengine(watched) => {}
+                }
+            });
+            anchor
+        });
         let up_rx = up.subscribe();
         if config.options_interval.is_zero() {
             tracing::info!("SIP trunk: OPTIONS pings off (--sip-options-interval 0)");
@@ -308,6 +490,8 @@ impl Trunk {
                 local,
                 ended: ended_tx,
                 sent: std::sync::Mutex::new(HashMap::new()),
+                prefix,
+                media,
             }),
             endpoint_cancel: cancel,
             incoming,
@@ -364,7 +548,10 @@ impl Trunk {
                 self.legs.insert(leg, tx);
                 // Chosen here, and known before the INVITE leaves, so that it is recognised even
                 // when it comes back at once.
-                let call_id = format!("{}@webterminal-core", uuid::Uuid::new_v4().simple());
+                let call_id = media::outgoing_call_id(
+                    &self.shared.prefix,
+                    &uuid::Uuid::new_v4().simple().to_string(),
+                );
                 self.shared.sent().insert(
                     leg,
                     SentInvite {
@@ -570,16 +757,21 @@ impl Trunk {
         });
         let (commands_tx, commands) = mpsc::unbounded_channel();
         self.legs.insert(leg, commands_tx);
-        self.shared.reports.report(PhoneEvent::Incoming {
+        let shared = self.shared.clone();
+        let media = shared.media.clone().map(|anchor| LegMedia {
+            anchor,
+            call_id: media::incoming_call_id(&shared.prefix, &call_id),
+            from_tag: dialog.id().remote_tag,
+        });
+        let call = PhoneEvent::Incoming {
             leg,
             from: caller,
             to: callee,
-            sdp: sdp.clone(),
+            sdp,
             context,
-        });
-        let shared = self.shared.clone();
+        };
         tokio::spawn(async move {
-            incoming_leg(&shared, leg, dialog, sdp, states, commands).await;
+            incoming_leg(&shared, leg, call, dialog, media, states, commands).await;
             let _ = shared.ended.send(Ended(leg));
         });
     }
@@ -699,6 +891,8 @@ struct Opened {
     incoming: rsipstack::transaction::TransactionReceiver,
     inner: EndpointInnerRef,
     dialogs: Arc<DialogLayer>,
+    /// The ng client, with `--rtpengine`.
+    media: Option<RtpEngine>,
 }
 
 /// Where and how often [`ping_trunk`] pings.
@@ -908,21 +1102,80 @@ struct Invite {
     call_id: String,
 }
 
-/// A call to a phone (`PhoneCommand::Ring`, PROTOCOL.md section 13): INVITE to the trunk with the
-/// caller's offer; 180/183 → `Ringing`; 200 → `Answered` (the stack ACKs it); a final error or a
-/// timeout → `Rejected`; then the far end's BYE → `HungUp`. `Release` sends CANCEL before the
-/// answer, BYE after. The INVITE coming back to the trunk ([`LegInput::LoopedBack`]) before the
-/// answer → `Rejected` ([`mapping::REJECTION_ON_LOOP`]) and a CANCEL.
+/// A leg's media in rtpengine: its call there and the offerer's tag.
+struct LegMedia {
+    anchor: Arc<Anchor>,
+    call_id: String,
+    from_tag: String,
+}
+
+/// A call to a phone (`PhoneCommand::Ring`, PROTOCOL.md section 13). With `--rtpengine`, the
+/// caller's offer first goes through rtpengine ([`Step::WebRtcOfferToSip`]; the leg's rtpengine
+/// call-id is its SIP Call-ID, its from-tag one of its own, as rsipstack picks the From tag only as
+/// the INVITE leaves): a failure there is `Rejected` ([`media::REJECTION_ON_FAILURE`]) before any
+/// INVITE; and the leg's end, however it ends, deletes the call from rtpengine.
 async fn outgoing_leg(
     shared: &Shared,
     leg: PhoneLegId,
     invite_of: Invite,
+    commands: mpsc::UnboundedReceiver<LegInput>,
+) {
+    let Some(anchor) = shared.media.clone() else {
+        let offer = invite_of.sdp.as_str().to_owned();
+        outgoing_dialog(shared, leg, invite_of, offer, None, commands).await;
+        return;
+    };
+    let media = LegMedia {
+        anchor,
+        call_id: invite_of.call_id.clone(),
+        from_tag: uuid::Uuid::new_v4().simple().to_string()[..12].to_owned(),
+    };
+    let passed = media
+        .anchor
+        .pass(
+            leg,
+            Step::WebRtcOfferToSip,
+            &media.call_id,
+            &media.from_tag,
+            "",
+            invite_of.sdp.as_str(),
+        )
+        .await;
+    match passed {
+        Ok(offer) => outgoing_dialog(shared, leg, invite_of, offer, Some(&media), commands).await,
+        Err(e) => {
+            shared.reports.report(PhoneEvent::Rejected {
+                leg,
+                reason: media::REJECTION_ON_FAILURE,
+            });
+            if !e.maybe_done() {
+                media.anchor.live().remove(&media.call_id);
+                return;
+            }
+        }
+    }
+    media.anchor.delete(leg, &media.call_id).await;
+}
+
+/// A call to a phone's SIP side: INVITE to the trunk with `offer` (the caller's, or rtpengine's
+/// from it); 180/183 → `Ringing`; 200 → `Answered` (the stack ACKs it) with the phone's answer
+/// (through rtpengine, [`Step::SipAnswerToWebRtc`], with `media`: a failure there BYEs the phone
+/// and is `Rejected`); a final error or a timeout → `Rejected`; then the far end's BYE →
+/// `HungUp`. `Release` sends CANCEL before the answer, BYE after. The INVITE coming back to the
+/// trunk ([`LegInput::LoopedBack`]) before the answer → `Rejected`
+/// ([`mapping::REJECTION_ON_LOOP`]) and a CANCEL.
+async fn outgoing_dialog(
+    shared: &Shared,
+    leg: PhoneLegId,
+    invite_of: Invite,
+    offer: String,
+    media: Option<&LegMedia>,
     mut commands: mpsc::UnboundedReceiver<LegInput>,
 ) {
     let Invite {
         to,
         from,
-        sdp,
+        sdp: _,
         context,
         call_id,
     } = invite_of;
@@ -956,7 +1209,7 @@ async fn outgoing_leg(
         callee,
         destination: Some(shared.trunk_addr.clone()),
         content_type: Some(SDP_TYPE.to_owned()),
-        offer: Some(sdp.as_str().as_bytes().to_vec()),
+        offer: Some(offer.as_bytes().to_vec()),
         contact: caller,
         headers: Some(headers),
         call_id: Some(call_id),
@@ -1012,7 +1265,28 @@ async fn outgoing_leg(
                     return;
                 }
                 let body = String::from_utf8_lossy(&response.body).into_owned();
-                match Sdp::parse(&body, usize::MAX) {
+                let toward_terminal = match media {
+                    None => Ok(body.clone()),
+                    Some(media) => media.anchor.pass(
+                        leg,
+                        Step::SipAnswerToWebRtc,
+                        &media.call_id,
+                        &media.from_tag,
+                        &id.remote_tag,
+                        &body,
+                    ).await,
+                };
+                let toward_terminal = match toward_terminal {
+                    Ok(sdp) => sdp,
+                    Err(_) => {
+                        let reason = mapping::reason_header(media::REASON_ON_FAILURE);
+                        let _ = dialog.bye_with_reason(reason).await;
+                        shared.dialogs.remove_dialog(&id);
+                        rejected(media::REJECTION_ON_FAILURE);
+                        return;
+                    }
+                };
+                match Sdp::parse(&toward_terminal, usize::MAX) {
                     Ok(answer) => {
                         tracing::info!(?leg, "SIP trunk: call to a phone answered");
                         shared.reports.report(PhoneEvent::Answered { leg, sdp: answer });
@@ -1044,8 +1318,8 @@ async fn outgoing_leg(
                 }
                 other => {
                     let (remote, local) = match &answered {
-                        Some((remote, _)) => (remote.as_str(), sdp.as_str()),
-                        None => ("", sdp.as_str()),
+                        Some((remote, _)) => (remote.as_str(), offer.as_str()),
+                        None => ("", offer.as_str()),
                     };
                     answer_in_dialog(&other, remote, local).await;
                 }
@@ -1097,18 +1371,122 @@ async fn outgoing_leg(
     }
 }
 
-/// A call from a phone (PROTOCOL.md 4.11 and section 13): `Alerting` → 180, `Answer` → 200 with the
-/// SDP (the ACK confirms), `Release` → the mapped final error before the answer, BYE after; the far
-/// end's CANCEL or BYE → `HungUp`.
+/// A call from a phone (PROTOCOL.md 4.11 and section 13), `call` being its `PhoneEvent::Incoming`.
+/// With `media` (`--rtpengine`), the phone's offer first goes through rtpengine
+/// ([`Step::SipOfferToWebRtc`]) and the switch is told of the call with rtpengine's offer; a
+/// failure there refuses the INVITE with [`media::STATUS_ON_FAILURE`] and nothing rings. The leg's
+/// end, however it ends, deletes the call from rtpengine.
 async fn incoming_leg(
     shared: &Shared,
     leg: PhoneLegId,
+    call: PhoneEvent,
     dialog: InviteDialog,
-    offer: Sdp,
+    media: Option<LegMedia>,
+    mut states: DialogStateReceiver,
+    commands: mpsc::UnboundedReceiver<LegInput>,
+) {
+    let PhoneEvent::Incoming { sdp: offer, .. } = &call else {
+        return;
+    };
+    let offer = offer.as_str().to_owned();
+    let Some(media) = media else {
+        shared.reports.report(call);
+        incoming_dialog(shared, leg, dialog, offer, None, states, commands).await;
+        return;
+    };
+    let passing = media.anchor.pass(
+        leg,
+        Step::SipOfferToWebRtc,
+        &media.call_id,
+        &media.from_tag,
+        "",
+        &offer,
+    );
+    tokio::pin!(passing);
+    // The phone may CANCEL meanwhile.
+    let passed = loop {
+        tokio::select! {
+            passed = &mut passing => break Some(passed),
+            state = states.recv() => match state {
+                Some(DialogState::Terminated(..)) | None => break None,
+                Some(_) => {}
+            }
+        }
+    };
+    // Err: whether rtpengine may hold the call, and whether the INVITE is still to be refused.
+    let toward_terminal = match passed {
+        None => {
+            tracing::info!(?leg, "SIP trunk: the calling phone cancelled");
+            shared.dialogs.remove_dialog(&dialog.id());
+            Err((true, false))
+        }
+        Some(Ok(text)) => Sdp::parse(&text, usize::MAX).map_err(|e| {
+            tracing::warn!(?leg, error = %e, "SIP trunk: rtpengine's offer does not parse");
+            (true, true)
+        }),
+        Some(Err(e)) => Err((e.maybe_done(), true)),
+    };
+    match toward_terminal {
+        Ok(sdp) => {
+            let PhoneEvent::Incoming {
+                leg,
+                from,
+                to,
+                context,
+                ..
+            } = call
+            else {
+                return;
+            };
+            shared.reports.report(PhoneEvent::Incoming {
+                leg,
+                from,
+                to,
+                sdp,
+                context,
+            });
+            let offer = offer.clone();
+            incoming_dialog(shared, leg, dialog, offer, Some(&media), states, commands).await;
+        }
+        Err((maybe_held, refuse)) => {
+            if refuse {
+                refuse_for_media(shared, leg, &dialog);
+            }
+            if !maybe_held {
+                media.anchor.live().remove(&media.call_id);
+                return;
+            }
+        }
+    }
+    media.anchor.delete(leg, &media.call_id).await;
+}
+
+/// Refuses a call from a phone whose media step failed: [`media::STATUS_ON_FAILURE`] with
+/// [`media::REASON_ON_FAILURE`].
+fn refuse_for_media(shared: &Shared, leg: PhoneLegId, dialog: &InviteDialog) {
+    let reason = mapping::reason_header(media::REASON_ON_FAILURE);
+    let status = StatusCode::from(media::STATUS_ON_FAILURE);
+    if let Err(e) = dialog.reject(Some(status), Some(reason)) {
+        tracing::info!(?leg, error = %e, "SIP trunk: final response not sent");
+    }
+    shared.dialogs.remove_dialog(&dialog.id());
+}
+
+/// A call from a phone's SIP side, `offer` being the phone's SDP: `Alerting` → 180, `Answer` → 200
+/// with the SDP (through rtpengine, [`Step::WebRtcAnswerToSip`], with `media`: a failure there
+/// refuses the INVITE with [`media::STATUS_ON_FAILURE`] and is `HungUp`), the ACK confirming;
+/// `Release` → the mapped final error before the answer, BYE after; the far end's CANCEL or BYE →
+/// `HungUp`.
+async fn incoming_dialog(
+    shared: &Shared,
+    leg: PhoneLegId,
+    dialog: InviteDialog,
+    offer: String,
+    media: Option<&LegMedia>,
     mut states: DialogStateReceiver,
     mut commands: mpsc::UnboundedReceiver<LegInput>,
 ) {
-    let mut answer: Option<Sdp> = None;
+    let mut answer: Option<String> = None;
     let finish = |shared: &Shared| shared.dialogs.remove_dialog(&dialog.id());
     loop {
         tokio::select! {
@@ -1124,8 +1502,8 @@ async fn incoming_leg(
                     return;
                 }
                 other => {
-                    let local = answer.as_ref().map_or("", |a| a.as_str());
-                    answer_in_dialog(&other, offer.as_str(), local).await;
+                    let local = answer.as_deref().unwrap_or("");
+                    answer_in_dialog(&other, &offer, local).await;
                 }
             },
             command = commands.recv() => match command {
@@ -1136,11 +1514,27 @@ async fn incoming_leg(
                     }
                 }
                 Some(LegInput::Command(PhoneCommand::Answer { sdp, .. })) if answer.is_none() => {
-                    let body = sdp.as_str().as_bytes().to_vec();
+                    let toward_phone = match media {
+                        None => Ok(sdp.as_str().to_owned()),
+                        Some(media) => media.anchor.pass(
+                            leg,
+                            Step::WebRtcAnswerToSip,
+                            &media.call_id,
+                            &media.from_tag,
+                            &dialog.id().local_tag,
+                            sdp.as_str(),
+                        ).await,
+                    };
+                    let Ok(toward_phone) = toward_phone else {
+                        refuse_for_media(shared, leg, &dialog);
+                        shared.reports.report(PhoneEvent::HungUp { leg });
+                        return;
+                    };
+                    let body = toward_phone.as_bytes().to_vec();
                     if let Err(e) = dialog.accept(Some(vec![sdp_type()]), Some(body)) {
                         tracing::info!(?leg, error = %e, "SIP trunk: 200 not sent");
                     }
-                    answer = Some(sdp);
+                    answer = Some(toward_phone);
                 }
                 Some(LegInput::Command(PhoneCommand::Release { reason, .. })) => {
                     match mapping::release(Direction::Incoming, answer.is_some(), reason) {
