@@ -60,7 +60,8 @@ pub fn is_offer(step: Step) -> bool {
 /// - toward SIP, an offer: `ICE=remove`, `DTLS=off`, `SDES=[off]`, `transport-protocol=RTP/AVP`,
 ///   `rtcp-mux=[demux]`, `replace=[origin, session-connection]`, `codec.transcode=[PCMU, PCMA]`;
 /// - toward the browser, the answer to it: `ICE=force`, `rtcp-mux=[require]`;
-/// - toward the browser, an offer: `ICE=force`, `DTLS=passive`,
+/// - toward the browser, an offer: `ICE=force`, `DTLS=passive`, `SDES=[off]` (else rtpengine 10.5
+///   adds a dozen `a=crypto` lines the browser has no use for: it keys SRTP with DTLS),
 ///   `transport-protocol=UDP/TLS/RTP/SAVPF`, `rtcp-mux=[offer, require]`, `codec.transcode=[opus]`;
 /// - toward SIP, the answer to it: `ICE=remove`, `DTLS=off`, `rtcp-mux=[demux]`.
 pub fn flags(step: Step) -> &'static [(&'static str, Param)] {
@@ -84,6 +85,7 @@ pub fn flags(step: Step) -> &'static [(&'static str, Param)] {
         Step::SipOfferToWebRtc => &[
             ("ICE", Param::Text("force")),
             ("DTLS", Param::Text("passive")),
+            ("SDES", Param::List(&["off"])),
             ("transport-protocol", Param::Text("UDP/TLS/RTP/SAVPF")),
             ("rtcp-mux", Param::List(&["offer", "require"])),
             (
@@ -155,6 +157,7 @@ mod tests {
     fn toward_the_browser_ice_dtls_and_rtcp_mux_are_required() {
         let offer = flags(Step::SipOfferToWebRtc);
         assert!(offer.contains(&("ICE", Param::Text("force"))));
+        assert!(offer.contains(&("SDES", Param::List(&["off"]))));
         assert!(offer.contains(&("transport-protocol", Param::Text("UDP/TLS/RTP/SAVPF"))));
         assert!(offer.contains(&("rtcp-mux", Param::List(&["offer", "require"]))));
         assert!(offer.contains(&(
