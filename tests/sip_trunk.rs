@@ -597,7 +597,8 @@ async fn through_rtpengine_a_phones_plain_offer_reaches_the_terminal_as_webrtc()
 /// (i) rtpengine dies: a call to a phone ends at once with `Bye{UNAVAILABLE}` (no INVITE leaves), a
 /// phone's INVITE gets 503 with `Reason: Q.850;cause=41` (checked by the scenario) and rings
 /// nothing, `webterminal_rtpengine_errors_total` counts the failed offers, a call between two
-/// terminals goes on untouched, and the core stays up.
+/// terminals goes on untouched, `webterminal_rtpengine_up` drops to 0 at the next ping, and the
+/// core stays up.
 #[tokio::test]
 async fn a_dead_rtpengine_fails_phone_calls_fast_and_leaves_terminal_calls_alone() {
     let mut rtpengine = RtpEngineProcess::start();
@@ -616,6 +617,19 @@ async fn a_dead_rtpengine_fails_phone_calls_fast_and_leaves_terminal_calls_alone
         next(&mut callee_rx).await.message,
         Some(Message::Error(_))
     ));
+    let scraped = expect_sample(metrics, "webterminal_rtpengine_up", 1.0).await;
+    assert_eq!(
+        sample(
+            &scraped,
+            r#"webterminal_rtpengine_errors_total{command="offer"}"#
+        ),
+        Some(0.0),
+        "{scraped}"
+    );
+    assert!(
+        scraped.contains("# HELP webterminal_rtpengine_errors_total"),
+        "{scraped}"
+    );
     rtpengine.kill();
 
     // A call to a phone (a number without a terminal).
@@ -704,6 +718,8 @@ async fn a_dead_rtpengine_fails_phone_calls_fast_and_leaves_terminal_calls_alone
         Some(Message::Answer(Answer { sdp })) => assert!(sdp.contains("s=terminal-answer")),
         other => panic!("expected Answer, got {other:?}"),
     }
+    // Its pings go unanswered too (one every 5 s).
+    expect_sample(metrics, "webterminal_rtpengine_up", 0.0).await;
     assert!(
         core.server.0.try_wait().unwrap().is_none(),
         "the core is still running"

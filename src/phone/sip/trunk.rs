@@ -217,6 +217,26 @@ impl Anchor {
     }
 }
 
+/// The ng commands the trunk sends, each a label of [`crate::metric_names::RTPENGINE_ERRORS`].
+const NG_COMMANDS: [&str; 6] = ["offer", "answer", "delete", "ping", "list", "query"];
+
+/// Describes the rtpengine metrics and shows each error counter from 0 (so that a rate over it
+/// starts with the trunk, not with its first failure).
+fn describe_rtpengine_metrics() {
+    use crate::metric_names::{RTPENGINE_ERRORS, RTPENGINE_UP};
+    metrics::describe_counter!(
+        RTPENGINE_ERRORS,
+        "rtpengine requests that failed (no reply in time, result error, garbage), by ng command."
+    );
+    metrics::describe_gauge!(
+        RTPENGINE_UP,
+        "1 when rtpengine answers its ping, 0 when it does not."
+    );
+    for command in NG_COMMANDS {
+        metrics::counter!(RTPENGINE_ERRORS, "command" => command).increment(0);
+    }
+}
+
 /// Pings rtpengine every [`media::PING_INTERVAL`], setting [`crate::metric_names::RTPENGINE_UP`]
 /// and logging each change; after the first answered ping, deletes the calls rtpengine lists with
 /// this trunk's prefix that this run did not make (leftovers of a previous run). Runs until
@@ -428,6 +448,7 @@ impl Trunk {
         } = opened;
         let prefix = media::call_id_prefix(&local);
         let media = media.map(|engine| {
+            describe_rtpengine_metrics();
             let anchor = Arc::new(Anchor {
                 engine,
                 prefix: prefix.clone(),
