@@ -144,12 +144,18 @@ fn core(trunk_port: u16, args: &[&str]) -> Started {
 /// off unless `args` set `--sip-options-interval`: a scenario playing one call would take a ping
 /// for an unexpected message.
 fn core_with(trunk_port: u16, args: &[&str], metrics: bool) -> Started {
+    core_listening(0, trunk_port, args, metrics)
+}
+
+/// [`core_with`], its SIP trunk listening on 127.0.0.1:`sip_port` (0: any free port).
+fn core_listening(sip_port: u16, trunk_port: u16, args: &[&str], metrics: bool) -> Started {
     let trunk = format!("sip:127.0.0.1:{trunk_port}");
+    let listen = format!("127.0.0.1:{sip_port}");
     let mut all = vec![
         "--phone-network",
         "sip",
         "--sip-listen",
-        "127.0.0.1:0",
+        &listen,
         "--sip-trunk",
         &trunk,
         "--jwt-secret",
@@ -724,4 +730,33 @@ async fn a_dead_rtpengine_fails_phone_calls_fast_and_leaves_terminal_calls_alone
         core.server.0.try_wait().unwrap().is_none(),
         "the core is still running"
     );
+}
+
+/// (j) Calls a previous run left in rtpengine (it was killed before its legs' `delete`) are
+/// deleted when the trunk starts again on the same SIP address: those with its call-id prefix, and
+/// only those.
+#[tokio::test]
+async fn calls_a_previous_run_left_in_rtpengine_are_deleted_at_start() {
+    use webterminal_core::phone::sip::media::{call_id_prefix, incoming_call_id, outgoing_call_id};
+    let rtpengine = RtpEngineProcess::start();
+    let engine = RtpEngine::connect(rtpengine.ng).await.unwrap();
+    let sip_port = free_udp_port();
+    let prefix = call_id_prefix(&format!("127.0.0.1:{sip_port}"));
+    let ours = [
+        outgoing_call_id(&prefix, "left-over"),
+        incoming_call_id(&prefix, "1-2@192.0.2.1"),
+    ];
+    let theirs = outgoing_call_id(&call_id_prefix("192.0.2.9:5060"), "another-trunk");
+    for call in ours.iter().chain([&theirs]) {
+        engine
+            .offer(call, "tag", &sdp("left-over"), &[])
+            .await
+            .unwrap();
+    }
+    expect_calls(&engine, |calls| calls.len() == 3).await;
+
+    let ng = rtpengine.ng.to_string();
+    let _core = core_listening(sip_port, free_udp_port(), &["--rtpengine", &ng], false);
+    let calls = expect_calls(&engine, |calls| calls.len() == 1).await;
+    assert_eq!(calls, [theirs]);
 }
