@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use webterminal_core::phone::sip::rtpengine::RtpEngine;
 use webterminal_core::proto::common::PhoneNumber;
 use webterminal_core::proto::webterminal::bye::Reason;
+use webterminal_core::proto::webterminal::error::Code as ErrCode;
 use webterminal_core::proto::webterminal::web_terminal_message::Message;
 use webterminal_core::proto::webterminal::{Answer, Bye, Offer, Ringing, WebTerminalMessage};
 
@@ -759,4 +760,75 @@ async fn calls_a_previous_run_left_in_rtpengine_are_deleted_at_start() {
     let _core = core_listening(sip_port, free_udp_port(), &["--rtpengine", &ng], false);
     let calls = expect_calls(&engine, |calls| calls.len() == 1).await;
     assert_eq!(calls, [theirs]);
+}
+
+/// A re-offer from a terminal on its call (no number): the SDP named `name`.
+fn reoffer(call_id: &str, name: &str) -> WebTerminalMessage {
+    let offer = Offer {
+        sdp: sdp(name),
+        ..Default::default()
+    };
+    message(call_id, Message::Offer(offer))
+}
+
+/// (k) Re-offers on a call to a phone, both ways, with glare (SIPp checks each SDP): the terminal's
+/// re-offer (hold) goes out as a re-INVITE; the phone's re-INVITE crossing it gets 491 from the core,
+/// and the phone's 491 to ours gives the terminal `TRY_AGAIN`, the call going on; the phone's next
+/// re-INVITE reaches the terminal as an Offer, whose Answer goes back in the 200; the terminal's
+/// next re-offer (resume) is answered by the phone, and the Answer reaches the terminal.
+#[tokio::test]
+async fn re_offers_go_both_ways_and_glare_is_491_then_try_again() {
+    let mut sipp = Sipp::start("uas_reoffers.xml", None);
+    let core = core(sipp.port, &[]);
+    let (tx, mut rx) = open(core.port, SECRET, CALLER).await;
+    let id = call_the_phone(&tx).await;
+    assert!(matches!(
+        next(&mut rx).await.message,
+        Some(Message::Ringing(_))
+    ));
+    assert!(matches!(
+        next(&mut rx).await.message,
+        Some(Message::Answer(_))
+    ));
+
+    tx.send(reoffer(&id, "terminal-hold")).await.unwrap();
+    let refused = next(&mut rx).await;
+    assert_eq!(refused.call_id, id);
+    match refused.message {
+        Some(Message::Error(e)) => assert_eq!(ErrCode::try_from(e.err), Ok(ErrCode::TryAgain)),
+        other => panic!("expected Error TRY_AGAIN, got {other:?}"),
+    }
+
+    let offered = next(&mut rx).await;
+    assert_eq!(offered.call_id, id);
+    match offered.message {
+        Some(Message::Offer(offer)) => {
+            assert!(offer.sdp.contains("s=sipp-reoffer"), "{}", offer.sdp)
+        }
+        other => panic!("expected the phone's re-offer, got {other:?}"),
+    }
+    let answer = Answer {
+        sdp: sdp("terminal-reanswer"),
+    };
+    tx.send(message(&id, Message::Answer(answer)))
+        .await
+        .unwrap();
+
+    // The phone's ACK comes before its next request is awaited: give the exchange a moment.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    tx.send(reoffer(&id, "terminal-resume")).await.unwrap();
+    let answered = next(&mut rx).await;
+    assert_eq!(answered.call_id, id);
+    match answered.message {
+        Some(Message::Answer(Answer { sdp })) => {
+            assert!(sdp.contains("s=sipp-resume-answer"), "{sdp}")
+        }
+        other => panic!("expected Answer, got {other:?}"),
+    }
+    tx.send(message(&id, Message::Bye(Bye::default())))
+        .await
+        .unwrap();
+    tokio::task::spawn_blocking(move || sipp.expect_success())
+        .await
+        .unwrap();
 }
