@@ -832,3 +832,74 @@ async fn re_offers_go_both_ways_and_glare_is_491_then_try_again() {
         .await
         .unwrap();
 }
+
+/// (l) Re-offers on a call from a phone, both ways (SIPp checks each SDP): the phone's re-INVITE
+/// (hold) reaches the terminal as an Offer and its Answer goes back in the 200; the terminal's
+/// re-offer (resume) goes out as a re-INVITE and the phone's answer reaches it; then the phone
+/// hangs up.
+#[tokio::test]
+async fn a_phone_that_called_re_offers_and_is_re_offered() {
+    let sipp_port = free_udp_port();
+    let core = core(sipp_port, &[]);
+    let (tx, mut rx) = open(core.port, SECRET, TERMINAL).await;
+    let probe = uuid::Uuid::new_v4().to_string();
+    tx.send(message(&probe, Message::Bye(Bye::default())))
+        .await
+        .unwrap();
+    assert!(matches!(
+        next(&mut rx).await.message,
+        Some(Message::Error(_))
+    ));
+    let mut sipp = Sipp::start_on(
+        "uac_reoffers.xml",
+        sipp_port,
+        Some(format!("127.0.0.1:{}", core.sip_port.unwrap())),
+    );
+    let offered = next(&mut rx).await;
+    let id = offered.call_id.clone();
+    assert!(matches!(offered.message, Some(Message::Offer(_))));
+    tx.send(message(&id, Message::Ringing(Ringing::default())))
+        .await
+        .unwrap();
+    let answer = Answer {
+        sdp: sdp("terminal-answer"),
+    };
+    tx.send(message(&id, Message::Answer(answer)))
+        .await
+        .unwrap();
+
+    let reoffered = next(&mut rx).await;
+    assert_eq!(reoffered.call_id, id);
+    match reoffered.message {
+        Some(Message::Offer(offer)) => {
+            assert!(offer.sdp.contains("s=sipp-hold"), "{}", offer.sdp)
+        }
+        other => panic!("expected the phone's re-offer, got {other:?}"),
+    }
+    let answer = Answer {
+        sdp: sdp("terminal-hold-answer"),
+    };
+    tx.send(message(&id, Message::Answer(answer)))
+        .await
+        .unwrap();
+
+    // The phone's ACK comes before its next request is awaited: give the exchange a moment.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    tx.send(reoffer(&id, "terminal-resume")).await.unwrap();
+    let answered = next(&mut rx).await;
+    assert_eq!(answered.call_id, id);
+    match answered.message {
+        Some(Message::Answer(Answer { sdp })) => {
+            assert!(sdp.contains("s=sipp-resume-answer"), "{sdp}")
+        }
+        other => panic!("expected Answer, got {other:?}"),
+    }
+    let bye = next(&mut rx).await;
+    match bye.message {
+        Some(Message::Bye(bye)) => assert_eq!(bye.reason(), Reason::NormalClearing),
+        other => panic!("expected Bye, got {other:?}"),
+    }
+    tokio::task::spawn_blocking(move || sipp.expect_success())
+        .await
+        .unwrap();
+}
