@@ -5,10 +5,10 @@
 //! [`mapping`] holds the rules, as pure functions; [`trunk`] applies them over the rsipstack
 //! transaction and dialog layers, on UDP. What it carries: calls both ways with their ringing,
 //! answer, rejection and hangup, call context as `X-` headers, loop refusal (482), OPTIONS pings
-//! with the trunk's health ([`TRUNK_DOWN`], `webterminal_sip_trunk_up`), SIP message counts, and
-//! with `--rtpengine` each leg's media anchored in rtpengine ([`media`] the rules, [`rtpengine`]
-//! the ng client). Not yet: re-INVITEs (a session refresh repeating the current SDP is answered; any other
-//! gets 488), the handover's offerless INVITE, PRACK, digest and REGISTER.
+//! with the trunk's health ([`TRUNK_DOWN`], `webterminal_sip_trunk_up`), SIP message counts,
+//! re-offers both ways on an answered leg (re-INVITE, an UPDATE accepted, 491 on glare), and with
+//! `--rtpengine` each leg's media anchored in rtpengine ([`media`] the rules, [`rtpengine`] the ng
+//! client). Not yet: early media, the handover's offerless INVITE, PRACK, digest and REGISTER.
 
 pub mod mapping;
 pub mod media;
