@@ -477,13 +477,37 @@ fn assert_webrtc(sdp: &str) {
 
 /// The terminal's WebRTC answer (PCMU) to rtpengine's offer, named `terminal-answer`.
 fn webrtc_answer() -> String {
-    "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=terminal-answer\r\nt=0 0\r\n\
+    webrtc_answer_named("terminal-answer")
+}
+
+/// The terminal's WebRTC answer (PCMU) to rtpengine's offer, named `name` in its `s=` line.
+fn webrtc_answer_named(name: &str) -> String {
+    let head = format!("v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns={name}\r\nt=0 0\r\n");
+    head + "\
      m=audio 52087 UDP/TLS/RTP/SAVPF 0\r\nc=IN IP4 127.0.0.1\r\na=rtpmap:0 PCMU/8000\r\n\
      a=candidate:1 1 udp 2122194687 127.0.0.1 52087 typ host\r\na=ice-ufrag:KjuP\r\n\
      a=ice-pwd:AGg67vqr4wcOMdnCMg7qjCRP\r\na=fingerprint:sha-256 \
      B7:6E:86:17:E4:DB:4B:E0:0E:C5:8F:1C:4C:CA:4B:53:7A:C3:33:2A:F9:B7:BE:18:68:3B:01:B7:32:E0:0D:8E\r\n\
      a=setup:active\r\na=mid:0\r\na=sendrecv\r\na=rtcp-mux\r\n"
-        .to_owned()
+}
+
+/// A terminal's offer named `name`: a browser's (Chromium's) when `webrtc`, else [`sdp`].
+fn terminal_offer(webrtc: bool, name: &str) -> String {
+    if webrtc {
+        fixture("chromium-offer.sdp").replace("\ns=-", &format!("\ns={name}"))
+    } else {
+        sdp(name)
+    }
+}
+
+/// A terminal's answer named `name`: a browser's when `webrtc` ([`webrtc_answer_named`]), else
+/// [`sdp`].
+fn terminal_answer(webrtc: bool, name: &str) -> String {
+    if webrtc {
+        webrtc_answer_named(name)
+    } else {
+        sdp(name)
+    }
 }
 
 /// (g) With `--rtpengine`, a terminal's WebRTC offer reaches the phone as plain RTP (RTP/AVP with
@@ -762,10 +786,10 @@ async fn calls_a_previous_run_left_in_rtpengine_are_deleted_at_start() {
     assert_eq!(calls, [theirs]);
 }
 
-/// A re-offer from a terminal on its call (no number): the SDP named `name`.
-fn reoffer(call_id: &str, name: &str) -> WebTerminalMessage {
+/// A re-offer from a terminal on its call (no number): [`terminal_offer`] named `name`.
+fn reoffer(call_id: &str, webrtc: bool, name: &str) -> WebTerminalMessage {
     let offer = Offer {
-        sdp: sdp(name),
+        sdp: terminal_offer(webrtc, name),
         ..Default::default()
     };
     message(call_id, Message::Offer(offer))
@@ -778,10 +802,31 @@ fn reoffer(call_id: &str, name: &str) -> WebTerminalMessage {
 /// next re-offer (resume) is answered by the phone, and the Answer reaches the terminal.
 #[tokio::test]
 async fn re_offers_go_both_ways_and_glare_is_491_then_try_again() {
+    re_offers_on_a_call_to_a_phone(false).await;
+}
+
+/// (k) through rtpengine: the same, each re-offer and answer passing rtpengine (the phone's
+/// re-offer and answer reach the terminal as WebRTC).
+#[tokio::test]
+async fn through_rtpengine_re_offers_go_both_ways_and_glare_is_491_then_try_again() {
+    re_offers_on_a_call_to_a_phone(true).await;
+}
+
+/// Case (k), with its media anchored in a real rtpengine when `media`.
+async fn re_offers_on_a_call_to_a_phone(media: bool) {
+    let rtpengine = media.then(RtpEngineProcess::start);
+    let ng = rtpengine.as_ref().map(|r| r.ng.to_string());
+    let args: Vec<&str> = ng.iter().flat_map(|ng| ["--rtpengine", ng]).collect();
     let mut sipp = Sipp::start("uas_reoffers.xml", None);
-    let core = core(sipp.port, &[]);
+    let core = core(sipp.port, &args);
     let (tx, mut rx) = open(core.port, SECRET, CALLER).await;
-    let id = call_the_phone(&tx).await;
+    let id = uuid::Uuid::new_v4().to_string();
+    let offer = Offer {
+        sdp: terminal_offer(media, "terminal-offer"),
+        msisdn: Some(PhoneNumber { e164: PHONE.into() }),
+        data: Default::default(),
+    };
+    tx.send(message(&id, Message::Offer(offer))).await.unwrap();
     assert!(matches!(
         next(&mut rx).await.message,
         Some(Message::Ringing(_))
@@ -791,7 +836,7 @@ async fn re_offers_go_both_ways_and_glare_is_491_then_try_again() {
         Some(Message::Answer(_))
     ));
 
-    tx.send(reoffer(&id, "terminal-hold")).await.unwrap();
+    tx.send(reoffer(&id, media, "terminal-hold")).await.unwrap();
     let refused = next(&mut rx).await;
     assert_eq!(refused.call_id, id);
     match refused.message {
@@ -803,12 +848,15 @@ async fn re_offers_go_both_ways_and_glare_is_491_then_try_again() {
     assert_eq!(offered.call_id, id);
     match offered.message {
         Some(Message::Offer(offer)) => {
-            assert!(offer.sdp.contains("s=sipp-reoffer"), "{}", offer.sdp)
+            assert!(offer.sdp.contains("s=sipp-reoffer"), "{}", offer.sdp);
+            if media {
+                assert_webrtc(&offer.sdp);
+            }
         }
         other => panic!("expected the phone's re-offer, got {other:?}"),
     }
     let answer = Answer {
-        sdp: sdp("terminal-reanswer"),
+        sdp: terminal_answer(media, "terminal-reanswer"),
     };
     tx.send(message(&id, Message::Answer(answer)))
         .await
@@ -816,12 +864,17 @@ async fn re_offers_go_both_ways_and_glare_is_491_then_try_again() {
 
     // The phone's ACK comes before its next request is awaited: give the exchange a moment.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    tx.send(reoffer(&id, "terminal-resume")).await.unwrap();
+    tx.send(reoffer(&id, media, "terminal-resume"))
+        .await
+        .unwrap();
     let answered = next(&mut rx).await;
     assert_eq!(answered.call_id, id);
     match answered.message {
         Some(Message::Answer(Answer { sdp })) => {
-            assert!(sdp.contains("s=sipp-resume-answer"), "{sdp}")
+            assert!(sdp.contains("s=sipp-resume-answer"), "{sdp}");
+            if media {
+                assert_webrtc(&sdp);
+            }
         }
         other => panic!("expected Answer, got {other:?}"),
     }
@@ -839,8 +892,23 @@ async fn re_offers_go_both_ways_and_glare_is_491_then_try_again() {
 /// hangs up.
 #[tokio::test]
 async fn a_phone_that_called_re_offers_and_is_re_offered() {
+    re_offers_on_a_call_from_a_phone(false).await;
+}
+
+/// (l) through rtpengine: the same, each re-offer and answer passing rtpengine (the phone's
+/// re-offer and answer reach the terminal as WebRTC).
+#[tokio::test]
+async fn through_rtpengine_a_phone_that_called_re_offers_and_is_re_offered() {
+    re_offers_on_a_call_from_a_phone(true).await;
+}
+
+/// Case (l), with its media anchored in a real rtpengine when `media`.
+async fn re_offers_on_a_call_from_a_phone(media: bool) {
+    let rtpengine = media.then(RtpEngineProcess::start);
+    let ng = rtpengine.as_ref().map(|r| r.ng.to_string());
+    let args: Vec<&str> = ng.iter().flat_map(|ng| ["--rtpengine", ng]).collect();
     let sipp_port = free_udp_port();
-    let core = core(sipp_port, &[]);
+    let core = core(sipp_port, &args);
     let (tx, mut rx) = open(core.port, SECRET, TERMINAL).await;
     let probe = uuid::Uuid::new_v4().to_string();
     tx.send(message(&probe, Message::Bye(Bye::default())))
@@ -862,7 +930,7 @@ async fn a_phone_that_called_re_offers_and_is_re_offered() {
         .await
         .unwrap();
     let answer = Answer {
-        sdp: sdp("terminal-answer"),
+        sdp: terminal_answer(media, "terminal-answer"),
     };
     tx.send(message(&id, Message::Answer(answer)))
         .await
@@ -872,12 +940,15 @@ async fn a_phone_that_called_re_offers_and_is_re_offered() {
     assert_eq!(reoffered.call_id, id);
     match reoffered.message {
         Some(Message::Offer(offer)) => {
-            assert!(offer.sdp.contains("s=sipp-hold"), "{}", offer.sdp)
+            assert!(offer.sdp.contains("s=sipp-hold"), "{}", offer.sdp);
+            if media {
+                assert_webrtc(&offer.sdp);
+            }
         }
         other => panic!("expected the phone's re-offer, got {other:?}"),
     }
     let answer = Answer {
-        sdp: sdp("terminal-hold-answer"),
+        sdp: terminal_answer(media, "terminal-hold-answer"),
     };
     tx.send(message(&id, Message::Answer(answer)))
         .await
@@ -885,12 +956,17 @@ async fn a_phone_that_called_re_offers_and_is_re_offered() {
 
     // The phone's ACK comes before its next request is awaited: give the exchange a moment.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    tx.send(reoffer(&id, "terminal-resume")).await.unwrap();
+    tx.send(reoffer(&id, media, "terminal-resume"))
+        .await
+        .unwrap();
     let answered = next(&mut rx).await;
     assert_eq!(answered.call_id, id);
     match answered.message {
         Some(Message::Answer(Answer { sdp })) => {
-            assert!(sdp.contains("s=sipp-resume-answer"), "{sdp}")
+            assert!(sdp.contains("s=sipp-resume-answer"), "{sdp}");
+            if media {
+                assert_webrtc(&sdp);
+            }
         }
         other => panic!("expected Answer, got {other:?}"),
     }
