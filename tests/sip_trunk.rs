@@ -5,9 +5,10 @@
 //! what the core sends (numbers, X- headers, the BYE's Reason, the answer SDP) with `<ereg>`
 //! checks, and a failed check fails the call.
 //!
-//! Cases (g) to (i) anchor the media in a real rtpengine (`$RTPENGINE`, else `rtpengine` on the
-//! PATH, installed by scripts/install-test-tools), started per test on loopback by
-//! tests/support/rtpengine.rs, and look at its calls through the core's own ng client.
+//! Cases (g) to (j), and (k) and (l) once more, anchor the media in a real rtpengine
+//! (`$RTPENGINE`, else `rtpengine` on the PATH, installed by scripts/install-test-tools), started
+//! per test on loopback by tests/support/rtpengine.rs, and look at its calls through the core's own
+//! ng client.
 
 #[path = "support/binary.rs"]
 mod binary;
