@@ -62,3 +62,10 @@ pub const SIP_REQUESTS: &str = "webterminal_sip_requests_total";
 /// to `6xx`), as Kamailio's core counters (`rcv_replies_4xx`, ...) do: bounded, and what alerts
 /// watch; the exact codes are in the logs.
 pub const SIP_RESPONSES: &str = "webterminal_sip_responses_total";
+/// rtpengine requests that failed (no reply in time, `result: error`, a reply not understood), by
+/// ng `command` (`offer`, `answer`, `delete`, `ping`, `list`, `query`; PROTOCOL.md section 13).
+/// Absent without `--rtpengine`.
+pub const RTPENGINE_ERRORS: &str = "webterminal_rtpengine_errors_total";
+/// Whether rtpengine answers its `ping` (sent every 5 s): 1 up, 0 down (PROTOCOL.md section 13).
+/// Absent without `--rtpengine`.
+pub const RTPENGINE_UP: &str = "webterminal_rtpengine_up";

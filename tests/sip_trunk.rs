@@ -4,15 +4,25 @@
 //! scenarios in tests/sip/. Each SIPp run must end with its call successful: the scenarios check
 //! what the core sends (numbers, X- headers, the BYE's Reason, the answer SDP) with `<ereg>`
 //! checks, and a failed check fails the call.
+//!
+//! Cases (g) to (j), and (k) and (l) once more, anchor the media in a real rtpengine
+//! (`$RTPENGINE`, else `rtpengine` on the PATH, installed by scripts/install-test-tools), started
+//! per test on loopback by tests/support/rtpengine.rs, and look at its calls through the core's own
+//! ng client.
 
 #[path = "support/binary.rs"]
 mod binary;
+#[path = "support/rtpengine.rs"]
+mod rtpengine;
 
 use binary::*;
+use rtpengine::RtpEngineProcess;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use webterminal_core::phone::sip::rtpengine::RtpEngine;
 use webterminal_core::proto::common::PhoneNumber;
 use webterminal_core::proto::webterminal::bye::Reason;
+use webterminal_core::proto::webterminal::error::Code as ErrCode;
 use webterminal_core::proto::webterminal::web_terminal_message::Message;
 use webterminal_core::proto::webterminal::{Answer, Bye, Offer, Ringing, WebTerminalMessage};
 
@@ -136,12 +146,18 @@ fn core(trunk_port: u16, args: &[&str]) -> Started {
 /// off unless `args` set `--sip-options-interval`: a scenario playing one call would take a ping
 /// for an unexpected message.
 fn core_with(trunk_port: u16, args: &[&str], metrics: bool) -> Started {
+    core_listening(0, trunk_port, args, metrics)
+}
+
+/// [`core_with`], its SIP trunk listening on 127.0.0.1:`sip_port` (0: any free port).
+fn core_listening(sip_port: u16, trunk_port: u16, args: &[&str], metrics: bool) -> Started {
     let trunk = format!("sip:127.0.0.1:{trunk_port}");
+    let listen = format!("127.0.0.1:{sip_port}");
     let mut all = vec![
         "--phone-network",
         "sip",
         "--sip-listen",
-        "127.0.0.1:0",
+        &listen,
         "--sip-trunk",
         &trunk,
         "--jwt-secret",
@@ -429,4 +445,538 @@ async fn a_trunk_that_stops_answering_options_is_down_and_calls_fail_at_once() {
     let _sipp = Sipp::serve_on("uas_options.xml", port);
     expect_sample(metrics, "webterminal_sip_trunk_up", 1.0).await;
     expect_readyz(core.port, 200).await;
+}
+
+/// The calls rtpengine at `engine` holds, once `want(calls)` holds (polled up to [`WAIT`]).
+async fn expect_calls(engine: &RtpEngine, want: impl Fn(&[String]) -> bool) -> Vec<String> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let calls = engine.list(100).await.unwrap();
+        if want(&calls) {
+            return calls;
+        }
+        assert!(Instant::now() < deadline, "rtpengine's calls: {calls:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Whether `sdp` speaks WebRTC media: DTLS-SRTP over ICE with rtcp-mux.
+fn assert_webrtc(sdp: &str) {
+    for line in [
+        "UDP/TLS/RTP/SAVPF",
+        "a=ice-ufrag:",
+        "a=ice-pwd:",
+        "a=candidate:",
+        "a=fingerprint:sha-256 ",
+        "a=setup:",
+        "a=rtcp-mux",
+    ] {
+        assert!(sdp.contains(line), "{line} in {sdp}");
+    }
+    assert!(!sdp.contains("a=crypto:"), "no SDES keys in {sdp}");
+}
+
+/// The terminal's WebRTC answer (PCMU) to rtpengine's offer, named `terminal-answer`.
+fn webrtc_answer() -> String {
+    webrtc_answer_named("terminal-answer")
+}
+
+/// The terminal's WebRTC answer (PCMU) to rtpengine's offer, named `name` in its `s=` line.
+fn webrtc_answer_named(name: &str) -> String {
+    let head = format!("v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns={name}\r\nt=0 0\r\n");
+    head + "\
+     m=audio 52087 UDP/TLS/RTP/SAVPF 0\r\nc=IN IP4 127.0.0.1\r\na=rtpmap:0 PCMU/8000\r\n\
+     a=candidate:1 1 udp 2122194687 127.0.0.1 52087 typ host\r\na=ice-ufrag:KjuP\r\n\
+     a=ice-pwd:AGg67vqr4wcOMdnCMg7qjCRP\r\na=fingerprint:sha-256 \
+     B7:6E:86:17:E4:DB:4B:E0:0E:C5:8F:1C:4C:CA:4B:53:7A:C3:33:2A:F9:B7:BE:18:68:3B:01:B7:32:E0:0D:8E\r\n\
+     a=setup:active\r\na=mid:0\r\na=sendrecv\r\na=rtcp-mux\r\n"
+}
+
+/// A terminal's offer named `name`: a browser's (Chromium's) when `webrtc`, else [`sdp`].
+fn terminal_offer(webrtc: bool, name: &str) -> String {
+    if webrtc {
+        fixture("chromium-offer.sdp").replace("\ns=-", &format!("\ns={name}"))
+    } else {
+        sdp(name)
+    }
+}
+
+/// A terminal's answer named `name`: a browser's when `webrtc` ([`webrtc_answer_named`]), else
+/// [`sdp`].
+fn terminal_answer(webrtc: bool, name: &str) -> String {
+    if webrtc {
+        webrtc_answer_named(name)
+    } else {
+        sdp(name)
+    }
+}
+
+/// (g) With `--rtpengine`, a terminal's WebRTC offer reaches the phone as plain RTP (RTP/AVP with
+/// PCMU and PCMA, no ICE or fingerprint: checked by the scenario) and the phone's plain answer
+/// reaches the terminal as WebRTC (ICE candidates, a DTLS fingerprint); rtpengine holds the call
+/// while it is up and nothing once the terminal's Bye has ended it.
+#[tokio::test]
+async fn through_rtpengine_a_terminals_webrtc_offer_reaches_the_phone_as_plain_rtp() {
+    let rtpengine = RtpEngineProcess::start();
+    let engine = RtpEngine::connect(rtpengine.ng).await.unwrap();
+    let mut sipp = Sipp::start("uas_answers_rtp.xml", None);
+    let ng = rtpengine.ng.to_string();
+    let core = core(sipp.port, &["--rtpengine", &ng]);
+    let (tx, mut rx) = open(core.port, SECRET, CALLER).await;
+    let id = uuid::Uuid::new_v4().to_string();
+    let offer = Offer {
+        sdp: fixture("chromium-offer.sdp"),
+        msisdn: Some(PhoneNumber { e164: PHONE.into() }),
+        data: [("contact_ref".to_owned(), "T-1234".to_owned())].into(),
+    };
+    tx.send(message(&id, Message::Offer(offer))).await.unwrap();
+
+    let ringing = next(&mut rx).await;
+    assert!(
+        matches!(ringing.message, Some(Message::Ringing(_))),
+        "{ringing:?}"
+    );
+    let answer = next(&mut rx).await;
+    assert_eq!(answer.call_id, id);
+    match answer.message {
+        Some(Message::Answer(Answer { sdp })) => {
+            assert!(sdp.contains("s=sipp-uas-answer"), "SIPp's answer: {sdp}");
+            assert_webrtc(&sdp);
+        }
+        other => panic!("expected Answer, got {other:?}"),
+    }
+    let calls = expect_calls(&engine, |calls| calls.len() == 1).await;
+    assert!(calls[0].starts_with("wt-"), "{calls:?}");
+    let query = engine.query(&calls[0]).await.unwrap();
+    assert_eq!(query.keys_of("tags").len(), 2, "{query:?}");
+
+    tx.send(message(&id, Message::Bye(Bye::default())))
+        .await
+        .unwrap();
+    tokio::task::spawn_blocking(move || sipp.expect_success())
+        .await
+        .unwrap();
+    expect_calls(&engine, <[String]>::is_empty).await;
+    drop(rtpengine);
+}
+
+/// (h) With `--rtpengine`, a phone's plain-RTP offer reaches the terminal as WebRTC (DTLS-SRTP over
+/// ICE, rtcp-mux) and the terminal's WebRTC answer reaches the phone as plain RTP (checked by the
+/// scenario); the phone's BYE ends the call and rtpengine's with it.
+#[tokio::test]
+async fn through_rtpengine_a_phones_plain_offer_reaches_the_terminal_as_webrtc() {
+    let rtpengine = RtpEngineProcess::start();
+    let engine = RtpEngine::connect(rtpengine.ng).await.unwrap();
+    let sipp_port = free_udp_port();
+    let ng = rtpengine.ng.to_string();
+    let core = core(sipp_port, &["--rtpengine", &ng]);
+    let (tx, mut rx) = open(core.port, SECRET, TERMINAL).await;
+    let probe = uuid::Uuid::new_v4().to_string();
+    tx.send(message(&probe, Message::Bye(Bye::default())))
+        .await
+        .unwrap();
+    assert!(matches!(
+        next(&mut rx).await.message,
+        Some(Message::Error(_))
+    ));
+
+    let mut sipp = Sipp::start_on(
+        "uac_calls_terminal_rtp.xml",
+        sipp_port,
+        Some(format!("127.0.0.1:{}", core.sip_port.unwrap())),
+    );
+    let offered = next(&mut rx).await;
+    let id = offered.call_id.clone();
+    match offered.message {
+        Some(Message::Offer(offer)) => {
+            assert!(offer.sdp.contains("s=sipp-uac-offer"), "{}", offer.sdp);
+            assert_webrtc(&offer.sdp);
+            assert!(offer.sdp.contains("opus/48000"), "{}", offer.sdp);
+        }
+        other => panic!("expected Offer, got {other:?}"),
+    }
+    // The phone's call, known to rtpengine by SIPp's Call-ID (`N-PID@127.0.0.1`) behind the
+    // trunk's prefix. (The callee's own mobile phone is rung too, through the same trunk, as a call
+    // of its own: that fork is CANCELed when the terminal answers.)
+    let from_the_phone = |calls: &[String]| {
+        calls
+            .iter()
+            .any(|c| c.starts_with("wt-") && c.ends_with("@127.0.0.1"))
+    };
+    expect_calls(&engine, from_the_phone).await;
+    tx.send(message(&id, Message::Ringing(Ringing::default())))
+        .await
+        .unwrap();
+    let answer = Answer {
+        sdp: webrtc_answer(),
+    };
+    tx.send(message(&id, Message::Answer(answer)))
+        .await
+        .unwrap();
+    let bye = next(&mut rx).await;
+    assert_eq!(bye.call_id, id);
+    match bye.message {
+        Some(Message::Bye(bye)) => assert_eq!(bye.reason(), Reason::NormalClearing),
+        other => panic!("expected Bye, got {other:?}"),
+    }
+    tokio::task::spawn_blocking(move || sipp.expect_success())
+        .await
+        .unwrap();
+    expect_calls(&engine, |calls| !from_the_phone(calls)).await;
+    drop(rtpengine);
+}
+
+/// (i) rtpengine dies: a call to a phone ends at once with `Bye{UNAVAILABLE}` (no INVITE leaves), a
+/// phone's INVITE gets 503 with `Reason: Q.850;cause=41` (checked by the scenario) and rings
+/// nothing, `webterminal_rtpengine_errors_total` counts the failed offers, a call between two
+/// terminals goes on untouched, `webterminal_rtpengine_up` drops to 0 at the next ping, and the
+/// core stays up.
+#[tokio::test]
+async fn a_dead_rtpengine_fails_phone_calls_fast_and_leaves_terminal_calls_alone() {
+    let mut rtpengine = RtpEngineProcess::start();
+    let sipp_port = free_udp_port();
+    let ng = rtpengine.ng.to_string();
+    let mut core = core_with(sipp_port, &["--rtpengine", &ng], true);
+    let metrics = core.metrics_port.unwrap();
+    let (caller_tx, mut caller_rx) = open(core.port, SECRET, CALLER).await;
+    let (callee_tx, mut callee_rx) = open(core.port, SECRET, TERMINAL).await;
+    let probe = uuid::Uuid::new_v4().to_string();
+    callee_tx
+        .send(message(&probe, Message::Bye(Bye::default())))
+        .await
+        .unwrap();
+    assert!(matches!(
+        next(&mut callee_rx).await.message,
+        Some(Message::Error(_))
+    ));
+    let scraped = expect_sample(metrics, "webterminal_rtpengine_up", 1.0).await;
+    assert_eq!(
+        sample(
+            &scraped,
+            r#"webterminal_rtpengine_errors_total{command="offer"}"#
+        ),
+        Some(0.0),
+        "{scraped}"
+    );
+    assert!(
+        scraped.contains("# HELP webterminal_rtpengine_errors_total"),
+        "{scraped}"
+    );
+    rtpengine.kill();
+
+    // A call to a phone (a number without a terminal).
+    let asked = Instant::now();
+    let id = uuid::Uuid::new_v4().to_string();
+    let offer = Offer {
+        sdp: fixture("chromium-offer.sdp"),
+        msisdn: Some(PhoneNumber {
+            e164: "+4799000003".into(),
+        }),
+        data: Default::default(),
+    };
+    caller_tx
+        .send(message(&id, Message::Offer(offer)))
+        .await
+        .unwrap();
+    let bye = next(&mut caller_rx).await;
+    assert_eq!(bye.call_id, id);
+    match bye.message {
+        Some(Message::Bye(bye)) => assert_eq!(bye.reason(), Reason::Unavailable),
+        other => panic!("expected Bye, got {other:?}"),
+    }
+    assert!(
+        asked.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        asked.elapsed()
+    );
+    expect_at_least(
+        metrics,
+        r#"webterminal_rtpengine_errors_total{command="offer"}"#,
+        1.0,
+    )
+    .await;
+
+    // A phone calls the terminal: 503, and the terminal is offered nothing.
+    let mut sipp = Sipp::start_on(
+        "uac_gets_503.xml",
+        sipp_port,
+        Some(format!("127.0.0.1:{}", core.sip_port.unwrap())),
+    );
+    tokio::task::spawn_blocking(move || sipp.expect_success())
+        .await
+        .unwrap();
+    expect_at_least(
+        metrics,
+        r#"webterminal_rtpengine_errors_total{command="offer"}"#,
+        2.0,
+    )
+    .await;
+
+    // A call between the two terminals: the SDP passes as it is, both ways.
+    let id = uuid::Uuid::new_v4().to_string();
+    let offer = Offer {
+        sdp: sdp("terminal-offer"),
+        msisdn: Some(PhoneNumber {
+            e164: TERMINAL.into(),
+        }),
+        data: Default::default(),
+    };
+    caller_tx
+        .send(message(&id, Message::Offer(offer)))
+        .await
+        .unwrap();
+    let offered = next(&mut callee_rx).await;
+    match &offered.message {
+        Some(Message::Offer(offer)) => assert!(offer.sdp.contains("s=terminal-offer")),
+        other => panic!("expected Offer, got {other:?}"),
+    }
+    callee_tx
+        .send(message(
+            &offered.call_id,
+            Message::Answer(Answer {
+                sdp: sdp("terminal-answer"),
+            }),
+        ))
+        .await
+        .unwrap();
+    let answered = loop {
+        let got = next(&mut caller_rx).await;
+        if !matches!(got.message, Some(Message::Ringing(_))) {
+            break got;
+        }
+    };
+    assert_eq!(answered.call_id, id);
+    match answered.message {
+        Some(Message::Answer(Answer { sdp })) => assert!(sdp.contains("s=terminal-answer")),
+        other => panic!("expected Answer, got {other:?}"),
+    }
+    // Its pings go unanswered too (one every 5 s).
+    expect_sample(metrics, "webterminal_rtpengine_up", 0.0).await;
+    assert!(
+        core.server.0.try_wait().unwrap().is_none(),
+        "the core is still running"
+    );
+}
+
+/// (j) Calls a previous run left in rtpengine (it was killed before its legs' `delete`) are
+/// deleted when the trunk starts again on the same SIP address: those with its call-id prefix, and
+/// only those.
+#[tokio::test]
+async fn calls_a_previous_run_left_in_rtpengine_are_deleted_at_start() {
+    use webterminal_core::phone::sip::media::{call_id_prefix, incoming_call_id, outgoing_call_id};
+    let rtpengine = RtpEngineProcess::start();
+    let engine = RtpEngine::connect(rtpengine.ng).await.unwrap();
+    let sip_port = free_udp_port();
+    let prefix = call_id_prefix(&format!("127.0.0.1:{sip_port}"));
+    let ours = [
+        outgoing_call_id(&prefix, "left-over"),
+        incoming_call_id(&prefix, "1-2@192.0.2.1"),
+    ];
+    let theirs = outgoing_call_id(&call_id_prefix("192.0.2.9:5060"), "another-trunk");
+    for call in ours.iter().chain([&theirs]) {
+        engine
+            .offer(call, "tag", &sdp("left-over"), &[])
+            .await
+            .unwrap();
+    }
+    expect_calls(&engine, |calls| calls.len() == 3).await;
+
+    let ng = rtpengine.ng.to_string();
+    let _core = core_listening(sip_port, free_udp_port(), &["--rtpengine", &ng], false);
+    let calls = expect_calls(&engine, |calls| calls.len() == 1).await;
+    assert_eq!(calls, [theirs]);
+}
+
+/// A re-offer from a terminal on its call (no number): [`terminal_offer`] named `name`.
+fn reoffer(call_id: &str, webrtc: bool, name: &str) -> WebTerminalMessage {
+    let offer = Offer {
+        sdp: terminal_offer(webrtc, name),
+        ..Default::default()
+    };
+    message(call_id, Message::Offer(offer))
+}
+
+/// (k) Re-offers on a call to a phone, both ways, with glare (SIPp checks each SDP): the terminal's
+/// re-offer (hold) goes out as a re-INVITE; the phone's re-INVITE crossing it gets 491 from the core,
+/// and the phone's 491 to ours gives the terminal `TRY_AGAIN`, the call going on; the phone's next
+/// re-INVITE reaches the terminal as an Offer, whose Answer goes back in the 200; the terminal's
+/// next re-offer (resume) is answered by the phone, and the Answer reaches the terminal.
+#[tokio::test]
+async fn re_offers_go_both_ways_and_glare_is_491_then_try_again() {
+    re_offers_on_a_call_to_a_phone(false).await;
+}
+
+/// (k) through rtpengine: the same, each re-offer and answer passing rtpengine (the phone's
+/// re-offer and answer reach the terminal as WebRTC).
+#[tokio::test]
+async fn through_rtpengine_re_offers_go_both_ways_and_glare_is_491_then_try_again() {
+    re_offers_on_a_call_to_a_phone(true).await;
+}
+
+/// Case (k), with its media anchored in a real rtpengine when `media`.
+async fn re_offers_on_a_call_to_a_phone(media: bool) {
+    let rtpengine = media.then(RtpEngineProcess::start);
+    let ng = rtpengine.as_ref().map(|r| r.ng.to_string());
+    let args: Vec<&str> = ng.iter().flat_map(|ng| ["--rtpengine", ng]).collect();
+    let mut sipp = Sipp::start("uas_reoffers.xml", None);
+    let core = core(sipp.port, &args);
+    let (tx, mut rx) = open(core.port, SECRET, CALLER).await;
+    let id = uuid::Uuid::new_v4().to_string();
+    let offer = Offer {
+        sdp: terminal_offer(media, "terminal-offer"),
+        msisdn: Some(PhoneNumber { e164: PHONE.into() }),
+        data: Default::default(),
+    };
+    tx.send(message(&id, Message::Offer(offer))).await.unwrap();
+    assert!(matches!(
+        next(&mut rx).await.message,
+        Some(Message::Ringing(_))
+    ));
+    assert!(matches!(
+        next(&mut rx).await.message,
+        Some(Message::Answer(_))
+    ));
+
+    tx.send(reoffer(&id, media, "terminal-hold")).await.unwrap();
+    let refused = next(&mut rx).await;
+    assert_eq!(refused.call_id, id);
+    match refused.message {
+        Some(Message::Error(e)) => assert_eq!(ErrCode::try_from(e.err), Ok(ErrCode::TryAgain)),
+        other => panic!("expected Error TRY_AGAIN, got {other:?}"),
+    }
+
+    let offered = next(&mut rx).await;
+    assert_eq!(offered.call_id, id);
+    match offered.message {
+        Some(Message::Offer(offer)) => {
+            assert!(offer.sdp.contains("s=sipp-reoffer"), "{}", offer.sdp);
+            if media {
+                assert_webrtc(&offer.sdp);
+            }
+        }
+        other => panic!("expected the phone's re-offer, got {other:?}"),
+    }
+    let answer = Answer {
+        sdp: terminal_answer(media, "terminal-reanswer"),
+    };
+    tx.send(message(&id, Message::Answer(answer)))
+        .await
+        .unwrap();
+
+    // The phone's ACK comes before its next request is awaited: give the exchange a moment.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    tx.send(reoffer(&id, media, "terminal-resume"))
+        .await
+        .unwrap();
+    let answered = next(&mut rx).await;
+    assert_eq!(answered.call_id, id);
+    match answered.message {
+        Some(Message::Answer(Answer { sdp })) => {
+            assert!(sdp.contains("s=sipp-resume-answer"), "{sdp}");
+            if media {
+                assert_webrtc(&sdp);
+            }
+        }
+        other => panic!("expected Answer, got {other:?}"),
+    }
+    tx.send(message(&id, Message::Bye(Bye::default())))
+        .await
+        .unwrap();
+    tokio::task::spawn_blocking(move || sipp.expect_success())
+        .await
+        .unwrap();
+}
+
+/// (l) Re-offers on a call from a phone, both ways (SIPp checks each SDP): the phone's re-INVITE
+/// (hold) reaches the terminal as an Offer and its Answer goes back in the 200; the terminal's
+/// re-offer (resume) goes out as a re-INVITE and the phone's answer reaches it; then the phone
+/// hangs up.
+#[tokio::test]
+async fn a_phone_that_called_re_offers_and_is_re_offered() {
+    re_offers_on_a_call_from_a_phone(false).await;
+}
+
+/// (l) through rtpengine: the same, each re-offer and answer passing rtpengine (the phone's
+/// re-offer and answer reach the terminal as WebRTC).
+#[tokio::test]
+async fn through_rtpengine_a_phone_that_called_re_offers_and_is_re_offered() {
+    re_offers_on_a_call_from_a_phone(true).await;
+}
+
+/// Case (l), with its media anchored in a real rtpengine when `media`.
+async fn re_offers_on_a_call_from_a_phone(media: bool) {
+    let rtpengine = media.then(RtpEngineProcess::start);
+    let ng = rtpengine.as_ref().map(|r| r.ng.to_string());
+    let args: Vec<&str> = ng.iter().flat_map(|ng| ["--rtpengine", ng]).collect();
+    let sipp_port = free_udp_port();
+    let core = core(sipp_port, &args);
+    let (tx, mut rx) = open(core.port, SECRET, TERMINAL).await;
+    let probe = uuid::Uuid::new_v4().to_string();
+    tx.send(message(&probe, Message::Bye(Bye::default())))
+        .await
+        .unwrap();
+    assert!(matches!(
+        next(&mut rx).await.message,
+        Some(Message::Error(_))
+    ));
+    let mut sipp = Sipp::start_on(
+        "uac_reoffers.xml",
+        sipp_port,
+        Some(format!("127.0.0.1:{}", core.sip_port.unwrap())),
+    );
+    let offered = next(&mut rx).await;
+    let id = offered.call_id.clone();
+    assert!(matches!(offered.message, Some(Message::Offer(_))));
+    tx.send(message(&id, Message::Ringing(Ringing::default())))
+        .await
+        .unwrap();
+    let answer = Answer {
+        sdp: terminal_answer(media, "terminal-answer"),
+    };
+    tx.send(message(&id, Message::Answer(answer)))
+        .await
+        .unwrap();
+
+    let reoffered = next(&mut rx).await;
+    assert_eq!(reoffered.call_id, id);
+    match reoffered.message {
+        Some(Message::Offer(offer)) => {
+            assert!(offer.sdp.contains("s=sipp-hold"), "{}", offer.sdp);
+            if media {
+                assert_webrtc(&offer.sdp);
+            }
+        }
+        other => panic!("expected the phone's re-offer, got {other:?}"),
+    }
+    let answer = Answer {
+        sdp: terminal_answer(media, "terminal-hold-answer"),
+    };
+    tx.send(message(&id, Message::Answer(answer)))
+        .await
+        .unwrap();
+
+    // The phone's ACK comes before its next request is awaited: give the exchange a moment.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    tx.send(reoffer(&id, media, "terminal-resume"))
+        .await
+        .unwrap();
+    let answered = next(&mut rx).await;
+    assert_eq!(answered.call_id, id);
+    match answered.message {
+        Some(Message::Answer(Answer { sdp })) => {
+            assert!(sdp.contains("s=sipp-resume-answer"), "{sdp}");
+            if media {
+                assert_webrtc(&sdp);
+            }
+        }
+        other => panic!("expected Answer, got {other:?}"),
+    }
+    let bye = next(&mut rx).await;
+    match bye.message {
+        Some(Message::Bye(bye)) => assert_eq!(bye.reason(), Reason::NormalClearing),
+        other => panic!("expected Bye, got {other:?}"),
+    }
+    tokio::task::spawn_blocking(move || sipp.expect_success())
+        .await
+        .unwrap();
 }

@@ -272,6 +272,17 @@ pub(crate) struct ServeArgs {
         help_heading = "SIP"
     )]
     sip_options_interval: Duration,
+    /// With `--phone-network sip`: rtpengine's ng control socket (UDP, IP:port, its --listen-ng):
+    /// every SIP leg's media is anchored there (WebRTC toward terminals, plain RTP and G.711 toward
+    /// SIP). A failing rtpengine fails calls to and from phones with UNAVAILABLE (503 toward the
+    /// trunk). Without it, SDP passes through unchanged.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "WEBTERMINAL_RTPENGINE",
+        help_heading = "SIP"
+    )]
+    rtpengine: Option<SocketAddr>,
 
     /// Log format on stderr: `text` for people, `json` (one object per line) for log shippers.
     #[arg(
@@ -338,6 +349,7 @@ pub(crate) fn run_serve(args: ServeArgs) -> CliResult {
             sip.listen = args.sip_listen;
             sip.allow = args.sip_allow;
             sip.options_interval = args.sip_options_interval;
+            sip.rtpengine = args.rtpengine;
             PhoneNetworkKind::Sip(sip)
         }
     };

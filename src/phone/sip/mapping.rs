@@ -553,9 +553,81 @@ pub fn trunk_answered(status: Option<u16>) -> bool {
     }
 }
 
+/// What the trunk does with a re-INVITE (or an UPDATE) from the network on an established leg
+/// (PROTOCOL.md section 13, "a re-offer from the phone").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NetworkReoffer {
+    /// Another offer/answer exchange is pending on the leg, ours or the phone's: 491 Request
+    /// Pending (RFC 3261 section 14.2), and the phone tries again later.
+    Glare,
+    /// A session refresh (RFC 4028): no SDP, or the SDP the phone last sent. Answered 200 with the
+    /// SDP the trunk last sent; it never reaches a terminal.
+    Refresh,
+    /// A new offer: the phone's re-offer, relayed to the other party, whose answer goes in the 200.
+    Relay,
+}
+
+/// Decides a re-INVITE from the network: `body` is its SDP (empty when none), `last_remote` the SDP
+/// the phone last sent on the leg, `pending` whether an exchange is in progress on the leg.
+pub fn network_reoffer(body: &str, last_remote: &str, pending: bool) -> NetworkReoffer {
+    if pending {
+        NetworkReoffer::Glare
+    } else if body.trim().is_empty() || body == last_remote {
+        NetworkReoffer::Refresh
+    } else {
+        NetworkReoffer::Relay
+    }
+}
+
+/// The status that refuses the phone's re-offer when the other party's re-offer crossed it, or the
+/// switch reports the re-offer failed (`OfferFailed`): 491 Request Pending.
+pub const GLARE_STATUS: u16 = 491;
+
+/// Why a re-offer toward the phone failed, from the re-INVITE's final response `status` (none: no
+/// response): any refusal, 491 included, is [`PhoneRejection::Unreachable`], which the switch
+/// reports to the terminal that re-offered as `TRY_AGAIN`, the call going on with the media it had.
+/// `None` when the re-offer was answered (2xx).
+pub fn reoffer_refused(status: Option<u16>) -> Option<PhoneRejection> {
+    match status {
+        Some(200..=299) => None,
+        _ => Some(PhoneRejection::Unreachable),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn network_reoffers_are_glare_refresh_or_relayed() {
+        assert_eq!(network_reoffer("v=1", "v=0", true), NetworkReoffer::Glare);
+        assert_eq!(network_reoffer("v=0", "v=0", true), NetworkReoffer::Glare);
+        assert_eq!(
+            network_reoffer("v=0", "v=0", false),
+            NetworkReoffer::Refresh
+        );
+        assert_eq!(network_reoffer("", "v=0", false), NetworkReoffer::Refresh);
+        assert_eq!(
+            network_reoffer(" \r\n", "v=0", false),
+            NetworkReoffer::Refresh
+        );
+        assert_eq!(network_reoffer("v=1", "v=0", false), NetworkReoffer::Relay);
+    }
+
+    #[test]
+    fn a_refused_reoffer_is_unreachable_and_an_answered_one_is_not_refused() {
+        assert_eq!(reoffer_refused(Some(200)), None);
+        assert_eq!(
+            reoffer_refused(Some(491)),
+            Some(PhoneRejection::Unreachable)
+        );
+        assert_eq!(
+            reoffer_refused(Some(488)),
+            Some(PhoneRejection::Unreachable)
+        );
+        assert_eq!(reoffer_refused(None), Some(PhoneRejection::Unreachable));
+        assert_eq!(GLARE_STATUS, 491);
+    }
 
     fn n(s: &str) -> Msisdn {
         Msisdn::parse(s).unwrap()

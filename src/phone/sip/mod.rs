@@ -5,11 +5,14 @@
 //! [`mapping`] holds the rules, as pure functions; [`trunk`] applies them over the rsipstack
 //! transaction and dialog layers, on UDP. What it carries: calls both ways with their ringing,
 //! answer, rejection and hangup, call context as `X-` headers, loop refusal (482), OPTIONS pings
-//! with the trunk's health ([`TRUNK_DOWN`], `webterminal_sip_trunk_up`) and SIP message counts. Not
-//! yet: rtpengine, re-INVITEs (a session refresh repeating the current SDP is answered; any other
-//! gets 488), the handover's offerless INVITE, PRACK, digest and REGISTER.
+//! with the trunk's health ([`TRUNK_DOWN`], `webterminal_sip_trunk_up`), SIP message counts,
+//! re-offers both ways on an answered leg (re-INVITE, an UPDATE accepted, 491 on glare), and with
+//! `--rtpengine` each leg's media anchored in rtpengine ([`media`] the rules, [`rtpengine`] the ng
+//! client). Not yet: early media, the handover's offerless INVITE, PRACK, digest and REGISTER.
 
 pub mod mapping;
+pub mod media;
+pub mod rtpengine;
 pub mod trunk;
 
 pub use mapping::Cidr;
@@ -49,6 +52,9 @@ pub struct SipConfig {
     pub options_interval: Duration,
     /// A socket already bound to `listen` ([`SipConfig::bind`]), used instead of binding at start.
     pub socket: Option<BoundSocket>,
+    /// rtpengine's ng control socket (`--rtpengine`, UDP): every SIP leg's media is anchored there
+    /// ([`media`]). `None`: SDP passes through unchanged.
+    pub rtpengine: Option<SocketAddr>,
 }
 
 /// Why a SIP trunk configuration is refused at startup.
@@ -81,6 +87,7 @@ impl SipConfig {
             allow: Vec::new(),
             options_interval: DEFAULT_OPTIONS_INTERVAL,
             socket: None,
+            rtpengine: None,
         })
     }
 

@@ -10,21 +10,26 @@
 //! [`super::mapping`].
 
 use super::mapping::{self, Admission, Direction, Release, SentInvite};
+use super::media::{self, Step};
+use super::rtpengine::{RtpEngine, RtpEngineError};
 use super::{Cidr, SipConfig};
 use crate::core::{Msisdn, PhoneCommand, PhoneEvent, PhoneLegId, PhoneRejection, Sdp};
+use crate::pacing::LogThrottle;
 use crate::phone::{PhoneNetwork, PhoneReports};
 use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver, TerminatedReason};
 use rsipstack::dialog::dialog_layer::DialogLayer;
 use rsipstack::dialog::invitation::InviteOption;
 use rsipstack::dialog::invite_dialog::InviteDialog;
-use rsipstack::sip::{Header, Method, Request, SipMessage, StatusCode, StatusCodeKind, Uri};
+use rsipstack::sip::{
+    Header, Method, Request, Response, SipMessage, StatusCode, StatusCodeKind, Uri,
+};
 use rsipstack::transaction::endpoint::EndpointInnerRef;
 use rsipstack::transaction::key::{TransactionKey, TransactionRole};
 use rsipstack::transaction::transaction::Transaction;
 use rsipstack::transport::udp::UdpConnection;
 use rsipstack::transport::{SipAddr, TransportLayer};
 use rsipstack::EndpointBuilder;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -137,6 +142,168 @@ fn refusal(command: &PhoneCommand, why: &str) -> Option<PhoneEvent> {
     }
 }
 
+/// Where the legs' media is anchored: rtpengine (`--rtpengine`, PROTOCOL.md section 13), with the
+/// rules of [`media`].
+struct Anchor {
+    engine: RtpEngine,
+    /// This trunk's call-id prefix ([`media::call_id_prefix`]).
+    prefix: String,
+    /// One log line per burst of failures.
+    trouble: std::sync::Mutex<LogThrottle>,
+    /// The rtpengine call-ids of this run's legs, from just before their first offer until their
+    /// delete: not leftovers. Held briefly, never across an await.
+    live: std::sync::Mutex<HashSet<String>>,
+}
+
+impl Anchor {
+    fn trouble(&self) -> std::sync::MutexGuard<'_, LogThrottle> {
+        self.trouble
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn live(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Passes `sdp` through rtpengine as `step` of call `call_id` (the offerer tagged `from_tag`,
+    /// the answerer `to_tag`); returns the SDP to send on. A failure is logged (once per burst)
+    /// and counted by the client.
+    async fn pass(
+        &self,
+        leg: PhoneLegId,
+        step: Step,
+        call_id: &str,
+        from_tag: &str,
+        to_tag: &str,
+        sdp: &str,
+    ) -> Result<String, RtpEngineError> {
+        let flags = media::flags(step);
+        let result = if media::is_offer(step) {
+            self.live().insert(call_id.to_owned());
+            self.engine.offer(call_id, from_tag, sdp, flags).await
+        } else {
+            self.engine
+                .answer(call_id, from_tag, to_tag, sdp, flags)
+                .await
+        };
+        match &result {
+            Ok(_) => self.trouble().reset(),
+            Err(e) => self.failed(Some(leg), e),
+        }
+        result
+    }
+
+    /// Logs a failure, at most once per [`media::LOG_INTERVAL`].
+    fn failed(&self, leg: Option<PhoneLegId>, error: &RtpEngineError) {
+        let due = self.trouble().due(std::time::Instant::now());
+        if let Some(count) = due {
+            tracing::warn!(
+                ?leg,
+                %error,
+                failures = count,
+                "rtpengine: request failed; calls to and from phones fail while it does \
+                 (one line per burst, webterminal_rtpengine_errors_total counts them all)"
+            );
+        }
+    }
+
+    /// Deletes call `call_id` from rtpengine (a leg's end).
+    async fn delete(&self, leg: PhoneLegId, call_id: &str) {
+        if let Err(e) = self.engine.delete(call_id).await {
+            self.failed(Some(leg), &e);
+        }
+        self.live().remove(call_id);
+    }
+}
+
+/// The ng commands the trunk sends, each a label of [`crate::metric_names::RTPENGINE_ERRORS`].
+const NG_COMMANDS: [&str; 6] = ["offer", "answer", "delete", "ping", "list", "query"];
+
+/// Describes the rtpengine metrics and shows each error counter from 0 (so that a rate over it
+/// starts with the trunk, not with its first failure).
+fn describe_rtpengine_metrics() {
+    use crate::metric_names::{RTPENGINE_ERRORS, RTPENGINE_UP};
+    metrics::describe_counter!(
+        RTPENGINE_ERRORS,
+        "rtpengine requests that failed (no reply in time, result error, garbage), by ng command."
+    );
+    metrics::describe_gauge!(
+        RTPENGINE_UP,
+        "1 when rtpengine answers its ping, 0 when it does not."
+    );
+    for command in NG_COMMANDS {
+        metrics::counter!(RTPENGINE_ERRORS, "command" => command).increment(0);
+    }
+}
+
+/// Pings rtpengine every [`media::PING_INTERVAL`], setting [`crate::metric_names::RTPENGINE_UP`]
+/// and logging each change; after the first answered ping, deletes the calls rtpengine lists with
+/// this trunk's prefix that this run did not make (leftovers of a previous run). Runs until
+/// cancelled.
+async fn watch_rtpengine(anchor: Arc<Anchor>) {
+    let gauge = metrics::gauge!(crate::metric_names::RTPENGINE_UP);
+    let mut ticks = tokio::time::interval(media::PING_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut up = None;
+    let mut cleaned = false;
+    loop {
+        ticks.tick().await;
+        let answered = match anchor.engine.ping().await {
+            Ok(()) => true,
+            Err(e) => {
+                anchor.failed(None, &e);
+                false
+            }
+        };
+        gauge.set(if answered { 1.0 } else { 0.0 });
+        if up != Some(answered) {
+            if answered {
+                tracing::info!(rtpengine = %anchor.engine.addr(), "rtpengine: up (ping answered)");
+            } else {
+                tracing::warn!(rtpengine = %anchor.engine.addr(), "rtpengine: down (ping unanswered); calls to and from phones fail");
+            }
+            up = Some(answered);
+        }
+        if answered && !cleaned {
+            cleaned = delete_leftovers(&anchor).await;
+        }
+    }
+}
+
+/// Deletes the calls rtpengine lists (up to [`media::LEFTOVERS_LISTED`]) that carry this trunk's
+/// prefix and are no leg of this run. Returns whether the list could be had.
+async fn delete_leftovers(anchor: &Anchor) -> bool {
+    let calls = match anchor.engine.list(media::LEFTOVERS_LISTED).await {
+        Ok(calls) => calls,
+        Err(e) => {
+            anchor.failed(None, &e);
+            return false;
+        }
+    };
+    let leftovers: Vec<String> = {
+        let live = anchor.live();
+        calls
+            .into_iter()
+            .filter(|call| media::is_ours(&anchor.prefix, call) && !live.contains(call))
+            .collect()
+    };
+    if !leftovers.is_empty() {
+        tracing::info!(
+            count = leftovers.len(),
+            "rtpengine: deleting calls left over by a previous run"
+        );
+    }
+    for call in leftovers {
+        if let Err(e) = anchor.engine.delete(&call).await {
+            anchor.failed(None, &e);
+        }
+    }
+    true
+}
+
 /// A leg's end, reported to the trunk task so it forgets the leg.
 struct Ended(PhoneLegId);
 
@@ -163,6 +330,10 @@ struct Shared {
     /// The INVITEs of live outgoing legs, to recognise one coming back
     /// ([`mapping::SentInvite::came_back`]). Held briefly, never across an await.
     sent: std::sync::Mutex<HashMap<PhoneLegId, SentInvite>>,
+    /// This trunk's call-id prefix ([`media::call_id_prefix`]).
+    prefix: String,
+    /// Where the legs' media is anchored (`--rtpengine`); none: SDP passes through unchanged.
+    media: Option<Arc<Anchor>>,
 }
 
 impl Shared {
@@ -238,6 +409,14 @@ impl Trunk {
             .map_err(|e| format!("SIP endpoint: {e}"))?;
         let inner = endpoint.inner.clone();
         let dialogs = Arc::new(DialogLayer::new(endpoint.inner.clone()));
+        let media = match config.rtpengine {
+            Some(addr) => Some(
+                RtpEngine::connect(addr)
+                    .await
+                    .map_err(|e| format!("--rtpengine {addr}: {e}"))?,
+            ),
+            None => None,
+        };
         tokio::spawn(async move { endpoint.serve().await });
         Ok(Opened {
             trunk,
@@ -247,6 +426,7 @@ impl Trunk {
             incoming,
             inner,
             dialogs,
+            media,
         })
     }
 
@@ -266,7 +446,32 @@ impl Trunk {
             incoming,
             inner,
             dialogs,
+            media,
         } = opened;
+        let prefix = media::call_id_prefix(&local);
+        let media = media.map(|engine| {
+            describe_rtpengine_metrics();
+            let anchor = Arc::new(Anchor {
+                engine,
+                prefix: prefix.clone(),
+                trouble: std::sync::Mutex::new(LogThrottle::new(media::LOG_INTERVAL)),
+                live: std::sync::Mutex::new(HashSet::new()),
+            });
+            tracing::info!(
+                rtpengine = %anchor.engine.addr(),
+                %prefix,
+                "SIP trunk: media anchored in rtpengine"
+            );
+            let watched = anchor.clone();
+            let stop = cancel.child_token();
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = stop.cancelled() => {}
+                    () = watch_rtpengine(watched) => {}
+                }
+            });
+            anchor
+        });
         let up_rx = up.subscribe();
         if config.options_interval.is_zero() {
             tracing::info!("SIP trunk: OPTIONS pings off (--sip-options-interval 0)");
@@ -308,6 +513,8 @@ impl Trunk {
                 local,
                 ended: ended_tx,
                 sent: std::sync::Mutex::new(HashMap::new()),
+                prefix,
+                media,
             }),
             endpoint_cancel: cancel,
             incoming,
@@ -364,7 +571,10 @@ impl Trunk {
                 self.legs.insert(leg, tx);
                 // Chosen here, and known before the INVITE leaves, so that it is recognised even
                 // when it comes back at once.
-                let call_id = format!("{}@webterminal-core", uuid::Uuid::new_v4().simple());
+                let call_id = media::outgoing_call_id(
+                    &self.shared.prefix,
+                    &uuid::Uuid::new_v4().simple().to_string(),
+                );
                 self.shared.sent().insert(
                     leg,
                     SentInvite {
@@ -570,16 +780,21 @@ impl Trunk {
         });
         let (commands_tx, commands) = mpsc::unbounded_channel();
         self.legs.insert(leg, commands_tx);
-        self.shared.reports.report(PhoneEvent::Incoming {
+        let shared = self.shared.clone();
+        let media = shared.media.clone().map(|anchor| LegMedia {
+            anchor,
+            call_id: media::incoming_call_id(&shared.prefix, &call_id),
+            from_tag: dialog.id().remote_tag,
+        });
+        let call = PhoneEvent::Incoming {
             leg,
             from: caller,
             to: callee,
-            sdp: sdp.clone(),
+            sdp,
             context,
-        });
-        let shared = self.shared.clone();
+        };
         tokio::spawn(async move {
-            incoming_leg(&shared, leg, dialog, sdp, states, commands).await;
+            incoming_leg(&shared, leg, call, dialog, media, states, commands).await;
             let _ = shared.ended.send(Ended(leg));
         });
     }
@@ -699,6 +914,8 @@ struct Opened {
     incoming: rsipstack::transaction::TransactionReceiver,
     inner: EndpointInnerRef,
     dialogs: Arc<DialogLayer>,
+    /// The ng client, with `--rtpengine`.
+    media: Option<RtpEngine>,
 }
 
 /// Where and how often [`ping_trunk`] pings.
@@ -841,7 +1058,8 @@ fn sdp_type() -> Header {
 /// Answers what the far end asks inside an established dialog, other than BYE (which the dialog
 /// answers itself): a re-INVITE or UPDATE that repeats the SDP the far end last sent (or carries
 /// none: a session refresh, RFC 4028) gets 200 with `local_sdp`, the SDP this side last sent; any
-/// other offer gets 488 (re-offers through the trunk are not built yet); OPTIONS and INFO get 200;
+/// other offer gets 488 (this is for a leg not yet answered: an answered leg's re-offers are its
+/// [`Renegotiation`]'s); OPTIONS and INFO get 200;
 /// anything else 501. Returns whether the state was such a request.
 async fn answer_in_dialog(state: &DialogState, remote_sdp: &str, local_sdp: &str) -> bool {
     match state {
@@ -857,7 +1075,7 @@ async fn answer_in_dialog(state: &DialogState, remote_sdp: &str, local_sdp: &str
                     )
                     .await
             } else {
-                tracing::info!(%id, "SIP trunk: re-offer from the network refused with 488 (not built yet)");
+                tracing::info!(%id, "SIP trunk: re-offer from the network before the answer refused with 488");
                 handle.reply(StatusCode::from(488)).await
             };
             if sent.is_err() {
@@ -884,10 +1102,7 @@ async fn answer_in_dialog(state: &DialogState, remote_sdp: &str, local_sdp: &str
 fn unsupported(shared: &Shared, leg: PhoneLegId, command: &PhoneCommand) {
     match command {
         PhoneCommand::Offer { .. } => {
-            tracing::info!(
-                ?leg,
-                "SIP trunk: re-offer (re-INVITE) not built yet; refused"
-            );
+            tracing::info!(?leg, "SIP trunk: re-offer before the answer; refused");
             shared.reports.report(PhoneEvent::Rejected {
                 leg,
                 reason: PhoneRejection::Unreachable,
@@ -895,6 +1110,323 @@ fn unsupported(shared: &Shared, leg: PhoneLegId, command: &PhoneCommand) {
         }
         other => {
             tracing::info!(?leg, command = ?other, "SIP trunk: command does not apply to this leg; ignored")
+        }
+    }
+}
+
+/// A re-INVITE's final response, or why none came.
+type ReplyFuture = std::pin::Pin<
+    Box<dyn std::future::Future<Output = rsipstack::Result<Option<Response>>> + Send>,
+>;
+
+/// The offer/answer exchange in progress on an established leg.
+enum Pending {
+    /// None.
+    Idle,
+    /// The trunk's re-INVITE is out with `offer` (SIP side); `reply` is its final response.
+    Ours { offer: String, reply: ReplyFuture },
+    /// The phone's re-offer `offer` (SIP side) waits for the switch's answer, to go in `handle`'s
+    /// 200.
+    Theirs {
+        offer: String,
+        handle: rsipstack::dialog::dialog::TransactionHandle,
+    },
+}
+
+/// An established leg's re-offers both ways (PROTOCOL.md section 13: re-INVITE, an UPDATE with SDP
+/// accepted too, 491 on glare): the SDP each side last sent over SIP, the exchange in progress, and
+/// the leg's tags in rtpengine (a re-offer's from-tag is its offerer's).
+struct Renegotiation {
+    dialog: InviteDialog,
+    /// What the phone last sent.
+    remote: String,
+    /// What the trunk last sent the phone.
+    local: String,
+    pending: Pending,
+    /// The trunk's tag in rtpengine for this leg, and the phone's.
+    ours: String,
+    theirs: String,
+}
+
+impl Renegotiation {
+    fn new(
+        dialog: InviteDialog,
+        remote: String,
+        local: String,
+        ours: String,
+        theirs: String,
+    ) -> Renegotiation {
+        Renegotiation {
+            dialog,
+            remote,
+            local,
+            pending: Pending::Idle,
+            ours,
+            theirs,
+        }
+    }
+
+    /// Whether the trunk's re-INVITE waits for its final response.
+    fn awaits_reply(&self) -> bool {
+        matches!(self.pending, Pending::Ours { .. })
+    }
+
+    /// The final response of the trunk's re-INVITE (pending forever when none is out).
+    async fn reply(&mut self) -> rsipstack::Result<Option<Response>> {
+        match &mut self.pending {
+            Pending::Ours { reply, .. } => reply.await,
+            _ => std::future::pending().await,
+        }
+    }
+
+    /// Passes `sdp` through rtpengine as `step`, offered by the trunk (`by_us`) or the phone; the
+    /// SDP unchanged without `media`.
+    /// (`&mut`: the pending re-INVITE's future is not `Sync`, so the leg's future holds no shared
+    /// reference to it across an await.)
+    async fn pass(
+        &mut self,
+        leg: PhoneLegId,
+        media: Option<&LegMedia>,
+        step: Step,
+        by_us: bool,
+        sdp: &str,
+    ) -> Result<String, ()> {
+        let Some(media) = media else {
+            return Ok(sdp.to_owned());
+        };
+        let (from, to) = if by_us {
+            (&self.ours, &self.theirs)
+        } else {
+            (&self.theirs, &self.ours)
+        };
+        media
+            .anchor
+            .pass(leg, step, &media.call_id, from, to, sdp)
+            .await
+            .map_err(|_| ())
+    }
+
+    /// A re-INVITE or UPDATE from the phone ([`mapping::network_reoffer`]): 491 on glare, 200
+    /// with the current SDP for a refresh, else the phone's re-offer goes to the switch
+    /// (`PhoneEvent::Offer`, through rtpengine) and waits for its answer; 488 when it cannot go.
+    async fn network_request(
+        &mut self,
+        shared: &Shared,
+        leg: PhoneLegId,
+        media: Option<&LegMedia>,
+        request: &Request,
+        handle: rsipstack::dialog::dialog::TransactionHandle,
+    ) {
+        let body = String::from_utf8_lossy(&request.body).into_owned();
+        let pending = !matches!(self.pending, Pending::Idle);
+        let sent = match mapping::network_reoffer(&body, &self.remote, pending) {
+            mapping::NetworkReoffer::Glare => {
+                tracing::info!(
+                    ?leg,
+                    "SIP trunk: re-offer from the network crossed another: 491"
+                );
+                handle.reply(StatusCode::from(mapping::GLARE_STATUS)).await
+            }
+            mapping::NetworkReoffer::Refresh => {
+                handle
+                    .respond(
+                        StatusCode::OK,
+                        Some(vec![sdp_type()]),
+                        Some(self.local.as_bytes().to_vec()),
+                    )
+                    .await
+            }
+            mapping::NetworkReoffer::Relay => {
+                let toward_terminal = self
+                    .pass(leg, media, Step::SipOfferToWebRtc, false, &body)
+                    .await
+                    .and_then(|text| Sdp::parse(&text, usize::MAX).map_err(|_| ()));
+                match toward_terminal {
+                    Ok(sdp) => {
+                        tracing::info!(?leg, "SIP trunk: re-offer from the phone");
+                        shared.reports.report(PhoneEvent::Offer { leg, sdp });
+                        self.pending = Pending::Theirs {
+                            offer: body,
+                            handle,
+                        };
+                        Ok(())
+                    }
+                    Err(()) => {
+                        tracing::info!(?leg, "SIP trunk: re-offer from the phone refused with 488");
+                        handle.reply(StatusCode::from(488)).await
+                    }
+                }
+            }
+        };
+        if sent.is_err() {
+            tracing::debug!(?leg, "SIP trunk: in-dialog answer not sent");
+        }
+    }
+
+    /// The switch re-offers toward the phone: a re-INVITE with `sdp` (through rtpengine). While
+    /// another exchange is pending, or when rtpengine fails, it is `Rejected` at once.
+    async fn offer_from_switch(
+        &mut self,
+        shared: &Shared,
+        leg: PhoneLegId,
+        media: Option<&LegMedia>,
+        sdp: &Sdp,
+    ) {
+        let refused = |why: &str| {
+            tracing::info!(?leg, why, "SIP trunk: re-offer toward the phone refused");
+            shared.reports.report(PhoneEvent::Rejected {
+                leg,
+                reason: PhoneRejection::Unreachable,
+            });
+        };
+        if !matches!(self.pending, Pending::Idle) {
+            refused("another exchange is pending");
+            return;
+        }
+        let Ok(offer) = self
+            .pass(leg, media, Step::WebRtcOfferToSip, true, sdp.as_str())
+            .await
+        else {
+            refused("rtpengine failed");
+            return;
+        };
+        let dialog = self.dialog.clone();
+        let body = offer.as_bytes().to_vec();
+        tracing::info!(?leg, "SIP trunk: re-INVITE sent");
+        self.pending = Pending::Ours {
+            offer,
+            reply: Box::pin(
+                async move { dialog.reinvite(Some(vec![sdp_type()]), Some(body)).await },
+            ),
+        };
+    }
+
+    /// The trunk's re-INVITE got its final response (or none): 2xx → `Answered` with the phone's
+    /// answer (through rtpengine), anything else → `Rejected` ([`mapping::reoffer_refused`]).
+    async fn reply_came(
+        &mut self,
+        shared: &Shared,
+        leg: PhoneLegId,
+        media: Option<&LegMedia>,
+        result: rsipstack::Result<Option<Response>>,
+    ) {
+        let Pending::Ours { offer, .. } = std::mem::replace(&mut self.pending, Pending::Idle)
+        else {
+            return;
+        };
+        let response = match result {
+            Ok(Some(response)) => Some(response),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::info!(?leg, error = %e, "SIP trunk: re-INVITE failed");
+                None
+            }
+        };
+        let status = response.as_ref().map(|r| u16::from(r.status_code.clone()));
+        if let Some(reason) = mapping::reoffer_refused(status) {
+            tracing::info!(?leg, ?status, "SIP trunk: the phone refused the re-offer");
+            shared.reports.report(PhoneEvent::Rejected { leg, reason });
+            return;
+        }
+        let body = response
+            .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+            .unwrap_or_default();
+        let toward_terminal = self
+            .pass(leg, media, Step::SipAnswerToWebRtc, true, &body)
+            .await
+            .and_then(|text| Sdp::parse(&text, usize::MAX).map_err(|_| ()));
+        match toward_terminal {
+            Ok(sdp) => {
+                self.remote = body;
+                self.local = offer;
+                shared.reports.report(PhoneEvent::Answered { leg, sdp });
+            }
+            Err(()) => {
+                tracing::warn!(
+                    ?leg,
+                    "SIP trunk: the phone's answer to a re-offer is not usable"
+                );
+                shared.reports.report(PhoneEvent::Rejected {
+                    leg,
+                    reason: PhoneRejection::Unreachable,
+                });
+            }
+        }
+    }
+
+    /// The switch answers the phone's re-offer: 200 with `sdp` (through rtpengine; 488 when that
+    /// fails). Returns false when no re-offer of the phone's waits.
+    async fn answer_from_switch(
+        &mut self,
+        leg: PhoneLegId,
+        media: Option<&LegMedia>,
+        sdp: &Sdp,
+    ) -> bool {
+        let Pending::Theirs { offer, handle } = std::mem::replace(&mut self.pending, Pending::Idle)
+        else {
+            return false;
+        };
+        let sent = match self
+            .pass(leg, media, Step::WebRtcAnswerToSip, false, sdp.as_str())
+            .await
+        {
+            Ok(answer) => {
+                let sent = handle
+                    .respond(
+                        StatusCode::OK,
+                        Some(vec![sdp_type()]),
+                        Some(answer.as_bytes().to_vec()),
+                    )
+                    .await;
+                self.remote = offer;
+                self.local = answer;
+                sent
+            }
+            Err(()) => handle.reply(StatusCode::from(488)).await,
+        };
+        if sent.is_err() {
+            tracing::debug!(?leg, "SIP trunk: answer to the re-offer not sent");
+        }
+        true
+    }
+
+    /// A command of the switch for the established leg, other than `Release`: a re-offer
+    /// (`Offer`), the answer to the phone's (`Answer`) or its failure (`OfferFailed`).
+    async fn command(
+        &mut self,
+        shared: &Shared,
+        leg: PhoneLegId,
+        media: Option<&LegMedia>,
+        command: PhoneCommand,
+    ) {
+        match command {
+            PhoneCommand::Offer { sdp, .. } => {
+                self.offer_from_switch(shared, leg, media, &sdp).await;
+            }
+            PhoneCommand::Answer { sdp, .. } => {
+                if !self.answer_from_switch(leg, media, &sdp).await {
+                    tracing::info!(
+                        ?leg,
+                        "SIP trunk: an answer with no re-offer of the phone's pending; ignored"
+                    );
+                }
+            }
+            PhoneCommand::OfferFailed { .. } => self.offer_failed(leg).await,
+            other => unsupported(shared, leg, &other),
+        }
+    }
+
+    /// The switch could not get the phone's re-offer answered: 491, the call going on as it was.
+    async fn offer_failed(&mut self, leg: PhoneLegId) {
+        if let Pending::Theirs { handle, .. } = std::mem::replace(&mut self.pending, Pending::Idle)
+        {
+            if handle
+                .reply(StatusCode::from(mapping::GLARE_STATUS))
+                .await
+                .is_err()
+            {
+                tracing::debug!(?leg, "SIP trunk: 491 not sent");
+            }
         }
     }
 }
@@ -908,21 +1440,80 @@ struct Invite {
     call_id: String,
 }
 
-/// A call to a phone (`PhoneCommand::Ring`, PROTOCOL.md section 13): INVITE to the trunk with the
-/// caller's offer; 180/183 → `Ringing`; 200 → `Answered` (the stack ACKs it); a final error or a
-/// timeout → `Rejected`; then the far end's BYE → `HungUp`. `Release` sends CANCEL before the
-/// answer, BYE after. The INVITE coming back to the trunk ([`LegInput::LoopedBack`]) before the
-/// answer → `Rejected` ([`mapping::REJECTION_ON_LOOP`]) and a CANCEL.
+/// A leg's media in rtpengine: its call there and the offerer's tag.
+struct LegMedia {
+    anchor: Arc<Anchor>,
+    call_id: String,
+    from_tag: String,
+}
+
+/// A call to a phone (`PhoneCommand::Ring`, PROTOCOL.md section 13). With `--rtpengine`, the
+/// caller's offer first goes through rtpengine ([`Step::WebRtcOfferToSip`]; the leg's rtpengine
+/// call-id is its SIP Call-ID, its from-tag one of its own, as rsipstack picks the From tag only as
+/// the INVITE leaves): a failure there is `Rejected` ([`media::REJECTION_ON_FAILURE`]) before any
+/// INVITE; and the leg's end, however it ends, deletes the call from rtpengine.
 async fn outgoing_leg(
     shared: &Shared,
     leg: PhoneLegId,
     invite_of: Invite,
+    commands: mpsc::UnboundedReceiver<LegInput>,
+) {
+    let Some(anchor) = shared.media.clone() else {
+        let offer = invite_of.sdp.as_str().to_owned();
+        outgoing_dialog(shared, leg, invite_of, offer, None, commands).await;
+        return;
+    };
+    let media = LegMedia {
+        anchor,
+        call_id: invite_of.call_id.clone(),
+        from_tag: uuid::Uuid::new_v4().simple().to_string()[..12].to_owned(),
+    };
+    let passed = media
+        .anchor
+        .pass(
+            leg,
+            Step::WebRtcOfferToSip,
+            &media.call_id,
+            &media.from_tag,
+            "",
+            invite_of.sdp.as_str(),
+        )
+        .await;
+    match passed {
+        Ok(offer) => outgoing_dialog(shared, leg, invite_of, offer, Some(&media), commands).await,
+        Err(e) => {
+            shared.reports.report(PhoneEvent::Rejected {
+                leg,
+                reason: media::REJECTION_ON_FAILURE,
+            });
+            if !e.maybe_done() {
+                media.anchor.live().remove(&media.call_id);
+                return;
+            }
+        }
+    }
+    media.anchor.delete(leg, &media.call_id).await;
+}
+
+/// A call to a phone's SIP side: INVITE to the trunk with `offer` (the caller's, or rtpengine's
+/// from it); 180/183 → `Ringing`; 200 → `Answered` (the stack ACKs it) with the phone's answer
+/// (through rtpengine, [`Step::SipAnswerToWebRtc`], with `media`: a failure there BYEs the phone
+/// and is `Rejected`); a final error or a timeout → `Rejected`; then the far end's BYE →
+/// `HungUp`. `Release` sends CANCEL before the answer, BYE after. The INVITE coming back to the
+/// trunk ([`LegInput::LoopedBack`]) before the answer → `Rejected`
+/// ([`mapping::REJECTION_ON_LOOP`]) and a CANCEL.
+async fn outgoing_dialog(
+    shared: &Shared,
+    leg: PhoneLegId,
+    invite_of: Invite,
+    offer: String,
+    media: Option<&LegMedia>,
     mut commands: mpsc::UnboundedReceiver<LegInput>,
 ) {
     let Invite {
         to,
         from,
-        sdp,
+        sdp: _,
         context,
         call_id,
     } = invite_of;
@@ -956,7 +1547,7 @@ async fn outgoing_leg(
         callee,
         destination: Some(shared.trunk_addr.clone()),
         content_type: Some(SDP_TYPE.to_owned()),
-        offer: Some(sdp.as_str().as_bytes().to_vec()),
+        offer: Some(offer.as_bytes().to_vec()),
         contact: caller,
         headers: Some(headers),
         call_id: Some(call_id),
@@ -984,9 +1575,17 @@ async fn outgoing_leg(
     let mut ringing = false;
     // The answer: the phone's SDP, and the confirmed dialog's id (to forget it at the end).
     let mut answered: Option<(String, rsipstack::dialog::DialogId)> = None;
+    // Re-offers, once answered.
+    let mut session: Option<Renegotiation> = None;
     let mut invite_done = false;
     loop {
         tokio::select! {
+            result = async { session.as_mut().expect("guarded").reply().await },
+                if session.as_ref().is_some_and(Renegotiation::awaits_reply) => {
+                if let Some(session) = &mut session {
+                    session.reply_came(shared, leg, media, result).await;
+                }
+            }
             result = &mut invite, if !invite_done => {
                 invite_done = true;
                 let response = match result {
@@ -1012,10 +1611,38 @@ async fn outgoing_leg(
                     return;
                 }
                 let body = String::from_utf8_lossy(&response.body).into_owned();
-                match Sdp::parse(&body, usize::MAX) {
+                let toward_terminal = match media {
+                    None => Ok(body.clone()),
+                    Some(media) => media.anchor.pass(
+                        leg,
+                        Step::SipAnswerToWebRtc,
+                        &media.call_id,
+                        &media.from_tag,
+                        &id.remote_tag,
+                        &body,
+                    ).await,
+                };
+                let toward_terminal = match toward_terminal {
+                    Ok(sdp) => sdp,
+                    Err(_) => {
+                        let reason = mapping::reason_header(media::REASON_ON_FAILURE);
+                        let _ = dialog.bye_with_reason(reason).await;
+                        shared.dialogs.remove_dialog(&id);
+                        rejected(media::REJECTION_ON_FAILURE);
+                        return;
+                    }
+                };
+                match Sdp::parse(&toward_terminal, usize::MAX) {
                     Ok(answer) => {
                         tracing::info!(?leg, "SIP trunk: call to a phone answered");
                         shared.reports.report(PhoneEvent::Answered { leg, sdp: answer });
+                        session = Some(Renegotiation::new(
+                            dialog.clone(),
+                            body.clone(),
+                            offer.clone(),
+                            media.map_or_else(String::new, |m| m.from_tag.clone()),
+                            id.remote_tag.clone(),
+                        ));
                         answered = Some((body, id));
                     }
                     Err(e) => {
@@ -1042,10 +1669,15 @@ async fn outgoing_leg(
                     shared.reports.report(PhoneEvent::HungUp { leg });
                     return;
                 }
+                DialogState::Updated(_, request, handle) if session.is_some() => {
+                    if let Some(session) = &mut session {
+                        session.network_request(shared, leg, media, &request, handle).await;
+                    }
+                }
                 other => {
                     let (remote, local) = match &answered {
-                        Some((remote, _)) => (remote.as_str(), sdp.as_str()),
-                        None => ("", sdp.as_str()),
+                        Some((remote, _)) => (remote.as_str(), offer.as_str()),
+                        None => ("", offer.as_str()),
                     };
                     answer_in_dialog(&other, remote, local).await;
                 }
@@ -1087,7 +1719,10 @@ async fn outgoing_leg(
                     }
                     return;
                 }
-                Some(LegInput::Command(other)) => unsupported(shared, leg, &other),
+                Some(LegInput::Command(command)) => match (&mut session, command) {
+                    (Some(session), command) => session.command(shared, leg, media, command).await,
+                    (None, other) => unsupported(shared, leg, &other),
+                },
                 None => {
                     let _ = dialog.hangup().await;
                     return;
@@ -1097,21 +1732,133 @@ async fn outgoing_leg(
     }
 }
 
-/// A call from a phone (PROTOCOL.md 4.11 and section 13): `Alerting` → 180, `Answer` → 200 with the
-/// SDP (the ACK confirms), `Release` → the mapped final error before the answer, BYE after; the far
-/// end's CANCEL or BYE → `HungUp`.
+/// A call from a phone (PROTOCOL.md 4.11 and section 13), `call` being its `PhoneEvent::Incoming`.
+/// With `media` (`--rtpengine`), the phone's offer first goes through rtpengine
+/// ([`Step::SipOfferToWebRtc`]) and the switch is told of the call with rtpengine's offer; a
+/// failure there refuses the INVITE with [`media::STATUS_ON_FAILURE`] and nothing rings. The leg's
+/// end, however it ends, deletes the call from rtpengine.
 async fn incoming_leg(
     shared: &Shared,
     leg: PhoneLegId,
+    call: PhoneEvent,
     dialog: InviteDialog,
-    offer: Sdp,
+    media: Option<LegMedia>,
+    mut states: DialogStateReceiver,
+    commands: mpsc::UnboundedReceiver<LegInput>,
+) {
+    let PhoneEvent::Incoming { sdp: offer, .. } = &call else {
+        return;
+    };
+    let offer = offer.as_str().to_owned();
+    let Some(media) = media else {
+        shared.reports.report(call);
+        incoming_dialog(shared, leg, dialog, offer, None, states, commands).await;
+        return;
+    };
+    let passing = media.anchor.pass(
+        leg,
+        Step::SipOfferToWebRtc,
+        &media.call_id,
+        &media.from_tag,
+        "",
+        &offer,
+    );
+    tokio::pin!(passing);
+    // The phone may CANCEL meanwhile.
+    let passed = loop {
+        tokio::select! {
+            passed = &mut passing => break Some(passed),
+            state = states.recv() => match state {
+                Some(DialogState::Terminated(..)) | None => break None,
+                Some(_) => {}
+            }
+        }
+    };
+    // Err: whether rtpengine may hold the call, and whether the INVITE is still to be refused.
+    let toward_terminal = match passed {
+        None => {
+            tracing::info!(?leg, "SIP trunk: the calling phone cancelled");
+            shared.dialogs.remove_dialog(&dialog.id());
+            Err((true, false))
+        }
+        Some(Ok(text)) => Sdp::parse(&text, usize::MAX).map_err(|e| {
+            tracing::warn!(?leg, error = %e, "SIP trunk: rtpengine's offer does not parse");
+            (true, true)
+        }),
+        Some(Err(e)) => Err((e.maybe_done(), true)),
+    };
+    match toward_terminal {
+        Ok(sdp) => {
+            let PhoneEvent::Incoming {
+                leg,
+                from,
+                to,
+                context,
+                ..
+            } = call
+            else {
+                return;
+            };
+            shared.reports.report(PhoneEvent::Incoming {
+                leg,
+                from,
+                to,
+                sdp,
+                context,
+            });
+            let offer = offer.clone();
+            incoming_dialog(shared, leg, dialog, offer, Some(&media), states, commands).await;
+        }
+        Err((maybe_held, refuse)) => {
+            if refuse {
+                refuse_for_media(shared, leg, &dialog);
+            }
+            if !maybe_held {
+                media.anchor.live().remove(&media.call_id);
+                return;
+            }
+        }
+    }
+    media.anchor.delete(leg, &media.call_id).await;
+}
+
+/// Refuses a call from a phone whose media step failed: [`media::STATUS_ON_FAILURE`] with
+/// [`media::REASON_ON_FAILURE`].
+fn refuse_for_media(shared: &Shared, leg: PhoneLegId, dialog: &InviteDialog) {
+    let reason = mapping::reason_header(media::REASON_ON_FAILURE);
+    let status = StatusCode::from(media::STATUS_ON_FAILURE);
+    if let Err(e) = dialog.reject(Some(status), Some(reason)) {
+        tracing::info!(?leg, error = %e, "SIP trunk: final response not sent");
+    }
+    shared.dialogs.remove_dialog(&dialog.id());
+}
+
+/// A call from a phone's SIP side, `offer` being the phone's SDP: `Alerting` → 180, `Answer` → 200
+/// with the SDP (through rtpengine, [`Step::WebRtcAnswerToSip`], with `media`: a failure there
+/// refuses the INVITE with [`media::STATUS_ON_FAILURE`] and is `HungUp`), the ACK confirming;
+/// `Release` → the mapped final error before the answer, BYE after; the far end's CANCEL or BYE →
+/// `HungUp`.
+async fn incoming_dialog(
+    shared: &Shared,
+    leg: PhoneLegId,
+    dialog: InviteDialog,
+    offer: String,
+    media: Option<&LegMedia>,
     mut states: DialogStateReceiver,
     mut commands: mpsc::UnboundedReceiver<LegInput>,
 ) {
-    let mut answer: Option<Sdp> = None;
+    let mut answer: Option<String> = None;
+    // Re-offers, once answered.
+    let mut session: Option<Renegotiation> = None;
     let finish = |shared: &Shared| shared.dialogs.remove_dialog(&dialog.id());
     loop {
         tokio::select! {
+            result = async { session.as_mut().expect("guarded").reply().await },
+                if session.as_ref().is_some_and(Renegotiation::awaits_reply) => {
+                if let Some(session) = &mut session {
+                    session.reply_came(shared, leg, media, result).await;
+                }
+            }
             Some(state) = states.recv() => match state {
                 DialogState::Terminated(_, reason) => {
                     match reason {
@@ -1123,9 +1870,14 @@ async fn incoming_leg(
                     shared.reports.report(PhoneEvent::HungUp { leg });
                     return;
                 }
+                DialogState::Updated(_, request, handle) if session.is_some() => {
+                    if let Some(session) = &mut session {
+                        session.network_request(shared, leg, media, &request, handle).await;
+                    }
+                }
                 other => {
-                    let local = answer.as_ref().map_or("", |a| a.as_str());
-                    answer_in_dialog(&other, offer.as_str(), local).await;
+                    let local = answer.as_deref().unwrap_or("");
+                    answer_in_dialog(&other, &offer, local).await;
                 }
             },
             command = commands.recv() => match command {
@@ -1136,11 +1888,35 @@ async fn incoming_leg(
                     }
                 }
                 Some(LegInput::Command(PhoneCommand::Answer { sdp, .. })) if answer.is_none() => {
-                    let body = sdp.as_str().as_bytes().to_vec();
+                    let toward_phone = match media {
+                        None => Ok(sdp.as_str().to_owned()),
+                        Some(media) => media.anchor.pass(
+                            leg,
+                            Step::WebRtcAnswerToSip,
+                            &media.call_id,
+                            &media.from_tag,
+                            &dialog.id().local_tag,
+                            sdp.as_str(),
+                        ).await,
+                    };
+                    let Ok(toward_phone) = toward_phone else {
+                        refuse_for_media(shared, leg, &dialog);
+                        shared.reports.report(PhoneEvent::HungUp { leg });
+                        return;
+                    };
+                    let body = toward_phone.as_bytes().to_vec();
                     if let Err(e) = dialog.accept(Some(vec![sdp_type()]), Some(body)) {
                         tracing::info!(?leg, error = %e, "SIP trunk: 200 not sent");
                     }
-                    answer = Some(sdp);
+                    let id = dialog.id();
+                    session = Some(Renegotiation::new(
+                        dialog.clone(),
+                        offer.clone(),
+                        toward_phone.clone(),
+                        id.local_tag,
+                        media.map_or(id.remote_tag, |m| m.from_tag.clone()),
+                    ));
+                    answer = Some(toward_phone);
                 }
                 Some(LegInput::Command(PhoneCommand::Release { reason, .. })) => {
                     match mapping::release(Direction::Incoming, answer.is_some(), reason) {
@@ -1158,7 +1934,10 @@ async fn incoming_leg(
                     finish(shared);
                     return;
                 }
-                Some(LegInput::Command(other)) => unsupported(shared, leg, &other),
+                Some(LegInput::Command(command)) => match (&mut session, command) {
+                    (Some(session), command) => session.command(shared, leg, media, command).await,
+                    (None, other) => unsupported(shared, leg, &other),
+                },
                 None => {
                     let _ = dialog.hangup().await;
                     finish(shared);
