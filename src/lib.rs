@@ -5,6 +5,8 @@
 //! - [`phone`]: the phone network interface and the simulated network (section 7).
 //! - [`records`]: call records (section 9): the record builder, the store interface, SQLite.
 //! - [`notifications`]: inbound-call notifications to Redis (section 10).
+//! - [`cluster`]: several nodes as one system (section 14): so far, who owns which number, under
+//!   leases in Redis.
 //! - [`server`]: tokio + tonic: the driver task, the gRPC services, auth, shutdown.
 //! - [`clock`]: the wall clock the switch's `Instant`s are turned into UTC by.
 //! - [`metric_names`]: the Prometheus metrics' names (section 12), shared by every part that counts.
@@ -14,6 +16,7 @@
 #![warn(missing_docs)]
 
 pub mod clock;
+pub mod cluster;
 pub mod core;
 pub mod metric_names;
 pub mod notifications;

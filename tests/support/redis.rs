@@ -83,6 +83,25 @@ impl RedisServer {
         }
     }
 
+    /// Freezes it (SIGSTOP): it holds its connections and answers nothing, as a stalled host would.
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// Thaws it (SIGCONT) after [`RedisServer::pause`].
+    pub fn unpause(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, name: &str) {
+        let child = self.child.as_ref().expect("redis-server runs");
+        let status = std::process::Command::new("kill")
+            .args([format!("-{name}"), child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{name} redis-server");
+    }
+
     /// Starts it again on the same port (stopping it first if it runs), empty, and waits until it
     /// answers PING.
     pub fn restart(&mut self) {
