@@ -2,10 +2,11 @@
 //! rates, keepalives, TLS files, token policy, records, routing file and notifications.
 
 pub use super::auth::TokenPolicy;
-use super::{driver, event_hub, gateway, health, listener, rate_limit, softphone, wire};
+use super::{driver, event_hub, gateway, listener, rate_limit, softphone, wire};
 use crate::core::SwitchConfig;
 use crate::notifications::NotificationsConfig;
 use crate::records::RecordsConfig;
+use crate::telemetry::health;
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -120,7 +121,7 @@ pub struct ServerConfig {
     pub demo_tokens: Option<softphone::DemoTokens>,
     /// The health `GET /healthz` and `GET /readyz` report ([`health`]); [`serve`](super::serve)
     /// marks it draining when shutdown begins. Share a clone with
-    /// [`metrics::install`](super::metrics::install) to serve the same health on the metrics port.
+    /// [`metrics::install`](crate::telemetry::metrics::install) to serve the same health on the metrics port.
     pub health: health::Health,
 }
 

@@ -18,10 +18,8 @@ mod config;
 pub mod driver;
 pub mod event_hub;
 pub mod gateway;
-pub mod health;
 mod http_server;
 pub mod listener;
-pub mod metrics;
 pub mod operator;
 pub mod queries;
 pub mod rate_limit;
@@ -31,6 +29,8 @@ pub mod simulator;
 pub mod softphone;
 pub mod wire;
 
+/// `GET /healthz` and `GET /readyz`, whose handle is [`ServerConfig::health`].
+pub use crate::telemetry::health;
 pub use config::*;
 
 use crate::core::Switch;
@@ -38,6 +38,7 @@ use crate::notifications::Notifier;
 use crate::phone::{PhoneNetwork, PhoneReports};
 use crate::proto::webterminal::web_terminal_service_server::WebTerminalServiceServer;
 use crate::records::Recorder;
+use crate::telemetry::metrics;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
@@ -182,7 +183,7 @@ impl Exchange {
         let (records, record_sink) =
             match crate::records::start(&config.records, crate::clock::wall_clock) {
                 Ok(Some(recorder)) => {
-                    self::metrics::records_configured(true);
+                    metrics::records_configured(true);
                     let sink = recorder.handle();
                     (Ok(recorder), Some(sink))
                 }
@@ -192,7 +193,7 @@ impl Exchange {
                 ),
                 Err(why) => {
                     tracing::error!(%why, "call records: running without records");
-                    self::metrics::records_configured(false);
+                    metrics::records_configured(false);
                     (
                         Err(format!("call records are unavailable: {why}")),
                         Some(crate::records::RecorderHandle::unavailable()),

@@ -203,7 +203,7 @@ pub fn reload_on_hangup(path: PathBuf, driver: DriverHandle) -> tokio::task::Joi
                         "failed"
                     }
                 };
-                metrics::counter!(crate::server::metrics::ROUTING_RELOADS, "result" => result)
+                metrics::counter!(crate::telemetry::metrics::ROUTING_RELOADS, "result" => result)
                     .increment(1);
             }
         }

@@ -14,6 +14,7 @@ use webterminal_core::notifications::{self, NotificationsConfig};
 use webterminal_core::phone::sip::{Cidr, SipConfig};
 use webterminal_core::records::RecordsConfig;
 use webterminal_core::server::{self, wire, PhoneNetworkKind, ServerConfig, TlsFiles, TokenPolicy};
+use webterminal_core::telemetry;
 
 /// `serve`'s options. Each is a flag, an environment variable `WEBTERMINAL_<ID>` and a key `<id>` in
 /// the config file's section named by its help heading (`Phone network` is `[phone_network]`);
@@ -421,7 +422,7 @@ pub(crate) fn run_serve(args: ServeArgs) -> CliResult {
     let metrics_listen = args.metrics_listen;
     runtime.block_on(async move {
         let metrics = match metrics_listen {
-            Some(listen) => Some(server::metrics::install(listen, config.health.clone()).await?),
+            Some(listen) => Some(telemetry::metrics::install(listen, config.health.clone()).await?),
             None => None,
         };
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
