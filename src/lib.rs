@@ -22,6 +22,7 @@ pub mod phone;
 pub mod records;
 pub mod server;
 pub mod telemetry;
+pub mod wire;
 
 /// Generated protobuf and gRPC code for `proto/`. Modules mirror the proto packages (the generated
 /// code refers across them); the short names below are what the rest of the crate uses.

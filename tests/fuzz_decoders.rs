@@ -20,7 +20,7 @@ use webterminal_core::core::{Msisdn, PipeKind, Sdp};
 use webterminal_core::proto::webterminal::WebTerminalMessage;
 use webterminal_core::server::auth::{mint_client_token, mint_token, Verifier, VerifyingKey};
 use webterminal_core::server::routing_file;
-use webterminal_core::server::wire::{parse_request, Limits};
+use webterminal_core::wire::{parse_request, Limits};
 
 const SECRET: &[u8] = b"fuzz-secret";
 

@@ -2,11 +2,12 @@
 //! rates, keepalives, TLS files, token policy, records, routing file and notifications.
 
 pub use super::auth::TokenPolicy;
-use super::{driver, event_hub, gateway, listener, rate_limit, softphone, wire};
+use super::{driver, event_hub, gateway, listener, rate_limit, softphone};
 use crate::core::SwitchConfig;
 use crate::notifications::NotificationsConfig;
 use crate::records::RecordsConfig;
 use crate::telemetry::health;
+use crate::wire;
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;

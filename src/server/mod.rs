@@ -27,7 +27,6 @@ pub mod routing_file;
 pub mod service;
 pub mod simulator;
 pub mod softphone;
-pub mod wire;
 
 /// `GET /healthz` and `GET /readyz`, whose handle is [`ServerConfig::health`].
 pub use crate::telemetry::health;
@@ -39,6 +38,7 @@ use crate::phone::{PhoneNetwork, PhoneReports};
 use crate::proto::webterminal::web_terminal_service_server::WebTerminalServiceServer;
 use crate::records::Recorder;
 use crate::telemetry::metrics;
+use crate::wire;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;

@@ -19,7 +19,7 @@ use crate::server::auth::Verifier;
 use crate::server::driver::DriverHandle;
 use crate::server::event_hub::Watch;
 use crate::server::queries::OperatorQuery;
-use crate::server::wire;
+use crate::wire;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;

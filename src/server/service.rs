@@ -20,7 +20,7 @@ use crate::server::auth::Verifier;
 use crate::server::driver::DetachReason;
 use crate::server::driver::DriverHandle;
 use crate::server::rate_limit::{NumberBudgets, RateLimits};
-use crate::server::wire::{self, Limits};
+use crate::wire::{self, Limits};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -114,7 +114,7 @@ pub(crate) fn print_newcomer_guide(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use webterminal_core::server::wire;
+    use webterminal_core::wire;
 
     #[test]
     fn the_demo_call_body_is_shell_and_json_safe() {

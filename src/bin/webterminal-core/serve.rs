@@ -13,8 +13,9 @@ use webterminal_core::core::SwitchConfig;
 use webterminal_core::notifications::{self, NotificationsConfig};
 use webterminal_core::phone::sip::{Cidr, SipConfig};
 use webterminal_core::records::RecordsConfig;
-use webterminal_core::server::{self, wire, PhoneNetworkKind, ServerConfig, TlsFiles, TokenPolicy};
+use webterminal_core::server::{self, PhoneNetworkKind, ServerConfig, TlsFiles, TokenPolicy};
 use webterminal_core::telemetry;
+use webterminal_core::wire;
 
 /// `serve`'s options. Each is a flag, an environment variable `WEBTERMINAL_<ID>` and a key `<id>` in
 /// the config file's section named by its help heading (`Phone network` is `[phone_network]`);
