@@ -13,6 +13,7 @@
 
 #![warn(missing_docs)]
 
+pub mod auth;
 pub mod clock;
 pub mod core;
 pub mod metric_names;

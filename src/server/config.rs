@@ -1,8 +1,8 @@
 //! What the server is configured with ([`ServerConfig`]) and its defaults: listen address, limits,
 //! rates, keepalives, TLS files, token policy, records, routing file and notifications.
 
-pub use super::auth::TokenPolicy;
 use super::{driver, event_hub, gateway, listener, rate_limit, softphone};
+pub use crate::auth::TokenPolicy;
 use crate::core::SwitchConfig;
 use crate::notifications::NotificationsConfig;
 use crate::records::RecordsConfig;
@@ -53,7 +53,7 @@ pub struct ServerConfig {
     /// Timers and limits of the switch. `phone_network` is overridden by
     /// [`ServerConfig::phone_network`].
     pub switch: SwitchConfig,
-    /// The HS256 secret access tokens may be signed with (see [`auth`](super::auth)). Empty: no HS256 token is
+    /// The HS256 secret access tokens may be signed with (see [`auth`](crate::auth)). Empty: no HS256 token is
     /// accepted (only the keys of [`ServerConfig::tokens`]).
     pub jwt_secret: Vec<u8>,
     /// Which phone network to attach. Default [`PhoneNetworkKind::Sim`].

@@ -6,7 +6,7 @@
 //! - **Auth.** The access token comes in `Sec-WebSocket-Protocol: Bearer, <token>` (answered with
 //!   the subprotocol `Bearer`), in an `Authorization: Bearer <token>` header (clients that are not
 //!   browsers, as grpc-gateway forwards it) or in a cookie `token`; `wg2-msisdn` as a header or a query
-//!   parameter. They are checked exactly as the rpc's metadata is ([`crate::server::auth::Verifier::authenticate`]). A
+//!   parameter. They are checked exactly as the rpc's metadata is ([`crate::auth::Verifier::authenticate`]). A
 //!   token from the cookie is refused when the request's `Origin` is present and neither the
 //!   request's own origin (its `Host`) nor one of [`Gateway::allowed_origins`]: a cross-site page
 //!   must not ride the browser's cookie. The upgrade succeeds even when auth fails, so the browser
@@ -22,9 +22,9 @@
 //!   [`Keepalive::timeout`] is dropped (`Gone`), as is one that has not taken a frame for
 //!   `interval + timeout` (it neither reads nor answers).
 
+use crate::auth::{AuthError, MSISDN_METADATA};
 use crate::core::PipeKind;
 use crate::proto::webterminal::WebTerminalMessage;
-use crate::server::auth::{AuthError, MSISDN_METADATA};
 use crate::server::listener::ConnInfo;
 use crate::server::service::{Inbound, InboundStream, TerminalStream, WebTerminal};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
@@ -194,7 +194,7 @@ impl Credentials {
     }
 
     /// The subscriber the session speaks for, checked as an rpc's metadata is
-    /// ([`crate::server::auth::Verifier::authenticate`]), after the cookie's Origin rule.
+    /// ([`crate::auth::Verifier::authenticate`]), after the cookie's Origin rule.
     fn authenticate(
         &self,
         gateway: &Gateway,

@@ -13,7 +13,6 @@
 //! - [`health`]: `GET /healthz` and `GET /readyz` for load balancers and probes.
 //! - [`serve`]: all of it on one listener, with health, reflection and shutdown (PROTOCOL.md 4.9).
 
-pub mod auth;
 mod config;
 pub mod driver;
 pub mod event_hub;
@@ -28,6 +27,8 @@ pub mod service;
 pub mod simulator;
 pub mod softphone;
 
+/// Access tokens, also named here beside [`ServerConfig`], whose tokens they mint and verify.
+pub use crate::auth;
 /// `GET /healthz` and `GET /readyz`, whose handle is [`ServerConfig::health`].
 pub use crate::telemetry::health;
 pub use config::*;

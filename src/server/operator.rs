@@ -8,6 +8,7 @@
 //! channel that the driver never waits on: a watcher that falls behind is ended with
 //! `RESOURCE_EXHAUSTED`.
 
+use crate::auth::Verifier;
 use crate::core::{
     ByeReason, CallEvent, CallRef, CallStatus, Device, DeviceKind, LiveCall, Msisdn, TerminalId,
 };
@@ -15,7 +16,6 @@ use crate::phone::sim::{Behaviour, SimulatorControl};
 use crate::proto::operator::operator_server::{Operator, OperatorServer};
 use crate::proto::operator::{self as pb};
 use crate::records::{self, CallRecord, PageToken, RecordQuery, RecordStore};
-use crate::server::auth::Verifier;
 use crate::server::driver::DriverHandle;
 use crate::server::event_hub::Watch;
 use crate::server::queries::OperatorQuery;

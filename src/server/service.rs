@@ -12,11 +12,11 @@
 //! `Gone`. The gRPC adapter is the [`WebTerminalService`] impl below: it returns the
 //! [`TerminalStream`] as the response stream.
 
+use crate::auth::Verifier;
 use crate::core::RequestBody;
 use crate::core::{PipeKind, TerminalId};
 use crate::proto::webterminal::web_terminal_service_server::WebTerminalService;
 use crate::proto::webterminal::WebTerminalMessage;
-use crate::server::auth::Verifier;
 use crate::server::driver::DetachReason;
 use crate::server::driver::DriverHandle;
 use crate::server::rate_limit::{NumberBudgets, RateLimits};

@@ -11,8 +11,8 @@ use std::time::Duration;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message as Frame;
 use tokio_tungstenite::WebSocketStream;
+use webterminal_core::auth::{mint_client_token, REQUIRED_SCOPE};
 use webterminal_core::core::Msisdn;
-use webterminal_core::server::auth::{mint_client_token, REQUIRED_SCOPE};
 use webterminal_core::server::{PhoneNetworkKind, ServerConfig};
 
 type Socket<S = tokio::net::TcpStream> = WebSocketStream<S>;
