@@ -16,6 +16,7 @@
 pub mod auth;
 pub mod clock;
 pub mod core;
+pub mod driver;
 pub mod metric_names;
 pub mod notifications;
 mod pacing;

@@ -69,7 +69,7 @@ struct Core {
     addr: std::net::SocketAddr,
     commands: mpsc::UnboundedReceiver<PhoneCommand>,
     reports: PhoneReports,
-    driver: webterminal_core::server::driver::DriverHandle,
+    driver: webterminal_core::driver::DriverHandle,
     stop: oneshot::Sender<()>,
     served: tokio::task::JoinHandle<Result<(), webterminal_core::server::ServeError>>,
 }

@@ -1,9 +1,10 @@
 //! What the server is configured with ([`ServerConfig`]) and its defaults: listen address, limits,
 //! rates, keepalives, TLS files, token policy, records, routing file and notifications.
 
-use super::{driver, event_hub, gateway, listener, rate_limit, softphone};
+use super::{gateway, listener, rate_limit, softphone};
 pub use crate::auth::TokenPolicy;
 use crate::core::SwitchConfig;
+use crate::driver::{self, event_hub};
 use crate::notifications::NotificationsConfig;
 use crate::records::RecordsConfig;
 use crate::telemetry::health;

@@ -14,13 +14,10 @@
 //! - [`serve`]: all of it on one listener, with health, reflection and shutdown (PROTOCOL.md 4.9).
 
 mod config;
-pub mod driver;
-pub mod event_hub;
 pub mod gateway;
 mod http_server;
 pub mod listener;
 pub mod operator;
-pub mod queries;
 pub mod rate_limit;
 pub mod routing_file;
 pub mod service;
@@ -34,6 +31,7 @@ pub use crate::telemetry::health;
 pub use config::*;
 
 use crate::core::Switch;
+use crate::driver::{self, event_hub};
 use crate::notifications::Notifier;
 use crate::phone::{PhoneNetwork, PhoneReports};
 use crate::proto::webterminal::web_terminal_service_server::WebTerminalServiceServer;

@@ -2,8 +2,8 @@
 //! replay, the live calls, presence, ending a call, and the call records (section 9).
 //!
 //! Shape: the driver task owns the switch and the
-//! [`EventHub`](crate::server::event_hub::EventHub), and answers [`OperatorQuery`]s
-//! between two inputs ([`super::queries`]), so a `ListCalls` snapshot and the sequence it reflects,
+//! [`EventHub`](crate::driver::event_hub::EventHub), and answers [`OperatorQuery`]s
+//! between two inputs ([`crate::driver::queries`]), so a `ListCalls` snapshot and the sequence it reflects,
 //! or a watcher's replay and its subscription, are taken atomically. Events reach watchers through a bounded broadcast
 //! channel that the driver never waits on: a watcher that falls behind is ended with
 //! `RESOURCE_EXHAUSTED`.
@@ -12,13 +12,13 @@ use crate::auth::Verifier;
 use crate::core::{
     ByeReason, CallEvent, CallRef, CallStatus, Device, DeviceKind, LiveCall, Msisdn, TerminalId,
 };
+use crate::driver::event_hub::Watch;
+use crate::driver::queries::OperatorQuery;
+use crate::driver::DriverHandle;
 use crate::phone::sim::{Behaviour, SimulatorControl};
 use crate::proto::operator::operator_server::{Operator, OperatorServer};
 use crate::proto::operator::{self as pb};
 use crate::records::{self, CallRecord, PageToken, RecordQuery, RecordStore};
-use crate::server::driver::DriverHandle;
-use crate::server::event_hub::Watch;
-use crate::server::queries::OperatorQuery;
 use crate::wire;
 use std::pin::Pin;
 use std::sync::Arc;

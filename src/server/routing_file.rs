@@ -8,7 +8,7 @@ use crate::core::{
     Group, GroupError, GroupTable, Member, Msisdn, Strategy, DEFAULT_MEMBER_RING_TIMEOUT,
     DEFAULT_QUEUE_TIMEOUT,
 };
-use crate::server::driver::DriverHandle;
+use crate::driver::DriverHandle;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -15,10 +15,10 @@
 use crate::auth::Verifier;
 use crate::core::RequestBody;
 use crate::core::{PipeKind, TerminalId};
+use crate::driver::DetachReason;
+use crate::driver::DriverHandle;
 use crate::proto::webterminal::web_terminal_service_server::WebTerminalService;
 use crate::proto::webterminal::WebTerminalMessage;
-use crate::server::driver::DetachReason;
-use crate::server::driver::DriverHandle;
 use crate::server::rate_limit::{NumberBudgets, RateLimits};
 use crate::wire::{self, Limits};
 use std::future::Future;
@@ -267,8 +267,8 @@ impl Reader {
     async fn run(
         self,
         msisdn: crate::core::Msisdn,
-        outbound: crate::server::driver::Outbound,
-        registered: oneshot::Sender<Result<(), crate::server::driver::DriverError>>,
+        outbound: crate::driver::Outbound,
+        registered: oneshot::Sender<Result<(), crate::driver::DriverError>>,
         mut inbound: impl InboundStream,
         mut gone: oneshot::Receiver<()>,
         failed: oneshot::Sender<Status>,

@@ -23,6 +23,7 @@ use tonic::transport::Channel;
 use tonic::{Code, Status, Streaming};
 use webterminal_core::auth::{mint_token, REQUIRED_SCOPE};
 use webterminal_core::core::Msisdn;
+use webterminal_core::driver::{DriverHandle, DriverStats};
 use webterminal_core::proto::common::PhoneNumber;
 use webterminal_core::proto::simulator::simulated_phone_network_client::SimulatedPhoneNetworkClient;
 use webterminal_core::proto::simulator::{Behaviour, PhoneRequest, SetBehaviourRequest};
@@ -31,7 +32,6 @@ use webterminal_core::proto::webterminal::web_terminal_service_client::WebTermin
 use webterminal_core::proto::webterminal::{
     action, bye, error, Action, Answer, Bye, Offer, Ringing, ToPhone, Transfer, WebTerminalMessage,
 };
-use webterminal_core::server::driver::{DriverHandle, DriverStats};
 use webterminal_core::server::{Exchange, PhoneNetworkKind, ServeError, ServerConfig};
 
 pub use webterminal_core::proto::webterminal::bye::Reason;

@@ -9,17 +9,23 @@
 //! Back-pressure: a terminal whose outbound queue is full is a slow consumer. It is dropped at once
 //! (its response stream ends, its calls end as PROTOCOL.md 4.8 says) rather than letting one slow
 //! client stall the switch for everyone.
+//!
+//! The driver also owns what only it may touch between two inputs: the [`event_hub`] every call
+//! event is published into, and the operator API's [`queries`] it answers with the switch.
+
+pub mod event_hub;
+pub mod queries;
 
 use crate::core::Msisdn;
 use crate::core::{
     Output, PhoneEvent, PipeKind, RegisterError, Rejection, Request, Router, Switch, TerminalId,
 };
+use crate::driver::event_hub::EventHub;
+use crate::driver::queries::OperatorQuery;
 use crate::notifications::NotifierHandle;
 use crate::phone::PhoneNetwork;
 use crate::proto::webterminal::WebTerminalMessage;
 use crate::records::RecorderHandle;
-use crate::server::event_hub::EventHub;
-use crate::server::queries::OperatorQuery;
 use crate::telemetry::metrics::DriverMetrics;
 use crate::wire;
 use std::collections::HashMap;
