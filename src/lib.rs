@@ -19,6 +19,7 @@ pub mod core;
 pub mod driver;
 pub mod metric_names;
 pub mod notifications;
+pub mod operator;
 mod pacing;
 pub mod phone;
 pub mod records;

@@ -3,7 +3,7 @@
 //!
 //! Every E.164 number has a simulated phone. By default it rings when called and never answers by
 //! itself; it accepts a handover at once; it answers a re-offer at once. Per number, the operator API
-//! (`webterminal.core.v1.SimulatedPhoneNetwork`, served by `crate::server::simulator`) or the
+//! (`webterminal.core.v1.SimulatedPhoneNetwork`, served by `crate::operator::simulator`) or the
 //! configuration can make it answer, decline, be busy or be unreachable ([`Behaviour`]), and can
 //! answer, reject or hang up its calls by hand ([`Operation`]).
 //!
@@ -57,7 +57,7 @@ pub enum Operation {
 }
 
 /// Why an operator request to the simulated phone network failed. The operator API maps it to a gRPC
-/// status in `crate::server::simulator`.
+/// status in `crate::operator::simulator`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
 pub enum SimError {
     /// [`Operation::Answer`] or [`Operation::Reject`] on a phone where nothing rings (`NOT_FOUND`).

@@ -17,11 +17,9 @@ mod config;
 pub mod gateway;
 mod http_server;
 pub mod listener;
-pub mod operator;
 pub mod rate_limit;
 pub mod routing_file;
 pub mod service;
-pub mod simulator;
 pub mod softphone;
 
 /// Access tokens, also named here beside [`ServerConfig`], whose tokens they mint and verify.
@@ -33,6 +31,7 @@ pub use config::*;
 use crate::core::Switch;
 use crate::driver::{self, event_hub};
 use crate::notifications::Notifier;
+use crate::operator::{self, simulator};
 use crate::phone::{PhoneNetwork, PhoneReports};
 use crate::proto::webterminal::web_terminal_service_server::WebTerminalServiceServer;
 use crate::records::Recorder;
