@@ -26,7 +26,7 @@ use webterminal_core::core::Msisdn;
 use webterminal_core::driver::DriverHandle;
 use webterminal_core::proto::simulator::simulated_phone_network_client::SimulatedPhoneNetworkClient;
 use webterminal_core::proto::simulator::{DialRequest, PhoneRequest};
-use webterminal_core::server::softphone::DemoTokens;
+use webterminal_core::server::DemoTokens;
 use webterminal_core::server::{Exchange, PhoneNetworkKind, ServerConfig};
 
 const SECRET: &[u8] = b"browser-test-secret";

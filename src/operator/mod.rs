@@ -9,7 +9,7 @@
 //! atomically. Events reach watchers through a bounded broadcast channel that the driver never
 //! waits on: a watcher that falls behind is ended with `RESOURCE_EXHAUSTED`.
 //!
-//! - [`service`]: the tonic service, one method an rpc.
+//! - [`service`](mod@service): the tonic service, one method an rpc.
 //! - [`mapping`]: core values to the operator API's protobuf messages.
 //! - [`simulator`]: `webterminal.core.v1.SimulatedPhoneNetwork`, served with the simulated network.
 

@@ -1,10 +1,14 @@
 //! What the server is configured with ([`ServerConfig`]) and its defaults: listen address, limits,
 //! rates, keepalives, TLS files, token policy, records, routing file and notifications.
 
-use super::{gateway, listener, rate_limit, softphone};
 pub use crate::auth::TokenPolicy;
 use crate::core::SwitchConfig;
-use crate::driver::{self, event_hub};
+use crate::driver;
+pub use crate::driver::event_hub::EventLimits;
+pub use crate::edge::gateway::Keepalive;
+pub use crate::edge::listener::ConnectionLimits;
+use crate::edge::rate_limit;
+pub use crate::edge::softphone::DemoTokens;
 use crate::notifications::NotificationsConfig;
 use crate::records::RecordsConfig;
 use crate::telemetry::health;
@@ -96,10 +100,10 @@ pub struct ServerConfig {
     /// above: no subscriber is rung more often by one caller. `None` (the default): the per-number
     /// attempt rate, so that it bites when that is raised explicitly (a dialler).
     pub offers_per_second_per_callee: Option<u32>,
-    /// Caps on connections and deadlines for silent and idle ones ([`listener`]).
-    pub connections: listener::ConnectionLimits,
+    /// Caps on connections and deadlines for silent and idle ones ([`listener`](crate::edge::listener)).
+    pub connections: ConnectionLimits,
     /// The operator API's event buffers (PROTOCOL.md section 8).
-    pub events: event_hub::EventLimits,
+    pub events: EventLimits,
     /// Where call records are kept (PROTOCOL.md section 9). Default [`RecordsConfig::None`]:
     /// none (the CLI's default is a SQLite file in the core's data directory).
     pub records: RecordsConfig,
@@ -112,15 +116,15 @@ pub struct ServerConfig {
     pub notifications: Option<NotificationsConfig>,
     /// Keepalive pings, HTTP/2 and WebSocket: their interval and how long one may go unanswered
     /// before the peer is dropped. Default [`KEEPALIVE_INTERVAL`], [`KEEPALIVE_TIMEOUT`].
-    pub keepalive: gateway::Keepalive,
+    pub keepalive: Keepalive,
     /// Origins (`scheme://host[:port]`) besides the core's own whose pages may open a WebSocket
-    /// with the `token` cookie (PROTOCOL.md section 11, [`gateway`]). Default: none.
+    /// with the `token` cookie (PROTOCOL.md section 11, [`gateway`](crate::edge::gateway)). Default: none.
     pub allowed_origins: Vec<String>,
-    /// The demo token endpoint of the softphone page ([`softphone::demo_router`]): `Some` only when
+    /// The demo token endpoint of the softphone page ([`demo_router`](crate::edge::softphone::demo_router)): `Some` only when
     /// [`ServerConfig::jwt_secret`] is a demo secret the server made and keeps itself (the CLI's
     /// `serve` without `--jwt-secret`), since whoever reaches the listener may then mint a token for
     /// any number. Default `None`: off.
-    pub demo_tokens: Option<softphone::DemoTokens>,
+    pub demo_tokens: Option<DemoTokens>,
     /// The health `GET /healthz` and `GET /readyz` report ([`health`]); [`serve`](super::serve)
     /// marks it draining when shutdown begins. Share a clone with
     /// [`metrics::install`](crate::telemetry::metrics::install) to serve the same health on the metrics port.
@@ -165,13 +169,13 @@ impl ServerConfig {
             messages_per_second_per_number: None,
             call_attempts_per_second_per_number: None,
             offers_per_second_per_callee: None,
-            connections: listener::ConnectionLimits::default(),
+            connections: ConnectionLimits::default(),
             health: health::Health::new(),
-            events: event_hub::EventLimits::default(),
+            events: EventLimits::default(),
             records: RecordsConfig::None,
             routing: None,
             notifications: None,
-            keepalive: gateway::Keepalive {
+            keepalive: Keepalive {
                 interval: KEEPALIVE_INTERVAL,
                 timeout: KEEPALIVE_TIMEOUT,
             },

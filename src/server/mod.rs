@@ -1,26 +1,18 @@
-//! tokio + tonic around the sans-IO switch: the driver task that owns it, the gRPC services,
-//! authentication and graceful shutdown (docs/ARCHITECTURE.md, "One way through").
+//! The composition root: [`Exchange`] (and [`serve`], its shorthand) builds each room, wires them
+//! together and serves them on one listener, with health, reflection and graceful shutdown
+//! (docs/ARCHITECTURE.md, "The shape of the house"; PROTOCOL.md 4.9). Nothing below imports it.
 //!
-//! - [`wire`]: protobuf ↔ core messages, in one place.
-//! - [`auth`]: access tokens (PROTOCOL.md sections 1, 6).
-//! - [`driver`]: the one task that owns the [`Switch`].
-//! - [`service`]: `WebTerminalService` (`Pipe`, `MultiPipe`) and the terminal session it drives.
-//! - [`gateway`]: the same sessions over WebSockets, for browsers (PROTOCOL.md section 11).
-//! - [`simulator`]: the simulated phone network's operator API (PROTOCOL.md section 7).
-//! - [`listener`]: the connection edge: caps, accept back-off, handshake and idle deadlines.
-//! - [`rate_limit`]: rate limits per terminal, per number and per caller and callee (section 6).
-//! - [`softphone`]: the softphone page at `GET /` and the demo token endpoint (section 11).
-//! - [`health`]: `GET /healthz` and `GET /readyz` for load balancers and probes.
-//! - [`serve`]: all of it on one listener, with health, reflection and shutdown (PROTOCOL.md 4.9).
+//! - [`ServerConfig`]: what the server is configured with, and its defaults; the types of its
+//!   fields are re-exported here, where embedders find them.
+//! - [`routing_file`]: the routing file's groups, read at start and again on `SIGHUP`.
+//!
+//! The rooms it wires: the [`driver`] that owns the switch, the transport
+//! [`edge`](crate::edge) (listener, gRPC and WebSocket sessions, softphone page), access tokens
+//! ([`auth`]), the [`operator`] API, [`telemetry`](crate::telemetry), and the
+//! phone network, call records and notifications.
 
 mod config;
-pub mod gateway;
-mod http_server;
-pub mod listener;
-pub mod rate_limit;
 pub mod routing_file;
-pub mod service;
-pub mod softphone;
 
 /// Access tokens, also named here beside [`ServerConfig`], whose tokens they mint and verify.
 pub use crate::auth;
@@ -30,6 +22,7 @@ pub use config::*;
 
 use crate::core::Switch;
 use crate::driver::{self, event_hub};
+use crate::edge::{gateway, http_server, listener, session, softphone};
 use crate::notifications::Notifier;
 use crate::operator::{self, simulator};
 use crate::phone::{PhoneNetwork, PhoneReports};
@@ -349,7 +342,7 @@ impl Exchange {
             max_sdp_bytes: config.max_sdp_bytes,
         };
         let sessions = Arc::new(
-            service::WebTerminal::new(
+            session::WebTerminal::new(
                 driver.clone(),
                 verifier.clone(),
                 limits,
@@ -362,7 +355,7 @@ impl Exchange {
 
         let (health, health_service) = tonic_health::server::health_reporter();
         health
-            .set_serving::<WebTerminalServiceServer<service::WebTerminal>>()
+            .set_serving::<WebTerminalServiceServer<session::WebTerminal>>()
             .await;
         let reflection = || {
             tonic_reflection::server::Builder::configure()
@@ -453,7 +446,7 @@ impl Exchange {
         tracing::info!("shutting down: no new connections, Bye{{SERVER_SHUTDOWN}} on every leg");
         config.health.start_draining();
         health
-            .set_not_serving::<WebTerminalServiceServer<service::WebTerminal>>()
+            .set_not_serving::<WebTerminalServiceServer<session::WebTerminal>>()
             .await;
         let _ = stop.send(());
         let drain = async {
@@ -654,7 +647,10 @@ mod tests {
         assert_eq!(config.outbound_queue_capacity(), 456);
         config.messages_per_second = 0;
         config.call_attempts_per_second = 0;
-        assert_eq!(config.rate_limits(), rate_limit::RateLimits::UNLIMITED);
+        assert_eq!(
+            config.rate_limits(),
+            crate::edge::rate_limit::RateLimits::UNLIMITED
+        );
         assert_eq!(config.outbound_queue_capacity(), 256);
         config.call_attempts_per_second_per_number = Some(100);
         config.offers_per_second_per_callee = Some(1);

@@ -24,9 +24,9 @@
 
 use crate::auth::{AuthError, MSISDN_METADATA};
 use crate::core::PipeKind;
+use crate::edge::listener::ConnInfo;
+use crate::edge::session::{Inbound, InboundStream, TerminalStream, WebTerminal};
 use crate::proto::webterminal::WebTerminalMessage;
-use crate::server::listener::ConnInfo;
-use crate::server::service::{Inbound, InboundStream, TerminalStream, WebTerminal};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, Request, State};
 use axum::response::{IntoResponse, Response};

@@ -1,6 +1,6 @@
 //! The `wgtwo.webterminal.v0.WebTerminalService` gRPC service: `Pipe` and `MultiPipe` (PROTOCOL.md
 //! sections 1 and 3), and the terminal session both it and the browsers' WebSocket gateway
-//! ([`crate::server::gateway`], section 11) drive.
+//! ([`crate::edge::gateway`], section 11) drive.
 //!
 //! Each rpc (or WebSocket) is one terminal. The transport authenticates the token before any
 //! message ([`Verifier`]) and hands the session its inbound messages as an [`InboundStream`];
@@ -17,9 +17,9 @@ use crate::core::RequestBody;
 use crate::core::{PipeKind, TerminalId};
 use crate::driver::DetachReason;
 use crate::driver::DriverHandle;
+use crate::edge::rate_limit::{NumberBudgets, RateLimits};
 use crate::proto::webterminal::web_terminal_service_server::WebTerminalService;
 use crate::proto::webterminal::WebTerminalMessage;
-use crate::server::rate_limit::{NumberBudgets, RateLimits};
 use crate::wire::{self, Limits};
 use std::future::Future;
 use std::pin::Pin;
