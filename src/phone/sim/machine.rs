@@ -27,7 +27,7 @@ struct PhoneLeg {
 }
 
 /// The state machine of the simulated phone network: every number's [`Behaviour`] and every leg on
-/// a simulated phone. Synchronous and clock-free; [`SimulatedPhoneNetwork::start`] runs it on a task.
+/// a simulated phone. Synchronous and clock-free; [`SimulatedPhoneNetwork::start`](super::SimulatedPhoneNetwork::start) runs it on a task.
 ///
 /// Every input returns the [`PhoneEvent`]s it causes, in order, for the caller to report.
 #[derive(Debug, Default)]
