@@ -1,9 +1,9 @@
 //! The accept loop: caps on open connections, in total and per source address, and a back-off on
 //! accept errors that name an exhausted resource.
 
-use super::{Conn, ConnectionLimits};
+use super::conn::Conn;
+use super::limits::{ConnectionLimits, Counts, Slot};
 use crate::pacing::{Backoff, LogThrottle};
-use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::net::IpAddr;
@@ -24,33 +24,6 @@ const MIN_BACKOFF: Duration = Duration::from_millis(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// Connections accepted (and refused) in one poll before the accept loop yields to other tasks.
 const ACCEPTS_PER_POLL: usize = 64;
-
-/// Open connections, in total and per source address.
-#[derive(Debug, Default)]
-pub(super) struct Counts {
-    total: usize,
-    per_ip: HashMap<IpAddr, usize>,
-}
-
-/// One open connection's place in the [`Counts`]; given back when dropped.
-#[derive(Debug)]
-pub(super) struct Slot {
-    counts: Arc<Mutex<Counts>>,
-    ip: IpAddr,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        counts.total -= 1;
-        if let Some(n) = counts.per_ip.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                counts.per_ip.remove(&self.ip);
-            }
-        }
-    }
-}
 
 /// Is this accept error an exhausted resource (descriptors, buffers, memory), which retrying at
 /// once cannot cure?

@@ -1,7 +1,7 @@
 //! One accepted connection and its deadlines: the handshake deadline until its first rpc opens,
 //! the idle deadline whenever no rpc is open.
 
-use super::accept::Slot;
+use super::limits::Slot;
 use atomic_waker::AtomicWaker;
 use std::future::Future;
 use std::io;

@@ -1,6 +1,10 @@
 //! How many connections may be open, and how long one may take: [`ConnectionLimits`], its
-//! defaults, and the caps sized from the process's open-file limit.
+//! defaults, the caps sized from the process's open-file limit, and the count of open connections
+//! they cap (each connection holds a [`Slot`] in it).
 
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Default deadline for a new connection to complete its handshake (TLS, HTTP/2 preface and
@@ -64,6 +68,33 @@ impl ConnectionLimits {
 /// but [`RESERVED_DESCRIPTORS`], and at least 16.
 pub fn default_max_connections(open_files: u64) -> usize {
     usize::try_from(open_files.saturating_sub(RESERVED_DESCRIPTORS).max(16)).unwrap_or(usize::MAX)
+}
+
+/// Open connections, in total and per source address.
+#[derive(Debug, Default)]
+pub(super) struct Counts {
+    pub(super) total: usize,
+    pub(super) per_ip: HashMap<IpAddr, usize>,
+}
+
+/// One open connection's place in the [`Counts`]; given back when dropped.
+#[derive(Debug)]
+pub(super) struct Slot {
+    pub(super) counts: Arc<Mutex<Counts>>,
+    pub(super) ip: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        counts.total -= 1;
+        if let Some(n) = counts.per_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                counts.per_ip.remove(&self.ip);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

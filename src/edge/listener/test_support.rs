@@ -1,7 +1,9 @@
 //! What the listener's tests share: a listener on loopback, caps, and a client's and a server's
 //! view of a connection closing. Real sockets; tokio's clock paused where a deadline is waited for.
 
-use super::{Conn, ConnectionLimits, Incoming};
+use super::accept::Incoming;
+use super::conn::Conn;
+use super::limits::ConnectionLimits;
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -1,7 +1,8 @@
 //! The simulated phones' state machine: every number's [`Behaviour`] and every leg on a simulated
 //! phone, synchronous and clock-free; each input returns the [`PhoneEvent`]s it causes.
 
-use super::{generated_answer_sdp, generated_sdp, Behaviour, Operation, SimError};
+use super::behaviour::{Behaviour, Operation, SimError};
+use super::sdp::{generated_answer_sdp, generated_sdp};
 use crate::core::{CallContext, Msisdn, PhoneCommand, PhoneEvent, PhoneLegId, PhoneRejection, Sdp};
 use std::collections::{BTreeMap, HashMap};
 

@@ -1,7 +1,8 @@
 //! The simulator task: the one owner of the [`SimulatedPhones`], fed by the switch's commands
 //! ([`SimulatedPhoneNetwork`]) and the operator's requests ([`SimulatorControl`]).
 
-use super::{Behaviour, Operation, SimError, SimulatedPhones};
+use super::behaviour::{Behaviour, Operation, SimError};
+use super::machine::SimulatedPhones;
 use crate::core::{CallContext, Msisdn, PhoneCommand};
 use crate::phone::{PhoneNetwork, PhoneReports};
 use std::fmt;

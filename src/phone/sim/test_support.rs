@@ -2,7 +2,7 @@
 
 use crate::core::{ByeReason, Msisdn, PhoneCommand, PhoneLegId};
 
-use super::generated_sdp;
+use super::sdp::generated_sdp;
 
 pub(super) fn n(s: &str) -> Msisdn {
     Msisdn::parse(s).unwrap()
