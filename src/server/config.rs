@@ -250,3 +250,36 @@ impl fmt::Debug for ServerConfig {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &[u8] = b"server test secret";
+
+    #[test]
+    fn per_number_limits_follow_the_per_terminal_ones_unless_set() {
+        let mut config = ServerConfig::new(SECRET);
+        let limits = config.rate_limits();
+        assert_eq!(
+            (
+                limits.messages_per_second,
+                limits.call_attempts_per_second,
+                limits.messages_per_second_per_number,
+                limits.call_attempts_per_second_per_number,
+                limits.offers_per_second_per_callee
+            ),
+            (100, 10, 500, 10, 10)
+        );
+        assert_eq!(config.outbound_queue_capacity(), 456);
+        config.messages_per_second = 0;
+        config.call_attempts_per_second = 0;
+        assert_eq!(config.rate_limits(), rate_limit::RateLimits::UNLIMITED);
+        assert_eq!(config.outbound_queue_capacity(), 256);
+        config.call_attempts_per_second_per_number = Some(100);
+        config.offers_per_second_per_callee = Some(1);
+        let limits = config.rate_limits();
+        assert_eq!(limits.call_attempts_per_second_per_number, 100);
+        assert_eq!(limits.offers_per_second_per_callee, 1);
+    }
+}
