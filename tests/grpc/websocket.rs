@@ -566,7 +566,7 @@ async fn http1_get(core: &TestCore, path: &str) -> (u16, String) {
 #[tokio::test]
 async fn plain_http1_requests_are_served_on_the_grpc_port() {
     let core = TestCore::start(no_phones()).await;
-    // GET / is the softphone page (src/server/softphone.rs), which opens /multipipe from its script.
+    // GET / is the softphone page (src/edge/softphone.rs), which opens /multipipe from its script.
     let (status, body) = http1_get(&core, "/").await;
     assert_eq!(status, 200);
     assert!(body.contains("/softphone/app.js"), "{body}");
