@@ -326,7 +326,7 @@ impl Exchange {
         };
         let prepared = routing.map_err(ServeError::from).and_then(|reload| {
             let verifier = auth::Verifier::from_policy(&config.jwt_secret, &config.tokens)?;
-            let tls = tls::acceptor(config.tls.as_ref())?;
+            let tls = tls::acceptor(config.tls.as_ref()).map_err(ServeError::Tls)?;
             Ok((reload, verifier, tls))
         });
         // The SIGHUP reloads go on while this serves.

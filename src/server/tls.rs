@@ -4,14 +4,16 @@
 //! [`ServerConfig::tls`]: super::ServerConfig::tls
 
 use super::config::TlsFiles;
-use super::ServeError;
 use std::sync::Arc;
 
 /// The TLS acceptor for `tls`'s certificate chain and key (ALPN `h2` and `http/1.1`: gRPC and
 /// browsers on one port), or `None` for plaintext.
+///
+/// # Errors
+/// What is wrong with which file, in words.
 pub(super) fn acceptor(
     tls: Option<&TlsFiles>,
-) -> Result<Option<tokio_rustls::TlsAcceptor>, ServeError> {
+) -> Result<Option<tokio_rustls::TlsAcceptor>, String> {
     use tokio_rustls::rustls;
     use tokio_rustls::rustls::pki_types::pem::PemObject;
     use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -19,25 +21,24 @@ pub(super) fn acceptor(
         return Ok(None);
     };
     let read = |path: &std::path::Path, what: &str, marker: &str| {
-        let pem = std::fs::read(path).map_err(|e| {
-            ServeError::Tls(format!("cannot read the {what} {}: {e}", path.display()))
-        })?;
+        let pem = std::fs::read(path)
+            .map_err(|e| format!("cannot read the {what} {}: {e}", path.display()))?;
         if !String::from_utf8_lossy(&pem).contains(marker) {
-            return Err(ServeError::Tls(format!(
+            return Err(format!(
                 "the {what} {} holds no PEM '{marker}' block",
                 path.display()
-            )));
+            ));
         }
         Ok(pem)
     };
     let cert = read(&files.cert, "certificate file", "CERTIFICATE-----")?;
     let key = read(&files.key, "private key file", "PRIVATE KEY-----")?;
     let unusable = |why: String| {
-        ServeError::Tls(format!(
+        format!(
             "cannot use the certificate {} with the key {}: {why}",
             files.cert.display(),
             files.key.display()
-        ))
+        )
     };
     let chain = CertificateDer::pem_slice_iter(&cert)
         .collect::<Result<Vec<_>, _>>()
