@@ -205,13 +205,17 @@ impl Exchange {
             switch.set_router(Box::new(groups.clone()));
         }
         let notifier = config.notifications.as_ref().map(Notifier::start);
-        let (driver, driver_task) = driver::spawn_with_sinks(
+        let (driver, driver_task) = driver::spawn(
             switch,
-            event_hub::EventHub::new(config.events),
-            phone,
-            phone_events,
-            record_sink,
-            notifier.as_ref().map(Notifier::handle),
+            driver::PhoneLink {
+                network: phone,
+                events: phone_events,
+            },
+            driver::Sinks {
+                events: event_hub::EventHub::new(config.events),
+                records: record_sink,
+                notifications: notifier.as_ref().map(Notifier::handle),
+            },
         );
         let routing = routing.map(|groups| {
             let path = config.routing.clone().filter(|_| groups.is_some())?;
