@@ -7,7 +7,7 @@ use super::Switch;
 use crate::core::context::CallContext;
 use crate::core::message::{ErrorCode, NoticeBody, Output, PhoneCommand, Rejection};
 use crate::core::reason::ByeReason;
-use crate::core::types::{PhoneLegId, Sdp, TerminalId};
+use crate::core::types::{Msisdn, PhoneLegId, Sdp, TerminalId};
 use std::time::Instant;
 
 /// How a pending negotiation ends.
@@ -185,6 +185,22 @@ impl Switch {
             established.legs[party.other() as usize],
         )?;
         let peer = call.side(party.other()).msisdn.clone();
+        self.bring_up_phone(now, key, party, msisdn, peer);
+        tracing::info!(?key, ?terminal, "handover to phone requested");
+        Ok(())
+    }
+
+    /// `party`'s side of established call `key` moves to `msisdn`'s mobile phone as in a handover
+    /// (4.6): a new phone leg, a handover negotiation, and the network asked to bring the phone up
+    /// with `peer` as the far party. A transfer with no terminal to take it ends the same way (4.12).
+    pub(super) fn bring_up_phone(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        party: Party,
+        msisdn: Msisdn,
+        peer: Msisdn,
+    ) {
         let phone = self.new_phone_leg(key);
         let purpose = Purpose::HandOver {
             phone,
@@ -197,8 +213,6 @@ impl Switch {
                 msisdn,
                 peer,
             }));
-        tracing::info!(?key, ?terminal, "handover to phone requested");
-        Ok(())
     }
 
     /// The party of established call `key` whose active leg is `terminal`, with the call's state.

@@ -3,11 +3,11 @@
 //! makes one, so the side is left vacant (as in the reconnect grace, 4.8) until a terminal of the
 //! new number pulls it, or the new number's phone comes up as in a handover.
 
-use super::call::{CallKey, CallState, Leg, Party, Purpose, Side};
+use super::call::{CallKey, CallState, Leg, Party, Side};
 use super::timers::TimerKind;
 use super::Switch;
 use crate::core::groups::Group;
-use crate::core::message::{ErrorCode, NoticeBody, Output, PhoneCommand, Rejection};
+use crate::core::message::{ErrorCode, NoticeBody, Rejection};
 use crate::core::reason::ByeReason;
 use crate::core::router::Route;
 use crate::core::types::{CallId, Msisdn, TerminalId};
@@ -120,18 +120,7 @@ impl Switch {
         } else if self.config.phone_network && shown.is_none() {
             // 4.12: no terminal can take it: `to`'s phone comes up as in a handover (4.6).
             self.refresh_views(&to, Some(key));
-            let phone = self.new_phone_leg(key);
-            let purpose = Purpose::HandOver {
-                phone,
-                far_offered: false,
-            };
-            self.begin_negotiation(now, key, party, purpose);
-            self.outputs
-                .push_back(Output::Phone(PhoneCommand::HandOver {
-                    leg: phone,
-                    msisdn: to,
-                    peer: far,
-                }));
+            self.bring_up_phone(now, key, party, to, far);
         } else {
             let reason = if busy {
                 ByeReason::Busy
