@@ -229,12 +229,7 @@ impl Switch {
         let t = &self.terminals[&terminal];
         match t.kind {
             PipeKind::MultiPipe => {
-                let Some(id) = call_id else {
-                    return Err(Rejection::new(
-                        ErrorCode::InvalidCallId,
-                        "call_id is required",
-                    ));
-                };
+                let id = required_call_id(call_id)?;
                 self.subscribers
                     .get(&t.msisdn)
                     .and_then(|s| s.calls.get(&id))
@@ -383,4 +378,10 @@ impl Switch {
             CallState::Ringing(_) => unreachable!("call {key:?} is not established"),
         }
     }
+}
+
+/// A MultiPipe names every call by its id (section 3): a message of one without a `call_id` is
+/// refused with `INVALID_CALL_ID`, whether it starts a call or speaks of one.
+fn required_call_id(call_id: Option<CallId>) -> Result<CallId, Rejection> {
+    call_id.ok_or_else(|| Rejection::new(ErrorCode::InvalidCallId, "call_id is required"))
 }

@@ -3,7 +3,7 @@
 
 use super::call::{Call, CallKey, CallState, Leg, Ringing, Side};
 use super::timers::TimerKind;
-use super::Switch;
+use super::{required_call_id, Switch};
 use crate::core::context::CallContext;
 use crate::core::events::{CallRef, CallStatus};
 use crate::core::message::{ErrorCode, NoticeBody, Output, PhoneCommand, Rejection};
@@ -38,14 +38,9 @@ impl Switch {
                 "offer.msisdn is the terminal's own number",
             ));
         }
-        let id = match (t.kind, call_id) {
-            (PipeKind::MultiPipe, None) => {
-                return Err(Rejection::new(
-                    ErrorCode::InvalidCallId,
-                    "call_id is required",
-                ))
-            }
-            (PipeKind::MultiPipe, Some(id)) => {
+        let id = match t.kind {
+            PipeKind::MultiPipe => {
+                let id = required_call_id(call_id)?;
                 if self
                     .subscribers
                     .get(&from)
@@ -59,7 +54,7 @@ impl Switch {
                 Some(id)
             }
             // A Pipe's call_id is ignored: the core makes the caller side's id.
-            (PipeKind::Pipe, _) => None,
+            PipeKind::Pipe => None,
         };
         if !self.has_room(t) {
             return Err(self.no_room(t.kind));
