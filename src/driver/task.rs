@@ -310,6 +310,7 @@ mod tests {
                     ..SwitchConfig::default()
                 },
                 1,
+                Instant::now(),
             ),
             PhoneLink {
                 network: None,

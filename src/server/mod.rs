@@ -194,7 +194,7 @@ impl Exchange {
                     )
                 }
             };
-        let mut switch = Switch::new(switch_config, seed());
+        let mut switch = Switch::new(switch_config, seed(), std::time::Instant::now());
         let routing = config
             .routing
             .as_deref()

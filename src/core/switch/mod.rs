@@ -81,10 +81,11 @@ pub struct Switch {
 }
 
 impl Switch {
-    /// An empty switch: no terminal, no call. `seed` seeds the generator of the call ids the core
-    /// makes (UUIDs, PROTOCOL.md section 2): a server seeds it from the operating system; a test
-    /// picks one, and replays exactly.
-    pub fn new(config: SwitchConfig, seed: u64) -> Self {
+    /// An empty switch at `now`: no terminal, no call. `seed` seeds the generator of the call ids
+    /// the core makes (UUIDs, PROTOCOL.md section 2): a server seeds it from the operating system; a
+    /// test picks one, and replays exactly. Time is an input like the seed: the switch never reads
+    /// the clock, not even to be made.
+    pub fn new(config: SwitchConfig, seed: u64, now: Instant) -> Self {
         Switch {
             config,
             terminals: HashMap::new(),
@@ -94,7 +95,7 @@ impl Switch {
             timers: Timers::default(),
             outputs: VecDeque::new(),
             ids: ChaCha8Rng::seed_from_u64(seed),
-            now: Instant::now(),
+            now,
             last_sequence: 0,
             router: None,
             queue: BTreeSet::new(),
