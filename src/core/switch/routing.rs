@@ -10,7 +10,6 @@ use crate::core::message::{ErrorCode, NoticeBody, Output, PhoneCommand, Rejectio
 use crate::core::reason::ByeReason;
 use crate::core::router::Route;
 use crate::core::types::{CallId, Msisdn, PhoneLegId, PipeKind, Sdp, TerminalId};
-use std::time::Instant;
 
 /// The caller of a new call: who, on which leg, with which id for its side.
 pub(super) struct Origin {
@@ -23,7 +22,6 @@ impl Switch {
     /// 4.1: a new call from `terminal` to `to`, routed as section 5 says.
     pub(super) fn start_call(
         &mut self,
-        now: Instant,
         terminal: TerminalId,
         call_id: Option<CallId>,
         to: Msisdn,
@@ -65,7 +63,7 @@ impl Switch {
             leg: Leg::Terminal(terminal),
             id,
         };
-        if let Err(reason) = self.route(now, origin, to, sdp, context) {
+        if let Err(reason) = self.route(origin, to, sdp, context) {
             self.deliver(terminal, Some(id), NoticeBody::Bye { reason });
         }
         Ok(())
@@ -83,7 +81,6 @@ impl Switch {
     /// `UNAVAILABLE` (4.3).
     pub(super) fn route(
         &mut self,
-        now: Instant,
         origin: Origin,
         to: Msisdn,
         sdp: Sdp,
@@ -171,11 +168,11 @@ impl Switch {
             Leg::Vacant => unreachable!("a call's caller is a device"),
         }
         if let Some(group) = group {
-            self.enqueue(now, key, group);
+            self.enqueue(key, group);
             return Ok(key);
         }
         self.timers
-            .arm(key, TimerKind::Ring, now + self.config.ring_timeout);
+            .arm(key, TimerKind::Ring, self.now + self.config.ring_timeout);
         tracing::info!(?key, ?from, ?to, ?context, "call offered");
 
         for callee in eligible {
@@ -200,7 +197,6 @@ impl Switch {
     /// core. Nothing to ring (or a phone calling its own number) releases the leg with the reason.
     pub(super) fn incoming_call(
         &mut self,
-        now: Instant,
         leg: PhoneLegId,
         from: Msisdn,
         to: Msisdn,
@@ -223,7 +219,7 @@ impl Switch {
             leg: Leg::Phone(leg),
             id: self.next_call_id(),
         };
-        if let Err(reason) = self.route(now, origin, to, sdp, context) {
+        if let Err(reason) = self.route(origin, to, sdp, context) {
             self.outputs
                 .push_back(Output::Phone(PhoneCommand::Release { leg, reason }));
         }
