@@ -5,7 +5,7 @@ pub use crate::auth::TokenPolicy;
 use crate::core::SwitchConfig;
 use crate::driver;
 pub use crate::driver::event_hub::EventLimits;
-pub use crate::edge::gateway::Keepalive;
+pub use crate::edge::gateway::{Keepalive, KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT};
 pub use crate::edge::listener::ConnectionLimits;
 use crate::edge::rate_limit;
 pub use crate::edge::softphone::DemoTokens;
@@ -23,13 +23,6 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 256 * 1024;
 
 /// Default bound on a graceful shutdown (PROTOCOL.md 4.9): 5 s.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Time between keepalive pings on an idle connection, HTTP/2 and WebSocket alike: 20 s.
-pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
-
-/// How long a keepalive ping may go unanswered before the connection (or WebSocket) is dropped:
-/// 10 s.
-pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Default listen address: loopback only, port 50051.
 pub const DEFAULT_LISTEN: SocketAddr =
@@ -175,10 +168,7 @@ impl ServerConfig {
             records: RecordsConfig::None,
             routing: None,
             notifications: None,
-            keepalive: Keepalive {
-                interval: KEEPALIVE_INTERVAL,
-                timeout: KEEPALIVE_TIMEOUT,
-            },
+            keepalive: Keepalive::default(),
             allowed_origins: Vec::new(),
             demo_tokens: None,
         }

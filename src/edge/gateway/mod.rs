@@ -54,14 +54,30 @@ pub const CLOSE_ERROR: u16 = 1008;
 /// connection: 5 s.
 const CLOSING_HANDSHAKE: Duration = Duration::from_secs(5);
 
+/// Time between keepalive pings on an idle connection, HTTP/2 and WebSocket alike: 20 s.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
+
+/// How long a keepalive ping may go unanswered before the connection (or WebSocket) is dropped:
+/// 10 s.
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// WebSocket keepalive: the same intervals as the HTTP/2 keepalive of the gRPC connections.
+/// [`Keepalive::default`]: [`KEEPALIVE_INTERVAL`], [`KEEPALIVE_TIMEOUT`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Keepalive {
-    /// Time between pings. Default [`crate::server::KEEPALIVE_INTERVAL`].
+    /// Time between pings.
     pub interval: Duration,
-    /// How long a ping may go unanswered before the peer is dropped. Default
-    /// [`crate::server::KEEPALIVE_TIMEOUT`].
+    /// How long a ping may go unanswered before the peer is dropped.
     pub timeout: Duration,
+}
+
+impl Default for Keepalive {
+    fn default() -> Self {
+        Keepalive {
+            interval: KEEPALIVE_INTERVAL,
+            timeout: KEEPALIVE_TIMEOUT,
+        }
+    }
 }
 
 /// The gateway's configuration and the service it drives; [`router`] serves it.
