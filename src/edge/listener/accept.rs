@@ -42,7 +42,7 @@ fn is_resource_exhaustion(e: &io::Error) -> bool {
     }
 }
 
-/// The stream of accepted connections [`crate::server::Exchange::serve`] serves: tonic's
+/// The stream of accepted connections the server serves: tonic's
 /// [`TcpIncoming`] with caps, an accept back-off and per-connection deadlines (see the module
 /// documentation). Never yields an error: accept errors are handled here.
 pub struct Incoming {
