@@ -18,8 +18,8 @@ fn switch_with_pairs(pairs: u64) -> (Switch, Vec<(TerminalId, TerminalId, Msisdn
         phone_network: false,
         ..SwitchConfig::default()
     };
-    let mut switch = Switch::new(config, 1);
     let now = Instant::now();
+    let mut switch = Switch::new(config, 1, now);
     let mut out = Vec::new();
     for i in 0..pairs {
         let a = TerminalId(2 * i);

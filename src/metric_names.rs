@@ -1,6 +1,6 @@
 //! The names of the core's Prometheus metrics (PROTOCOL.md section 12), in a leaf module of their
 //! own so that every part that counts — the driver, the records writer, the notification pusher —
-//! uses the same names without importing the server. [`crate::server::metrics`] describes them
+//! uses the same names without importing the server. [`crate::telemetry::metrics`] describes them
 //! and serves them.
 //!
 //! Names start with `webterminal_` and follow Prometheus conventions: `_total` for counters, base

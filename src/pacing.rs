@@ -1,6 +1,6 @@
 //! Pacing what repeats while something outside stays broken: a capped exponential back-off
 //! between tries, and a log throttle that writes one line per interval with a count. Used by the
-//! accept loop ([`crate::server::listener`]) and the Redis pusher ([`crate::notifications::pusher`]).
+//! accept loop ([`crate::edge::listener`]) and the Redis pusher ([`crate::notifications::pusher`]).
 //! A leaf: only `std`.
 
 use std::time::{Duration, Instant};

@@ -21,13 +21,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tonic::transport::Channel;
+use webterminal_core::auth;
 use webterminal_core::core::Msisdn;
+use webterminal_core::driver::DriverHandle;
 use webterminal_core::proto::simulator::simulated_phone_network_client::SimulatedPhoneNetworkClient;
 use webterminal_core::proto::simulator::{DialRequest, PhoneRequest};
-use webterminal_core::server::softphone::DemoTokens;
-use webterminal_core::server::{
-    auth, driver::DriverHandle, Exchange, PhoneNetworkKind, ServerConfig,
-};
+use webterminal_core::server::DemoTokens;
+use webterminal_core::server::{Exchange, PhoneNetworkKind, ServerConfig};
 
 const SECRET: &[u8] = b"browser-test-secret";
 const A: &str = "+4799990001";

@@ -16,15 +16,15 @@ use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 use tonic::Code;
+use webterminal_core::auth::{mint_token, REQUIRED_SCOPE};
 use webterminal_core::core::Msisdn;
+use webterminal_core::driver::{DriverHandle, DriverStats};
 use webterminal_core::proto::common::PhoneNumber;
 use webterminal_core::proto::webterminal::web_terminal_message::Message;
 use webterminal_core::proto::webterminal::web_terminal_service_client::WebTerminalServiceClient;
 use webterminal_core::proto::webterminal::{
     action, error, Action, Answer, Bye, Offer, Ringing, ToPhone, WebTerminalMessage,
 };
-use webterminal_core::server::auth::{mint_token, REQUIRED_SCOPE};
-use webterminal_core::server::driver::{DriverHandle, DriverStats};
 use webterminal_core::server::{Exchange, PhoneNetworkKind, ServerConfig};
 
 const SECRET: &[u8] = b"chaos test secret, 32 bytes long";

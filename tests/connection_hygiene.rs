@@ -21,12 +21,12 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint, Uri};
+use webterminal_core::auth::{mint_token, REQUIRED_SCOPE};
 use webterminal_core::core::Msisdn;
 use webterminal_core::proto::common::PhoneNumber;
 use webterminal_core::proto::webterminal::web_terminal_message::Message;
 use webterminal_core::proto::webterminal::web_terminal_service_client::WebTerminalServiceClient;
 use webterminal_core::proto::webterminal::{Answer, Bye, Offer, WebTerminalMessage};
-use webterminal_core::server::auth::{mint_token, REQUIRED_SCOPE};
 
 const SECRET: &str = "connection-hygiene-test-secret";
 const HANDSHAKE: Duration = Duration::from_secs(2);

@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
+use webterminal_core::auth::mint_token;
 use webterminal_core::core::{
     ByeReason, CallContext, Msisdn, PhoneCommand, PhoneEvent, PhoneLegId, PhoneRejection, Route,
     Router, Sdp,
@@ -16,7 +17,6 @@ use webterminal_core::proto::common::PhoneNumber;
 use webterminal_core::proto::webterminal::web_terminal_message::Message;
 use webterminal_core::proto::webterminal::web_terminal_service_client::WebTerminalServiceClient;
 use webterminal_core::proto::webterminal::{bye, Answer, Bye, Offer, Ringing, WebTerminalMessage};
-use webterminal_core::server::auth::mint_token;
 use webterminal_core::server::{Exchange, ServerConfig};
 
 const SECRET: &[u8] = b"embedding-test-secret";
@@ -69,7 +69,7 @@ struct Core {
     addr: std::net::SocketAddr,
     commands: mpsc::UnboundedReceiver<PhoneCommand>,
     reports: PhoneReports,
-    driver: webterminal_core::server::driver::DriverHandle,
+    driver: webterminal_core::driver::DriverHandle,
     stop: oneshot::Sender<()>,
     served: tokio::task::JoinHandle<Result<(), webterminal_core::server::ServeError>>,
 }

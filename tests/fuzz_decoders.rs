@@ -16,11 +16,11 @@ use serde_json::Value;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+use webterminal_core::auth::{mint_client_token, mint_token, Verifier, VerifyingKey};
 use webterminal_core::core::{Msisdn, PipeKind, Sdp};
 use webterminal_core::proto::webterminal::WebTerminalMessage;
-use webterminal_core::server::auth::{mint_client_token, mint_token, Verifier, VerifyingKey};
 use webterminal_core::server::routing_file;
-use webterminal_core::server::wire::{parse_request, Limits};
+use webterminal_core::wire::{parse_request, Limits};
 
 const SECRET: &[u8] = b"fuzz-secret";
 
@@ -346,7 +346,7 @@ fn sdp() {
 #[test]
 fn access_tokens() {
     let number = Msisdn::parse("+4799990001").unwrap();
-    let scope = webterminal_core::server::auth::REQUIRED_SCOPE;
+    let scope = webterminal_core::auth::REQUIRED_SCOPE;
     let tokens: Vec<Vec<u8>> = vec![
         mint_token(SECRET, &number, scope, Duration::from_secs(600)).into_bytes(),
         mint_client_token(

@@ -14,11 +14,11 @@ use tokio::process::Command;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
+use webterminal_core::auth::mint_token;
 use webterminal_core::core::Msisdn;
 use webterminal_core::proto::webterminal::web_terminal_message::Message;
 use webterminal_core::proto::webterminal::web_terminal_service_client::WebTerminalServiceClient;
 use webterminal_core::proto::webterminal::{Answer, Bye, Ringing, WebTerminalMessage};
-use webterminal_core::server::auth::mint_token;
 use webterminal_core::server::{Exchange, PhoneNetworkKind, ServerConfig};
 
 const SECRET: &[u8] = b"grpcurl-test-secret";

@@ -14,8 +14,8 @@ use binary::{http_get, serve_on_free_ports, WAIT};
 use serde_json::{json, Value};
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use webterminal_core::auth::{mint_token, REQUIRED_SCOPE};
 use webterminal_core::core::Msisdn;
-use webterminal_core::server::auth::{mint_token, REQUIRED_SCOPE};
 
 const SECRET: &str = "health-test-secret";
 

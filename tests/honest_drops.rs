@@ -8,12 +8,12 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
+use webterminal_core::auth::{mint_token, REQUIRED_SCOPE};
 use webterminal_core::core::Msisdn;
+use webterminal_core::driver::DriverHandle;
 use webterminal_core::proto::webterminal::web_terminal_message::Message;
 use webterminal_core::proto::webterminal::web_terminal_service_client::WebTerminalServiceClient;
 use webterminal_core::proto::webterminal::{error, Ringing, WebTerminalMessage};
-use webterminal_core::server::auth::{mint_token, REQUIRED_SCOPE};
-use webterminal_core::server::driver::DriverHandle;
 use webterminal_core::server::{Exchange, PhoneNetworkKind, ServerConfig};
 
 const SECRET: &[u8] = b"honest-drops-test-secret";

@@ -7,7 +7,7 @@ mod loadgen;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use webterminal_core::server::driver::{DriverHandle, DriverStats};
+use webterminal_core::driver::{DriverHandle, DriverStats};
 use webterminal_core::server::{Exchange, PhoneNetworkKind, ServerConfig};
 
 const SECRET: &str = "loadgen smoke secret";

@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 use tonic::Streaming;
+use webterminal_core::auth::{mint_token, REQUIRED_SCOPE};
 use webterminal_core::core::Msisdn;
 use webterminal_core::proto::common::PhoneNumber;
 use webterminal_core::proto::simulator::simulated_phone_network_client::SimulatedPhoneNetworkClient;
@@ -19,7 +20,6 @@ use webterminal_core::proto::simulator::PhoneRequest;
 use webterminal_core::proto::webterminal::web_terminal_message::Message;
 use webterminal_core::proto::webterminal::web_terminal_service_client::WebTerminalServiceClient;
 use webterminal_core::proto::webterminal::{Bye, Offer, WebTerminalMessage};
-use webterminal_core::server::auth::{mint_token, REQUIRED_SCOPE};
 
 const SECRET: &str = "records after a crash test secret";
 const A: &str = "+4799990001";

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
+use webterminal_core::auth::{mint_token, REQUIRED_SCOPE};
 use webterminal_core::core::{
     CallContext, CallEvent, CallId, CallRef, CallStatus, GroupAnswer, Msisdn,
 };
@@ -27,7 +28,6 @@ use webterminal_core::proto::common::PhoneNumber;
 use webterminal_core::proto::webterminal::web_terminal_message::Message;
 use webterminal_core::proto::webterminal::web_terminal_service_client::WebTerminalServiceClient;
 use webterminal_core::proto::webterminal::{bye, Answer, Bye, Offer, WebTerminalMessage};
-use webterminal_core::server::auth::{mint_token, REQUIRED_SCOPE};
 use webterminal_core::server::{Exchange, PhoneNetworkKind, ServerConfig};
 
 /// How long a test waits for something that should happen before it fails (a guard against a hang,

@@ -12,12 +12,12 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 use tonic::Streaming;
+use webterminal_core::auth::{mint_token, REQUIRED_SCOPE};
 use webterminal_core::core::Msisdn;
 use webterminal_core::proto::common::PhoneNumber;
 use webterminal_core::proto::webterminal::web_terminal_message::Message;
 use webterminal_core::proto::webterminal::web_terminal_service_client::WebTerminalServiceClient;
 use webterminal_core::proto::webterminal::{bye, Answer, Offer, Ringing, WebTerminalMessage};
-use webterminal_core::server::auth::{mint_token, REQUIRED_SCOPE};
 
 const SECRET: &str = "shutdown-under-load-test-secret";
 const ESTABLISHED: usize = 20;

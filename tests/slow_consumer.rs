@@ -8,13 +8,13 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
+use webterminal_core::auth::mint_token;
 use webterminal_core::core::Msisdn;
+use webterminal_core::driver::DriverHandle;
 use webterminal_core::proto::common::PhoneNumber;
 use webterminal_core::proto::webterminal::web_terminal_message::Message;
 use webterminal_core::proto::webterminal::web_terminal_service_client::WebTerminalServiceClient;
 use webterminal_core::proto::webterminal::{Answer, Bye, Offer, Ringing, WebTerminalMessage};
-use webterminal_core::server::auth::mint_token;
-use webterminal_core::server::driver::DriverHandle;
 use webterminal_core::server::{Exchange, PhoneNetworkKind, ServerConfig};
 
 const SECRET: &[u8] = b"limits-test-secret";

@@ -23,11 +23,11 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 use tonic::{Code, Status};
+use webterminal_core::auth::{mint_token, REQUIRED_SCOPE};
 use webterminal_core::core::Msisdn;
 use webterminal_core::proto::webterminal::web_terminal_message::Message;
 use webterminal_core::proto::webterminal::web_terminal_service_client::WebTerminalServiceClient;
 use webterminal_core::proto::webterminal::WebTerminalMessage;
-use webterminal_core::server::auth::{mint_token, REQUIRED_SCOPE};
 use webterminal_core::server::{
     Exchange, PhoneNetworkKind, ServeError, ServerConfig, TlsFiles, TokenPolicy,
 };

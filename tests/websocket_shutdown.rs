@@ -15,8 +15,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message as Frame;
+use webterminal_core::auth::{mint_token, REQUIRED_SCOPE};
 use webterminal_core::core::Msisdn;
-use webterminal_core::server::auth::{mint_token, REQUIRED_SCOPE};
 
 const SECRET: &str = "websocket-shutdown-test-secret";
 

@@ -1,7 +1,7 @@
 //! What terminals and the phone network say to the switch, and what it says back.
 //!
 //! These are the typed forms of `wgtwo.webterminal.v0.WebTerminalMessage` (PROTOCOL.md section 1);
-//! `crate::server::wire` converts between them and the protobuf messages in one place.
+//! `crate::wire` converts between them and the protobuf messages in one place.
 
 use super::context::CallContext;
 use super::events::CallEvent;

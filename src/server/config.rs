@@ -1,11 +1,18 @@
 //! What the server is configured with ([`ServerConfig`]) and its defaults: listen address, limits,
 //! rates, keepalives, TLS files, token policy, records, routing file and notifications.
 
-pub use super::auth::TokenPolicy;
-use super::{driver, event_hub, gateway, health, listener, rate_limit, softphone, wire};
+pub use crate::auth::TokenPolicy;
 use crate::core::SwitchConfig;
+use crate::driver;
+pub use crate::driver::event_hub::EventLimits;
+pub use crate::edge::gateway::{Keepalive, KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT};
+pub use crate::edge::listener::ConnectionLimits;
+use crate::edge::rate_limit;
+pub use crate::edge::softphone::DemoTokens;
 use crate::notifications::NotificationsConfig;
 use crate::records::RecordsConfig;
+use crate::telemetry::health;
+use crate::wire;
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -16,13 +23,6 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 256 * 1024;
 
 /// Default bound on a graceful shutdown (PROTOCOL.md 4.9): 5 s.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Time between keepalive pings on an idle connection, HTTP/2 and WebSocket alike: 20 s.
-pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
-
-/// How long a keepalive ping may go unanswered before the connection (or WebSocket) is dropped:
-/// 10 s.
-pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Default listen address: loopback only, port 50051.
 pub const DEFAULT_LISTEN: SocketAddr =
@@ -51,7 +51,7 @@ pub struct ServerConfig {
     /// Timers and limits of the switch. `phone_network` is overridden by
     /// [`ServerConfig::phone_network`].
     pub switch: SwitchConfig,
-    /// The HS256 secret access tokens may be signed with (see [`auth`](super::auth)). Empty: no HS256 token is
+    /// The HS256 secret access tokens may be signed with (see [`auth`](crate::auth)). Empty: no HS256 token is
     /// accepted (only the keys of [`ServerConfig::tokens`]).
     pub jwt_secret: Vec<u8>,
     /// Which phone network to attach. Default [`PhoneNetworkKind::Sim`].
@@ -93,10 +93,10 @@ pub struct ServerConfig {
     /// above: no subscriber is rung more often by one caller. `None` (the default): the per-number
     /// attempt rate, so that it bites when that is raised explicitly (a dialler).
     pub offers_per_second_per_callee: Option<u32>,
-    /// Caps on connections and deadlines for silent and idle ones ([`listener`]).
-    pub connections: listener::ConnectionLimits,
+    /// Caps on connections and deadlines for silent and idle ones ([`listener`](crate::edge::listener)).
+    pub connections: ConnectionLimits,
     /// The operator API's event buffers (PROTOCOL.md section 8).
-    pub events: event_hub::EventLimits,
+    pub events: EventLimits,
     /// Where call records are kept (PROTOCOL.md section 9). Default [`RecordsConfig::None`]:
     /// none (the CLI's default is a SQLite file in the core's data directory).
     pub records: RecordsConfig,
@@ -109,18 +109,18 @@ pub struct ServerConfig {
     pub notifications: Option<NotificationsConfig>,
     /// Keepalive pings, HTTP/2 and WebSocket: their interval and how long one may go unanswered
     /// before the peer is dropped. Default [`KEEPALIVE_INTERVAL`], [`KEEPALIVE_TIMEOUT`].
-    pub keepalive: gateway::Keepalive,
+    pub keepalive: Keepalive,
     /// Origins (`scheme://host[:port]`) besides the core's own whose pages may open a WebSocket
-    /// with the `token` cookie (PROTOCOL.md section 11, [`gateway`]). Default: none.
+    /// with the `token` cookie (PROTOCOL.md section 11, [`gateway`](crate::edge::gateway)). Default: none.
     pub allowed_origins: Vec<String>,
-    /// The demo token endpoint of the softphone page ([`softphone::demo_router`]): `Some` only when
+    /// The demo token endpoint of the softphone page ([`demo_router`](crate::edge::softphone::demo_router)): `Some` only when
     /// [`ServerConfig::jwt_secret`] is a demo secret the server made and keeps itself (the CLI's
     /// `serve` without `--jwt-secret`), since whoever reaches the listener may then mint a token for
     /// any number. Default `None`: off.
-    pub demo_tokens: Option<softphone::DemoTokens>,
+    pub demo_tokens: Option<DemoTokens>,
     /// The health `GET /healthz` and `GET /readyz` report ([`health`]); [`serve`](super::serve)
     /// marks it draining when shutdown begins. Share a clone with
-    /// [`metrics::install`](super::metrics::install) to serve the same health on the metrics port.
+    /// [`metrics::install`](crate::telemetry::metrics::install) to serve the same health on the metrics port.
     pub health: health::Health,
 }
 
@@ -162,16 +162,13 @@ impl ServerConfig {
             messages_per_second_per_number: None,
             call_attempts_per_second_per_number: None,
             offers_per_second_per_callee: None,
-            connections: listener::ConnectionLimits::default(),
+            connections: ConnectionLimits::default(),
             health: health::Health::new(),
-            events: event_hub::EventLimits::default(),
+            events: EventLimits::default(),
             records: RecordsConfig::None,
             routing: None,
             notifications: None,
-            keepalive: gateway::Keepalive {
-                interval: KEEPALIVE_INTERVAL,
-                timeout: KEEPALIVE_TIMEOUT,
-            },
+            keepalive: Keepalive::default(),
             allowed_origins: Vec::new(),
             demo_tokens: None,
         }
@@ -241,5 +238,38 @@ impl fmt::Debug for ServerConfig {
             .field("keepalive", &self.keepalive)
             .field("allowed_origins", &self.allowed_origins)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &[u8] = b"server test secret";
+
+    #[test]
+    fn per_number_limits_follow_the_per_terminal_ones_unless_set() {
+        let mut config = ServerConfig::new(SECRET);
+        let limits = config.rate_limits();
+        assert_eq!(
+            (
+                limits.messages_per_second,
+                limits.call_attempts_per_second,
+                limits.messages_per_second_per_number,
+                limits.call_attempts_per_second_per_number,
+                limits.offers_per_second_per_callee
+            ),
+            (100, 10, 500, 10, 10)
+        );
+        assert_eq!(config.outbound_queue_capacity(), 456);
+        config.messages_per_second = 0;
+        config.call_attempts_per_second = 0;
+        assert_eq!(config.rate_limits(), rate_limit::RateLimits::UNLIMITED);
+        assert_eq!(config.outbound_queue_capacity(), 256);
+        config.call_attempts_per_second_per_number = Some(100);
+        config.offers_per_second_per_callee = Some(1);
+        let limits = config.rate_limits();
+        assert_eq!(limits.call_attempts_per_second_per_number, 100);
+        assert_eq!(limits.offers_per_second_per_callee, 1);
     }
 }

@@ -1,43 +1,38 @@
-//! tokio + tonic around the sans-IO switch: the driver task that owns it, the gRPC services,
-//! authentication and graceful shutdown (docs/ARCHITECTURE.md, "One way through").
+//! The composition root: [`Exchange`] (and [`serve`], its shorthand) builds each room, wires them
+//! together and serves them on one listener, with health, reflection and graceful shutdown
+//! (docs/ARCHITECTURE.md, "The shape of the house"; PROTOCOL.md 4.9). Nothing below imports it.
 //!
-//! - [`wire`]: protobuf ↔ core messages, in one place.
-//! - [`auth`]: access tokens (PROTOCOL.md sections 1, 6).
-//! - [`driver`]: the one task that owns the [`Switch`].
-//! - [`service`]: `WebTerminalService` (`Pipe`, `MultiPipe`) and the terminal session it drives.
-//! - [`gateway`]: the same sessions over WebSockets, for browsers (PROTOCOL.md section 11).
-//! - [`simulator`]: the simulated phone network's operator API (PROTOCOL.md section 7).
-//! - [`listener`]: the connection edge: caps, accept back-off, handshake and idle deadlines.
-//! - [`rate_limit`]: rate limits per terminal, per number and per caller and callee (section 6).
-//! - [`softphone`]: the softphone page at `GET /` and the demo token endpoint (section 11).
-//! - [`health`]: `GET /healthz` and `GET /readyz` for load balancers and probes.
-//! - [`serve`]: all of it on one listener, with health, reflection and shutdown (PROTOCOL.md 4.9).
+//! - [`ServerConfig`]: what the server is configured with, and its defaults; the types of its
+//!   fields are re-exported here, where embedders find them.
+//! - [`routing_file`]: the routing file's groups, read at start and again on `SIGHUP`.
+//!
+//! The rooms it wires: the [`driver`] that owns the switch, the transport
+//! [`edge`](crate::edge) (listener, gRPC and WebSocket sessions, softphone page), access tokens
+//! ([`auth`]), the [`operator`] API, [`telemetry`](crate::telemetry), and the
+//! phone network, call records and notifications.
 
-pub mod auth;
 mod config;
-pub mod driver;
-pub mod event_hub;
-pub mod gateway;
-pub mod health;
-mod http_server;
-pub mod listener;
-pub mod metrics;
-pub mod operator;
-pub mod queries;
-pub mod rate_limit;
 pub mod routing_file;
-pub mod service;
-pub mod simulator;
-pub mod softphone;
-pub mod wire;
+#[cfg(test)]
+mod tests;
+mod tls;
 
+/// Access tokens, also named here beside [`ServerConfig`], whose tokens they mint and verify.
+pub use crate::auth;
+/// `GET /healthz` and `GET /readyz`, whose handle is [`ServerConfig::health`].
+pub use crate::telemetry::health;
 pub use config::*;
 
 use crate::core::Switch;
+use crate::driver::{self, event_hub};
+use crate::edge::{gateway, http_server, listener, session, softphone};
 use crate::notifications::Notifier;
+use crate::operator::{self, simulator};
 use crate::phone::{PhoneNetwork, PhoneReports};
 use crate::proto::webterminal::web_terminal_service_server::WebTerminalServiceServer;
 use crate::records::Recorder;
+use crate::telemetry::metrics;
+use crate::wire;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
@@ -182,7 +177,7 @@ impl Exchange {
         let (records, record_sink) =
             match crate::records::start(&config.records, crate::clock::wall_clock) {
                 Ok(Some(recorder)) => {
-                    self::metrics::records_configured(true);
+                    metrics::records_configured(true);
                     let sink = recorder.handle();
                     (Ok(recorder), Some(sink))
                 }
@@ -192,14 +187,14 @@ impl Exchange {
                 ),
                 Err(why) => {
                     tracing::error!(%why, "call records: running without records");
-                    self::metrics::records_configured(false);
+                    metrics::records_configured(false);
                     (
                         Err(format!("call records are unavailable: {why}")),
                         Some(crate::records::RecorderHandle::unavailable()),
                     )
                 }
             };
-        let mut switch = Switch::new(switch_config, seed());
+        let mut switch = Switch::new(switch_config, seed(), std::time::Instant::now());
         let routing = config
             .routing
             .as_deref()
@@ -210,13 +205,17 @@ impl Exchange {
             switch.set_router(Box::new(groups.clone()));
         }
         let notifier = config.notifications.as_ref().map(Notifier::start);
-        let (driver, driver_task) = driver::spawn_with_sinks(
+        let (driver, driver_task) = driver::spawn(
             switch,
-            event_hub::EventHub::new(config.events),
-            phone,
-            phone_events,
-            record_sink,
-            notifier.as_ref().map(Notifier::handle),
+            driver::PhoneLink {
+                network: phone,
+                events: phone_events,
+            },
+            driver::Sinks {
+                events: event_hub::EventHub::new(config.events),
+                records: record_sink,
+                notifications: notifier.as_ref().map(Notifier::handle),
+            },
         );
         let routing = routing.map(|groups| {
             let path = config.routing.clone().filter(|_| groups.is_some())?;
@@ -331,7 +330,7 @@ impl Exchange {
         };
         let prepared = routing.map_err(ServeError::from).and_then(|reload| {
             let verifier = auth::Verifier::from_policy(&config.jwt_secret, &config.tokens)?;
-            let tls = tls_acceptor(config.tls.as_ref())?;
+            let tls = tls::acceptor(config.tls.as_ref()).map_err(ServeError::Tls)?;
             Ok((reload, verifier, tls))
         });
         // The SIGHUP reloads go on while this serves.
@@ -350,7 +349,7 @@ impl Exchange {
             max_sdp_bytes: config.max_sdp_bytes,
         };
         let sessions = Arc::new(
-            service::WebTerminal::new(
+            session::WebTerminal::new(
                 driver.clone(),
                 verifier.clone(),
                 limits,
@@ -363,7 +362,7 @@ impl Exchange {
 
         let (health, health_service) = tonic_health::server::health_reporter();
         health
-            .set_serving::<WebTerminalServiceServer<service::WebTerminal>>()
+            .set_serving::<WebTerminalServiceServer<session::WebTerminal>>()
             .await;
         let reflection = || {
             tonic_reflection::server::Builder::configure()
@@ -454,7 +453,7 @@ impl Exchange {
         tracing::info!("shutting down: no new connections, Bye{{SERVER_SHUTDOWN}} on every leg");
         config.health.start_draining();
         health
-            .set_not_serving::<WebTerminalServiceServer<service::WebTerminal>>()
+            .set_not_serving::<WebTerminalServiceServer<session::WebTerminal>>()
             .await;
         let _ = stop.send(());
         let drain = async {
@@ -496,338 +495,4 @@ fn browser_routes(gateway: gateway::Gateway, config: &ServerConfig) -> axum::Rou
 /// A seed for the switch's call-id generator, from the operating system's randomness.
 fn seed() -> u64 {
     getrandom::u64().expect("the operating system provides randomness")
-}
-
-/// The TLS acceptor for `tls`'s certificate chain and key (ALPN `h2` and `http/1.1`: gRPC and
-/// browsers on one port), or `None` for plaintext.
-fn tls_acceptor(tls: Option<&TlsFiles>) -> Result<Option<tokio_rustls::TlsAcceptor>, ServeError> {
-    use tokio_rustls::rustls;
-    use tokio_rustls::rustls::pki_types::pem::PemObject;
-    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let Some(files) = tls else {
-        return Ok(None);
-    };
-    let read = |path: &std::path::Path, what: &str, marker: &str| {
-        let pem = std::fs::read(path).map_err(|e| {
-            ServeError::Tls(format!("cannot read the {what} {}: {e}", path.display()))
-        })?;
-        if !String::from_utf8_lossy(&pem).contains(marker) {
-            return Err(ServeError::Tls(format!(
-                "the {what} {} holds no PEM '{marker}' block",
-                path.display()
-            )));
-        }
-        Ok(pem)
-    };
-    let cert = read(&files.cert, "certificate file", "CERTIFICATE-----")?;
-    let key = read(&files.key, "private key file", "PRIVATE KEY-----")?;
-    let unusable = |why: String| {
-        ServeError::Tls(format!(
-            "cannot use the certificate {} with the key {}: {why}",
-            files.cert.display(),
-            files.key.display()
-        ))
-    };
-    let chain = CertificateDer::pem_slice_iter(&cert)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| unusable(format!("the certificate file: {e}")))?;
-    let key = PrivateKeyDer::from_pem_slice(&key)
-        .map_err(|e| unusable(format!("the private key file: {e}")))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut server = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| unusable(e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .map_err(|e| unusable(e.to_string()))?;
-    server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    tracing::info!(cert = %files.cert.display(), "serving TLS");
-    Ok(Some(tokio_rustls::TlsAcceptor::from(Arc::new(server))))
-}
-
-#[cfg(test)]
-mod tests {
-    //! The server through real sockets: auth before any message, a call between two terminals,
-    //! a cancelled rpc leaving no call, and graceful shutdown (PROTOCOL.md 4.9).
-
-    use super::*;
-    use crate::core::Msisdn;
-    use crate::proto::common::PhoneNumber;
-    use crate::proto::webterminal::web_terminal_message::Message;
-    use crate::proto::webterminal::web_terminal_service_client::WebTerminalServiceClient;
-    use crate::proto::webterminal::{bye, Answer, Offer, WebTerminalMessage};
-    use std::net::SocketAddr;
-    use tokio::sync::mpsc;
-    use tokio_stream::wrappers::ReceiverStream;
-    use tonic::transport::Channel;
-    use tonic::{Code, Streaming};
-
-    const SECRET: &[u8] = b"server test secret";
-    const A: &str = "+4799990001";
-    const B: &str = "+4799990002";
-
-    fn sdp(name: &str) -> String {
-        let path = format!("{}/tests/fixtures/sdp/{name}", env!("CARGO_MANIFEST_DIR"));
-        std::fs::read_to_string(path).unwrap()
-    }
-
-    struct Running {
-        addr: SocketAddr,
-        driver: driver::DriverHandle,
-        stop: Option<tokio::sync::oneshot::Sender<()>>,
-        served: tokio::task::JoinHandle<Result<(), ServeError>>,
-    }
-
-    async fn start(phone_network: PhoneNetworkKind) -> Running {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let mut config = ServerConfig::new(SECRET);
-        config.phone_network = phone_network;
-        let exchange = Exchange::start(config);
-        let driver = exchange.driver().clone();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let served = tokio::spawn(exchange.serve(listener, async {
-            let _ = stopped.await;
-        }));
-        Running {
-            addr,
-            driver,
-            stop: Some(stop),
-            served,
-        }
-    }
-
-    struct Terminal {
-        tx: mpsc::Sender<WebTerminalMessage>,
-        rx: Streaming<WebTerminalMessage>,
-    }
-
-    impl Terminal {
-        async fn next(&mut self) -> WebTerminalMessage {
-            tokio::time::timeout(std::time::Duration::from_secs(5), self.rx.message())
-                .await
-                .expect("a message in time")
-                .expect("no status")
-                .expect("stream open")
-        }
-    }
-
-    async fn open(addr: SocketAddr, msisdn: &str, multi: bool) -> Result<Terminal, tonic::Status> {
-        let channel = Channel::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        let mut client = WebTerminalServiceClient::new(channel);
-        let token = auth::mint_token(
-            SECRET,
-            &Msisdn::parse(msisdn).unwrap(),
-            auth::REQUIRED_SCOPE,
-            Duration::from_secs(60),
-        );
-        let (tx, rx) = mpsc::channel(16);
-        let mut request = tonic::Request::new(ReceiverStream::new(rx));
-        request
-            .metadata_mut()
-            .insert("authorization", format!("Bearer {token}").parse().unwrap());
-        let rx = if multi {
-            client.multi_pipe(request).await?.into_inner()
-        } else {
-            client.pipe(request).await?.into_inner()
-        };
-        Ok(Terminal { tx, rx })
-    }
-
-    #[test]
-    fn per_number_limits_follow_the_per_terminal_ones_unless_set() {
-        let mut config = ServerConfig::new(SECRET);
-        let limits = config.rate_limits();
-        assert_eq!(
-            (
-                limits.messages_per_second,
-                limits.call_attempts_per_second,
-                limits.messages_per_second_per_number,
-                limits.call_attempts_per_second_per_number,
-                limits.offers_per_second_per_callee
-            ),
-            (100, 10, 500, 10, 10)
-        );
-        assert_eq!(config.outbound_queue_capacity(), 456);
-        config.messages_per_second = 0;
-        config.call_attempts_per_second = 0;
-        assert_eq!(config.rate_limits(), rate_limit::RateLimits::UNLIMITED);
-        assert_eq!(config.outbound_queue_capacity(), 256);
-        config.call_attempts_per_second_per_number = Some(100);
-        config.offers_per_second_per_callee = Some(1);
-        let limits = config.rate_limits();
-        assert_eq!(limits.call_attempts_per_second_per_number, 100);
-        assert_eq!(limits.offers_per_second_per_callee, 1);
-    }
-
-    #[tokio::test]
-    async fn no_token_fails_before_any_message() {
-        let server = start(PhoneNetworkKind::None).await;
-        let channel = Channel::from_shared(format!("http://{}", server.addr))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        let mut client = WebTerminalServiceClient::new(channel);
-        let (_tx, rx) = mpsc::channel::<WebTerminalMessage>(1);
-        let status = client
-            .pipe(ReceiverStream::new(rx))
-            .await
-            .expect_err("unauthenticated");
-        assert_eq!(status.code(), Code::Unauthenticated);
-    }
-
-    #[tokio::test]
-    async fn call_then_shutdown_byes_everyone_and_ends_streams_ok() {
-        let mut server = start(PhoneNetworkKind::Sim).await;
-        let mut a = open(server.addr, A, false).await.unwrap();
-        assert!(matches!(a.next().await.message, Some(Message::Idle(_))));
-        let mut b = open(server.addr, B, true).await.unwrap();
-        // B's registration is done once its rpc is open; A calls B.
-        a.tx.send(WebTerminalMessage {
-            message: Some(Message::Offer(Offer {
-                sdp: sdp("chromium-offer.sdp"),
-                msisdn: Some(PhoneNumber { e164: B.into() }),
-                data: Default::default(),
-            })),
-            call_id: String::new(),
-        })
-        .await
-        .unwrap();
-        let offer = b.next().await;
-        let Some(Message::Offer(o)) = &offer.message else {
-            panic!("expected Offer, got {offer:?}")
-        };
-        assert_eq!(
-            o.sdp,
-            sdp("chromium-offer.sdp"),
-            "SDP relayed byte for byte"
-        );
-        assert_eq!(o.msisdn.as_ref().unwrap().e164, A);
-        b.tx.send(WebTerminalMessage {
-            message: Some(Message::Answer(Answer {
-                sdp: sdp("chromium-answer.sdp"),
-            })),
-            call_id: offer.call_id.clone(),
-        })
-        .await
-        .unwrap();
-        // B's simulated mobile phone is a fork too: it alerts, so A may see Ringing first.
-        let mut answer = a.next().await;
-        while matches!(answer.message, Some(Message::Ringing(_))) {
-            answer = a.next().await;
-        }
-        assert!(
-            matches!(answer.message, Some(Message::Answer(_))),
-            "{answer:?}"
-        );
-        assert_eq!(server.driver.stats().await.unwrap().calls, 1);
-
-        // A bad message is answered on the stream, which stays open.
-        b.tx.send(WebTerminalMessage {
-            message: None,
-            call_id: "not-a-uuid".into(),
-        })
-        .await
-        .unwrap();
-        let error = b.next().await;
-        assert_eq!(error.call_id, "not-a-uuid");
-        assert!(matches!(error.message, Some(Message::Error(_))));
-
-        server.stop.take().unwrap().send(()).unwrap();
-        for terminal in [&mut a, &mut b] {
-            let bye = terminal.next().await;
-            assert_eq!(
-                bye.message,
-                Some(Message::Bye(crate::proto::webterminal::Bye {
-                    reason: bye::Reason::ServerShutdown as i32
-                }))
-            );
-            let end = tokio::time::timeout(Duration::from_secs(5), terminal.rx.message())
-                .await
-                .expect("stream ends in time");
-            assert!(matches!(end, Ok(None)), "ends with status OK: {end:?}");
-        }
-        tokio::time::timeout(Duration::from_secs(6), server.served)
-            .await
-            .expect("serve returns within the drain time")
-            .unwrap()
-            .unwrap();
-    }
-
-    #[tokio::test]
-    async fn cancelled_rpc_leaves_no_call() {
-        let server = start(PhoneNetworkKind::Sim).await;
-        let mut a = open(server.addr, A, true).await.unwrap();
-        let id = uuid::Uuid::new_v4().to_string();
-        // B has no terminal: its simulated phone rings.
-        a.tx.send(WebTerminalMessage {
-            message: Some(Message::Offer(Offer {
-                sdp: sdp("aiortc-offer.sdp"),
-                msisdn: Some(PhoneNumber { e164: B.into() }),
-                data: Default::default(),
-            })),
-            call_id: id.clone(),
-        })
-        .await
-        .unwrap();
-        let ringing = a.next().await;
-        assert!(
-            matches!(ringing.message, Some(Message::Ringing(_))),
-            "{ringing:?}"
-        );
-        assert_eq!(ringing.call_id, id);
-        assert_eq!(server.driver.stats().await.unwrap().calls, 1);
-        drop(a);
-        let mut stats = server.driver.stats().await.unwrap();
-        for _ in 0..100 {
-            if stats == driver::DriverStats::default() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            stats = server.driver.stats().await.unwrap();
-        }
-        assert_eq!(
-            stats,
-            driver::DriverStats::default(),
-            "no terminal, no call left"
-        );
-    }
-
-    #[tokio::test]
-    async fn half_closed_terminal_stays_registered_but_is_not_offered_calls() {
-        let server = start(PhoneNetworkKind::None).await;
-        let mut a = open(server.addr, A, false).await.unwrap();
-        assert!(matches!(a.next().await.message, Some(Message::Idle(_))));
-        let Terminal { tx, rx: a_rx } = a;
-        drop(tx);
-        let mut b = open(server.addr, B, false).await.unwrap();
-        assert!(matches!(b.next().await.message, Some(Message::Idle(_))));
-        // Give the half-close time to reach the driver (it travels on A's connection).
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        b.tx.send(WebTerminalMessage {
-            message: Some(Message::Offer(Offer {
-                sdp: sdp("chromium-offer.sdp"),
-                msisdn: Some(PhoneNumber { e164: A.into() }),
-                data: Default::default(),
-            })),
-            call_id: String::new(),
-        })
-        .await
-        .unwrap();
-        let bye = b.next().await;
-        assert_eq!(
-            bye.message,
-            Some(Message::Bye(crate::proto::webterminal::Bye {
-                reason: bye::Reason::Busy as i32
-            })),
-            "A's only terminal half-closed: a device, but not eligible"
-        );
-        assert_eq!(server.driver.stats().await.unwrap().terminals, 2);
-        drop(a_rx);
-    }
 }

@@ -8,7 +8,7 @@ use crate::core::{
     Group, GroupError, GroupTable, Member, Msisdn, Strategy, DEFAULT_MEMBER_RING_TIMEOUT,
     DEFAULT_QUEUE_TIMEOUT,
 };
-use crate::server::driver::DriverHandle;
+use crate::driver::DriverHandle;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -203,7 +203,7 @@ pub fn reload_on_hangup(path: PathBuf, driver: DriverHandle) -> tokio::task::Joi
                         "failed"
                     }
                 };
-                metrics::counter!(crate::server::metrics::ROUTING_RELOADS, "result" => result)
+                metrics::counter!(crate::telemetry::metrics::ROUTING_RELOADS, "result" => result)
                     .increment(1);
             }
         }

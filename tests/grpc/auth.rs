@@ -6,8 +6,8 @@ use crate::support::*;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tonic::Code;
+use webterminal_core::auth::{mint_token, REQUIRED_SCOPE};
 use webterminal_core::core::Msisdn;
-use webterminal_core::server::auth::{mint_token, REQUIRED_SCOPE};
 use webterminal_core::server::PhoneNetworkKind;
 
 for_all_transports!(

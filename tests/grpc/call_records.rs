@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tonic::transport::Channel;
 use tonic::Code;
+use webterminal_core::auth::{mint_token, OPERATOR_SCOPE, REQUIRED_SCOPE};
 use webterminal_core::core::Msisdn;
 use webterminal_core::proto::operator::operator_client::OperatorClient;
 use webterminal_core::proto::operator::{
@@ -17,7 +18,6 @@ use webterminal_core::proto::operator::{
 use webterminal_core::records::{
     RecordPage, RecordQuery, RecordStore, RecordsConfig, SqliteStore, StoreError,
 };
-use webterminal_core::server::auth::{mint_token, OPERATOR_SCOPE, REQUIRED_SCOPE};
 use webterminal_core::server::PhoneNetworkKind;
 
 /// A fresh directory under the system's temporary one, removed on drop.

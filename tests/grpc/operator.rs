@@ -8,12 +8,12 @@ use std::time::Duration;
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Streaming};
+use webterminal_core::auth::{mint_token, OPERATOR_SCOPE};
 use webterminal_core::core::Msisdn;
 use webterminal_core::proto::operator::operator_client::OperatorClient;
 use webterminal_core::proto::operator::{
     self as op, CallStatus, EndCallRequest, GetPresenceRequest, ListCallsRequest, WatchCallsRequest,
 };
-use webterminal_core::server::auth::{mint_token, OPERATOR_SCOPE};
 use webterminal_core::server::PhoneNetworkKind;
 
 fn operator_token(scope: &str) -> String {

@@ -21,7 +21,9 @@ use tokio::task::{AbortHandle, JoinHandle};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 use tonic::{Code, Status, Streaming};
+use webterminal_core::auth::{mint_token, REQUIRED_SCOPE};
 use webterminal_core::core::Msisdn;
+use webterminal_core::driver::{DriverHandle, DriverStats};
 use webterminal_core::proto::common::PhoneNumber;
 use webterminal_core::proto::simulator::simulated_phone_network_client::SimulatedPhoneNetworkClient;
 use webterminal_core::proto::simulator::{Behaviour, PhoneRequest, SetBehaviourRequest};
@@ -30,8 +32,6 @@ use webterminal_core::proto::webterminal::web_terminal_service_client::WebTermin
 use webterminal_core::proto::webterminal::{
     action, bye, error, Action, Answer, Bye, Offer, Ringing, ToPhone, Transfer, WebTerminalMessage,
 };
-use webterminal_core::server::auth::{mint_token, REQUIRED_SCOPE};
-use webterminal_core::server::driver::{DriverHandle, DriverStats};
 use webterminal_core::server::{Exchange, PhoneNetworkKind, ServeError, ServerConfig};
 
 pub use webterminal_core::proto::webterminal::bye::Reason;
@@ -614,7 +614,7 @@ impl TestCore {
         let token = mint_token(
             SECRET,
             &Msisdn::parse(PROBER).unwrap(),
-            webterminal_core::server::auth::OPERATOR_SCOPE,
+            webterminal_core::auth::OPERATOR_SCOPE,
             Duration::from_secs(3600),
         );
         let mut request = tonic::Request::new(GetPresenceRequest {

@@ -11,8 +11,8 @@ use std::time::Duration;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message as Frame;
 use tokio_tungstenite::WebSocketStream;
+use webterminal_core::auth::{mint_client_token, REQUIRED_SCOPE};
 use webterminal_core::core::Msisdn;
-use webterminal_core::server::auth::{mint_client_token, REQUIRED_SCOPE};
 use webterminal_core::server::{PhoneNetworkKind, ServerConfig};
 
 type Socket<S = tokio::net::TcpStream> = WebSocketStream<S>;
@@ -566,7 +566,7 @@ async fn http1_get(core: &TestCore, path: &str) -> (u16, String) {
 #[tokio::test]
 async fn plain_http1_requests_are_served_on_the_grpc_port() {
     let core = TestCore::start(no_phones()).await;
-    // GET / is the softphone page (src/server/softphone.rs), which opens /multipipe from its script.
+    // GET / is the softphone page (src/edge/softphone.rs), which opens /multipipe from its script.
     let (status, body) = http1_get(&core, "/").await;
     assert_eq!(status, 200);
     assert!(body.contains("/softphone/app.js"), "{body}");

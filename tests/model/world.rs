@@ -482,13 +482,14 @@ impl World {
                 Duration::ZERO
             },
         };
-        let mut switch = Switch::new(config, 1);
+        let now = Instant::now();
+        let mut switch = Switch::new(config, 1, now);
         if let Some(group) = setup.group {
             switch.set_router(Box::new(group.table()));
         }
         World {
             switch,
-            now: Instant::now(),
+            now,
             setup,
             numbers: NUMBERS.iter().map(|n| Msisdn::parse(n).unwrap()).collect(),
             sdps: SDPS

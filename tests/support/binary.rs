@@ -12,11 +12,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
+use webterminal_core::auth::{mint_token, REQUIRED_SCOPE};
 use webterminal_core::core::Msisdn;
 use webterminal_core::proto::webterminal::web_terminal_message::Message;
 use webterminal_core::proto::webterminal::web_terminal_service_client::WebTerminalServiceClient;
 use webterminal_core::proto::webterminal::WebTerminalMessage;
-use webterminal_core::server::auth::{mint_token, REQUIRED_SCOPE};
 
 /// How long a test waits for the server or a message before it fails.
 pub const WAIT: Duration = Duration::from_secs(10);

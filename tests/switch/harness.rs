@@ -80,9 +80,10 @@ impl Net {
     }
 
     pub fn with(config: SwitchConfig) -> Self {
+        let now = Instant::now();
         Net {
-            switch: Switch::new(config, 1),
-            now: Instant::now(),
+            switch: Switch::new(config, 1, now),
+            now,
             next_terminal: 1,
             inbox: HashMap::new(),
             phone: VecDeque::new(),

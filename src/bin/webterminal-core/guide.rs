@@ -4,8 +4,8 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
+use webterminal_core::auth;
 use webterminal_core::core::Msisdn;
-use webterminal_core::server::auth;
 
 /// Demo subscribers that `serve` prints tokens for when it made the secret itself.
 const DEMO_MSISDNS: [&str; 2] = ["+4799990001", "+4799990002"];
@@ -114,7 +114,7 @@ pub(crate) fn print_newcomer_guide(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use webterminal_core::server::wire;
+    use webterminal_core::wire;
 
     #[test]
     fn the_demo_call_body_is_shell_and_json_safe() {

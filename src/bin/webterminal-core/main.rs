@@ -13,7 +13,7 @@
 //! prints demo tokens and a ready-to-paste grpcurl command. The secret's UTF-8 bytes are the HS256 key.
 //! With that secret (and no public keys, JWKS, issuer or audience), the softphone page at `GET /`
 //! may mint demo tokens (`POST /demo/token`,
-//! [`server::softphone::demo_router`](webterminal_core::server::softphone::demo_router)).
+//! [`edge::softphone::demo_router`](webterminal_core::edge::softphone::demo_router)).
 
 /// `println!` for what `serve` prints at start: a closed or broken stdout (`serve | head -1`, a
 /// detached terminal) must not stop the core, so write errors are ignored.

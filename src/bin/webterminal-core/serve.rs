@@ -10,10 +10,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 use webterminal_core::core::SwitchConfig;
+use webterminal_core::edge;
 use webterminal_core::notifications::{self, NotificationsConfig};
 use webterminal_core::phone::sip::{Cidr, SipConfig};
 use webterminal_core::records::RecordsConfig;
-use webterminal_core::server::{self, wire, PhoneNetworkKind, ServerConfig, TlsFiles, TokenPolicy};
+use webterminal_core::server::{self, PhoneNetworkKind, ServerConfig, TlsFiles, TokenPolicy};
+use webterminal_core::telemetry;
+use webterminal_core::wire;
 
 /// `serve`'s options. Each is a flag, an environment variable `WEBTERMINAL_<ID>` and a key `<id>` in
 /// the config file's section named by its help heading (`Phone network` is `[phone_network]`);
@@ -363,7 +366,7 @@ pub(crate) fn run_serve(args: ServeArgs) -> CliResult {
     config.messages_per_second_per_number = args.messages_per_second_per_number;
     config.call_attempts_per_second_per_number = args.call_attempts_per_second_per_number;
     config.offers_per_second_per_callee = args.offers_per_second_per_callee;
-    config.connections = server::listener::ConnectionLimits {
+    config.connections = server::ConnectionLimits {
         handshake_timeout: args.handshake_timeout,
         idle_timeout: args.idle_timeout,
         max_connections: args.max_connections,
@@ -383,7 +386,7 @@ pub(crate) fn run_serve(args: ServeArgs) -> CliResult {
     if stored_at.is_some() && config.tokens == TokenPolicy::default() {
         // Our own demo secret and no production token policy (minted tokens carry no iss or aud):
         // the softphone page may mint tokens (POST /demo/token).
-        config.demo_tokens = Some(server::softphone::DemoTokens::new(demo_numbers()));
+        config.demo_tokens = Some(server::DemoTokens::new(demo_numbers()));
         if !args.listen.ip().is_loopback() {
             tracing::warn!(
                 listen = %args.listen,
@@ -418,7 +421,7 @@ pub(crate) fn run_serve(args: ServeArgs) -> CliResult {
     webterminal_core::core::log_personal_data(args.log_personal_data);
     // One descriptor per connection: the inherited soft limit (often 1024) would cap the server far
     // below what the system allows. The default connection caps are sized from the raised limit.
-    server::listener::raise_open_file_limit();
+    edge::listener::raise_open_file_limit();
 
     let runtime = match args.threads {
         1 => tokio::runtime::Builder::new_current_thread()
@@ -433,7 +436,7 @@ pub(crate) fn run_serve(args: ServeArgs) -> CliResult {
     let metrics_listen = args.metrics_listen;
     runtime.block_on(async move {
         let metrics = match metrics_listen {
-            Some(listen) => Some(server::metrics::install(listen, config.health.clone()).await?),
+            Some(listen) => Some(telemetry::metrics::install(listen, config.health.clone()).await?),
             None => None,
         };
         let listener = tokio::net::TcpListener::bind(config.listen).await?;

@@ -5,8 +5,8 @@ use crate::secret::stored_secret;
 use crate::CliResult;
 use clap::{ArgGroup, Args};
 use std::time::Duration;
+use webterminal_core::auth;
 use webterminal_core::core::Msisdn;
-use webterminal_core::server::auth;
 
 #[derive(Args, Debug)]
 #[command(group(ArgGroup::new("holder").required(true).args(["msisdn", "client"])))]

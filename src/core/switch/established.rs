@@ -8,7 +8,6 @@ use super::Switch;
 use crate::core::events::CallStatus;
 use crate::core::message::NoticeBody;
 use crate::core::reason::ByeReason;
-use std::time::Instant;
 
 impl Switch {
     /// A Bye from `leg`: cancels (caller), declines (fork) or ends (active leg) the call (4.1, 4.2).
@@ -64,7 +63,7 @@ impl Switch {
     /// side's leg becomes vacant until the grace ends; every terminal of its number (a reconnecting
     /// one included) sees `InCall` and may pull the call back, and the far side is told nothing. A
     /// negotiation that needed the gone leg fails now; a pull by the side's own terminals goes on.
-    pub(super) fn park(&mut self, now: Instant, key: CallKey, party: Party) {
+    pub(super) fn park(&mut self, key: CallKey, party: Party) {
         let established = self.established_mut(key);
         established.legs[party as usize] = Leg::Vacant;
         let own_pull = matches!(
@@ -74,7 +73,7 @@ impl Switch {
         self.timers.arm(
             key,
             TimerKind::Grace(party),
-            now + self.config.reconnect_grace,
+            self.now + self.config.reconnect_grace,
         );
         if !own_pull {
             self.end_negotiation(key, Outcome::Failed(super::negotiation::Failure::TimedOut));

@@ -61,7 +61,8 @@ pub struct Switch {
     outputs: VecDeque<Output>,
     /// Where the call ids and call refs the core makes come from (UUID v4 bits).
     ids: ChaCha8Rng,
-    /// The `now` of the input being handled.
+    /// The `now` of the input being handled (a timer's own deadline while it fires): set once by
+    /// each public input, and read from here by everything that input does, never passed along.
     now: Instant,
     /// The sequence of the last call event (section 8).
     last_sequence: u64,
@@ -81,10 +82,11 @@ pub struct Switch {
 }
 
 impl Switch {
-    /// An empty switch: no terminal, no call. `seed` seeds the generator of the call ids the core
-    /// makes (UUIDs, PROTOCOL.md section 2): a server seeds it from the operating system; a test
-    /// picks one, and replays exactly.
-    pub fn new(config: SwitchConfig, seed: u64) -> Self {
+    /// An empty switch at `now`: no terminal, no call. `seed` seeds the generator of the call ids
+    /// the core makes (UUIDs, PROTOCOL.md section 2): a server seeds it from the operating system; a
+    /// test picks one, and replays exactly. Time is an input like the seed: the switch never reads
+    /// the clock, not even to be made.
+    pub fn new(config: SwitchConfig, seed: u64, now: Instant) -> Self {
         Switch {
             config,
             terminals: HashMap::new(),
@@ -94,7 +96,7 @@ impl Switch {
             timers: Timers::default(),
             outputs: VecDeque::new(),
             ids: ChaCha8Rng::seed_from_u64(seed),
-            now: Instant::now(),
+            now,
             last_sequence: 0,
             router: None,
             queue: BTreeSet::new(),
@@ -156,17 +158,12 @@ impl Switch {
         request: Request,
     ) -> Result<(), Rejection> {
         self.now = now;
-        let result = self.request(now, terminal, request);
+        let result = self.request(terminal, request);
         self.serve_queue();
         result
     }
 
-    fn request(
-        &mut self,
-        now: Instant,
-        terminal: TerminalId,
-        request: Request,
-    ) -> Result<(), Rejection> {
+    fn request(&mut self, terminal: TerminalId, request: Request) -> Result<(), Rejection> {
         if !self.terminals.contains_key(&terminal) {
             return Err(Rejection::new(
                 ErrorCode::NotInCall,
@@ -179,7 +176,7 @@ impl Switch {
                 sdp,
                 to: Some(to),
                 context,
-            } => return self.start_call(now, terminal, request.call_id, to, sdp, context),
+            } => return self.start_call(terminal, request.call_id, to, sdp, context),
             // Section 1: context belongs to a new call, never to a renegotiation or pull.
             RequestBody::Offer { ref context, .. } if !context.is_empty() => {
                 return Err(Rejection::new(
@@ -194,7 +191,7 @@ impl Switch {
         let leg = Leg::Terminal(terminal);
         let not_in_call = |message: &str| Err(Rejection::new(ErrorCode::NotInCall, message));
         match request.body {
-            RequestBody::Offer { sdp, to: None, .. } => self.offer_on_call(now, terminal, key, sdp),
+            RequestBody::Offer { sdp, to: None, .. } => self.offer_on_call(terminal, key, sdp),
             RequestBody::Offer { to: Some(_), .. } => unreachable!("handled above"),
             RequestBody::Answer { sdp } => match &self.calls[&key].state {
                 CallState::Ringing(_) => match self.establish(key, leg, sdp) {
@@ -214,8 +211,8 @@ impl Switch {
                 true => Ok(()),
                 false => not_in_call("this terminal is not a leg of the call"),
             },
-            RequestBody::ToPhone => self.hand_over(now, terminal, key),
-            RequestBody::Transfer { to } => self.transfer(now, terminal, key, to),
+            RequestBody::ToPhone => self.hand_over(terminal, key),
+            RequestBody::Transfer { to } => self.transfer(terminal, key, to),
         }
     }
 
@@ -229,12 +226,7 @@ impl Switch {
         let t = &self.terminals[&terminal];
         match t.kind {
             PipeKind::MultiPipe => {
-                let Some(id) = call_id else {
-                    return Err(Rejection::new(
-                        ErrorCode::InvalidCallId,
-                        "call_id is required",
-                    ));
-                };
+                let id = required_call_id(call_id)?;
                 self.subscribers
                     .get(&t.msisdn)
                     .and_then(|s| s.calls.get(&id))
@@ -383,4 +375,10 @@ impl Switch {
             CallState::Ringing(_) => unreachable!("call {key:?} is not established"),
         }
     }
+}
+
+/// A MultiPipe names every call by its id (section 3): a message of one without a `call_id` is
+/// refused with `INVALID_CALL_ID`, whether it starts a call or speaks of one.
+fn required_call_id(call_id: Option<CallId>) -> Result<CallId, Rejection> {
+    call_id.ok_or_else(|| Rejection::new(ErrorCode::InvalidCallId, "call_id is required"))
 }

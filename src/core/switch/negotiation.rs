@@ -7,8 +7,7 @@ use super::Switch;
 use crate::core::context::CallContext;
 use crate::core::message::{ErrorCode, NoticeBody, Output, PhoneCommand, Rejection};
 use crate::core::reason::ByeReason;
-use crate::core::types::{PhoneLegId, Sdp, TerminalId};
-use std::time::Instant;
+use crate::core::types::{Msisdn, PhoneLegId, Sdp, TerminalId};
 
 /// How a pending negotiation ends.
 #[derive(Debug)]
@@ -55,7 +54,6 @@ impl Switch {
     /// from a terminal that observes the call (4.5).
     pub(super) fn offer_on_call(
         &mut self,
-        now: Instant,
         terminal: TerminalId,
         key: CallKey,
         sdp: Sdp,
@@ -112,14 +110,14 @@ impl Switch {
             self.terminals.get_mut(&terminal).unwrap().pulls.push(key);
             tracing::info!(?key, ?terminal, "pull offered");
         }
-        self.offer_far_side(now, key, party, purpose, sdp);
+        self.offer_far_side(key, party, purpose, sdp);
         Ok(())
     }
 
     /// A phone re-offers on its established call (4.7, 4.11): relayed to the other party like a
     /// terminal's re-offer; when that cannot be now (another negotiation pending, the other party
     /// reconnecting, or the leg is not an active leg) the network is told `OfferFailed`.
-    pub(super) fn phone_offer(&mut self, now: Instant, key: CallKey, leg: PhoneLegId, sdp: Sdp) {
+    pub(super) fn phone_offer(&mut self, key: CallKey, leg: PhoneLegId, sdp: Sdp) {
         let may = match &self.calls[&key].state {
             CallState::Established(e) => e.party_of_leg(Leg::Phone(leg)).filter(|party| {
                 Self::may_negotiate(e.negotiation, e.legs[party.other() as usize]).is_ok()
@@ -131,7 +129,7 @@ impl Switch {
                 let purpose = Purpose::ReOffer {
                     hold: sdp.is_hold(),
                 };
-                self.offer_far_side(now, key, party, purpose, sdp)
+                self.offer_far_side(key, party, purpose, sdp)
             }
             None => self
                 .outputs
@@ -141,15 +139,8 @@ impl Switch {
 
     /// Starts a negotiation by side `by` and sends its offer to the other side's active leg, from
     /// `by`'s number.
-    fn offer_far_side(
-        &mut self,
-        now: Instant,
-        key: CallKey,
-        by: Party,
-        purpose: Purpose,
-        sdp: Sdp,
-    ) {
-        self.begin_negotiation(now, key, by, purpose);
+    fn offer_far_side(&mut self, key: CallKey, by: Party, purpose: Purpose, sdp: Sdp) {
+        self.begin_negotiation(key, by, purpose);
         let call = &self.calls[&key];
         let from = call.side(by).msisdn.clone();
         let CallState::Established(e) = &call.state else {
@@ -167,7 +158,6 @@ impl Switch {
     /// 4.6: the active terminal asks to move the call to its msisdn's mobile phone.
     pub(super) fn hand_over(
         &mut self,
-        now: Instant,
         terminal: TerminalId,
         key: CallKey,
     ) -> Result<(), Rejection> {
@@ -185,20 +175,33 @@ impl Switch {
             established.legs[party.other() as usize],
         )?;
         let peer = call.side(party.other()).msisdn.clone();
+        self.bring_up_phone(key, party, msisdn, peer);
+        tracing::info!(?key, ?terminal, "handover to phone requested");
+        Ok(())
+    }
+
+    /// `party`'s side of established call `key` moves to `msisdn`'s mobile phone as in a handover
+    /// (4.6): a new phone leg, a handover negotiation, and the network asked to bring the phone up
+    /// with `peer` as the far party. A transfer with no terminal to take it ends the same way (4.12).
+    pub(super) fn bring_up_phone(
+        &mut self,
+        key: CallKey,
+        party: Party,
+        msisdn: Msisdn,
+        peer: Msisdn,
+    ) {
         let phone = self.new_phone_leg(key);
         let purpose = Purpose::HandOver {
             phone,
             far_offered: false,
         };
-        self.begin_negotiation(now, key, party, purpose);
+        self.begin_negotiation(key, party, purpose);
         self.outputs
             .push_back(Output::Phone(PhoneCommand::HandOver {
                 leg: phone,
                 msisdn,
                 peer,
             }));
-        tracing::info!(?key, ?terminal, "handover to phone requested");
-        Ok(())
     }
 
     /// The party of established call `key` whose active leg is `terminal`, with the call's state.
@@ -251,18 +254,12 @@ impl Switch {
         Ok(())
     }
 
-    pub(super) fn begin_negotiation(
-        &mut self,
-        now: Instant,
-        key: CallKey,
-        by: Party,
-        purpose: Purpose,
-    ) {
+    pub(super) fn begin_negotiation(&mut self, key: CallKey, by: Party, purpose: Purpose) {
         self.established_mut(key).negotiation = Some(Negotiation { by, purpose });
         self.timers.arm(
             key,
             TimerKind::Negotiation,
-            now + self.config.negotiation_timeout,
+            self.now + self.config.negotiation_timeout,
         );
     }
 

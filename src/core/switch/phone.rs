@@ -14,11 +14,11 @@ impl Switch {
     /// (they raced with a release), and so are reports that do not fit the leg's part in its call.
     pub fn handle_phone_event(&mut self, now: Instant, event: PhoneEvent) {
         self.now = now;
-        self.phone_event(now, event);
+        self.phone_event(event);
         self.serve_queue();
     }
 
-    fn phone_event(&mut self, now: Instant, event: PhoneEvent) {
+    fn phone_event(&mut self, event: PhoneEvent) {
         let leg_id = event.leg();
         if let PhoneEvent::Incoming {
             from,
@@ -28,7 +28,7 @@ impl Switch {
             ..
         } = event
         {
-            self.incoming_call(now, leg_id, from, to, sdp, context);
+            self.incoming_call(leg_id, from, to, sdp, context);
             return;
         }
         let Some(&key) = self.phone_legs.get(&leg_id) else {
@@ -58,7 +58,7 @@ impl Switch {
             PhoneEvent::Rejected { reason, .. } => self.phone_rejected(key, leg_id, reason),
             PhoneEvent::HungUp { .. } => self.phone_hung_up(key, leg_id),
             PhoneEvent::Offer { sdp, .. } => {
-                self.phone_offer(now, key, leg_id, sdp);
+                self.phone_offer(key, leg_id, sdp);
                 true
             }
             PhoneEvent::HandOverReady { .. } | PhoneEvent::HandOverFailed { .. } => false,

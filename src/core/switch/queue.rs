@@ -25,9 +25,9 @@ use std::time::Instant;
 impl Switch {
     /// Puts new call `key`, to `group`, in the group's queue: the caller hears `Ringing` now, the
     /// queue timeout is armed, and the next [`Switch::serve_queue`] offers it to members.
-    pub(super) fn enqueue(&mut self, now: Instant, key: CallKey, group: Arc<Group>) {
+    pub(super) fn enqueue(&mut self, key: CallKey, group: Arc<Group>) {
         self.timers
-            .arm(key, TimerKind::Ring, now + group.queue_timeout);
+            .arm(key, TimerKind::Ring, self.now + group.queue_timeout);
         tracing::info!(?key, group = ?group.number, "call queued");
         let ringing = self.ringing_mut(key);
         ringing.alerted = true;

@@ -3,14 +3,13 @@
 
 use super::call::{Call, CallKey, CallState, Leg, Ringing, Side};
 use super::timers::TimerKind;
-use super::Switch;
+use super::{required_call_id, Switch};
 use crate::core::context::CallContext;
 use crate::core::events::{CallRef, CallStatus};
 use crate::core::message::{ErrorCode, NoticeBody, Output, PhoneCommand, Rejection};
 use crate::core::reason::ByeReason;
 use crate::core::router::Route;
 use crate::core::types::{CallId, Msisdn, PhoneLegId, PipeKind, Sdp, TerminalId};
-use std::time::Instant;
 
 /// The caller of a new call: who, on which leg, with which id for its side.
 pub(super) struct Origin {
@@ -23,7 +22,6 @@ impl Switch {
     /// 4.1: a new call from `terminal` to `to`, routed as section 5 says.
     pub(super) fn start_call(
         &mut self,
-        now: Instant,
         terminal: TerminalId,
         call_id: Option<CallId>,
         to: Msisdn,
@@ -38,14 +36,9 @@ impl Switch {
                 "offer.msisdn is the terminal's own number",
             ));
         }
-        let id = match (t.kind, call_id) {
-            (PipeKind::MultiPipe, None) => {
-                return Err(Rejection::new(
-                    ErrorCode::InvalidCallId,
-                    "call_id is required",
-                ))
-            }
-            (PipeKind::MultiPipe, Some(id)) => {
+        let id = match t.kind {
+            PipeKind::MultiPipe => {
+                let id = required_call_id(call_id)?;
                 if self
                     .subscribers
                     .get(&from)
@@ -59,7 +52,7 @@ impl Switch {
                 Some(id)
             }
             // A Pipe's call_id is ignored: the core makes the caller side's id.
-            (PipeKind::Pipe, _) => None,
+            PipeKind::Pipe => None,
         };
         if !self.has_room(t) {
             return Err(self.no_room(t.kind));
@@ -70,7 +63,7 @@ impl Switch {
             leg: Leg::Terminal(terminal),
             id,
         };
-        if let Err(reason) = self.route(now, origin, to, sdp, context) {
+        if let Err(reason) = self.route(origin, to, sdp, context) {
             self.deliver(terminal, Some(id), NoticeBody::Bye { reason });
         }
         Ok(())
@@ -88,7 +81,6 @@ impl Switch {
     /// `UNAVAILABLE` (4.3).
     pub(super) fn route(
         &mut self,
-        now: Instant,
         origin: Origin,
         to: Msisdn,
         sdp: Sdp,
@@ -176,11 +168,11 @@ impl Switch {
             Leg::Vacant => unreachable!("a call's caller is a device"),
         }
         if let Some(group) = group {
-            self.enqueue(now, key, group);
+            self.enqueue(key, group);
             return Ok(key);
         }
         self.timers
-            .arm(key, TimerKind::Ring, now + self.config.ring_timeout);
+            .arm(key, TimerKind::Ring, self.now + self.config.ring_timeout);
         tracing::info!(?key, ?from, ?to, ?context, "call offered");
 
         for callee in eligible {
@@ -205,7 +197,6 @@ impl Switch {
     /// core. Nothing to ring (or a phone calling its own number) releases the leg with the reason.
     pub(super) fn incoming_call(
         &mut self,
-        now: Instant,
         leg: PhoneLegId,
         from: Msisdn,
         to: Msisdn,
@@ -228,7 +219,7 @@ impl Switch {
             leg: Leg::Phone(leg),
             id: self.next_call_id(),
         };
-        if let Err(reason) = self.route(now, origin, to, sdp, context) {
+        if let Err(reason) = self.route(origin, to, sdp, context) {
             self.outputs
                 .push_back(Output::Phone(PhoneCommand::Release { leg, reason }));
         }

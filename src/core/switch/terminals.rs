@@ -196,7 +196,7 @@ impl Switch {
         }
         let leg = Leg::Terminal(terminal);
         for key in calls {
-            self.leg_gone(now, key, leg);
+            self.leg_gone(key, leg);
         }
         self.terminals.remove(&terminal);
         self.forget_subscriber_if_empty(&msisdn);
@@ -240,7 +240,7 @@ impl Switch {
     /// A leg of call `key` went away (a terminal's rpc ended): a ringing caller cancels, a ringing
     /// fork is withdrawn (the caller gets UNAVAILABLE if it was the last), an active leg's side is
     /// parked for the reconnect grace or, without one, the call ends with `Bye{PEER_GONE}` (4.8).
-    pub(super) fn leg_gone(&mut self, now: Instant, key: CallKey, leg: Leg) {
+    pub(super) fn leg_gone(&mut self, key: CallKey, leg: Leg) {
         let Some(call) = self.calls.get(&key) else {
             return;
         };
@@ -256,7 +256,7 @@ impl Switch {
                 if self.config.reconnect_grace.is_zero() {
                     self.end_established(key, ByeReason::PeerGone, "active leg gone", Some(leg));
                 } else {
-                    self.park(now, key, party);
+                    self.park(key, party);
                 }
             }
         }

@@ -3,15 +3,14 @@
 //! makes one, so the side is left vacant (as in the reconnect grace, 4.8) until a terminal of the
 //! new number pulls it, or the new number's phone comes up as in a handover.
 
-use super::call::{CallKey, CallState, Leg, Party, Purpose, Side};
+use super::call::{CallKey, CallState, Leg, Party, Side};
 use super::timers::TimerKind;
 use super::Switch;
 use crate::core::groups::Group;
-use crate::core::message::{ErrorCode, NoticeBody, Output, PhoneCommand, Rejection};
+use crate::core::message::{ErrorCode, NoticeBody, Rejection};
 use crate::core::reason::ByeReason;
 use crate::core::router::Route;
 use crate::core::types::{CallId, Msisdn, TerminalId};
-use std::time::Instant;
 
 impl Switch {
     /// `terminal`, the active leg of its side of call `key`, transfers the far party to `to`.
@@ -32,7 +31,6 @@ impl Switch {
     /// terminal's own number or the far party's, or a number the routing hook rejects.
     pub(super) fn transfer(
         &mut self,
-        now: Instant,
         terminal: TerminalId,
         key: CallKey,
         to: Msisdn,
@@ -99,8 +97,11 @@ impl Switch {
         if let Some(group) = group {
             established.offered_to_group = Some((party, group));
         }
-        self.timers
-            .arm(key, TimerKind::Grace(party), now + self.config.ring_timeout);
+        self.timers.arm(
+            key,
+            TimerKind::Grace(party),
+            self.now + self.config.ring_timeout,
+        );
         tracing::info!(?key, ?terminal, ?to, "call transferred");
         self.refresh_views(&msisdn, None);
         self.forget_subscriber_if_empty(&msisdn);
@@ -120,18 +121,7 @@ impl Switch {
         } else if self.config.phone_network && shown.is_none() {
             // 4.12: no terminal can take it: `to`'s phone comes up as in a handover (4.6).
             self.refresh_views(&to, Some(key));
-            let phone = self.new_phone_leg(key);
-            let purpose = Purpose::HandOver {
-                phone,
-                far_offered: false,
-            };
-            self.begin_negotiation(now, key, party, purpose);
-            self.outputs
-                .push_back(Output::Phone(PhoneCommand::HandOver {
-                    leg: phone,
-                    msisdn: to,
-                    peer: far,
-                }));
+            self.bring_up_phone(key, party, to, far);
         } else {
             let reason = if busy {
                 ByeReason::Busy

@@ -370,7 +370,7 @@ fn check_rsa(modulus: &[u8], exponent: &[u8]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::auth::test_support::*;
+    use crate::auth::test_support::*;
     use jsonwebtoken::{EncodingKey, Header};
     use tonic::Code;
 

@@ -71,8 +71,8 @@ fn mint(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::auth::test_support::*;
-    use crate::server::auth::{Principal, Verifier, REQUIRED_SCOPE};
+    use crate::auth::test_support::*;
+    use crate::auth::{Principal, Verifier, REQUIRED_SCOPE};
     use jsonwebtoken::{DecodingKey, Validation};
 
     #[test]

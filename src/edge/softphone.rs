@@ -13,8 +13,8 @@
 //!   server signs tokens with the demo secret it made and keeps itself ([`DemoTokens`]); the CLI's
 //!   `serve` turns it on exactly when no `--jwt-secret` is given.
 
+use crate::auth;
 use crate::core::Msisdn;
-use crate::server::auth;
 use axum::body::Bytes;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};

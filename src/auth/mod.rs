@@ -15,7 +15,7 @@
 //! `INVALID_ARGUMENT` (a malformed `wg2-msisdn`).
 //!
 //! Accepted signatures ([`Verifier::from_policy`]):
-//! - HS256 with the shared secret ([`crate::server::ServerConfig::jwt_secret`]; an empty secret
+//! - HS256 with the shared secret (the server's `jwt_secret`; an empty secret
 //!   accepts no HS256 token);
 //! - RS256 and ES256 (P-256) with PEM public keys ([`TokenPolicy::public_keys`]), the
 //!   algorithm following from the key's type;

@@ -3,8 +3,8 @@
 //! HTTP/2 or HTTP/1.1 (with upgrades, for the WebSocket gateway, PROTOCOL.md section 11) by one
 //! axum router holding the gRPC services and the gateway's routes.
 
-use crate::server::gateway::Keepalive;
-use crate::server::listener::{self, TrackRpcsLayer};
+use crate::edge::gateway::Keepalive;
+use crate::edge::listener::{self, TrackRpcsLayer};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -35,7 +35,7 @@ pub const STREAM_WINDOW_BYTES: u32 = 256 * 1024;
 /// Serves `app` on every connection `incoming` yields until `shutdown` resolves; then stops
 /// accepting, shuts every connection down gracefully (HTTP/2 GOAWAY, open rpcs run to their end)
 /// and returns once they have all ended. Connections already upgraded to WebSockets are not
-/// waited for here: the caller waits for their sessions ([`crate::server::gateway::Gateway::sessions`]).
+/// waited for here: the caller waits for their sessions ([`crate::edge::gateway::Gateway::sessions`]).
 ///
 /// HTTP/2 keepalive pings every `keepalive.interval`, a connection dropped when one is unanswered
 /// for `keepalive.timeout`; at most [`MAX_CONCURRENT_STREAMS`] streams per connection, with the flow

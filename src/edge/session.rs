@@ -1,6 +1,6 @@
-//! The `wgtwo.webterminal.v0.WebTerminalService` gRPC service: `Pipe` and `MultiPipe` (PROTOCOL.md
-//! sections 1 and 3), and the terminal session both it and the browsers' WebSocket gateway
-//! ([`crate::server::gateway`], section 11) drive.
+//! One terminal's session (PROTOCOL.md sections 1 and 3), the same whichever transport carries
+//! it: the gRPC `Pipe` and `MultiPipe` ([`super::grpc`]) or the browsers' WebSocket gateway
+//! ([`super::gateway`], section 11).
 //!
 //! Each rpc (or WebSocket) is one terminal. The transport authenticates the token before any
 //! message ([`Verifier`]) and hands the session its inbound messages as an [`InboundStream`];
@@ -9,18 +9,17 @@
 //! [`wire::parse_request`] and hands it to the driver (a keepalive, [`wire::is_keepalive`], is only
 //! charged to the terminal's rate limit); it reports the client's half-close, and the end of the
 //! session (the [`TerminalStream`] dropped: cancelled, connection lost, or ended by the driver) as
-//! `Gone`. The gRPC adapter is the [`WebTerminalService`] impl below: it returns the
-//! [`TerminalStream`] as the response stream.
+//! `Gone`. The transports are adapters around it: gRPC's is [`super::grpc`], WebSocket's
+//! [`super::gateway`].
 
+use crate::auth::Verifier;
 use crate::core::RequestBody;
 use crate::core::{PipeKind, TerminalId};
-use crate::proto::webterminal::web_terminal_service_server::WebTerminalService;
+use crate::driver::DetachReason;
+use crate::driver::DriverHandle;
+use crate::edge::rate_limit::{NumberBudgets, RateLimits};
 use crate::proto::webterminal::WebTerminalMessage;
-use crate::server::auth::Verifier;
-use crate::server::driver::DetachReason;
-use crate::server::driver::DriverHandle;
-use crate::server::rate_limit::{NumberBudgets, RateLimits};
-use crate::server::wire::{self, Limits};
+use crate::wire::{self, Limits};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,7 +28,7 @@ use std::task::{Context, Poll};
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::Status;
 
 /// The WebTerminal service: one value serves every rpc of the server. Wrap it in
 /// `WebTerminalServiceServer` to serve it.
@@ -86,22 +85,6 @@ impl WebTerminal {
         &self.verifier
     }
 
-    /// Opens one gRPC terminal of `kind` (PROTOCOL.md section 3): the gRPC adapter.
-    ///
-    /// # Errors
-    /// `UNAUTHENTICATED` / `PERMISSION_DENIED` for a bad token, `RESOURCE_EXHAUSTED` past a terminal
-    /// limit, `UNAVAILABLE` while shutting down (PROTOCOL.md section 6).
-    async fn open(
-        &self,
-        kind: PipeKind,
-        request: Request<Streaming<WebTerminalMessage>>,
-    ) -> Result<Response<TerminalStream>, Status> {
-        let msisdn = self.verifier.authenticate(request.metadata())?;
-        self.open_session(kind, msisdn, request.into_inner())
-            .await
-            .map(Response::new)
-    }
-
     /// Opens one terminal of `kind` for `msisdn` (already authenticated by the transport), reading
     /// its messages from `inbound`, whatever carries them (PROTOCOL.md sections 3 and 11). Returns
     /// the terminal's outbound stream; dropping it ends the session (`Gone`).
@@ -141,28 +124,6 @@ impl WebTerminal {
             Ok(Err(e)) => Err(e.into()),
             Err(_) => Err(Status::unavailable("the core is shutting down")),
         }
-    }
-}
-
-#[tonic::async_trait]
-impl WebTerminalService for WebTerminal {
-    type PipeStream = TerminalStream;
-    type MultiPipeStream = TerminalStream;
-
-    /// One call at a time (PROTOCOL.md section 3).
-    async fn pipe(
-        &self,
-        request: Request<Streaming<WebTerminalMessage>>,
-    ) -> Result<Response<TerminalStream>, Status> {
-        self.open(PipeKind::Pipe, request).await
-    }
-
-    /// Many calls at once, addressed by UUID call ids (PROTOCOL.md section 3).
-    async fn multi_pipe(
-        &self,
-        request: Request<Streaming<WebTerminalMessage>>,
-    ) -> Result<Response<TerminalStream>, Status> {
-        self.open(PipeKind::MultiPipe, request).await
     }
 }
 
@@ -239,21 +200,6 @@ pub trait InboundStream: Send + 'static {
     fn next(&mut self) -> impl Future<Output = Inbound> + Send;
 }
 
-impl InboundStream for Streaming<WebTerminalMessage> {
-    async fn next(&mut self) -> Inbound {
-        match self.message().await {
-            Ok(Some(message)) => Inbound::Message(message),
-            Ok(None) => Inbound::HalfClosed,
-            // A message over the size limit is RESOURCE_EXHAUSTED, as gRPC has it (tonic's decoder
-            // says OUT_OF_RANGE).
-            Err(status) if status.code() == tonic::Code::OutOfRange => {
-                Inbound::Failed(Status::resource_exhausted(status.message().to_owned()))
-            }
-            Err(status) => Inbound::Failed(status),
-        }
-    }
-}
-
 /// The task that reads one terminal's inbound stream.
 struct Reader {
     driver: DriverHandle,
@@ -267,8 +213,8 @@ impl Reader {
     async fn run(
         self,
         msisdn: crate::core::Msisdn,
-        outbound: crate::server::driver::Outbound,
-        registered: oneshot::Sender<Result<(), crate::server::driver::DriverError>>,
+        outbound: crate::driver::Outbound,
+        registered: oneshot::Sender<Result<(), crate::driver::DriverError>>,
         mut inbound: impl InboundStream,
         mut gone: oneshot::Receiver<()>,
         failed: oneshot::Sender<Status>,

@@ -1,335 +1,89 @@
-//! The driver: the one tokio task that owns the [`Switch`] (docs/ARCHITECTURE.md, "One owner, `&mut self`").
-//!
-//! Stream tasks hand it inputs through a [`DriverHandle`]; it feeds each to the switch with
-//! `Instant::now()`, then drains every [`Output`] before the next input: notices go to the terminal's
-//! bounded outbound queue, commands go to the phone network. It also reads the phone network's
-//! events and sleeps until the switch's next deadline. No lock guards call state: only this task
-//! touches it.
-//!
-//! Back-pressure: a terminal whose outbound queue is full is a slow consumer. It is dropped at once
-//! (its response stream ends, its calls end as PROTOCOL.md 4.8 says) rather than letting one slow
-//! client stall the switch for everyone.
+//! The driver task itself: it feeds each input to the switch with `Instant::now()`, drains every
+//! output, delivers terminal messages to their bounded queues, and fans call events out to the
+//! [`Sinks`].
 
-use crate::core::Msisdn;
-use crate::core::{
-    Output, PhoneEvent, PipeKind, RegisterError, Rejection, Request, Router, Switch, TerminalId,
-};
+use super::event_hub::EventHub;
+use super::handle::{DetachReason, DriverHandle, DriverInput, DriverStats, Outbound, RouterBox};
+use crate::core::{Output, PhoneEvent, Switch, TerminalId};
 use crate::notifications::NotifierHandle;
 use crate::phone::PhoneNetwork;
 use crate::proto::webterminal::WebTerminalMessage;
 use crate::records::RecorderHandle;
-use crate::server::event_hub::EventHub;
-use crate::server::metrics::DriverMetrics;
-use crate::server::queries::OperatorQuery;
-use crate::server::wire;
+use crate::telemetry::metrics::DriverMetrics;
+use crate::wire;
 use std::collections::HashMap;
 use std::fmt;
 use std::time::Instant;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
-use tonic::Status;
-
-/// Capacity of a terminal's outbound queue, in messages, before room for the answers to a burst of
-/// its messages is added ([`outbound_queue_for`]); with no message rate limit, the whole capacity.
-/// A terminal that lets its queue fill is dropped as a slow consumer.
-pub const DEFAULT_OUTBOUND_QUEUE: usize = 256;
 
 /// Capacity of the driver's input queue, in inputs. When it is full, stream tasks wait (they stop
 /// reading their clients), which pushes back on the clients through HTTP/2 flow control.
 const INPUT_QUEUE: usize = 1024;
 
-/// The sending half of a terminal's outbound queue: what the response stream of its rpc yields.
-pub type Outbound = mpsc::Sender<Result<WebTerminalMessage, Status>>;
-
-/// One input for the driver task. Sent through a [`DriverHandle`].
+/// Where the driver hands what the switch outputs besides terminal messages (docs/ARCHITECTURE.md,
+/// "One way through"), each behind a bounded queue it never waits on.
 #[derive(Debug)]
-pub(crate) enum DriverInput {
-    /// A terminal opened `Pipe` or `MultiPipe` as `msisdn` (from its token). The driver keeps
-    /// `outbound` and answers on `reply`; on error it drops `outbound`.
-    Register {
-        terminal: TerminalId,
-        msisdn: Msisdn,
-        kind: PipeKind,
-        outbound: Outbound,
-        /// Dropped by the driver when it lets go of the terminal, after sending why when it was a
-        /// slow consumer (see [`Detached`]).
-        detached: oneshot::Sender<DetachReason>,
-        reply: oneshot::Sender<Result<(), RegisterError>>,
-    },
-    /// A message from the terminal, parsed at the edge; `raw_call_id` is its `call_id` as sent, echoed
-    /// on an `Error` answering it (PROTOCOL.md section 6).
-    Request {
-        terminal: TerminalId,
-        raw_call_id: String,
-        parsed: Result<Request, Rejection>,
-    },
-    /// The terminal half-closed its request stream (PROTOCOL.md section 3).
-    HalfClose { terminal: TerminalId },
-    /// The terminal's rpc ended: cancelled, connection lost, or its response stream was dropped
-    /// (PROTOCOL.md 4.8). Idempotent.
-    Gone { terminal: TerminalId },
-    /// Asks for [`DriverStats`].
-    Stats { reply: oneshot::Sender<DriverStats> },
-    /// A question of the operator API (PROTOCOL.md section 8).
-    Operator(OperatorQuery),
-    /// The embedder's routing hook (PROTOCOL.md section 5), for every new call from now on.
-    SetRouter(RouterBox),
-    /// Server shutdown (PROTOCOL.md 4.9): `Bye{SERVER_SHUTDOWN}` on every live leg, every response
-    /// stream ends with status OK, then the driver stops and answers on `done`.
-    Shutdown { done: oneshot::Sender<()> },
+pub struct Sinks {
+    /// Call events for the operator API's watchers (PROTOCOL.md section 8).
+    pub events: EventHub,
+    /// Call events for the call records writer, when records are kept (section 9).
+    pub records: Option<RecorderHandle>,
+    /// Answered group calls for Redis, when notifications are configured (section 10).
+    pub notifications: Option<NotifierHandle>,
 }
 
-/// An embedder's routing hook on its way to the driver.
-pub(crate) struct RouterBox(Box<dyn Router>);
-
-impl fmt::Debug for RouterBox {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Router")
-    }
-}
-
-/// Resolves when the driver lets go of a registered terminal: it was dropped as a slow consumer, it
-/// went away, or the server shut down. Its reader should stop reading then: nothing it sends is
-/// looked at any more, and a flooding client that does not read must not keep the server busy.
-#[derive(Debug)]
-pub struct Detached(oneshot::Receiver<DetachReason>);
-
-impl Detached {
-    /// Waits until the driver has let go of the terminal; `Some` when it says why (a slow
-    /// consumer), `None` when the terminal went away or the server shut down.
-    pub async fn wait(&mut self) -> Option<DetachReason> {
-        (&mut self.0).await.ok()
-    }
-}
-
-/// Why the driver let go of a terminal the rpc of which is still open.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DetachReason {
-    /// Its outbound queue, of `queue` messages, was full: the client does not read fast enough
-    /// (or at all). Its rpc ends with `RESOURCE_EXHAUSTED` and its calls end as if it had gone
-    /// (PROTOCOL.md 4.8).
-    SlowConsumer {
-        /// The queue's capacity, in messages.
-        queue: usize,
-    },
-}
-
-/// The outbound queue capacity, in messages, for a terminal allowed `messages_per_second` messages
-/// a second (burst: twice as many; 0 is unlimited): [`DEFAULT_OUTBOUND_QUEUE`] for notices, plus
-/// room for one answer to each message of a full burst, so that a client that reads promptly is
-/// never dropped for the answers to a burst within its rate limit.
-pub fn outbound_queue_for(messages_per_second: u32) -> usize {
-    let burst = 2 * usize::try_from(messages_per_second).unwrap_or(usize::MAX / 4);
-    DEFAULT_OUTBOUND_QUEUE.saturating_add(burst)
-}
-
-/// A snapshot of the switch's size, for tests and health checks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub struct DriverStats {
-    /// Registered terminals.
-    pub terminals: usize,
-    /// Calls held by the switch, ringing or established. Zero once every terminal has gone
-    /// (PROTOCOL.md section 6: "the core holds no call").
-    pub calls: usize,
-}
-
-/// What can go wrong talking to the driver.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DriverError {
-    /// The driver task has stopped (the server is shutting down).
-    Stopped,
-    /// The switch refused the registration: a terminal limit is reached.
-    Register(RegisterError),
-}
-
-impl fmt::Display for DriverError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            DriverError::Stopped => f.write_str("the core is shutting down"),
-            DriverError::Register(e) => e.fmt(f),
+impl Sinks {
+    /// The operator API's event hub only: no records, no notifications.
+    pub fn new(events: EventHub) -> Sinks {
+        Sinks {
+            events,
+            records: None,
+            notifications: None,
         }
     }
 }
 
-impl std::error::Error for DriverError {}
+/// The phone network as the driver sees it (PROTOCOL.md section 7): where the switch's commands go,
+/// and the receiving half of the `PhoneReports` channel the network reports its events on.
+pub struct PhoneLink {
+    /// The network, or `None` when the server runs without one.
+    pub network: Option<Box<dyn PhoneNetwork>>,
+    /// The network's events.
+    pub events: mpsc::UnboundedReceiver<PhoneEvent>,
+}
 
-impl From<DriverError> for Status {
-    /// `RESOURCE_EXHAUSTED` for a terminal limit (PROTOCOL.md section 6), `UNAVAILABLE` when the core
-    /// is shutting down.
-    fn from(e: DriverError) -> Status {
-        match e {
-            DriverError::Stopped => Status::unavailable(e.to_string()),
-            DriverError::Register(_) => Status::resource_exhausted(e.to_string()),
-        }
+impl fmt::Debug for PhoneLink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PhoneLink")
+            .field("network", &self.network.is_some())
+            .finish_non_exhaustive()
     }
 }
 
-/// A cheap, cloneable way to talk to the driver task. Every method fails with
-/// [`DriverError::Stopped`] once the driver has shut down.
-#[derive(Clone, Debug)]
-pub struct DriverHandle {
-    inputs: mpsc::Sender<DriverInput>,
-}
-
-impl DriverHandle {
-    async fn send(&self, input: DriverInput) -> Result<(), DriverError> {
-        self.inputs
-            .send(input)
-            .await
-            .map_err(|_| DriverError::Stopped)
-    }
-
-    /// Registers a terminal (see `DriverInput::Register`); resolves once the switch accepted it, after
-    /// any `Idle`/`InCall`/`Offer` for it has been queued on `outbound`.
-    ///
-    /// # Errors
-    /// [`DriverError::Register`] when a terminal limit is reached, [`DriverError::Stopped`].
-    pub async fn register(
-        &self,
-        terminal: TerminalId,
-        msisdn: Msisdn,
-        kind: PipeKind,
-        outbound: Outbound,
-    ) -> Result<Detached, DriverError> {
-        let (reply, answer) = oneshot::channel();
-        let (detached, signal) = oneshot::channel();
-        self.send(DriverInput::Register {
-            terminal,
-            msisdn,
-            kind,
-            outbound,
-            detached,
-            reply,
-        })
-        .await?;
-        answer
-            .await
-            .map_err(|_| DriverError::Stopped)?
-            .map_err(DriverError::Register)?;
-        Ok(Detached(signal))
-    }
-
-    /// Hands over one message of a terminal (see `DriverInput::Request`). Returns once queued; the
-    /// answer, if any, arrives on the terminal's outbound queue.
-    ///
-    /// # Errors
-    /// [`DriverError::Stopped`].
-    pub async fn request(
-        &self,
-        terminal: TerminalId,
-        raw_call_id: String,
-        parsed: Result<Request, Rejection>,
-    ) -> Result<(), DriverError> {
-        self.send(DriverInput::Request {
-            terminal,
-            raw_call_id,
-            parsed,
-        })
-        .await
-    }
-
-    /// The terminal half-closed (see `DriverInput::HalfClose`).
-    ///
-    /// # Errors
-    /// [`DriverError::Stopped`].
-    pub async fn half_close(&self, terminal: TerminalId) -> Result<(), DriverError> {
-        self.send(DriverInput::HalfClose { terminal }).await
-    }
-
-    /// The terminal's rpc ended (see `DriverInput::Gone`).
-    ///
-    /// # Errors
-    /// [`DriverError::Stopped`].
-    pub async fn gone(&self, terminal: TerminalId) -> Result<(), DriverError> {
-        self.send(DriverInput::Gone { terminal }).await
-    }
-
-    /// How many terminals and calls the switch holds now.
-    ///
-    /// # Errors
-    /// [`DriverError::Stopped`].
-    pub async fn stats(&self) -> Result<DriverStats, DriverError> {
-        let (reply, answer) = oneshot::channel();
-        self.send(DriverInput::Stats { reply }).await?;
-        answer.await.map_err(|_| DriverError::Stopped)
-    }
-
-    /// Has the switch consult `router` for every new call from now on (PROTOCOL.md section 5).
-    ///
-    /// # Errors
-    /// [`DriverError::Stopped`].
-    pub async fn set_router(&self, router: Box<dyn Router>) -> Result<(), DriverError> {
-        self.send(DriverInput::SetRouter(RouterBox(router))).await
-    }
-
-    /// Hands a question of the operator API to the driver; it answers on the query's own reply.
-    ///
-    /// # Errors
-    /// [`DriverError::Stopped`].
-    pub async fn operator(&self, query: OperatorQuery) -> Result<(), DriverError> {
-        self.send(DriverInput::Operator(query)).await
-    }
-
-    /// Shuts the switch down (see `DriverInput::Shutdown`) and waits until every Bye is queued and
-    /// every outbound queue is closed.
-    ///
-    /// # Errors
-    /// [`DriverError::Stopped`] when it had already stopped.
-    pub async fn shutdown(&self) -> Result<(), DriverError> {
-        let (done, finished) = oneshot::channel();
-        self.send(DriverInput::Shutdown { done }).await?;
-        finished.await.map_err(|_| DriverError::Stopped)
-    }
-}
-
-/// Starts the driver task on the current tokio runtime, owning `switch` and, when given, the phone
-/// network that reports on `phone_events` (the receiver of the `PhoneReports` channel it was built
-/// with). The task ends after a shutdown, or when every [`DriverHandle`] is dropped (then it shuts the
-/// switch down the same way).
-pub fn spawn(
-    switch: Switch,
-    events: EventHub,
-    phone: Option<Box<dyn PhoneNetwork>>,
-    phone_events: mpsc::UnboundedReceiver<PhoneEvent>,
-) -> (DriverHandle, JoinHandle<()>) {
-    spawn_with_records(switch, events, phone, phone_events, None)
-}
-
-/// [`spawn`], also handing every call event to the call records writer when `records` is given
-/// (PROTOCOL.md section 9; never waiting on it).
-pub fn spawn_with_records(
-    switch: Switch,
-    events: EventHub,
-    phone: Option<Box<dyn PhoneNetwork>>,
-    phone_events: mpsc::UnboundedReceiver<PhoneEvent>,
-    records: Option<RecorderHandle>,
-) -> (DriverHandle, JoinHandle<()>) {
-    spawn_with_sinks(switch, events, phone, phone_events, records, None)
-}
-
-/// [`spawn_with_records`], also queueing the notification of every answered group call for Redis
-/// when `notifications` is given (PROTOCOL.md section 10; never waiting on it).
-pub(crate) fn spawn_with_sinks(
-    switch: Switch,
-    events: EventHub,
-    phone: Option<Box<dyn PhoneNetwork>>,
-    phone_events: mpsc::UnboundedReceiver<PhoneEvent>,
-    records: Option<RecorderHandle>,
-    notifications: Option<NotifierHandle>,
-) -> (DriverHandle, JoinHandle<()>) {
+/// Starts the driver task on the current tokio runtime, owning `switch`, handing the phone
+/// network its commands and reading its events through `phone`, and fanning call events out to
+/// `sinks`. The task ends after a shutdown, or when every [`DriverHandle`] is dropped (then it
+/// shuts the switch down the same way).
+pub fn spawn(switch: Switch, phone: PhoneLink, sinks: Sinks) -> (DriverHandle, JoinHandle<()>) {
     let (inputs, receiver) = mpsc::channel(INPUT_QUEUE);
+    let Sinks {
+        events,
+        records,
+        notifications,
+    } = sinks;
     let driver = Driver {
         switch,
         events,
         records,
         notifications,
-        phone,
+        phone: phone.network,
         terminals: HashMap::new(),
         metrics: DriverMetrics::new(),
         queue_changes_seen: 0,
     };
-    let task = tokio::spawn(driver.run(receiver, phone_events));
+    let task = tokio::spawn(driver.run(receiver, phone.events));
     (DriverHandle { inputs }, task)
 }
 
@@ -537,9 +291,13 @@ impl Driver {
 
 #[cfg(test)]
 mod tests {
+    use super::super::handle::DriverError;
     use super::*;
-    use crate::core::{ByeReason, RequestBody, Sdp, SwitchConfig};
+    use crate::core::{
+        ByeReason, Msisdn, PipeKind, Rejection, Request, RequestBody, Sdp, SwitchConfig,
+    };
     use crate::proto::webterminal::{bye, web_terminal_message::Message};
+    use tonic::Status;
 
     const SDP: &str = "v=0\r\no=- 1 1 IN IP4 192.0.2.2\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=rtpmap:111 opus/48000/2\r\na=sendrecv\r\n";
 
@@ -552,10 +310,13 @@ mod tests {
                     ..SwitchConfig::default()
                 },
                 1,
+                Instant::now(),
             ),
-            EventHub::new(Default::default()),
-            None,
-            events,
+            PhoneLink {
+                network: None,
+                events,
+            },
+            Sinks::new(EventHub::new(Default::default())),
         )
     }
 
