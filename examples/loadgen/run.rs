@@ -24,12 +24,12 @@ use tokio::task::JoinSet;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
 use tonic::Streaming;
+use webterminal_core::auth;
 use webterminal_core::core::Msisdn;
 use webterminal_core::proto::common::PhoneNumber;
 use webterminal_core::proto::webterminal::web_terminal_message::Message;
 use webterminal_core::proto::webterminal::web_terminal_service_client::WebTerminalServiceClient;
 use webterminal_core::proto::webterminal::{bye, Answer, Bye, Offer, Ringing, WebTerminalMessage};
-use webterminal_core::server::auth;
 
 /// The server's `max_concurrent_streams` per HTTP/2 connection; a connection never carries more
 /// terminals than this.

@@ -14,12 +14,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message as Frame;
 use tonic::transport::Channel;
+use webterminal_core::auth::{mint_client_token, mint_token, MSISDN_METADATA, REQUIRED_SCOPE};
 use webterminal_core::core::Msisdn;
 use webterminal_core::proto::webterminal::web_terminal_service_client::WebTerminalServiceClient;
 use webterminal_core::proto::webterminal::WebTerminalMessage;
-use webterminal_core::server::auth::{
-    mint_client_token, mint_token, MSISDN_METADATA, REQUIRED_SCOPE,
-};
 
 /// How long opening an rpc may take before the terminal gives up and tries again later.
 const OPEN_WITHIN: Duration = Duration::from_secs(5);

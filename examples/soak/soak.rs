@@ -24,10 +24,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
+use webterminal_core::auth::{mint_token, OPERATOR_SCOPE};
 use webterminal_core::core::Msisdn;
 use webterminal_core::proto::operator::operator_client::OperatorClient;
 use webterminal_core::proto::operator::{CallRecord, ListCallRecordsRequest, ListCallsRequest};
-use webterminal_core::server::auth::{mint_token, OPERATOR_SCOPE};
 
 const SECRET: &[u8] = b"soak secret: thirty-two bytes long";
 const NOTIFICATIONS_KEY: &str = "soak:notifications:inbound";

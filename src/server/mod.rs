@@ -17,12 +17,11 @@ pub mod routing_file;
 mod tests;
 mod tls;
 
-/// Access tokens, also named here beside [`ServerConfig`], whose tokens they mint and verify.
-pub use crate::auth;
 /// `GET /healthz` and `GET /readyz`, whose handle is [`ServerConfig::health`].
 pub use crate::telemetry::health;
 pub use config::*;
 
+use crate::auth;
 use crate::core::Switch;
 use crate::driver::{self, event_hub};
 use crate::edge::{gateway, http_server, listener, session, softphone};
