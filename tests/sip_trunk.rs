@@ -5,7 +5,7 @@
 //! what the core sends (numbers, X- headers, the BYE's Reason, the answer SDP) with `<ereg>`
 //! checks, and a failed check fails the call.
 //!
-//! Cases (g) to (j), and (k) and (l) once more, anchor the media in a real rtpengine
+//! Cases (g) to (j), and (k), (l) and (m) once more, anchor the media in a real rtpengine
 //! (`$RTPENGINE`, else `rtpengine` on the PATH, installed by scripts/install-test-tools), started
 //! per test on loopback by tests/support/rtpengine.rs, and look at its calls through the core's own
 //! ng client.
@@ -24,7 +24,9 @@ use webterminal_core::proto::common::PhoneNumber;
 use webterminal_core::proto::webterminal::bye::Reason;
 use webterminal_core::proto::webterminal::error::Code as ErrCode;
 use webterminal_core::proto::webterminal::web_terminal_message::Message;
-use webterminal_core::proto::webterminal::{Answer, Bye, Offer, Ringing, WebTerminalMessage};
+use webterminal_core::proto::webterminal::{
+    action, Action, Answer, Bye, Offer, Ringing, ToPhone, Transfer, WebTerminalMessage,
+};
 
 const SECRET: &str = "sip-trunk-test-secret";
 /// The terminal's number (a caller in (a) and (b), the callee in (c)).
@@ -70,6 +72,17 @@ impl Sipp {
     /// [`Sipp::start`] on `port`.
     fn start_on(scenario: &str, port: u16, remote: Option<String>) -> Sipp {
         Sipp::spawn(scenario, port, remote, &["-m", "1", "-l", "1"])
+    }
+
+    /// [`Sipp::start`] as a UAS for `calls` calls (all at once if they come so).
+    fn start_calls(scenario: &str, calls: u32) -> Sipp {
+        let calls = calls.to_string();
+        Sipp::spawn(
+            scenario,
+            free_udp_port(),
+            None,
+            &["-m", &calls, "-l", &calls],
+        )
     }
 
     /// SIPp as a UAS on `port` playing `tests/sip/<scenario>` for every call that comes, until it is
@@ -979,4 +992,97 @@ async fn re_offers_on_a_call_from_a_phone(media: bool) {
     tokio::task::spawn_blocking(move || sipp.expect_success())
         .await
         .unwrap();
+}
+
+/// How a call between a terminal and a phone is handed to another phone in cases (m) and (n).
+#[derive(Clone, Copy, Debug)]
+enum Handing {
+    /// The terminal hands it over to its own mobile phone (4.6).
+    ToPhone,
+    /// The terminal transfers the far party to a number without a terminal (4.12).
+    Transfer,
+}
+
+/// (m) Handover of a call between a terminal and a phone to the terminal's mobile phone: the
+/// phone's INVITE goes with no SDP (a delayed offer, PROTOCOL.md section 13), its 200 carries its
+/// offer, which the core re-offers to the far phone (a re-INVITE); that phone's answer goes back in
+/// the ACK (SIPp checks each SDP). The terminal gets `InCall`; when the far phone hangs up, the
+/// handed-over phone gets a BYE with `Reason: Q.850;cause=16`.
+#[tokio::test]
+async fn a_handover_to_the_mobile_phone_is_a_delayed_offer_answered_in_the_ack() {
+    handing_a_call_to_a_phone(Handing::ToPhone, false).await;
+}
+
+/// (m) through rtpengine: the same, the handed-over phone's offer and the ACK's answer passing
+/// rtpengine (the phone the offerer; SIPp checks the ACK's answer is plain RTP), and rtpengine
+/// holding nothing once the call has ended.
+#[tokio::test]
+async fn through_rtpengine_a_handover_to_the_mobile_phone_is_answered_in_the_ack() {
+    handing_a_call_to_a_phone(Handing::ToPhone, true).await;
+}
+
+/// (n) A transfer of a call between a terminal and a phone to a number without a terminal: the
+/// same delayed offer to that number's phone; the terminal gets `Bye{TRANSFERRED}`.
+#[tokio::test]
+async fn a_transfer_to_a_phone_is_a_delayed_offer_answered_in_the_ack() {
+    handing_a_call_to_a_phone(Handing::Transfer, false).await;
+}
+
+/// Cases (m) and (n), with the media anchored in a real rtpengine when `media`.
+async fn handing_a_call_to_a_phone(how: Handing, media: bool) {
+    let rtpengine = media.then(RtpEngineProcess::start);
+    let ng = rtpengine.as_ref().map(|r| r.ng.to_string());
+    let args: Vec<&str> = ng.iter().flat_map(|ng| ["--rtpengine", ng]).collect();
+    let mut sipp = Sipp::start_calls("uas_delayed_offer.xml", 2);
+    let core = core(sipp.port, &args);
+    let (tx, mut rx) = open(core.port, SECRET, CALLER).await;
+    let id = uuid::Uuid::new_v4().to_string();
+    let offer = Offer {
+        sdp: terminal_offer(media, "terminal-offer"),
+        msisdn: Some(PhoneNumber { e164: PHONE.into() }),
+        data: Default::default(),
+    };
+    tx.send(message(&id, Message::Offer(offer))).await.unwrap();
+    let answered = next(&mut rx).await;
+    assert_eq!(answered.call_id, id);
+    match answered.message {
+        Some(Message::Answer(Answer { sdp })) => {
+            assert!(sdp.contains("s=sipp-uas-answer"), "{sdp}")
+        }
+        other => panic!("expected Answer, got {other:?}"),
+    }
+    let action = match how {
+        Handing::ToPhone => action::Message::ToPhone(ToPhone {}),
+        Handing::Transfer => action::Message::Transfer(Transfer {
+            msisdn: Some(PhoneNumber {
+                e164: "+4799000003".into(),
+            }),
+        }),
+    };
+    tx.send(message(
+        &id,
+        Message::Action(Action {
+            message: Some(action),
+        }),
+    ))
+    .await
+    .unwrap();
+    let moved = next(&mut rx).await;
+    assert_eq!(moved.call_id, id);
+    match (how, moved.message) {
+        (Handing::ToPhone, Some(Message::InCall(in_call))) => {
+            assert_eq!(in_call.msisdn.unwrap().e164, PHONE)
+        }
+        (Handing::Transfer, Some(Message::Bye(bye))) => {
+            assert_eq!(bye.reason(), Reason::Transferred)
+        }
+        (how, other) => panic!("{how:?}: got {other:?}"),
+    }
+    tokio::task::spawn_blocking(move || sipp.expect_success())
+        .await
+        .unwrap();
+    if let Some(rtpengine) = &rtpengine {
+        let engine = RtpEngine::connect(rtpengine.ng).await.unwrap();
+        expect_calls(&engine, <[String]>::is_empty).await;
+    }
 }

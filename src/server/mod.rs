@@ -17,11 +17,10 @@ pub mod routing_file;
 mod tests;
 mod tls;
 
-/// `GET /healthz` and `GET /readyz`, whose handle is [`ServerConfig::health`].
-pub use crate::telemetry::health;
 pub use config::*;
 
 use crate::auth;
+use crate::telemetry::health;
 use crate::core::Switch;
 use crate::driver::{self, event_hub};
 use crate::edge::{gateway, http_server, listener, session, softphone};

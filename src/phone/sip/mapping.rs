@@ -541,6 +541,29 @@ pub fn hop_limit_reached(max_forwards: Option<&str>) -> bool {
 /// INVITE's 32 s timeout.
 pub const REJECTION_WHILE_DOWN: PhoneRejection = PhoneRejection::Unreachable;
 
+/// Why a handover (or a transfer to a phone) fails at once while the trunk is down, for the
+/// terminal that asked (`HandOverFailed`).
+pub const HANDOVER_WHILE_DOWN: &str = "the SIP trunk is down (no answer to OPTIONS)";
+
+/// Why a handover's delayed-offer INVITE (PROTOCOL.md section 13) failed, for the terminal that
+/// asked (`HandOverFailed`, sent in `Error.message`): `status` is the phone's final response, none
+/// when none came (a transaction timeout). The same reading of the codes as a call's
+/// ([`rejection_of_status`]).
+pub fn handover_failure(status: Option<u16>) -> String {
+    match status {
+        None => "the phone did not answer".to_owned(),
+        Some(status) => match rejection_of_status(status) {
+            PhoneRejection::Busy => format!("the phone is busy (SIP {status})"),
+            PhoneRejection::Declined => format!("the phone declined (SIP {status})"),
+            PhoneRejection::Unreachable => format!("the phone is unreachable (SIP {status})"),
+        },
+    }
+}
+
+/// Why a handover fails when the phone's 2xx carries no usable offer (the core relays offers and
+/// cannot make one).
+pub const HANDOVER_WITHOUT_OFFER: &str = "the phone answered without a usable SDP offer";
+
 /// Whether an OPTIONS ping's outcome shows the trunk up (PROTOCOL.md section 13): `status` is the
 /// final response's code, none when no final response came in time. No answer, `408 Request
 /// Timeout` (a proxy's own timeout toward the trunk) and any 5xx (the trunk failing or overloaded:
@@ -645,6 +668,23 @@ mod tests {
             assert_eq!(rejection_of_status(status), PhoneRejection::Unreachable);
         }
         assert_eq!(REJECTION_ON_TIMEOUT, PhoneRejection::Unreachable);
+    }
+
+    #[test]
+    fn handover_failures_read_the_codes_as_calls_do() {
+        assert_eq!(handover_failure(Some(486)), "the phone is busy (SIP 486)");
+        assert_eq!(handover_failure(Some(600)), "the phone is busy (SIP 600)");
+        assert_eq!(handover_failure(Some(603)), "the phone declined (SIP 603)");
+        assert_eq!(handover_failure(Some(608)), "the phone declined (SIP 608)");
+        assert_eq!(
+            handover_failure(Some(480)),
+            "the phone is unreachable (SIP 480)"
+        );
+        assert_eq!(
+            handover_failure(Some(503)),
+            "the phone is unreachable (SIP 503)"
+        );
+        assert_eq!(handover_failure(None), "the phone did not answer");
     }
 
     #[test]

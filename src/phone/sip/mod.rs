@@ -6,14 +6,18 @@
 //! transaction and dialog layers, on UDP. What it carries: calls both ways with their ringing,
 //! answer, rejection and hangup, call context as `X-` headers, loop refusal (482), OPTIONS pings
 //! with the trunk's health ([`TRUNK_DOWN`], `webterminal_sip_trunk_up`), SIP message counts,
-//! re-offers both ways on an answered leg (re-INVITE, an UPDATE accepted, 491 on glare), and with
-//! `--rtpengine` each leg's media anchored in rtpengine ([`media`] the rules, [`rtpengine`] the ng
-//! client). Not yet: early media, the handover's offerless INVITE, PRACK, digest and REGISTER.
+//! re-offers both ways on an answered leg (re-INVITE, an UPDATE accepted, 491 on glare), handover
+//! and transfer to a phone as a delayed-offer INVITE answered in the ACK ([`socket`] holds that
+//! ACK back until the answer is known; [`wire`] the text rules), and with `--rtpengine` each leg's
+//! media anchored in rtpengine ([`media`] the rules, [`rtpengine`] the ng client). Not yet: early
+//! media, PRACK, digest and REGISTER.
 
 pub mod mapping;
 pub mod media;
 pub mod rtpengine;
+pub mod socket;
 pub mod trunk;
+pub mod wire;
 
 pub use mapping::Cidr;
 pub use trunk::SipTrunk;
@@ -29,7 +33,7 @@ pub const DEFAULT_SIP_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::
 /// The default `--sip-options-interval`: an OPTIONS ping of the trunk every 30 s.
 pub const DEFAULT_OPTIONS_INTERVAL: Duration = Duration::from_secs(30);
 
-/// The `/readyz` reason ([`crate::server::health::NotReady::Down`]) while the trunk does not answer
+/// The `/readyz` reason ([`crate::telemetry::health::NotReady::Down`]) while the trunk does not answer
 /// its OPTIONS pings.
 pub const TRUNK_DOWN: &str = "sip_trunk_down";
 

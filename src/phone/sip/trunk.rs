@@ -12,6 +12,7 @@
 use super::mapping::{self, Admission, Direction, Release, SentInvite};
 use super::media::{self, Step};
 use super::rtpengine::{RtpEngine, RtpEngineError};
+use super::socket::SipSocket;
 use super::{Cidr, SipConfig};
 use crate::core::{Msisdn, PhoneCommand, PhoneEvent, PhoneLegId, PhoneRejection, Sdp};
 use crate::pacing::LogThrottle;
@@ -334,6 +335,8 @@ struct Shared {
     prefix: String,
     /// Where the legs' media is anchored (`--rtpengine`); none: SDP passes through unchanged.
     media: Option<Arc<Anchor>>,
+    /// The trunk's socket, which holds back the ACK of a delayed offer until its answer is known.
+    socket: Arc<SipSocket>,
 }
 
 impl Shared {
@@ -390,9 +393,10 @@ impl Trunk {
             tokio::net::UdpSocket::from_std(s)
         })
         .map_err(|e| format!("--sip-listen {}: {e}", config.listen))?;
+        let socket = Arc::new(SipSocket::new(socket));
         let cancel = CancellationToken::new();
         let connection =
-            UdpConnection::from_socket(Arc::new(socket), None, Some(cancel.child_token()))
+            UdpConnection::from_socket(socket.clone(), None, Some(cancel.child_token()))
                 .await
                 .map_err(|e| format!("--sip-listen {}: {e}", config.listen))?;
         let local = connection.get_addr().addr.to_string();
@@ -422,6 +426,7 @@ impl Trunk {
             trunk,
             trunk_addr,
             local,
+            socket,
             cancel,
             incoming,
             inner,
@@ -442,6 +447,7 @@ impl Trunk {
             trunk,
             trunk_addr,
             local,
+            socket,
             cancel,
             incoming,
             inner,
@@ -515,6 +521,7 @@ impl Trunk {
                 sent: std::sync::Mutex::new(HashMap::new()),
                 prefix,
                 media,
+                socket,
             }),
             endpoint_cancel: cancel,
             incoming,
@@ -560,53 +567,25 @@ impl Trunk {
                     reason: mapping::REJECTION_WHILE_DOWN,
                 });
             }
+            PhoneCommand::HandOver { leg, .. } if !*self.up.borrow() => {
+                tracing::info!(
+                    ?leg,
+                    "SIP trunk: the trunk is down (no answer to OPTIONS); handover refused"
+                );
+                if let Some(event) = refusal(&command, mapping::HANDOVER_WHILE_DOWN) {
+                    self.shared.reports.report(event);
+                }
+            }
             PhoneCommand::Ring {
                 leg,
                 to,
                 from,
                 sdp,
                 context,
-            } => {
-                let (tx, rx) = mpsc::unbounded_channel();
-                self.legs.insert(leg, tx);
-                // Chosen here, and known before the INVITE leaves, so that it is recognised even
-                // when it comes back at once.
-                let call_id = media::outgoing_call_id(
-                    &self.shared.prefix,
-                    &uuid::Uuid::new_v4().simple().to_string(),
-                );
-                self.shared.sent().insert(
-                    leg,
-                    SentInvite {
-                        call_id: call_id.clone(),
-                        branch: None,
-                    },
-                );
-                let shared = self.shared.clone();
-                let invite = Invite {
-                    to,
-                    from,
-                    sdp,
-                    context,
-                    call_id,
-                };
-                tokio::spawn(async move {
-                    outgoing_leg(&shared, leg, invite, rx).await;
-                    shared.sent().remove(&leg);
-                    let _ = shared.ended.send(Ended(leg));
-                });
-            }
-            PhoneCommand::HandOver { leg, .. } => {
-                tracing::info!(
-                    ?leg,
-                    "SIP trunk: handover (an offerless INVITE) is not built yet; refused"
-                );
-                if let Some(event) = refusal(
-                    &command,
-                    "handing a call over to the mobile phone is not available on the SIP trunk yet",
-                ) {
-                    self.shared.reports.report(event);
-                }
+            } => self.outgoing(leg, to, from, Some(sdp), context),
+            PhoneCommand::HandOver { leg, msisdn, peer } => {
+                // The phone shows the other party as the caller.
+                self.outgoing(leg, msisdn, peer, None, crate::core::CallContext::default());
             }
             other => {
                 let leg = match &other {
@@ -631,6 +610,50 @@ impl Trunk {
                 }
             }
         }
+    }
+
+    /// Starts an outgoing leg: a call to `to`'s phone from `from`, with the caller's offer `sdp`
+    /// (`Ring`), or without one (`HandOver`: a delayed offer, PROTOCOL.md section 13).
+    fn outgoing(
+        &mut self,
+        leg: PhoneLegId,
+        to: Msisdn,
+        from: Msisdn,
+        sdp: Option<Sdp>,
+        context: crate::core::CallContext,
+    ) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.legs.insert(leg, tx);
+        // Chosen here, and known before the INVITE leaves, so that it is recognised even when it
+        // comes back at once.
+        let call_id = media::outgoing_call_id(
+            &self.shared.prefix,
+            &uuid::Uuid::new_v4().simple().to_string(),
+        );
+        self.shared.sent().insert(
+            leg,
+            SentInvite {
+                call_id: call_id.clone(),
+                branch: None,
+            },
+        );
+        if sdp.is_none() {
+            self.shared.socket.hold_acks(&call_id);
+        }
+        let shared = self.shared.clone();
+        let invite = Invite {
+            to,
+            from,
+            sdp,
+            context,
+            call_id: call_id.clone(),
+        };
+        tokio::spawn(async move {
+            outgoing_leg(&shared, leg, invite, rx).await;
+            shared.sent().remove(&leg);
+            shared.socket.forget(&call_id).await;
+            let _ = shared.ended.send(Ended(leg));
+        });
     }
 
     /// One new server transaction: an in-dialog request goes to its dialog; an INVITE outside a
@@ -910,6 +933,7 @@ struct Opened {
     trunk: Uri,
     trunk_addr: SipAddr,
     local: String,
+    socket: Arc<SipSocket>,
     cancel: CancellationToken,
     incoming: rsipstack::transaction::TransactionReceiver,
     inner: EndpointInnerRef,
@@ -1431,11 +1455,13 @@ impl Renegotiation {
     }
 }
 
-/// What a `PhoneCommand::Ring` asks to send, and the Call-ID the trunk chose for it.
+/// What a `PhoneCommand::Ring` (or `HandOver`) asks to send, and the Call-ID the trunk chose for
+/// it.
 struct Invite {
     to: Msisdn,
     from: Msisdn,
-    sdp: Sdp,
+    /// The caller's offer; none for a handover (a delayed offer: the phone's 2xx makes it).
+    sdp: Option<Sdp>,
     context: crate::core::CallContext,
     call_id: String,
 }
@@ -1459,7 +1485,7 @@ async fn outgoing_leg(
     commands: mpsc::UnboundedReceiver<LegInput>,
 ) {
     let Some(anchor) = shared.media.clone() else {
-        let offer = invite_of.sdp.as_str().to_owned();
+        let offer = invite_of.sdp.as_ref().map(|sdp| sdp.as_str().to_owned());
         outgoing_dialog(shared, leg, invite_of, offer, None, commands).await;
         return;
     };
@@ -1467,6 +1493,15 @@ async fn outgoing_leg(
         anchor,
         call_id: invite_of.call_id.clone(),
         from_tag: uuid::Uuid::new_v4().simple().to_string()[..12].to_owned(),
+    };
+    let Some(sdp) = invite_of.sdp.clone() else {
+        // A delayed offer: the phone's offer, in its 2xx, is the first to reach rtpengine.
+        outgoing_dialog(shared, leg, invite_of, None, Some(&media), commands).await;
+        let offered = media.anchor.live().contains(&media.call_id);
+        if offered {
+            media.anchor.delete(leg, &media.call_id).await;
+        }
+        return;
     };
     let passed = media
         .anchor
@@ -1476,11 +1511,13 @@ async fn outgoing_leg(
             &media.call_id,
             &media.from_tag,
             "",
-            invite_of.sdp.as_str(),
+            sdp.as_str(),
         )
         .await;
     match passed {
-        Ok(offer) => outgoing_dialog(shared, leg, invite_of, offer, Some(&media), commands).await,
+        Ok(offer) => {
+            outgoing_dialog(shared, leg, invite_of, Some(offer), Some(&media), commands).await;
+        }
         Err(e) => {
             shared.reports.report(PhoneEvent::Rejected {
                 leg,
@@ -1502,11 +1539,18 @@ async fn outgoing_leg(
 /// `HungUp`. `Release` sends CANCEL before the answer, BYE after. The INVITE coming back to the
 /// trunk ([`LegInput::LoopedBack`]) before the answer → `Rejected`
 /// ([`mapping::REJECTION_ON_LOOP`]) and a CANCEL.
+///
+/// Without `offer`, a handover's delayed offer (PROTOCOL.md section 13): the INVITE has no SDP, the
+/// phone's 200 carries its offer, which goes to the switch as `HandOverReady` (through rtpengine,
+/// [`Step::SipOfferToWebRtc`]); the switch's `Answer` goes in the ACK (through rtpengine,
+/// [`Step::WebRtcAnswerToSip`]), which the trunk's socket holds back until then
+/// ([`SipSocket::hold_acks`]). Every failure is `HandOverFailed` with
+/// [`mapping::handover_failure`]'s message instead of `Rejected`.
 async fn outgoing_dialog(
     shared: &Shared,
     leg: PhoneLegId,
     invite_of: Invite,
-    offer: String,
+    offer: Option<String>,
     media: Option<&LegMedia>,
     mut commands: mpsc::UnboundedReceiver<LegInput>,
 ) {
@@ -1517,15 +1561,25 @@ async fn outgoing_dialog(
         context,
         call_id,
     } = invite_of;
-    let rejected = |reason| {
-        shared.reports.report(PhoneEvent::Rejected { leg, reason });
+    let delayed = offer.is_none();
+    // A failure before the leg carries the call: `Rejected`, or for a handover `HandOverFailed`.
+    let fail = |reason, why: String| {
+        let event = if delayed {
+            PhoneEvent::HandOverFailed { leg, message: why }
+        } else {
+            PhoneEvent::Rejected { leg, reason }
+        };
+        shared.reports.report(event);
     };
     let own = format!("sip:{from}@{}", shared.local);
     let callee = mapping::uri_with_user(&shared.trunk.to_string(), to.as_str());
     let (Ok(caller), Ok(callee)) = (Uri::try_from(own.as_str()), Uri::try_from(callee.as_str()))
     else {
         tracing::warn!(?leg, "SIP trunk: cannot build the INVITE's URIs");
-        rejected(PhoneRejection::Unreachable);
+        fail(
+            PhoneRejection::Unreachable,
+            "the SIP trunk cannot address the phone".to_owned(),
+        );
         return;
     };
     let mut headers = vec![Header::Other(
@@ -1546,11 +1600,11 @@ async fn outgoing_dialog(
         caller: caller.clone(),
         callee,
         destination: Some(shared.trunk_addr.clone()),
-        content_type: Some(SDP_TYPE.to_owned()),
-        offer: Some(offer.as_bytes().to_vec()),
+        content_type: offer.as_ref().map(|_| SDP_TYPE.to_owned()),
+        offer: offer.as_ref().map(|offer| offer.as_bytes().to_vec()),
         contact: caller,
         headers: Some(headers),
-        call_id: Some(call_id),
+        call_id: Some(call_id.clone()),
         ..Default::default()
     };
     let (state_tx, mut states) = shared.dialogs.new_dialog_state_channel();
@@ -1558,7 +1612,10 @@ async fn outgoing_dialog(
         Ok(started) => started,
         Err(e) => {
             tracing::warn!(?leg, error = %e, "SIP trunk: INVITE not sent");
-            rejected(PhoneRejection::Unreachable);
+            fail(
+                PhoneRejection::Unreachable,
+                "the SIP trunk could not send the INVITE".to_owned(),
+            );
             return;
         }
     };
@@ -1571,10 +1628,13 @@ async fn outgoing_dialog(
     if let Some(sent) = shared.sent().get_mut(&leg) {
         sent.branch = branch;
     }
-    tracing::info!(?leg, to = ?to, "SIP trunk: INVITE sent");
+    tracing::info!(?leg, to = ?to, delayed, "SIP trunk: INVITE sent");
     let mut ringing = false;
-    // The answer: the phone's SDP, and the confirmed dialog's id (to forget it at the end).
+    // The answer: the phone's SDP (its answer, or for a delayed offer its offer), and the
+    // confirmed dialog's id (to forget it at the end).
     let mut answered: Option<(String, rsipstack::dialog::DialogId)> = None;
+    // A delayed offer's 2xx came and its ACK waits for the switch's answer.
+    let mut awaiting_answer = false;
     // Re-offers, once answered.
     let mut session: Option<Renegotiation> = None;
     let mut invite_done = false;
@@ -1601,16 +1661,35 @@ async fn outgoing_dialog(
                     }
                 };
                 let Some((id, response)) = response else {
-                    rejected(mapping::REJECTION_ON_TIMEOUT);
+                    fail(mapping::REJECTION_ON_TIMEOUT, mapping::handover_failure(None));
                     return;
                 };
                 let status = u16::from(response.status_code.clone());
                 if response.status_code.kind() != StatusCodeKind::Successful {
                     tracing::info!(?leg, status, "SIP trunk: call to a phone refused");
-                    rejected(mapping::rejection_of_status(status));
+                    fail(mapping::rejection_of_status(status), mapping::handover_failure(Some(status)));
                     return;
                 }
                 let body = String::from_utf8_lossy(&response.body).into_owned();
+                if delayed {
+                    match phone_offer(leg, media, &id, &body).await {
+                        Ok(sdp) => {
+                            tracing::info!(?leg, "SIP trunk: the phone is up for the handover, with its offer");
+                            shared.reports.report(PhoneEvent::HandOverReady { leg, sdp });
+                            answered = Some((body, id));
+                            awaiting_answer = true;
+                        }
+                        Err(reason) => {
+                            shared.socket.release_ack(&call_id, None).await;
+                            let _ = dialog.bye_with_reason(mapping::reason_header(reason)).await;
+                            shared.dialogs.remove_dialog(&id);
+                            fail(PhoneRejection::Unreachable, mapping::HANDOVER_WITHOUT_OFFER.to_owned());
+                            return;
+                        }
+                    }
+                    continue;
+                }
+                let offer = offer.clone().unwrap_or_default();
                 let toward_terminal = match media {
                     None => Ok(body.clone()),
                     Some(media) => media.anchor.pass(
@@ -1628,7 +1707,7 @@ async fn outgoing_dialog(
                         let reason = mapping::reason_header(media::REASON_ON_FAILURE);
                         let _ = dialog.bye_with_reason(reason).await;
                         shared.dialogs.remove_dialog(&id);
-                        rejected(media::REJECTION_ON_FAILURE);
+                        fail(media::REJECTION_ON_FAILURE, String::new());
                         return;
                     }
                 };
@@ -1639,7 +1718,7 @@ async fn outgoing_dialog(
                         session = Some(Renegotiation::new(
                             dialog.clone(),
                             body.clone(),
-                            offer.clone(),
+                            offer,
                             media.map_or_else(String::new, |m| m.from_tag.clone()),
                             id.remote_tag.clone(),
                         ));
@@ -1650,7 +1729,7 @@ async fn outgoing_dialog(
                         let reason = mapping::reason_header(crate::core::ByeReason::NegotiationFailed);
                         let _ = dialog.bye_with_reason(reason).await;
                         shared.dialogs.remove_dialog(&id);
-                        rejected(PhoneRejection::Unreachable);
+                        fail(PhoneRejection::Unreachable, String::new());
                         return;
                     }
                 }
@@ -1660,7 +1739,10 @@ async fn outgoing_dialog(
                     let status = u16::from(response.status_code.clone());
                     if status == 180 || status == 183 {
                         ringing = true;
-                        shared.reports.report(PhoneEvent::Ringing { leg });
+                        // A handover has no ringing to report: the switch waits for the phone.
+                        if !delayed {
+                            shared.reports.report(PhoneEvent::Ringing { leg });
+                        }
                     }
                 }
                 DialogState::Terminated(id, reason) if answered.is_some() => {
@@ -1675,16 +1757,17 @@ async fn outgoing_dialog(
                     }
                 }
                 other => {
-                    let (remote, local) = match &answered {
-                        Some((remote, _)) => (remote.as_str(), offer.as_str()),
-                        None => ("", offer.as_str()),
-                    };
+                    let remote = answered.as_ref().map_or("", |(remote, _)| remote.as_str());
+                    let local = session.as_ref().map_or_else(
+                        || offer.as_deref().unwrap_or(""),
+                        |s| s.local.as_str(),
+                    );
                     answer_in_dialog(&other, remote, local).await;
                 }
             },
             command = commands.recv() => match command {
                 Some(LegInput::LoopedBack) if answered.is_none() => {
-                    rejected(mapping::REJECTION_ON_LOOP);
+                    fail(mapping::REJECTION_ON_LOOP, "the call to the phone came back to us (482)".to_owned());
                     if let Err(e) = dialog.cancel().await {
                         tracing::info!(?leg, error = %e, "SIP trunk: CANCEL failed");
                     }
@@ -1694,7 +1777,38 @@ async fn outgoing_dialog(
                     return;
                 }
                 Some(LegInput::LoopedBack) => {}
+                Some(LegInput::Command(PhoneCommand::Answer { sdp, .. })) if awaiting_answer => {
+                    awaiting_answer = false;
+                    let Some((phone_offer, id)) = &answered else {
+                        continue;
+                    };
+                    match switch_answer(leg, media, id, &sdp).await {
+                        Ok(answer) => {
+                            shared.socket.release_ack(&call_id, Some(&answer)).await;
+                            tracing::info!(?leg, "SIP trunk: handover answered in the ACK");
+                            session = Some(Renegotiation::new(
+                                dialog.clone(),
+                                phone_offer.clone(),
+                                answer,
+                                id.local_tag.clone(),
+                                id.remote_tag.clone(),
+                            ));
+                        }
+                        Err(()) => {
+                            shared.socket.release_ack(&call_id, None).await;
+                            let reason = mapping::reason_header(media::REASON_ON_FAILURE);
+                            let _ = dialog.bye_with_reason(reason).await;
+                            shared.dialogs.remove_dialog(id);
+                            shared.reports.report(PhoneEvent::HungUp { leg });
+                            return;
+                        }
+                    }
+                }
                 Some(LegInput::Command(PhoneCommand::Release { reason, .. })) => {
+                    if awaiting_answer {
+                        // The far side gave no answer: the ACK goes as it is, then the BYE.
+                        shared.socket.release_ack(&call_id, None).await;
+                    }
                     match mapping::release(Direction::Outgoing, answered.is_some(), reason) {
                         Release::Bye { reason } => {
                             if let Err(e) = dialog.bye_with_reason(reason).await {
@@ -1724,11 +1838,77 @@ async fn outgoing_dialog(
                     (None, other) => unsupported(shared, leg, &other),
                 },
                 None => {
+                    if awaiting_answer {
+                        shared.socket.release_ack(&call_id, None).await;
+                    }
                     let _ = dialog.hangup().await;
                     return;
                 }
             }
         }
+    }
+}
+
+/// The phone's offer in a delayed-offer 2xx (`body`), toward the switch: through rtpengine with
+/// `media` ([`Step::SipOfferToWebRtc`], the phone the offerer), parsed. The error is the `Reason`
+/// for the BYE that ends the leg: none or an unusable offer, a failure of rtpengine.
+async fn phone_offer(
+    leg: PhoneLegId,
+    media: Option<&LegMedia>,
+    id: &rsipstack::dialog::DialogId,
+    body: &str,
+) -> Result<Sdp, crate::core::ByeReason> {
+    let unusable = crate::core::ByeReason::NegotiationFailed;
+    if body.trim().is_empty() {
+        tracing::info!(
+            ?leg,
+            "SIP trunk: the phone's 200 to a handover has no offer"
+        );
+        return Err(unusable);
+    }
+    let toward_terminal = match media {
+        None => body.to_owned(),
+        Some(media) => media
+            .anchor
+            .pass(
+                leg,
+                Step::SipOfferToWebRtc,
+                &media.call_id,
+                &id.remote_tag,
+                "",
+                body,
+            )
+            .await
+            .map_err(|_| media::REASON_ON_FAILURE)?,
+    };
+    Sdp::parse(&toward_terminal, usize::MAX).map_err(|e| {
+        tracing::info!(?leg, error = %e, "SIP trunk: the phone's offer does not parse");
+        unusable
+    })
+}
+
+/// The switch's answer to a delayed offer, toward the phone: through rtpengine with `media`
+/// ([`Step::WebRtcAnswerToSip`], the phone the offerer).
+async fn switch_answer(
+    leg: PhoneLegId,
+    media: Option<&LegMedia>,
+    id: &rsipstack::dialog::DialogId,
+    sdp: &Sdp,
+) -> Result<String, ()> {
+    match media {
+        None => Ok(sdp.as_str().to_owned()),
+        Some(media) => media
+            .anchor
+            .pass(
+                leg,
+                Step::WebRtcAnswerToSip,
+                &media.call_id,
+                &id.remote_tag,
+                &id.local_tag,
+                sdp.as_str(),
+            )
+            .await
+            .map_err(|_| ()),
     }
 }
 
