@@ -56,8 +56,9 @@ pub fn attempts_a_call(msg: &WebTerminalMessage) -> bool {
     }
 }
 
-/// Parses one message a terminal sent on a `kind` rpc, opened with the token of `own`, into a core
-/// [`Request`] (PROTOCOL.md sections 3 and 6).
+/// Parses one message a terminal sent on a `kind` rpc into a core [`Request`] (PROTOCOL.md
+/// sections 3 and 6). What depends on who sent it or on call state (a call to one's own number, a
+/// transfer to a party of the call) is the switch's to refuse.
 ///
 /// A keepalive ([`is_keepalive`]) is the caller's to set aside first; given one, this answers as for
 /// any message without a oneof. Checks, in this order, the first fault being the one reported:
@@ -65,7 +66,7 @@ pub fn attempts_a_call(msg: &WebTerminalMessage) -> bool {
 ///    and the request carries `call_id: None`.
 /// 2. A oneof set (and, for `Action`, an action inside it), else `INVALID_ARGUMENT`.
 /// 3. Field validity, else `INVALID_ARGUMENT` with a message naming the field: `offer.msisdn.e164` is
-///    E.164, with or without its `+` ([`Msisdn::parse_lenient`]), and not `own`; `offer.sdp` /
+///    E.164, with or without its `+` ([`Msisdn::parse_lenient`]); `offer.sdp` /
 ///    `answer.sdp` pass [`Sdp::parse`] within `limits.max_sdp_bytes`; `offer.data` is a valid
 ///    [`CallContext`] (its limits, section 1). `Idle`, `InCall` and `Error` are only ever sent by the
 ///    core. (Context on a re-offer is a call-state matter: the switch refuses it.)
@@ -75,7 +76,6 @@ pub fn attempts_a_call(msg: &WebTerminalMessage) -> bool {
 /// (see [`rejection_to_proto`]); the stream stays open.
 pub fn parse_request(
     kind: PipeKind,
-    own: &Msisdn,
     msg: WebTerminalMessage,
     limits: &Limits,
 ) -> Result<Request, Rejection> {
@@ -96,11 +96,6 @@ pub fn parse_request(
                     // With or without its '+' (PROTOCOL.md section 1); sent on with it.
                     let to = Msisdn::parse_lenient(&number.e164)
                         .map_err(|e| invalid_argument(format!("offer.msisdn.e164 {e}")))?;
-                    if &to == own {
-                        return Err(invalid_argument(
-                            "offer.msisdn.e164 is the terminal's own number: a subscriber cannot call itself",
-                        ));
-                    }
                     Some(to)
                 }
             };
@@ -132,11 +127,6 @@ pub fn parse_request(
             };
             let to = Msisdn::parse_lenient(&number.e164)
                 .map_err(|e| invalid_argument(format!("action.transfer.msisdn.e164 {e}")))?;
-            if &to == own {
-                return Err(invalid_argument(
-                    "action.transfer.msisdn.e164 is the terminal's own number",
-                ));
-            }
             RequestBody::Transfer { to }
         }
         Message::Idle(_) => return Err(invalid_argument("idle: only the core sends Idle")),
@@ -298,10 +288,6 @@ mod tests {
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
     }
 
-    fn own() -> Msisdn {
-        Msisdn::parse("+4799990001").unwrap()
-    }
-
     fn parse(
         kind: PipeKind,
         call_id: &str,
@@ -309,7 +295,6 @@ mod tests {
     ) -> Result<Request, Rejection> {
         parse_request(
             kind,
-            &own(),
             WebTerminalMessage {
                 message,
                 call_id: call_id.to_owned(),
@@ -522,7 +507,6 @@ mod tests {
         };
         let result = parse_request(
             PipeKind::Pipe,
-            &own(),
             WebTerminalMessage {
                 message: offer(&sdp, None),
                 call_id: String::new(),
@@ -541,12 +525,6 @@ mod tests {
         };
         assert_eq!(to, Msisdn::parse("+4799990002").unwrap());
         assert_eq!(to.as_str(), "+4799990002");
-        // The own number is the own number, with or without the '+'.
-        assert_rejected(
-            parse(PipeKind::Pipe, "", offer(&sdp, Some("4799990001"))),
-            ErrorCode::InvalidArgument,
-            "own number",
-        );
     }
 
     #[test]
@@ -574,16 +552,6 @@ mod tests {
                 "offer.msisdn.e164",
             );
         }
-    }
-
-    #[test]
-    fn offer_to_own_number_is_invalid_argument() {
-        let sdp = fixture("chromium-offer.sdp");
-        assert_rejected(
-            parse(PipeKind::Pipe, "", offer(&sdp, Some("+4799990001"))),
-            ErrorCode::InvalidArgument,
-            "own number",
-        );
     }
 
     #[test]

@@ -267,7 +267,7 @@ impl Reader {
                         let now = std::time::Instant::now();
                         let parsed = budget
                             .charge(now, new_call)
-                            .and_then(|()| wire::parse_request(self.kind, &msisdn, message, &self.limits))
+                            .and_then(|()| wire::parse_request(self.kind, message, &self.limits))
                             .and_then(|request| match &request.body {
                                 RequestBody::Offer { to: Some(callee), .. }
                                 | RequestBody::Transfer { to: callee } => {
