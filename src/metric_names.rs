@@ -54,6 +54,10 @@ pub const QUEUE_HOLD: &str = "webterminal_queue_hold_seconds";
 /// Whether the SIP trunk answers its OPTIONS pings: 1 up, 0 down (PROTOCOL.md section 13). Absent
 /// without a SIP trunk or with `--sip-options-interval 0`.
 pub const SIP_TRUNK_UP: &str = "webterminal_sip_trunk_up";
+/// Whether the trunk holds our registration (`--sip-register`): 1 after a REGISTER got 2xx, 0
+/// before, after a failed one and at the end (PROTOCOL.md section 13). Absent without
+/// `--sip-register`.
+pub const SIP_REGISTERED: &str = "webterminal_sip_registered";
 /// SIP requests the trunk sent (`direction="out"`) and received (`"in"`), by `method` (upper case as
 /// on the wire; methods the trunk does not know are `other`). Each transmission counts, request
 /// retransmissions included (PROTOCOL.md section 13).

@@ -1086,3 +1086,82 @@ async fn handing_a_call_to_a_phone(how: Handing, media: bool) {
         expect_calls(&engine, <[String]>::is_empty).await;
     }
 }
+
+/// The credentials the trunk of (o) and (p) checks.
+const TRUNK_CREDENTIALS: [&str; 4] = [
+    "--sip-username",
+    "trunk-user",
+    "--sip-password",
+    "trunk-secret",
+];
+
+/// (o) A trunk that challenges the INVITE with 407: the core sends it again once with a digest
+/// `Proxy-Authorization` for `--sip-username` / `--sip-password` (SIPp verifies it), the phone
+/// answers, and the terminal's hangup reaches it as a BYE.
+#[tokio::test]
+async fn a_challenged_invite_is_sent_again_with_digest_credentials() {
+    let mut sipp = Sipp::start("uas_digest.xml", None);
+    let core = core(sipp.port, &TRUNK_CREDENTIALS);
+    let (tx, mut rx) = open(core.port, SECRET, CALLER).await;
+    let id = call_the_phone(&tx).await;
+    let answer = next(&mut rx).await;
+    assert_eq!(answer.call_id, id);
+    match answer.message {
+        Some(Message::Answer(Answer { sdp })) => {
+            assert!(sdp.contains("s=sipp-uas-answer"), "SIPp's SDP: {sdp}")
+        }
+        other => panic!("expected Answer after the challenge, got {other:?}"),
+    }
+    tx.send(message(&id, Message::Bye(Bye::default())))
+        .await
+        .unwrap();
+    tokio::task::spawn_blocking(move || sipp.expect_success())
+        .await
+        .unwrap();
+}
+
+/// (p) `--sip-register`: the core REGISTERs `sip:trunk-user@…` with the trunk, answers the 401
+/// challenge with its digest (SIPp verifies it), and refreshes before the 2 s the trunk grants
+/// run out (again challenged and answered); `webterminal_sip_registered` is 1.
+#[tokio::test]
+async fn with_sip_register_the_core_registers_and_refreshes_its_registration() {
+    let mut sipp = Sipp::start("uas_registrar.xml", None);
+    let mut args = TRUNK_CREDENTIALS.to_vec();
+    args.push("--sip-register");
+    let core = core_with(sipp.port, &args, true);
+    let metrics = core.metrics_port.expect("metrics served");
+    expect_at_least(metrics, "webterminal_sip_registered", 1.0).await;
+    tokio::task::spawn_blocking(move || sipp.expect_success())
+        .await
+        .unwrap();
+}
+
+/// `--sip-register` without credentials is a usage error at start, naming what is missing.
+#[test]
+fn sip_register_without_credentials_is_refused_at_start() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_webterminal-core"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--phone-network",
+            "sip",
+            "--sip-trunk",
+            "sip:127.0.0.1:5090",
+            "--sip-listen",
+            "127.0.0.1:0",
+            "--jwt-secret",
+            SECRET,
+            "--records",
+            "none",
+            "--sip-register",
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--sip-register needs --sip-username and --sip-password"),
+        "{stderr}"
+    );
+}

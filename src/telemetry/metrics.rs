@@ -165,6 +165,10 @@ fn describe() {
         SIP_TRUNK_UP,
         "1 when the SIP trunk answers its OPTIONS pings, 0 when it does not."
     );
+    describe_gauge!(
+        SIP_REGISTERED,
+        "1 while the SIP trunk holds our registration (--sip-register), 0 when not."
+    );
     describe_counter!(
         NOTIFICATIONS_DROPPED,
         "Inbound-call notifications dropped from a full queue, oldest first."

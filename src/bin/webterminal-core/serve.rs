@@ -12,7 +12,7 @@ use std::time::Duration;
 use webterminal_core::core::SwitchConfig;
 use webterminal_core::edge;
 use webterminal_core::notifications::{self, NotificationsConfig};
-use webterminal_core::phone::sip::{Cidr, SipConfig};
+use webterminal_core::phone::sip::{Cidr, SipConfig, SipCredential};
 use webterminal_core::records::RecordsConfig;
 use webterminal_core::server::{self, PhoneNetworkKind, ServerConfig, TlsFiles, TokenPolicy};
 use webterminal_core::telemetry;
@@ -286,6 +286,31 @@ pub(crate) struct ServeArgs {
         help_heading = "SIP"
     )]
     rtpengine: Option<SocketAddr>,
+    /// With `--phone-network sip`: the user name for the trunk's digest challenges (401/407 to an
+    /// INVITE, or to a REGISTER with --sip-register); needs --sip-password.
+    #[arg(
+        long,
+        value_name = "USER",
+        env = "WEBTERMINAL_SIP_USERNAME",
+        requires = "sip_password",
+        help_heading = "SIP"
+    )]
+    sip_username: Option<String>,
+    /// With `--phone-network sip`: the password for --sip-username (better given in the
+    /// environment or the config file than on the command line).
+    #[arg(
+        long,
+        value_name = "PASSWORD",
+        env = "WEBTERMINAL_SIP_PASSWORD",
+        hide_env_values = true,
+        requires = "sip_username",
+        help_heading = "SIP"
+    )]
+    sip_password: Option<String>,
+    /// With `--phone-network sip`: also REGISTER --sip-username with the trunk and keep the
+    /// registration fresh (for trunks that send calls only to registered users).
+    #[arg(long, env = "WEBTERMINAL_SIP_REGISTER", help_heading = "SIP")]
+    sip_register: bool,
 
     /// Log format on stderr: `text` for people, `json` (one object per line) for log shippers.
     #[arg(
@@ -353,6 +378,12 @@ pub(crate) fn run_serve(args: ServeArgs) -> CliResult {
             sip.allow = args.sip_allow;
             sip.options_interval = args.sip_options_interval;
             sip.rtpengine = args.rtpengine;
+            sip.credential = match (args.sip_username, args.sip_password) {
+                (Some(username), Some(password)) => Some(SipCredential { username, password }),
+                _ => None,
+            };
+            sip.register = args.sip_register;
+            sip.validate()?;
             PhoneNetworkKind::Sip(sip)
         }
     };

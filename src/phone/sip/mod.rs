@@ -9,8 +9,9 @@
 //! re-offers both ways on an answered leg (re-INVITE, an UPDATE accepted, 491 on glare), handover
 //! and transfer to a phone as a delayed-offer INVITE answered in the ACK ([`socket`] holds that
 //! ACK back until the answer is known; [`wire`] the text rules), and with `--rtpengine` each leg's
-//! media anchored in rtpengine ([`media`] the rules, [`rtpengine`] the ng client). Not yet: early
-//! media, PRACK, digest and REGISTER.
+//! media anchored in rtpengine ([`media`] the rules, [`rtpengine`] the ng client), digest
+//! credentials for challenged INVITEs and a registration kept fresh ([`SipCredential`],
+//! `--sip-register`). Not yet: early media, PRACK, session timers, TCP.
 
 pub mod mapping;
 pub mod media;
@@ -59,6 +60,33 @@ pub struct SipConfig {
     /// rtpengine's ng control socket (`--rtpengine`, UDP): every SIP leg's media is anchored there
     /// ([`media`]). `None`: SDP passes through unchanged.
     pub rtpengine: Option<SocketAddr>,
+    /// Digest credentials (`--sip-username`, `--sip-password`, RFC 3261 section 22, RFC 2617): an
+    /// INVITE the trunk challenges with 401 or 407 is sent again once with them. `None`: a
+    /// challenged call fails as the status maps (401/407 → `UNAVAILABLE`).
+    pub credential: Option<SipCredential>,
+    /// Also REGISTER [`SipConfig::credential`] with the trunk (`--sip-register`) and keep the
+    /// registration fresh (at 75 % of the expiry the trunk grants; after a failure 1 s doubling to
+    /// 60 s). Needs a credential ([`SipConfigError::Register`]).
+    pub register: bool,
+}
+
+/// The trunk's digest credentials: a user name and its password. The password is never printed
+/// (`Debug` shows `REDACTED`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SipCredential {
+    /// The user name: the digest user name and the user part of the registered address of record.
+    pub username: String,
+    /// The password.
+    pub password: String,
+}
+
+impl fmt::Debug for SipCredential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SipCredential")
+            .field("username", &self.username)
+            .field("password", &"REDACTED")
+            .finish()
+    }
 }
 
 /// Why a SIP trunk configuration is refused at startup.
@@ -72,6 +100,11 @@ pub enum SipConfigError {
         /// What is wrong with it.
         why: String,
     },
+    /// `--sip-register` without `--sip-username` and `--sip-password`.
+    #[error(
+        "--sip-register needs --sip-username and --sip-password (the credentials to register)"
+    )]
+    Register,
 }
 
 impl SipConfig {
@@ -92,7 +125,21 @@ impl SipConfig {
             options_interval: DEFAULT_OPTIONS_INTERVAL,
             socket: None,
             rtpengine: None,
+            credential: None,
+            register: false,
         })
+    }
+
+    /// Checks what one flag cannot: registering needs a credential.
+    ///
+    /// # Errors
+    /// [`SipConfigError::Register`] when [`SipConfig::register`] is set without
+    /// [`SipConfig::credential`].
+    pub fn validate(&self) -> Result<(), SipConfigError> {
+        if self.register && self.credential.is_none() {
+            return Err(SipConfigError::Register);
+        }
+        Ok(())
     }
 
     /// Binds the UDP socket for [`SipConfig::listen`] now, so that a bind failure is a startup error

@@ -118,6 +118,25 @@ impl Trunk {
             anchor
         });
         let up_rx = up.subscribe();
+        let credential = config.credential.as_ref().map(|c| Credential {
+            username: c.username.clone(),
+            password: c.password.clone(),
+            realm: None,
+            auth_username: None,
+        });
+        let registration = match &credential {
+            Some(credential) if config.register => {
+                let stop = CancellationToken::new();
+                let task = tokio::spawn(keep_registered(
+                    inner.clone(),
+                    trunk.clone(),
+                    credential.clone(),
+                    stop.clone(),
+                ));
+                Some((stop, task))
+            }
+            _ => None,
+        };
         if config.options_interval.is_zero() {
             tracing::info!("SIP trunk: OPTIONS pings off (--sip-options-interval 0)");
         } else {
@@ -161,6 +180,7 @@ impl Trunk {
                 prefix,
                 media,
                 socket,
+                credential,
             }),
             endpoint_cancel: cancel,
             incoming,
@@ -170,6 +190,7 @@ impl Trunk {
             legs: HashMap::new(),
             incoming_calls: 0,
             up: up_rx,
+            registration,
         }
     }
 }

@@ -12,7 +12,8 @@
 //! Here: the trunk task (its commands, its requests, the leg table) and the small answers every leg
 //! shares. Beside it: `endpoint` (opening the socket, the stack, rtpengine and the pings),
 //! `outgoing` and `incoming` (one leg each way, from INVITE to end), `renegotiation` (re-offers on
-//! an answered leg), `anchor` (media through rtpengine), `ping` (OPTIONS toward the trunk) and
+//! an answered leg), `registration` (REGISTER with `--sip-register`), `anchor` (media through
+//! rtpengine), `ping` (OPTIONS toward the trunk) and
 //! `counting` (SIP message metrics).
 
 use super::mapping::{self, Admission, Direction, Release, SentInvite};
@@ -23,6 +24,7 @@ use super::{Cidr, SipConfig};
 use crate::core::{Msisdn, PhoneCommand, PhoneEvent, PhoneLegId, PhoneRejection, Sdp};
 use crate::pacing::LogThrottle;
 use crate::phone::{PhoneNetwork, PhoneReports};
+use rsipstack::dialog::authenticate::Credential;
 use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver, TerminatedReason};
 use rsipstack::dialog::dialog_layer::DialogLayer;
 use rsipstack::dialog::invitation::InviteOption;
@@ -158,6 +160,8 @@ struct Shared {
     media: Option<Arc<Anchor>>,
     /// The trunk's socket, which holds back the ACK of a delayed offer until its answer is known.
     socket: Arc<SipSocket>,
+    /// The digest credentials a challenged INVITE is sent again with (`--sip-username`).
+    credential: Option<Credential>,
 }
 
 impl Shared {
@@ -176,6 +180,7 @@ mod endpoint;
 mod incoming;
 mod outgoing;
 mod ping;
+mod registration;
 mod renegotiation;
 
 use anchor::{Anchor, LegMedia};
@@ -183,6 +188,7 @@ use counting::Counting;
 pub(super) use endpoint::parse_trunk_uri;
 use outgoing::{outgoing_leg, Invite};
 use ping::{ping_trunk, Ping};
+use registration::keep_registered;
 use renegotiation::Renegotiation;
 
 /// The trunk task's state.
@@ -199,6 +205,9 @@ struct Trunk {
     /// Whether the trunk answers its OPTIONS pings ([`ping_trunk`]); calls to phones fail at once
     /// while it does not.
     up: watch::Receiver<bool>,
+    /// With `--sip-register`: stops the registration task ([`keep_registered`]), which then
+    /// unregisters, and that task.
+    registration: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
 }
 
 impl Trunk {
@@ -218,6 +227,10 @@ impl Trunk {
                     self.legs.remove(&leg);
                 }
             }
+        }
+        if let Some((stop, task)) = self.registration.take() {
+            stop.cancel();
+            let _ = tokio::time::timeout(registration::UNREGISTER_WAIT, task).await;
         }
         self.endpoint_cancel.cancel();
     }

@@ -149,6 +149,8 @@ pub(super) async fn outgoing_dialog(
         contact: caller,
         headers: Some(headers),
         call_id: Some(call_id.clone()),
+        // A 401 or 407 is answered once with these (rsipstack's digest client).
+        credential: shared.credential.clone(),
         ..Default::default()
     };
     let (state_tx, mut states) = shared.dialogs.new_dialog_state_channel();
