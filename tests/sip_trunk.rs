@@ -1095,8 +1095,8 @@ const TRUNK_CREDENTIALS: [&str; 4] = [
     "trunk-secret",
 ];
 
-/// (o) A trunk that challenges the INVITE with 407: the core sends it again once with a digest
-/// `Proxy-Authorization` for `--sip-username` / `--sip-password` (SIPp verifies it), the phone
+/// (o) A trunk that challenges the INVITE with 401: the core sends it again once with a digest
+/// `Authorization` for `--sip-username` / `--sip-password` (SIPp verifies it), the phone
 /// answers, and the terminal's hangup reaches it as a BYE.
 #[tokio::test]
 async fn a_challenged_invite_is_sent_again_with_digest_credentials() {

@@ -33,7 +33,7 @@ impl Switch {
         if to == from {
             return Err(Rejection::new(
                 ErrorCode::InvalidArgument,
-                "offer.msisdn is the terminal's own number: a subscriber cannot call itself",
+                "offer.msisdn.e164 is the terminal's own number: a subscriber cannot call itself",
             ));
         }
         let id = match t.kind {
