@@ -58,6 +58,10 @@ pub const SIP_TRUNK_UP: &str = "webterminal_sip_trunk_up";
 /// before, after a failed one and at the end (PROTOCOL.md section 13). Absent without
 /// `--sip-register`.
 pub const SIP_REGISTERED: &str = "webterminal_sip_registered";
+/// Datagrams the SIP trunk refused before its stack saw them, by `reason`: `too_large` (413),
+/// `malformed` (400), `rate_limited` (an INVITE over its source's rate: 503) (PROTOCOL.md section
+/// 13).
+pub const SIP_REFUSED: &str = "webterminal_sip_refused_total";
 /// SIP requests the trunk sent (`direction="out"`) and received (`"in"`), by `method` (upper case as
 /// on the wire; methods the trunk does not know are `other`). Each transmission counts, request
 /// retransmissions included (PROTOCOL.md section 13).

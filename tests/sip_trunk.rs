@@ -1165,3 +1165,110 @@ fn sip_register_without_credentials_is_refused_at_start() {
         "{stderr}"
     );
 }
+
+/// A request from a UDP socket of the test's own, `Call-ID: call_id`, with `extra` headers.
+fn raw_request(method: &str, call_id: &str, from: std::net::SocketAddr, extra: &str) -> String {
+    format!(
+        "{method} sip:+4799000002@127.0.0.1 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {from};branch=z9hG4bK-{call_id}\r\n\
+         From: <sip:+4799000001@{from}>;tag=t-{call_id}\r\n\
+         To: <sip:+4799000002@127.0.0.1>\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: 1 {method}\r\n\
+         Max-Forwards: 70\r\n\
+         {extra}Content-Length: 0\r\n\r\n"
+    )
+}
+
+/// Sends `request` to the trunk at `sip` and returns the first final response (not 1xx) whose
+/// Call-ID is `call_id`.
+async fn final_response(
+    socket: &tokio::net::UdpSocket,
+    sip: u16,
+    request: &str,
+    call_id: &str,
+) -> String {
+    socket
+        .send_to(request.as_bytes(), ("127.0.0.1", sip))
+        .await
+        .unwrap();
+    let mut buf = vec![0; 65_536];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let (n, _) = tokio::time::timeout(left, socket.recv_from(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("no final response to {call_id}"))
+            .unwrap();
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let final_status = !text.starts_with("SIP/2.0 1");
+        if final_status && text.contains(&format!("Call-ID: {call_id}\r\n")) {
+            return text;
+        }
+    }
+}
+
+/// (q) Bad input on the SIP port: an oversized request gets 413, a malformed one 400 naming the
+/// header at fault, an unknown method 405 with `Allow`, and INVITEs from one source over `--sip-invites-per-second` 503 with
+/// `Retry-After`, each counted in `webterminal_sip_refused_total{reason}`; garbage with nothing to
+/// answer is dropped; the trunk answers OPTIONS afterwards as before.
+#[tokio::test]
+async fn bad_sip_input_gets_its_answer_and_a_flood_is_503() {
+    let core = core_with(free_udp_port(), &["--sip-invites-per-second", "2"], true);
+    let sip = core.sip_port.unwrap();
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let me = socket.local_addr().unwrap();
+
+    socket
+        .send_to(b"\x00\x01garbage, not SIP", ("127.0.0.1", sip))
+        .await
+        .unwrap();
+    let padding = format!("X-Padding: {}\r\n", "a".repeat(9000));
+    let big = raw_request("OPTIONS", "too-large", me, &padding);
+    assert!(final_response(&socket, sip, &big, "too-large")
+        .await
+        .starts_with("SIP/2.0 413 "));
+    let malformed = raw_request("OPTIONS", "malformed", me, "").replace("CSeq: 1", "CSeq: one");
+    let answer = final_response(&socket, sip, &malformed, "malformed").await;
+    assert!(
+        answer.starts_with("SIP/2.0 400 Bad Request (CSeq)"),
+        "{answer}"
+    );
+    let unknown = raw_request("FROB", "unknown-method", me, "");
+    let answer = final_response(&socket, sip, &unknown, "unknown-method").await;
+    assert!(answer.starts_with("SIP/2.0 405 "), "{answer}");
+    assert!(answer.contains("Allow: INVITE"), "{answer}");
+
+    // A burst of twice the rate gets through (each INVITE has no SDP: 488), the next is 503.
+    for n in 0..4 {
+        let id = format!("flood-{n}");
+        let answer = final_response(&socket, sip, &raw_request("INVITE", &id, me, ""), &id).await;
+        assert!(answer.starts_with("SIP/2.0 488 "), "{answer}");
+    }
+    let answer = final_response(
+        &socket,
+        sip,
+        &raw_request("INVITE", "flood-4", me, ""),
+        "flood-4",
+    )
+    .await;
+    assert!(answer.starts_with("SIP/2.0 503 "), "{answer}");
+    assert!(answer.contains("Retry-After: 1\r\n"), "{answer}");
+
+    let alive = raw_request("OPTIONS", "still-there", me, "");
+    assert!(final_response(&socket, sip, &alive, "still-there")
+        .await
+        .starts_with("SIP/2.0 200 "));
+    let metrics = core.metrics_port.unwrap();
+    for reason in ["too_large", "malformed", "rate_limited", "unknown_method"] {
+        let series = format!("webterminal_sip_refused_total{{reason=\"{reason}\"}}");
+        expect_at_least(metrics, &series, 1.0).await;
+    }
+    // The garbage and the malformed request.
+    expect_at_least(
+        metrics,
+        "webterminal_sip_refused_total{reason=\"malformed\"}",
+        2.0,
+    )
+    .await;
+}

@@ -8,39 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// A token bucket: it holds at most `burst` tokens, refills at `per_second` tokens a second, and each
-/// event takes one. Time is an input, so tests need no clock.
-#[derive(Clone, Debug)]
-pub struct TokenBucket {
-    /// Tokens a second; 0 means unlimited.
-    per_second: f64,
-    burst: f64,
-    tokens: f64,
-    last: Instant,
-}
-
-impl TokenBucket {
-    /// A full bucket refilling at `per_second` tokens a second and holding twice as many (so a
-    /// client may catch up after a short pause). `per_second == 0` means no limit.
-    pub fn new(per_second: u32, now: Instant) -> Self {
-        let per_second = f64::from(per_second);
-        TokenBucket {
-            per_second,
-            burst: 2.0 * per_second,
-            tokens: 2.0 * per_second,
-            last: now,
-        }
-    }
-
-    /// Takes one token at `now`; `false` when the bucket is empty (the event is over the limit).
-    pub fn take(&mut self, now: Instant) -> bool {
-        let taken = self.has_token(now);
-        if taken {
-            self.spend();
-        }
-        taken
-    }
-}
+pub use crate::pacing::TokenBucket;
 
 /// The rate limits at the edge, per second (a token bucket holding twice as many, so a client may
 /// catch up after a short pause); 0 disables a limit. A message over any of them gets
@@ -69,39 +37,6 @@ impl RateLimits {
         call_attempts_per_second_per_number: 0,
         offers_per_second_per_callee: 0,
     };
-}
-
-impl TokenBucket {
-    /// Adds the tokens earned since the last look, up to the burst.
-    fn refill(&mut self, now: Instant) {
-        let elapsed = now.saturating_duration_since(self.last);
-        self.last = now;
-        self.tokens = (self.tokens + elapsed.as_secs_f64() * self.per_second).min(self.burst);
-    }
-
-    /// Whether a token is there at `now` (always, when unlimited); takes none.
-    fn has_token(&mut self, now: Instant) -> bool {
-        if self.per_second == 0.0 {
-            return true;
-        }
-        self.refill(now);
-        self.tokens >= 1.0
-    }
-
-    /// Takes the token [`TokenBucket::has_token`] saw.
-    fn spend(&mut self) {
-        if self.per_second != 0.0 {
-            self.tokens -= 1.0;
-        }
-    }
-
-    /// Whether the bucket is full at `now`: it then holds nothing a fresh one would not.
-    fn is_full(&mut self, now: Instant) -> bool {
-        self.per_second == 0.0 || {
-            self.refill(now);
-            self.tokens >= self.burst
-        }
-    }
 }
 
 /// One number's budgets, shared by its terminals (see [`NumberBudgets`]).

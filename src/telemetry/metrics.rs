@@ -170,6 +170,10 @@ fn describe() {
         "1 while the SIP trunk holds our registration (--sip-register), 0 when not."
     );
     describe_counter!(
+        SIP_REFUSED,
+        "Datagrams the SIP trunk refused before its stack saw them, by reason."
+    );
+    describe_counter!(
         NOTIFICATIONS_DROPPED,
         "Inbound-call notifications dropped from a full queue, oldest first."
     );

@@ -311,6 +311,16 @@ pub(crate) struct ServeArgs {
     /// registration fresh (for trunks that send calls only to registered users).
     #[arg(long, env = "WEBTERMINAL_SIP_REGISTER", help_heading = "SIP")]
     sip_register: bool,
+    /// With `--phone-network sip`: new INVITEs a second from one IP address (a burst of twice as
+    /// many); more get 503 with Retry-After. 0: no limit.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = webterminal_core::phone::sip::screen::DEFAULT_INVITES_PER_SECOND,
+        env = "WEBTERMINAL_SIP_INVITES_PER_SECOND",
+        help_heading = "SIP"
+    )]
+    sip_invites_per_second: u32,
 
     /// Log format on stderr: `text` for people, `json` (one object per line) for log shippers.
     #[arg(
@@ -383,6 +393,7 @@ pub(crate) fn run_serve(args: ServeArgs) -> CliResult {
                 _ => None,
             };
             sip.register = args.sip_register;
+            sip.invites_per_second = args.sip_invites_per_second;
             sip.validate()?;
             PhoneNetworkKind::Sip(sip)
         }

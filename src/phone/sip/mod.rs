@@ -11,11 +11,13 @@
 //! ACK back until the answer is known; [`wire`] the text rules), and with `--rtpengine` each leg's
 //! media anchored in rtpengine ([`media`] the rules, [`rtpengine`] the ng client), digest
 //! credentials for challenged INVITEs and a registration kept fresh ([`SipCredential`],
-//! `--sip-register`). Not yet: early media, PRACK, session timers, TCP.
+//! `--sip-register`), and bad input refused before the stack ([`screen`]). Not yet: early media,
+//! PRACK, session timers, TCP.
 
 pub mod mapping;
 pub mod media;
 pub mod rtpengine;
+pub mod screen;
 pub mod socket;
 pub mod trunk;
 pub mod wire;
@@ -68,6 +70,10 @@ pub struct SipConfig {
     /// registration fresh (at 75 % of the expiry the trunk grants; after a failure 1 s doubling to
     /// 60 s). Needs a credential ([`SipConfigError::Register`]).
     pub register: bool,
+    /// New INVITEs a second from one IP address (`--sip-invites-per-second`, a burst of twice as
+    /// many; 0: no limit); more get 503 with `Retry-After` ([`screen`]). Default
+    /// [`screen::DEFAULT_INVITES_PER_SECOND`].
+    pub invites_per_second: u32,
 }
 
 /// The trunk's digest credentials: a user name and its password. The password is never printed
@@ -127,6 +133,7 @@ impl SipConfig {
             rtpengine: None,
             credential: None,
             register: false,
+            invites_per_second: screen::DEFAULT_INVITES_PER_SECOND,
         })
     }
 

@@ -7,12 +7,26 @@
 //!   side, through the switch). For a Call-ID the trunk holds ([`SipSocket::hold_acks`]) the socket
 //!   keeps that ACK back instead of sending it, and sends it with the answer as its body once the
 //!   trunk has one ([`SipSocket::release_ack`]); a later ACK of the same call (the phone
-//!   retransmitting its 2xx) gets the same body. The rewriting is [`wire::ack_with_body`].
+//!   retransmitting its 2xx) gets the same body. The rewriting is [`wire::ack_with_body`];
+//! - **bad input** (PROTOCOL.md section 13): every datagram received goes through the [`Screen`]
+//!   first; one it refuses (too large, malformed, an INVITE flood) is answered statelessly where it
+//!   can be and never reaches the stack, counted in `webterminal_sip_refused_total{reason}` and
+//!   logged once per burst.
 
+use super::screen::{Refusal, Screen, ScreenConfig, Verdict};
 use super::wire;
+use crate::pacing::LogThrottle;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+/// How often a burst of refused datagrams is logged (one line with the count).
+const REFUSED_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The longest datagram read whole: UDP's limit, so that a datagram over
+/// [`super::screen::MAX_MESSAGE_BYTES`] is seen as too large rather than cut short.
+const DATAGRAM_BYTES: usize = 65_536;
 
 /// What the socket does with the ACKs of one held call.
 #[derive(Debug)]
@@ -28,15 +42,50 @@ pub struct SipSocket {
     socket: tokio::net::UdpSocket,
     /// Held calls, by Call-ID. Held briefly, never across an await.
     held: Mutex<HashMap<String, Held>>,
+    /// What is let through to the stack, and the log of what is not. Held briefly, never across an
+    /// await.
+    screen: Mutex<(Screen, LogThrottle)>,
+    /// `webterminal_sip_refused_total`, per [`Refusal::ALL`].
+    refused: [metrics::Counter; Refusal::ALL.len()],
+    /// Where a datagram is read whole (the stack's reads come one at a time).
+    datagram: tokio::sync::Mutex<Vec<u8>>,
 }
 
 impl SipSocket {
-    /// Wraps a bound socket.
-    pub fn new(socket: tokio::net::UdpSocket) -> SipSocket {
+    /// Wraps a bound socket, screening what it receives with `screen`'s limits.
+    pub fn new(socket: tokio::net::UdpSocket, screen: ScreenConfig) -> SipSocket {
         SipSocket {
             socket,
             held: Mutex::new(HashMap::new()),
+            screen: Mutex::new((Screen::new(screen), LogThrottle::new(REFUSED_LOG_INTERVAL))),
+            refused: Refusal::ALL.map(
+                |why| metrics::counter!(crate::metric_names::SIP_REFUSED, "reason" => why.label()),
+            ),
+            datagram: tokio::sync::Mutex::new(vec![0; DATAGRAM_BYTES]),
         }
+    }
+
+    /// The screen's verdict on `datagram` from `from`, counted and logged when it is a refusal.
+    fn screen(&self, datagram: &[u8], from: SocketAddr) -> Verdict {
+        let now = Instant::now();
+        let mut guard = self.screen.lock().unwrap_or_else(PoisonError::into_inner);
+        let (screen, log) = &mut *guard;
+        let verdict = screen.check(datagram, from.ip(), now);
+        if let Verdict::Refuse { why, answer } = &verdict {
+            let at = Refusal::ALL.iter().position(|r| r == why).unwrap_or(0);
+            self.refused[at].increment(1);
+            if let Some(count) = log.due(now) {
+                tracing::info!(
+                    %from,
+                    reason = why.label(),
+                    answered = answer.is_some(),
+                    refused = count,
+                    "SIP trunk: datagram refused (one line per burst, \
+                     webterminal_sip_refused_total counts them all)"
+                );
+            }
+        }
+        verdict
     }
 
     fn held(&self) -> MutexGuard<'_, HashMap<String, Held>> {
@@ -116,7 +165,29 @@ fn rewrite(ack: &[u8], answer: Option<&str>) -> Vec<u8> {
 #[async_trait::async_trait]
 impl rsipstack::platform::net::UdpSocket for SipSocket {
     async fn recv_from(&self, buf: &mut [u8]) -> rsipstack::Result<(usize, SocketAddr)> {
-        Ok(self.socket.recv_from(buf).await?)
+        let mut datagram = self.datagram.lock().await;
+        loop {
+            let (len, from) = self.socket.recv_from(&mut datagram).await?;
+            match self.screen(&datagram[..len], from) {
+                Verdict::Pass if len <= buf.len() => {
+                    buf[..len].copy_from_slice(&datagram[..len]);
+                    return Ok((len, from));
+                }
+                // Only when the stack reads with less than MAX_MESSAGE_BYTES: cut, as a socket would.
+                Verdict::Pass => {
+                    let len = buf.len();
+                    buf.copy_from_slice(&datagram[..len]);
+                    return Ok((len, from));
+                }
+                Verdict::Refuse { answer, .. } => {
+                    if let Some(answer) = answer {
+                        if let Err(e) = self.socket.send_to(answer.as_bytes(), from).await {
+                            tracing::debug!(error = %e, "SIP trunk: refusal not sent");
+                        }
+                    }
+                }
+            }
+        }
     }
 
     async fn send_to(&self, buf: &[u8], addr: SocketAddr) -> rsipstack::Result<usize> {
@@ -144,7 +215,7 @@ mod tests {
     async fn socket() -> (SipSocket, tokio::net::UdpSocket) {
         let ours = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let peer = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        (SipSocket::new(ours), peer)
+        (SipSocket::new(ours, ScreenConfig::default()), peer)
     }
 
     async fn received(peer: &tokio::net::UdpSocket) -> String {

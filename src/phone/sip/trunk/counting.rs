@@ -3,24 +3,9 @@
 
 use super::*;
 
-/// The request methods counted by name in [`crate::metric_names::SIP_REQUESTS`]; any other is
-/// `other`.
-pub(super) const COUNTED_METHODS: [&str; 14] = [
-    "INVITE",
-    "ACK",
-    "BYE",
-    "CANCEL",
-    "OPTIONS",
-    "REGISTER",
-    "PRACK",
-    "SUBSCRIBE",
-    "NOTIFY",
-    "PUBLISH",
-    "INFO",
-    "REFER",
-    "MESSAGE",
-    "UPDATE",
-];
+/// The request methods counted by name in [`crate::metric_names::SIP_REQUESTS`] (those the stack
+/// knows); any other is `other`.
+pub(super) use crate::phone::sip::wire::KNOWN_METHODS as COUNTED_METHODS;
 
 /// The status classes of [`crate::metric_names::SIP_RESPONSES`].
 pub(super) const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "6xx"];

@@ -3,6 +3,7 @@
 
 use super::anchor::{describe_rtpengine_metrics, watch_rtpengine};
 use super::*;
+use crate::phone::sip::screen::ScreenConfig;
 
 impl Trunk {
     /// Binds the socket, starts the endpoint, resolves the allow list.
@@ -32,7 +33,12 @@ impl Trunk {
             tokio::net::UdpSocket::from_std(s)
         })
         .map_err(|e| format!("--sip-listen {}: {e}", config.listen))?;
-        let socket = Arc::new(SipSocket::new(socket));
+        let socket = Arc::new(SipSocket::new(
+            socket,
+            ScreenConfig {
+                invites_per_second: config.invites_per_second,
+            },
+        ));
         let cancel = CancellationToken::new();
         let connection =
             UdpConnection::from_socket(socket.clone(), None, Some(cancel.child_token()))

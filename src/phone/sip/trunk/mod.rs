@@ -368,7 +368,16 @@ impl Trunk {
             Method::Invite => self.invite(tx).await,
             Method::Ack => {}
             Method::Options => reply(&mut tx, 200).await,
-            _ => reply(&mut tx, 405).await,
+            _ => {
+                // RFC 3261 section 21.4.6: a 405 lists the methods that are allowed.
+                let allow = Header::Allow(crate::phone::sip::screen::ALLOWED_METHODS.into());
+                if let Err(e) = tx
+                    .reply_with(StatusCode::from(405), vec![allow], None)
+                    .await
+                {
+                    tracing::debug!(error = %e, "SIP trunk: 405 not sent");
+                }
+            }
         }
     }
 }
