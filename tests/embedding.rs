@@ -36,7 +36,8 @@ impl PhoneNetwork for Network {
     }
 }
 
-/// A core serving on a loopback port with the test's network behind it.
+/// The shared in-process core with the test's network behind it: the commands it gives that
+/// network, and the reports the test answers with (what the shared core alone has not).
 struct Core {
     core: in_process::Core,
     commands: mpsc::UnboundedReceiver<PhoneCommand>,

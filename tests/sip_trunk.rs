@@ -162,7 +162,8 @@ fn core_with(trunk_port: u16, args: &[&str], metrics: bool) -> Started {
     core_listening(0, trunk_port, args, metrics)
 }
 
-/// [`core_with`], its SIP trunk listening on 127.0.0.1:`sip_port` (0: any free port).
+/// [`core_with`], its SIP trunk listening on 127.0.0.1:`sip_port` (0: a port of its own; else the
+/// port an earlier run reported, rebound).
 fn core_listening(sip_port: u16, trunk_port: u16, args: &[&str], metrics: bool) -> Started {
     let trunk = format!("sip:127.0.0.1:{trunk_port}");
     let listen = format!("127.0.0.1:{sip_port}");
@@ -182,7 +183,12 @@ fn core_listening(sip_port: u16, trunk_port: u16, args: &[&str], metrics: bool) 
         all.extend_from_slice(&["--sip-options-interval", "0"]);
     }
     all.extend_from_slice(args);
-    let started = serve_on_free_ports(&all, metrics);
+    let launch = binary::serve().args(&all);
+    let launch = if metrics { launch.metrics() } else { launch };
+    let started = match sip_port {
+        0 => launch.start(),
+        _ => launch.start_rebinding(),
+    };
     assert!(started.sip_port.is_some(), "{}", started.stdout);
     started
 }
@@ -773,13 +779,18 @@ async fn a_dead_rtpengine_fails_phone_calls_fast_and_leaves_terminal_calls_alone
 
 /// (j) Calls a previous run left in rtpengine (it was killed before its legs' `delete`) are
 /// deleted when the trunk starts again on the same SIP address: those with its call-id prefix, and
-/// only those.
+/// only those. The previous run binds a SIP port of its own; the next one rebinds it.
 #[tokio::test]
 async fn calls_a_previous_run_left_in_rtpengine_are_deleted_at_start() {
     use webterminal_core::phone::sip::media::{call_id_prefix, incoming_call_id, outgoing_call_id};
     let rtpengine = RtpEngineProcess::start();
     let engine = RtpEngine::connect(rtpengine.ng).await.unwrap();
-    let sip_port = free_udp_port();
+    let ng = rtpengine.ng.to_string();
+    // Its trunk's far end: nothing answers there.
+    let trunk_port = free_udp_port();
+    let mut previous = core_listening(0, trunk_port, &["--rtpengine", &ng], false);
+    let sip_port = previous.sip_port.unwrap();
+    previous.kill();
     let prefix = call_id_prefix(&format!("127.0.0.1:{sip_port}"));
     let ours = [
         outgoing_call_id(&prefix, "left-over"),
@@ -794,8 +805,7 @@ async fn calls_a_previous_run_left_in_rtpengine_are_deleted_at_start() {
     }
     expect_calls(&engine, |calls| calls.len() == 3).await;
 
-    let ng = rtpengine.ng.to_string();
-    let _core = core_listening(sip_port, free_udp_port(), &["--rtpengine", &ng], false);
+    let _core = core_listening(sip_port, trunk_port, &["--rtpengine", &ng], false);
     let calls = expect_calls(&engine, |calls| calls.len() == 1).await;
     assert_eq!(calls, [theirs]);
 }
