@@ -8,7 +8,7 @@ mod binary;
 
 use binary::*;
 use webterminal_core::proto::webterminal::web_terminal_message::Message;
-use webterminal_core::proto::webterminal::{Answer, Bye};
+use webterminal_core::proto::webterminal::Bye;
 
 const SECRET: &str = "metrics-test-secret";
 const A: &str = "+4791234601";
@@ -43,16 +43,7 @@ async fn the_binary_serves_prometheus_metrics_of_its_calls() {
     let id = place_call(&a_tx, B).await;
     let offered = next(&mut b_rx).await;
     expect_sample(metrics_port, r#"webterminal_calls{state="ringing"}"#, 1.0).await;
-    let answer = Answer {
-        sdp: fixture("chromium-answer.sdp"),
-    };
-    b_tx.send(message(&offered.call_id, Message::Answer(answer)))
-        .await
-        .unwrap();
-    assert!(matches!(
-        next(&mut a_rx).await.message,
-        Some(Message::Answer(_))
-    ));
+    answer_call(&b_tx, &offered.call_id, &mut a_rx).await;
     expect_sample(
         metrics_port,
         r#"webterminal_calls{state="established"}"#,
@@ -67,13 +58,7 @@ async fn the_binary_serves_prometheus_metrics_of_its_calls() {
         next(&mut a_rx).await.message,
         Some(Message::Error(_))
     ));
-    a_tx.send(message(&id, Message::Bye(Bye::default())))
-        .await
-        .unwrap();
-    assert!(matches!(
-        next(&mut b_rx).await.message,
-        Some(Message::Bye(_))
-    ));
+    hang_up(&a_tx, &id, &mut b_rx).await;
 
     let metrics = expect_sample(
         metrics_port,
@@ -160,16 +145,7 @@ async fn group_calls_are_counted_while_queued_and_their_hold_time_measured() {
     let group = format!(r#"group="{SALES}""#);
     let queued = format!("webterminal_queued_calls{{{group}}}");
     expect_sample(metrics_port, &queued, 1.0).await;
-    let answer = Answer {
-        sdp: fixture("chromium-answer.sdp"),
-    };
-    b_tx.send(message(&offered.call_id, Message::Answer(answer)))
-        .await
-        .unwrap();
-    assert!(matches!(
-        next(&mut a_rx).await.message,
-        Some(Message::Answer(_))
-    ));
+    answer_call(&b_tx, &offered.call_id, &mut a_rx).await;
     let metrics = expect_sample(
         metrics_port,
         &format!("webterminal_queue_hold_seconds_count{{{group}}}"),
@@ -189,13 +165,7 @@ async fn group_calls_are_counted_while_queued_and_their_hold_time_measured() {
         metrics.contains("# TYPE webterminal_queue_hold_seconds histogram"),
         "{metrics}"
     );
-    a_tx.send(message(&id, Message::Bye(Bye::default())))
-        .await
-        .unwrap();
-    assert!(matches!(
-        next(&mut b_rx).await.message,
-        Some(Message::Bye(_))
-    ));
+    hang_up(&a_tx, &id, &mut b_rx).await;
 }
 
 /// A records file that cannot be opened at start: the core serves calls without records, says so
@@ -223,13 +193,7 @@ async fn records_that_cannot_be_opened_are_down_and_each_call_that_ends_is_a_rec
         next(&mut b_rx).await.message,
         Some(Message::Offer(_))
     ));
-    a_tx.send(message(&id, Message::Bye(Bye::default())))
-        .await
-        .unwrap();
-    assert!(matches!(
-        next(&mut b_rx).await.message,
-        Some(Message::Bye(_))
-    ));
+    hang_up(&a_tx, &id, &mut b_rx).await;
 
     let metrics = expect_sample(metrics_port, "webterminal_records_lost_total", 1.0).await;
     assert_eq!(

@@ -9,7 +9,7 @@ mod binary;
 use binary::*;
 use webterminal_core::proto::common::PhoneNumber;
 use webterminal_core::proto::webterminal::web_terminal_message::Message;
-use webterminal_core::proto::webterminal::{Answer, Bye, Offer};
+use webterminal_core::proto::webterminal::Offer;
 
 const SECRET: &str = "personal-data-test-secret";
 const A: &str = "+4791234501";
@@ -45,23 +45,8 @@ async fn log_of_a_call(extra: &[&str]) -> String {
         .await
         .unwrap();
     let offered = next(&mut b_rx).await;
-    let answer = Answer {
-        sdp: fixture("chromium-answer.sdp"),
-    };
-    b_tx.send(message(&offered.call_id, Message::Answer(answer)))
-        .await
-        .unwrap();
-    assert!(matches!(
-        next(&mut a_rx).await.message,
-        Some(Message::Answer(_))
-    ));
-    a_tx.send(message(&id, Message::Bye(Bye::default())))
-        .await
-        .unwrap();
-    assert!(matches!(
-        next(&mut b_rx).await.message,
-        Some(Message::Bye(_))
-    ));
+    answer_call(&b_tx, &offered.call_id, &mut a_rx).await;
+    hang_up(&a_tx, &id, &mut b_rx).await;
     // SIGTERM: the server shuts down and closes its log.
     server.signal("TERM");
     server.wait_exit(WAIT).await;

@@ -27,8 +27,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 use tonic::{Code, Status};
-use webterminal_core::auth::{mint_token, REQUIRED_SCOPE};
-use webterminal_core::core::Msisdn;
+use webterminal_core::auth::REQUIRED_SCOPE;
 use webterminal_core::proto::webterminal::web_terminal_message::Message;
 use webterminal_core::proto::webterminal::web_terminal_service_client::WebTerminalServiceClient;
 use webterminal_core::proto::webterminal::WebTerminalMessage;
@@ -255,23 +254,10 @@ async fn tls_end_to_end_and_plaintext_clients_are_turned_away() {
     let mut config = config(TokenPolicy::default());
     config.tls = Some(tls.files.clone());
     let core = start(config).await;
-    let token = mint_token(
-        SECRET,
-        &Msisdn::parse(A).unwrap(),
-        REQUIRED_SCOPE,
-        Duration::from_secs(600),
-    );
+    let token = terminal::token(SECRET, A);
 
     // A client that trusts the certificate: a Pipe over TLS gets its opening Idle.
-    let channel = Channel::from_shared(format!("https://{}", core.addr))
-        .unwrap()
-        .tls_config(
-            ClientTlsConfig::new()
-                .ca_certificate(Certificate::from_pem(&tls.cert_pem))
-                .domain_name("localhost"),
-        )
-        .unwrap()
-        .connect()
+    let channel = tls_channel(core.addr, &tls.cert_pem)
         .await
         .expect("a TLS connection");
     assert_idle(open_pipe(channel, &token).await, "Pipe over TLS");
@@ -290,34 +276,32 @@ async fn tls_end_to_end_and_plaintext_clients_are_turned_away() {
     assert!(plaintext.is_err(), "plaintext got through: {plaintext:?}");
 
     // A TLS client that does not trust the self-signed certificate is refused too.
-    let untrusting = Channel::from_shared(format!("https://{}", core.addr))
-        .unwrap()
-        .tls_config(
-            ClientTlsConfig::new()
-                .ca_certificate(Certificate::from_pem(
-                    self_signed(scratch_dir().path()).cert_pem,
-                ))
-                .domain_name("localhost"),
-        )
-        .unwrap()
-        .connect()
-        .await;
+    let untrusting = tls_channel(core.addr, &self_signed(scratch_dir().path()).cert_pem).await;
     assert!(untrusting.is_err(), "an untrusted certificate was accepted");
 
     // The server still serves TLS clients after those failed handshakes.
-    let channel = Channel::from_shared(format!("https://{}", core.addr))
+    let channel = tls_channel(core.addr, &tls.cert_pem)
+        .await
+        .expect("a TLS connection after failed ones");
+    assert_idle(open_pipe(channel, &token).await, "Pipe over TLS, again");
+    core.stop().await;
+}
+
+/// A TLS connection to `addr` (as `localhost`) trusting `cert_pem`.
+async fn tls_channel(
+    addr: std::net::SocketAddr,
+    cert_pem: &str,
+) -> Result<Channel, tonic::transport::Error> {
+    Channel::from_shared(format!("https://{addr}"))
         .unwrap()
         .tls_config(
             ClientTlsConfig::new()
-                .ca_certificate(Certificate::from_pem(&tls.cert_pem))
+                .ca_certificate(Certificate::from_pem(cert_pem))
                 .domain_name("localhost"),
         )
         .unwrap()
         .connect()
         .await
-        .expect("a TLS connection after failed ones");
-    assert_idle(open_pipe(channel, &token).await, "Pipe over TLS, again");
-    core.stop().await;
 }
 
 /// Starts a server with `config` and expects `serve` to fail at once with a startup error.
@@ -420,15 +404,7 @@ async fn rs256_and_es256_tokens_pass_with_pem_keys_and_jwks_and_hs256_still_work
             "ES256, JWKS key, no kid: every ES256 key is tried",
             keys.ec_jwks.sign(header(Algorithm::ES256, None), &claims()),
         ),
-        (
-            "HS256, the shared secret",
-            mint_token(
-                SECRET,
-                &Msisdn::parse(A).unwrap(),
-                REQUIRED_SCOPE,
-                Duration::from_secs(600),
-            ),
-        ),
+        ("HS256, the shared secret", terminal::token(SECRET, A)),
     ];
     for (what, token) in cases {
         assert_idle(open_pipe(core.channel().await, &token).await, what);
@@ -489,12 +465,7 @@ async fn an_rfc_9068_access_token_passes_the_issuer_and_audience_checks() {
     assert!(status.message().contains("aud"), "{}", status.message());
 
     // With an issuer configured, a token without one (like the CLI's HS256 tokens) is refused.
-    let hs256 = mint_token(
-        SECRET,
-        &Msisdn::parse(A).unwrap(),
-        REQUIRED_SCOPE,
-        Duration::from_secs(600),
-    );
+    let hs256 = terminal::token(SECRET, A);
     assert_refused(
         open_pipe(core.channel().await, &hs256).await,
         Code::Unauthenticated,
@@ -545,15 +516,7 @@ async fn each_token_failure_gets_its_status() {
             keys.ec_stranger
                 .sign(header(Algorithm::ES256, Some("ec-jwks")), &claims()),
         ),
-        (
-            "wrong HS256 secret",
-            mint_token(
-                b"not the secret",
-                &Msisdn::parse(A).unwrap(),
-                REQUIRED_SCOPE,
-                Duration::from_secs(600),
-            ),
-        ),
+        ("wrong HS256 secret", terminal::token(b"not the secret", A)),
     ] {
         let status = assert_refused(
             open_pipe(core.channel().await, &token).await,

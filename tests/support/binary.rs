@@ -15,8 +15,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
+use webterminal_core::proto::webterminal::web_terminal_message::Message;
 use webterminal_core::proto::webterminal::web_terminal_service_client::WebTerminalServiceClient;
-use webterminal_core::proto::webterminal::WebTerminalMessage;
+use webterminal_core::proto::webterminal::{Answer, Bye, WebTerminalMessage};
 
 #[path = "terminal.rs"]
 pub mod terminal;
@@ -78,6 +79,33 @@ pub async fn place_call(tx: &mpsc::Sender<WebTerminalMessage>, to: &str) -> Stri
     let offer = terminal::offer(&fixture("chromium-offer.sdp"), to);
     tx.send(message(&id, offer)).await.unwrap();
     id
+}
+
+/// The callee answers call `call_id` (its id) with Chromium's answer; the caller (`caller_rx`) gets
+/// the Answer.
+pub async fn answer_call(
+    tx: &mpsc::Sender<WebTerminalMessage>,
+    call_id: &str,
+    caller_rx: &mut Stream,
+) {
+    let answer = Message::Answer(Answer {
+        sdp: fixture("chromium-answer.sdp"),
+    });
+    tx.send(message(call_id, answer)).await.unwrap();
+    let answered = next(caller_rx).await;
+    assert!(
+        matches!(answered.message, Some(Message::Answer(_))),
+        "{answered:?}"
+    );
+}
+
+/// One side hangs up call `call_id` (its id); the other side (`other_rx`) gets a Bye.
+pub async fn hang_up(tx: &mpsc::Sender<WebTerminalMessage>, call_id: &str, other_rx: &mut Stream) {
+    tx.send(message(call_id, Message::Bye(Bye::default())))
+        .await
+        .unwrap();
+    let bye = next(other_rx).await;
+    assert!(matches!(bye.message, Some(Message::Bye(_))), "{bye:?}");
 }
 
 /// The next message on `rx`; fails the test after [`WAIT`].
