@@ -155,6 +155,36 @@ impl JsonStream {
     }
 }
 
+/// grpcurl opening a Pipe on `addr` with `headers` (`-H ...`), its requests read from its stdin:
+/// the process, what it prints, and its stdin.
+fn grpcurl_pipe(
+    addr: &str,
+    headers: &[&str],
+) -> (
+    tokio::process::Child,
+    JsonStream,
+    tokio::process::ChildStdin,
+) {
+    let mut grpcurl = Command::new(grpcurl())
+        .arg("-plaintext")
+        .args(headers)
+        .args([
+            "-d",
+            "@",
+            addr,
+            "wgtwo.webterminal.v0.WebTerminalService/Pipe",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("grpcurl starts");
+    let out = JsonStream::new(grpcurl.stdout.take().unwrap());
+    let stdin = grpcurl.stdin.take().unwrap();
+    (grpcurl, out, stdin)
+}
+
 /// A Pipe of `msisdn` over tonic.
 async fn tonic_pipe(core: &Core, msisdn: &str) -> Terminal {
     Terminal::open(core.channel().await, Kind::Pipe, SECRET, msisdn)
@@ -173,24 +203,7 @@ async fn grpcurl_places_a_call_that_a_tonic_terminal_answers_and_hangs_up() {
 
     let addr = core.addr.to_string();
     let auth = format!("authorization: Bearer {}", token(A));
-    let mut grpcurl = Command::new(grpcurl())
-        .args([
-            "-plaintext",
-            "-H",
-            &auth,
-            "-d",
-            "@",
-            &addr,
-            "wgtwo.webterminal.v0.WebTerminalService/Pipe",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("grpcurl starts");
-    let mut out = JsonStream::new(grpcurl.stdout.take().unwrap());
-    let mut stdin = grpcurl.stdin.take().unwrap();
+    let (mut grpcurl, mut out, mut stdin) = grpcurl_pipe(&addr, &["-H", &auth]);
 
     // Section 3: a Pipe is told on open whether its number is in a call.
     assert_eq!(out.next().await, json!({"idle": {}}));
@@ -313,22 +326,8 @@ async fn grpcurl_with_a_client_token_from_the_cli_calls_as_the_number_wg2_msisdn
 
     let mut b = tonic_pipe(&core, B).await;
     assert!(matches!(b.recv().await.message, Some(Message::Idle(_))));
-    let mut grpcurl = Command::new(grpcurl())
-        .args(["-plaintext", "-H", &auth, "-H", "wg2-msisdn: 4799990001"])
-        .args([
-            "-d",
-            "@",
-            &addr,
-            "wgtwo.webterminal.v0.WebTerminalService/Pipe",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("grpcurl starts");
-    let mut out = JsonStream::new(grpcurl.stdout.take().unwrap());
-    let mut stdin = grpcurl.stdin.take().unwrap();
+    let (mut grpcurl, mut out, mut stdin) =
+        grpcurl_pipe(&addr, &["-H", &auth, "-H", "wg2-msisdn: 4799990001"]);
     assert_eq!(out.next().await, json!({"idle": {}}));
 
     // Keepalives first (answered with nothing), then a call to B's number without its '+'.

@@ -819,6 +819,61 @@ fn reoffer(call_id: &str, webrtc: bool, name: &str) -> WebTerminalMessage {
     message(call_id, Message::Offer(offer))
 }
 
+/// The phone's re-offer reaches the terminal on call `id`: an Offer whose SDP is named `name`
+/// (`s=` line), WebRTC when the media pass rtpengine.
+async fn expect_phones_reoffer(rx: &mut Stream, id: &str, name: &str, media: bool) {
+    let offered = next(rx).await;
+    assert_eq!(offered.call_id, id);
+    match offered.message {
+        Some(Message::Offer(offer)) => {
+            assert!(offer.sdp.contains(&format!("s={name}")), "{}", offer.sdp);
+            if media {
+                assert_webrtc(&offer.sdp);
+            }
+        }
+        other => panic!("expected the phone's re-offer, got {other:?}"),
+    }
+}
+
+/// The terminal answers on call `id` with [`terminal_answer`] named `name`.
+async fn answer_as_terminal(
+    tx: &tokio::sync::mpsc::Sender<WebTerminalMessage>,
+    id: &str,
+    media: bool,
+    name: &str,
+) {
+    let answer = Answer {
+        sdp: terminal_answer(media, name),
+    };
+    tx.send(message(id, Message::Answer(answer))).await.unwrap();
+}
+
+/// Once the phone has had a moment for its ACK, the terminal re-offers (resume) and the phone's
+/// answer reaches it.
+async fn resume_and_get_the_phones_answer(
+    tx: &tokio::sync::mpsc::Sender<WebTerminalMessage>,
+    rx: &mut Stream,
+    id: &str,
+    media: bool,
+) {
+    // The phone's ACK comes before its next request is awaited: give the exchange a moment.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    tx.send(reoffer(id, media, "terminal-resume"))
+        .await
+        .unwrap();
+    let answered = next(rx).await;
+    assert_eq!(answered.call_id, id);
+    match answered.message {
+        Some(Message::Answer(Answer { sdp })) => {
+            assert!(sdp.contains("s=sipp-resume-answer"), "{sdp}");
+            if media {
+                assert_webrtc(&sdp);
+            }
+        }
+        other => panic!("expected Answer, got {other:?}"),
+    }
+}
+
 /// (k) Re-offers on a call to a phone, both ways, with glare (SIPp checks each SDP): the terminal's
 /// re-offer (hold) goes out as a re-INVITE; the phone's re-INVITE crossing it gets 491 from the core,
 /// and the phone's 491 to ours gives the terminal `TRY_AGAIN`, the call going on; the phone's next
@@ -868,40 +923,10 @@ async fn re_offers_on_a_call_to_a_phone(media: bool) {
         other => panic!("expected Error TRY_AGAIN, got {other:?}"),
     }
 
-    let offered = next(&mut rx).await;
-    assert_eq!(offered.call_id, id);
-    match offered.message {
-        Some(Message::Offer(offer)) => {
-            assert!(offer.sdp.contains("s=sipp-reoffer"), "{}", offer.sdp);
-            if media {
-                assert_webrtc(&offer.sdp);
-            }
-        }
-        other => panic!("expected the phone's re-offer, got {other:?}"),
-    }
-    let answer = Answer {
-        sdp: terminal_answer(media, "terminal-reanswer"),
-    };
-    tx.send(message(&id, Message::Answer(answer)))
-        .await
-        .unwrap();
+    expect_phones_reoffer(&mut rx, &id, "sipp-reoffer", media).await;
+    answer_as_terminal(&tx, &id, media, "terminal-reanswer").await;
 
-    // The phone's ACK comes before its next request is awaited: give the exchange a moment.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    tx.send(reoffer(&id, media, "terminal-resume"))
-        .await
-        .unwrap();
-    let answered = next(&mut rx).await;
-    assert_eq!(answered.call_id, id);
-    match answered.message {
-        Some(Message::Answer(Answer { sdp })) => {
-            assert!(sdp.contains("s=sipp-resume-answer"), "{sdp}");
-            if media {
-                assert_webrtc(&sdp);
-            }
-        }
-        other => panic!("expected Answer, got {other:?}"),
-    }
+    resume_and_get_the_phones_answer(&tx, &mut rx, &id, media).await;
     tx.send(message(&id, Message::Bye(Bye::default())))
         .await
         .unwrap();
@@ -953,47 +978,12 @@ async fn re_offers_on_a_call_from_a_phone(media: bool) {
     tx.send(message(&id, Message::Ringing(Ringing::default())))
         .await
         .unwrap();
-    let answer = Answer {
-        sdp: terminal_answer(media, "terminal-answer"),
-    };
-    tx.send(message(&id, Message::Answer(answer)))
-        .await
-        .unwrap();
+    answer_as_terminal(&tx, &id, media, "terminal-answer").await;
 
-    let reoffered = next(&mut rx).await;
-    assert_eq!(reoffered.call_id, id);
-    match reoffered.message {
-        Some(Message::Offer(offer)) => {
-            assert!(offer.sdp.contains("s=sipp-hold"), "{}", offer.sdp);
-            if media {
-                assert_webrtc(&offer.sdp);
-            }
-        }
-        other => panic!("expected the phone's re-offer, got {other:?}"),
-    }
-    let answer = Answer {
-        sdp: terminal_answer(media, "terminal-hold-answer"),
-    };
-    tx.send(message(&id, Message::Answer(answer)))
-        .await
-        .unwrap();
+    expect_phones_reoffer(&mut rx, &id, "sipp-hold", media).await;
+    answer_as_terminal(&tx, &id, media, "terminal-hold-answer").await;
 
-    // The phone's ACK comes before its next request is awaited: give the exchange a moment.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    tx.send(reoffer(&id, media, "terminal-resume"))
-        .await
-        .unwrap();
-    let answered = next(&mut rx).await;
-    assert_eq!(answered.call_id, id);
-    match answered.message {
-        Some(Message::Answer(Answer { sdp })) => {
-            assert!(sdp.contains("s=sipp-resume-answer"), "{sdp}");
-            if media {
-                assert_webrtc(&sdp);
-            }
-        }
-        other => panic!("expected Answer, got {other:?}"),
-    }
+    resume_and_get_the_phones_answer(&tx, &mut rx, &id, media).await;
     let bye = next(&mut rx).await;
     match bye.message {
         Some(Message::Bye(bye)) => assert_eq!(bye.reason(), Reason::NormalClearing),
