@@ -17,17 +17,21 @@
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
+#[path = "support/binary.rs"]
+mod binary;
+#[path = "support/in_process.rs"]
+mod in_process;
+
+use in_process::Core;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use tonic::transport::Channel;
 use webterminal_core::auth;
 use webterminal_core::core::Msisdn;
-use webterminal_core::driver::DriverHandle;
 use webterminal_core::proto::simulator::simulated_phone_network_client::SimulatedPhoneNetworkClient;
 use webterminal_core::proto::simulator::{DialRequest, PhoneRequest};
 use webterminal_core::server::DemoTokens;
-use webterminal_core::server::{Exchange, PhoneNetworkKind, ServerConfig};
+use webterminal_core::server::{PhoneNetworkKind, ServerConfig};
 
 const SECRET: &[u8] = b"browser-test-secret";
 const A: &str = "+4799990001";
@@ -63,72 +67,22 @@ fn artifacts() -> PathBuf {
     dir
 }
 
-struct Core {
-    addr: SocketAddr,
-    driver: DriverHandle,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+/// The core in this process, the simulated phone network behind it, demo tokens for A and B.
+async fn start_core() -> Core {
+    let mut config = ServerConfig::new(SECRET);
+    config.phone_network = PhoneNetworkKind::Sim;
+    config.demo_tokens = Some(DemoTokens::new(vec![
+        Msisdn::parse(A).unwrap(),
+        Msisdn::parse(B).unwrap(),
+    ]));
+    let mut core = Core::start(config).await;
+    // A page's WebSocket is open before the switch has registered it, on a loaded machine too.
+    core.wait = WAIT;
+    core
 }
 
-impl Core {
-    async fn start() -> Core {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let mut config = ServerConfig::new(SECRET);
-        config.phone_network = PhoneNetworkKind::Sim;
-        config.demo_tokens = Some(DemoTokens::new(vec![
-            Msisdn::parse(A).unwrap(),
-            Msisdn::parse(B).unwrap(),
-        ]));
-        let exchange = Exchange::start(config);
-        let driver = exchange.driver().clone();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(exchange.serve(listener, async {
-            let _ = stopped.await;
-        }));
-        Core {
-            addr,
-            driver,
-            stop: Some(stop),
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}/", self.addr)
-    }
-
-    async fn simulator(&self) -> SimulatedPhoneNetworkClient<Channel> {
-        let channel = Channel::from_shared(format!("http://{}", self.addr))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        SimulatedPhoneNetworkClient::new(channel)
-    }
-
-    /// Waits until the switch holds `n` terminals (a page's WebSocket is open before the switch
-    /// has registered it).
-    async fn wait_terminals(&self, n: usize) {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let terminals = self.driver.stats().await.unwrap().terminals;
-            if terminals == n {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{terminals} terminals registered, waited for {n}"
-            );
-            tokio::time::sleep(POLL).await;
-        }
-    }
-}
-
-impl Drop for Core {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
+fn url(core: &Core) -> String {
+    format!("http://{}/", core.addr)
 }
 
 /// chromedriver on a free loopback port, in a process group of its own that holds the browsers it
@@ -219,7 +173,7 @@ impl WebDriver {
             .connect(&self.url)
             .await
             .unwrap_or_else(|e| panic!("a Chromium session for {name}: {e}"));
-        client.goto(&core.url()).await.unwrap();
+        client.goto(&url(core)).await.unwrap();
         let page = Page { client, name };
         page.wait_for("the page's script", |_| true).await;
         page
@@ -462,7 +416,7 @@ fn call_where(state: &Value, wanted: &str, peer: Option<&str>) -> Option<String>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn softphone_pages_call_hold_pull_answer_a_phone_and_take_a_transfer() {
-    let core = Core::start().await;
+    let core = start_core().await;
     let webdriver = WebDriver::start().await;
     let a = webdriver.open(&core, "a").await;
     let b = webdriver.open(&core, "b").await;
@@ -499,7 +453,7 @@ async fn softphone_pages_call_hold_pull_answer_a_phone_and_take_a_transfer() {
     a.register().await;
     b.register().await;
     b2.register().await;
-    core.wait_terminals(3).await;
+    core.wait_for_terminals(3).await;
     a.screenshot("01-registered").await;
 
     // A dials B on the dial pad; both of B's pages ring; B answers from the banner.
@@ -625,7 +579,7 @@ async fn softphone_pages_call_hold_pull_answer_a_phone_and_take_a_transfer() {
     }
 
     // A simulated phone dials A (PROTOCOL.md 4.11): the page rings and answers.
-    let mut simulator = core.simulator().await;
+    let mut simulator = SimulatedPhoneNetworkClient::new(core.channel().await);
     simulator
         .dial(DialRequest {
             from: PHONE.into(),
@@ -707,89 +661,55 @@ async fn softphone_pages_call_hold_pull_answer_a_phone_and_take_a_transfer() {
     }
 }
 
-/// `webterminal-core serve` on a loopback port with a data directory of its own, `extra` arguments
-/// after; killed when dropped.
-struct Binary {
-    child: std::process::Child,
-    addr: SocketAddr,
+/// `webterminal-core serve` on a port of its own with a data directory of its own, `extra`
+/// arguments after; killed when dropped.
+fn start_binary(data: &std::path::Path, extra: &[&str]) -> binary::Started {
+    binary::serve()
+        .args(["--records", "none"])
+        .args(extra)
+        .env("XDG_DATA_HOME", data)
+        .env("HOME", data)
+        .start()
 }
 
-impl Binary {
-    fn start(data: &std::path::Path, extra: &[&str]) -> Binary {
-        use std::io::BufRead;
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_webterminal-core"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--records", "none"])
-            .args(extra)
-            .env("XDG_DATA_HOME", data)
-            .env("HOME", data)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-        let addr = loop {
-            let line = lines
-                .next()
-                .expect("the server prints where it listens")
-                .unwrap();
-            if let Some(rest) = line.strip_prefix("webterminal-core listening on ") {
-                break rest.split_whitespace().next().unwrap().parse().unwrap();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        Binary { child, addr }
-    }
-
-    /// One HTTP/1.1 request; the status and the body.
-    fn request(&self, method: &str, path: &str, json_body: &str) -> (u16, String) {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(self.addr).unwrap();
-        stream.set_read_timeout(Some(WAIT)).unwrap();
-        write!(
-            stream,
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n{json_body}",
-            self.addr,
-            json_body.len()
-        )
-        .unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        let status = response
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
-        let body = response
-            .split_once("\r\n\r\n")
-            .map(|(_, body)| body.to_owned())
-            .unwrap_or_default();
-        (status, body)
-    }
-}
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// One HTTP/1.1 request to `addr`; the status and the body.
+fn request(addr: SocketAddr, method: &str, path: &str, json_body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{json_body}",
+        json_body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    (status, body)
 }
 
 #[test]
 fn the_binary_mints_demo_tokens_only_on_its_own_secret() {
-    let data = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("browser-demo-tokens-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&data);
-    std::fs::create_dir_all(&data).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
     let body = format!(r#"{{"msisdn":"{B}"}}"#);
 
     // Its own stored secret: the page may mint tokens, signed with that secret.
-    let server = Binary::start(&data, &[]);
-    let (status, page) = server.request("GET", "/", "");
+    let server = start_binary(data, &[]);
+    let (status, page) = request(server.addr, "GET", "/", "");
     assert_eq!(status, 200);
     assert!(page.contains("/softphone/app.js"), "{page}");
-    let (status, info) = server.request("GET", "/demo", "");
+    let (status, info) = request(server.addr, "GET", "/demo", "");
     assert_eq!(
         (status, info.as_str()),
         (
@@ -797,7 +717,7 @@ fn the_binary_mints_demo_tokens_only_on_its_own_secret() {
             r#"{"numbers":["+4799990001","+4799990002"],"ttl_seconds":86400}"#
         )
     );
-    let (status, minted) = server.request("POST", "/demo/token", &body);
+    let (status, minted) = request(server.addr, "POST", "/demo/token", &body);
     assert_eq!(status, 200, "{minted}");
     let minted: Value = serde_json::from_str(&minted).unwrap();
     let secret = std::fs::read_to_string(data.join("webterminal-core").join("jwt-secret")).unwrap();
@@ -813,11 +733,11 @@ fn the_binary_mints_demo_tokens_only_on_its_own_secret() {
         &["--jwt-secret", "a secret of the operator's"][..],
         &["--public-key", key.as_str()][..],
     ] {
-        let server = Binary::start(&data, extra);
-        assert_eq!(server.request("GET", "/", "").0, 200, "{extra:?}");
-        assert_eq!(server.request("GET", "/demo", "").0, 404, "{extra:?}");
+        let server = start_binary(data, extra);
+        assert_eq!(request(server.addr, "GET", "/", "").0, 200, "{extra:?}");
+        assert_eq!(request(server.addr, "GET", "/demo", "").0, 404, "{extra:?}");
         assert_eq!(
-            server.request("POST", "/demo/token", &body).0,
+            request(server.addr, "POST", "/demo/token", &body).0,
             404,
             "{extra:?}"
         );

@@ -7,17 +7,22 @@
 //!
 //! `CHAOS_SEED=n` replays one run; the seed is printed on failure.
 
+#[path = "support/in_process.rs"]
+mod in_process;
+#[path = "support/terminal.rs"]
+mod terminal;
+
+use in_process::{no_phones, Core};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use terminal::{fixture, message, Kind};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 use tonic::Code;
-use webterminal_core::auth::{mint_token, REQUIRED_SCOPE};
-use webterminal_core::core::Msisdn;
 use webterminal_core::driver::{DriverHandle, DriverStats};
 use webterminal_core::proto::common::PhoneNumber;
 use webterminal_core::proto::webterminal::web_terminal_message::Message;
@@ -25,7 +30,6 @@ use webterminal_core::proto::webterminal::web_terminal_service_client::WebTermin
 use webterminal_core::proto::webterminal::{
     action, error, Action, Answer, Bye, Offer, Ringing, ToPhone, WebTerminalMessage,
 };
-use webterminal_core::server::{Exchange, PhoneNetworkKind, ServerConfig};
 
 const SECRET: &[u8] = b"chaos test secret, 32 bytes long";
 const NUMBERS: [&str; 4] = ["+4799980001", "+4799980002", "+4799980003", "+4799980004"];
@@ -71,14 +75,6 @@ impl Rng {
     }
 }
 
-fn fixture(name: &str) -> String {
-    let path = format!(
-        "{}{name}",
-        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/sdp/")
-    );
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
 struct Sdps {
     offers: Vec<String>,
     answers: Vec<String>,
@@ -104,13 +100,8 @@ fn bump(counter: &AtomicUsize) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Kind {
-    Pipe,
-    Multi,
-}
-
-/// One open rpc: the request sender, and the response messages read by a task of its own.
+/// One open rpc: the request sender, and the response messages read by a task of its own (not the
+/// shared `Terminal`: an agent polls for what came without waiting, and sees how the stream ended).
 struct Rpc {
     tx: mpsc::Sender<WebTerminalMessage>,
     rx: mpsc::UnboundedReceiver<Result<WebTerminalMessage, tonic::Status>>,
@@ -118,17 +109,9 @@ struct Rpc {
 }
 
 async fn open(channel: &Channel, kind: Kind, msisdn: &str) -> Option<Rpc> {
-    let token = mint_token(
-        SECRET,
-        &Msisdn::parse(msisdn).unwrap(),
-        REQUIRED_SCOPE,
-        Duration::from_secs(600),
-    );
     let (tx, requests) = mpsc::channel(64);
     let mut request = tonic::Request::new(ReceiverStream::new(requests));
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    terminal::authorize(&mut request, SECRET, msisdn);
     let mut client = WebTerminalServiceClient::new(channel.clone());
     let response = tokio::time::timeout(Duration::from_secs(5), async {
         match kind {
@@ -167,13 +150,6 @@ async fn connect(addr: SocketAddr) -> Channel {
         .connect()
         .await
         .expect("connect to the core")
-}
-
-fn msg(call_id: &str, message: Message) -> WebTerminalMessage {
-    WebTerminalMessage {
-        message: Some(message),
-        call_id: call_id.to_owned(),
-    }
 }
 
 /// One terminal acting at random until `deadline` or its step budget is spent.
@@ -300,7 +276,7 @@ impl Agent {
                     Self::remember(&mut self.known, &id);
                     current
                         .tx
-                        .send(msg(
+                        .send(message(
                             &id,
                             Message::Offer(Offer {
                                 sdp,
@@ -319,7 +295,10 @@ impl Agent {
                         let sdp = self.rng.pick(&self.sdps.answers).unwrap().clone();
                         current
                             .tx
-                            .send(msg(&self.id_for_send(&id), Message::Answer(Answer { sdp })))
+                            .send(message(
+                                &self.id_for_send(&id),
+                                Message::Answer(Answer { sdp }),
+                            ))
                             .await
                     }
                     None => Ok(()),
@@ -328,7 +307,10 @@ impl Agent {
                     Some(id) => {
                         current
                             .tx
-                            .send(msg(&self.id_for_send(&id), Message::Ringing(Ringing {})))
+                            .send(message(
+                                &self.id_for_send(&id),
+                                Message::Ringing(Ringing {}),
+                            ))
                             .await
                     }
                     None => Ok(()),
@@ -340,7 +322,7 @@ impl Agent {
                         let sdp = self.rng.pick(&self.sdps.offers).unwrap().clone();
                         current
                             .tx
-                            .send(msg(
+                            .send(message(
                                 &self.id_for_send(&id),
                                 Message::Offer(Offer {
                                     sdp,
@@ -357,7 +339,10 @@ impl Agent {
                     Some(id) => {
                         current
                             .tx
-                            .send(msg(&self.id_for_send(&id), Message::Bye(Bye { reason: 0 })))
+                            .send(message(
+                                &self.id_for_send(&id),
+                                Message::Bye(Bye { reason: 0 }),
+                            ))
                             .await
                     }
                     None => Ok(()),
@@ -366,7 +351,7 @@ impl Agent {
                     Some(id) => {
                         current
                             .tx
-                            .send(msg(
+                            .send(message(
                                 &self.id_for_send(&id),
                                 Message::Action(Action {
                                     message: Some(action::Message::ToPhone(ToPhone {})),
@@ -465,22 +450,15 @@ async fn chaos_leaves_no_call_no_terminal_and_no_task_behind() {
 }
 
 async fn chaos(seed: u64) {
-    let mut config = ServerConfig::new(SECRET);
-    config.phone_network = PhoneNetworkKind::None;
+    let mut config = no_phones(SECRET);
     config.switch.ring_timeout = Duration::from_millis(400);
     config.switch.negotiation_timeout = Duration::from_millis(250);
     config.switch.reconnect_grace = Duration::from_millis(300);
     config.switch.multipipe_call_cap = 4;
     config.messages_per_second = 10_000;
     config.call_attempts_per_second = 10_000;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let exchange = Exchange::start(config);
-    let driver = exchange.driver().clone();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let served = tokio::spawn(exchange.serve(listener, async {
-        let _ = stopped.await;
-    }));
+    let core = Core::start(config).await;
+    let (addr, driver) = (core.addr, core.driver.clone());
     // Let the server settle, then take the baseline: the server's own tasks, no client.
     tokio::time::sleep(Duration::from_millis(100)).await;
     let baseline = alive_tasks();
@@ -580,10 +558,5 @@ async fn chaos(seed: u64) {
     assert_eq!(count(&tally.rate_limited), 0, "{summary}");
     assert_eq!(count(&tally.bad_status), 0, "{summary}");
 
-    let _ = stop.send(());
-    tokio::time::timeout(Duration::from_secs(10), served)
-        .await
-        .expect("the server shut down in time")
-        .unwrap()
-        .expect("the server shut down cleanly");
+    core.stop().await;
 }

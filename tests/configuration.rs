@@ -5,8 +5,11 @@
 //! before anything listens; and `docs/webterminal.example.toml` holds every option with its
 //! default.
 
+#[path = "support/binary.rs"]
+mod binary;
+
 use std::io::Write as _;
-use std::process::{Command, Output};
+use std::process::Output;
 
 /// One option set three ways.
 struct Setting {
@@ -146,13 +149,12 @@ const SETTINGS: [Setting; 14] = [
 
 /// `webterminal-core serve` with `args` and only the variables `env` (none inherited).
 fn serve(args: &[String], env: &[(String, String)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_webterminal-core"))
-        .arg("serve")
-        .args(args)
-        .env_clear()
-        .envs(env.iter().cloned())
+    env.iter()
+        .fold(
+            binary::run("serve").args(args).env_clear(),
+            |run, (k, v)| run.env(k, v),
+        )
         .output()
-        .expect("the binary runs")
 }
 
 /// The effective configuration printed for `args` and `env`.

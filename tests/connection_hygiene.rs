@@ -12,21 +12,22 @@
 //! 127.0.0.10 (all loopback on Linux): one attacker address cannot take more than its share of
 //! the connections.
 
-use std::io::{BufRead, BufReader};
+#[path = "support/binary.rs"]
+mod binary;
+
+#[path = "support/in_process.rs"]
+mod in_process;
+
+use binary::terminal::{fixture, offer, Kind, Terminal};
+use binary::Started;
+use in_process::Core;
 use std::net::{IpAddr, SocketAddr};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint, Uri};
-use webterminal_core::auth::{mint_token, REQUIRED_SCOPE};
-use webterminal_core::core::Msisdn;
-use webterminal_core::proto::common::PhoneNumber;
 use webterminal_core::proto::webterminal::web_terminal_message::Message;
-use webterminal_core::proto::webterminal::web_terminal_service_client::WebTerminalServiceClient;
-use webterminal_core::proto::webterminal::{Answer, Bye, Offer, WebTerminalMessage};
+use webterminal_core::proto::webterminal::{Answer, Bye};
 
 const SECRET: &str = "connection-hygiene-test-secret";
 const HANDSHAKE: Duration = Duration::from_secs(2);
@@ -43,64 +44,37 @@ const CLOSED_WITHIN: Duration = Duration::from_secs(8);
 const CPU_BOUND: Duration = Duration::from_millis(1500);
 const WAIT: Duration = Duration::from_secs(5);
 
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-    /// Every line the server has logged so far (stderr).
-    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// `prlimit --nofile=SOFT:HARD webterminal-core serve --listen 127.0.0.1:0 ... extra`; prlimit
+/// execs the server, so the child's pid is the server's. Records on, as the binary runs by
+/// default, in a directory of this server's own.
+fn start(nofile: &str, extra: &[&str]) -> Server {
+    let records = tempfile::tempdir().unwrap();
+    let started = binary::serve()
+        .wrapper(["prlimit".to_owned(), format!("--nofile={nofile}")])
+        .args(["--jwt-secret", SECRET, "--records"])
+        .arg(records.path().join("records.sqlite3"))
+        .args(extra)
+        .env("RUST_LOG", "info")
+        .start();
+    Server {
+        started,
+        _records: records,
     }
 }
 
-/// `prlimit --nofile=SOFT:HARD webterminal-core serve --listen 127.0.0.1:0 ... extra`; prlimit
-/// execs the server, so the child's pid is the server's.
-fn start(nofile: &str, extra: &[&str]) -> Server {
-    let mut child = Command::new("prlimit")
-        .arg(format!("--nofile={nofile}"))
-        .arg(env!("CARGO_BIN_EXE_webterminal-core"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--jwt-secret", SECRET])
-        // Records on, as the binary runs by default, in a file of this test's own.
-        .arg("--records")
-        .arg(std::env::temp_dir().join(format!(
-            "connection-hygiene-{}-{}.sqlite3",
-            std::process::id(),
-            nofile.replace(':', "-")
-        )))
-        .args(extra)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("prlimit (util-linux) runs the server");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("the server prints where it listens")
-            .unwrap();
-        if let Some(rest) = line.strip_prefix("webterminal-core listening on ") {
-            break rest.split_whitespace().next().unwrap().parse().unwrap();
-        }
-    };
-    // Keep draining stdout and stderr so the server never blocks on them.
-    std::thread::spawn(move || for _ in lines {});
-    let log: std::sync::Arc<std::sync::Mutex<Vec<String>>> = std::sync::Arc::default();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let kept = std::sync::Arc::clone(&log);
-    std::thread::spawn(move || {
-        for line in stderr.lines().map_while(Result::ok) {
-            eprintln!("{line}");
-            kept.lock().unwrap().push(line);
-        }
-    });
-    Server { child, addr, log }
+struct Server {
+    started: Started,
+    _records: tempfile::TempDir,
+}
+
+impl Server {
+    fn pid(&self) -> u32 {
+        self.started.pid()
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.started.addr
+    }
 }
 
 /// The server's CPU time so far: utime + stime of `/proc/PID/stat`, in clock ticks of 10 ms
@@ -171,76 +145,30 @@ async fn until_closed(mut stream: TcpStream, trickle: &[u8], since: Instant) -> 
     }
 }
 
-struct Terminal {
-    tx: mpsc::Sender<WebTerminalMessage>,
-    rx: tonic::Streaming<WebTerminalMessage>,
-}
-
-impl Terminal {
-    async fn open(channel: Channel, msisdn: &str) -> Terminal {
-        let token = mint_token(
-            SECRET.as_bytes(),
-            &Msisdn::parse(msisdn).unwrap(),
-            REQUIRED_SCOPE,
-            Duration::from_secs(600),
-        );
-        let (tx, requests) = mpsc::channel(16);
-        let mut request = tonic::Request::new(ReceiverStream::new(requests));
-        request
-            .metadata_mut()
-            .insert("authorization", format!("Bearer {token}").parse().unwrap());
-        let rx = WebTerminalServiceClient::new(channel)
-            .pipe(request)
-            .await
-            .expect("a terminal opens during the attack")
-            .into_inner();
-        Terminal { tx, rx }
-    }
-
-    async fn send(&self, message: Message) {
-        let message = WebTerminalMessage {
-            message: Some(message),
-            call_id: String::new(),
-        };
-        self.tx.send(message).await.unwrap();
-    }
-
-    async fn next(&mut self) -> Message {
-        tokio::time::timeout(WAIT, self.rx.message())
-            .await
-            .expect("a message in time")
-            .expect("no status")
-            .expect("stream open")
-            .message
-            .expect("oneof set")
-    }
-}
-
-fn sdp(name: &str) -> String {
-    let path = format!("{}/tests/fixtures/sdp/{name}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read_to_string(path).unwrap()
+/// A Pipe (greeted with Idle) on `channel`, opened while the attack goes on.
+async fn pipe(channel: Channel, msisdn: &str) -> Terminal {
+    let mut pipe = Terminal::open(channel, Kind::Pipe, SECRET, msisdn)
+        .await
+        .expect("a terminal opens during the attack");
+    assert!(matches!(pipe.next().await, Message::Idle(_)));
+    pipe
 }
 
 /// A whole call between two Pipes, each on a connection of its own from `local`.
 async fn full_call(server: SocketAddr, local: [IpAddr; 2]) {
     let (a_number, b_number) = ("+4799990001", "+4799990002");
-    let mut a = Terminal::open(channel_from(local[0], server).await, a_number).await;
-    assert!(matches!(a.next().await, Message::Idle(_)));
-    let mut b = Terminal::open(channel_from(local[1], server).await, b_number).await;
-    assert!(matches!(b.next().await, Message::Idle(_)));
-    a.send(Message::Offer(Offer {
-        sdp: sdp("chromium-offer.sdp"),
-        msisdn: Some(PhoneNumber {
-            e164: b_number.into(),
-        }),
-        ..Offer::default()
-    }))
-    .await;
+    let mut a = pipe(channel_from(local[0], server).await, a_number).await;
+    let mut b = pipe(channel_from(local[1], server).await, b_number).await;
+    a.send("", offer(&fixture("chromium-offer.sdp"), b_number))
+        .await;
     let offered = b.next().await;
     assert!(matches!(offered, Message::Offer(_)), "{offered:?}");
-    b.send(Message::Answer(Answer {
-        sdp: sdp("chromium-answer.sdp"),
-    }))
+    b.send(
+        "",
+        Message::Answer(Answer {
+            sdp: fixture("chromium-answer.sdp"),
+        }),
+    )
     .await;
     // B's simulated mobile phone is a fork too: A may see Ringing first.
     let mut answer = a.next().await;
@@ -248,7 +176,7 @@ async fn full_call(server: SocketAddr, local: [IpAddr; 2]) {
         answer = a.next().await;
     }
     assert!(matches!(answer, Message::Answer(_)), "{answer:?}");
-    a.send(Message::Bye(Bye::default())).await;
+    a.send("", Message::Bye(Bye::default())).await;
     assert!(matches!(b.next().await, Message::Bye(_)));
 }
 
@@ -257,8 +185,8 @@ async fn silent_and_slowloris_connections_are_closed_while_good_clients_are_serv
     // This process holds every attack socket too.
     let _ = rlimit::increase_nofile_limit(4096);
     let server = start("256:256", &["--handshake-timeout", "2s"]);
-    let pid = server.child.id();
-    let addr = server.addr;
+    let pid = server.pid();
+    let addr = server.addr();
     let cpu_before = cpu_time(pid);
     let start = Instant::now();
 
@@ -339,12 +267,12 @@ async fn a_full_descriptor_table_makes_the_accept_loop_back_off_not_spin() {
             "1000",
         ],
     );
-    let pid = server.child.id();
+    let pid = server.pid();
     let cpu_before = cpu_time(pid);
     let start = Instant::now();
     let mut attack = tokio::task::JoinSet::new();
     for _ in 0..SILENT {
-        let stream = connect_from(ip(1), server.addr).await.unwrap();
+        let stream = connect_from(ip(1), server.addr()).await.unwrap();
         attack.spawn(async move {
             // Those the server could not accept at first wait in the backlog: they are accepted
             // (and closed at their own deadline) once descriptors are free again.
@@ -367,10 +295,10 @@ async fn a_full_descriptor_table_makes_the_accept_loop_back_off_not_spin() {
     }
     let cpu = cpu_time(pid).saturating_sub(cpu_before);
     let warnings = server
+        .started
         .log
-        .lock()
-        .unwrap()
-        .iter()
+        .text()
+        .lines()
         .filter(|l| l.contains("cannot accept connections"))
         .count();
     eprintln!(
@@ -391,8 +319,9 @@ async fn a_full_descriptor_table_makes_the_accept_loop_back_off_not_spin() {
         "EMFILE is logged, once per 10 s: {warnings} lines"
     );
     // Serving again.
-    let mut health =
-        tonic_health::pb::health_client::HealthClient::new(channel_from(ip(9), server.addr).await);
+    let mut health = tonic_health::pb::health_client::HealthClient::new(
+        channel_from(ip(9), server.addr()).await,
+    );
     let check = health.check(tonic_health::pb::HealthCheckRequest::default());
     tokio::time::timeout(WAIT, check)
         .await
@@ -403,34 +332,27 @@ async fn a_full_descriptor_table_makes_the_accept_loop_back_off_not_spin() {
 #[test]
 fn the_soft_open_file_limit_is_raised_to_the_hard_limit() {
     let server = start("128:300", &[]);
-    assert_eq!(soft_open_file_limit(server.child.id()), 300);
+    assert_eq!(soft_open_file_limit(server.pid()), 300);
 }
 
 /// A TLS listener: the handshake deadline covers the TLS handshake and, after it, the HTTP/2
 /// preface and the first rpc. A client that completes TLS and then says nothing is closed too.
 #[tokio::test]
 async fn a_tls_connection_that_opens_no_rpc_is_closed_at_the_handshake_deadline() {
-    let dir = std::env::temp_dir().join(format!("connection-hygiene-tls-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = tempfile::tempdir().unwrap();
     let rcgen::CertifiedKey { cert, signing_key } =
         rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
     let files = webterminal_core::server::TlsFiles {
-        cert: dir.join("cert.pem"),
-        key: dir.join("key.pem"),
+        cert: dir.path().join("cert.pem"),
+        key: dir.path().join("key.pem"),
     };
     std::fs::write(&files.cert, cert.pem()).unwrap();
     std::fs::write(&files.key, signing_key.serialize_pem()).unwrap();
     let mut config = webterminal_core::server::ServerConfig::new(SECRET.as_bytes().to_vec());
     config.tls = Some(files);
     config.connections.handshake_timeout = Duration::from_secs(1);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(
-        webterminal_core::server::Exchange::start(config).serve(listener, async {
-            let _ = stopped.await;
-        }),
-    );
+    let core = Core::start(config).await;
+    let addr = core.addr;
 
     let mut roots = tokio_rustls::rustls::RootCertStore::empty();
     roots.add(cert.der().clone()).unwrap();
@@ -458,7 +380,6 @@ async fn a_tls_connection_that_opens_no_rpc_is_closed_at_the_handshake_deadline(
         tls_closed.is_ok(),
         "a TLS connection that opened no rpc was still open after {CLOSED_WITHIN:?}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A loopback proxy in front of `server` for one connection: the channel's traffic goes through
@@ -485,14 +406,8 @@ async fn proxied_channel(server: SocketAddr) -> (Channel, tokio::task::JoinHandl
 async fn a_connection_with_no_rpc_open_is_closed_after_the_idle_timeout() {
     let mut config = webterminal_core::server::ServerConfig::new(SECRET.as_bytes().to_vec());
     config.connections.idle_timeout = Duration::from_secs(1);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(
-        webterminal_core::server::Exchange::start(config).serve(listener, async {
-            let _ = stopped.await;
-        }),
-    );
+    let core = Core::start(config).await;
+    let addr = core.addr;
 
     let (idle, idle_connection) = proxied_channel(addr).await;
     // The channel stays alive (a client keeping its connection for later): the client does not
@@ -507,8 +422,7 @@ async fn a_connection_with_no_rpc_open_is_closed_after_the_idle_timeout() {
         "kept while within the idle timeout"
     );
     let (busy, busy_connection) = proxied_channel(addr).await;
-    let mut terminal = Terminal::open(busy, "+4799990001").await;
-    assert!(matches!(terminal.next().await, Message::Idle(_)));
+    let mut terminal = pipe(busy, "+4799990001").await;
 
     tokio::time::timeout(CLOSED_WITHIN, idle_connection)
         .await
@@ -520,7 +434,7 @@ async fn a_connection_with_no_rpc_open_is_closed_after_the_idle_timeout() {
         "a connection holding a terminal is kept past the idle timeout"
     );
     // Still usable: its terminal is answered.
-    terminal.send(Message::Bye(Bye::default())).await;
+    terminal.send("", Message::Bye(Bye::default())).await;
     assert!(matches!(terminal.next().await, Message::Error(_)));
     drop(idle);
 }

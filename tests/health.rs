@@ -14,8 +14,6 @@ use binary::{http_get, serve_on_free_ports, WAIT};
 use serde_json::{json, Value};
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use webterminal_core::auth::{mint_token, REQUIRED_SCOPE};
-use webterminal_core::core::Msisdn;
 
 const SECRET: &str = "health-test-secret";
 
@@ -27,7 +25,7 @@ async fn get_json(port: u16, path: &str) -> (u16, Value) {
 
 #[tokio::test]
 async fn ready_while_serving_not_ready_while_draining() {
-    let started = serve_on_free_ports(
+    let mut started = serve_on_free_ports(
         &[
             "--jwt-secret",
             SECRET,
@@ -55,12 +53,7 @@ async fn ready_while_serving_not_ready_while_draining() {
     }
 
     // A browser's MultiPipe that will not read its close frame, let alone answer it.
-    let token = mint_token(
-        SECRET.as_bytes(),
-        &Msisdn::parse("+4791230001").unwrap(),
-        REQUIRED_SCOPE,
-        Duration::from_secs(600),
-    );
+    let token = binary::terminal::token(SECRET, "+4791230001");
     let mut request = format!("ws://127.0.0.1:{}/multipipe", started.port)
         .into_client_request()
         .unwrap();
@@ -70,12 +63,7 @@ async fn ready_while_serving_not_ready_while_draining() {
     );
     let (_browser, _) = tokio_tungstenite::connect_async(request).await.unwrap();
 
-    let pid = started.server.0.id().to_string();
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    started.signal("TERM");
     let deadline = tokio::time::Instant::now() + WAIT;
     let draining = loop {
         let (status, body) = get_json(metrics, "/readyz").await;
@@ -99,10 +87,7 @@ async fn ready_while_serving_not_ready_while_draining() {
         "alive while it drains"
     );
 
-    let mut server = started.server;
-    let status = tokio::task::spawn_blocking(move || server.0.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    // The drain may take its whole timeout (30 s).
+    let status = started.wait_exit(Duration::from_secs(60)).await;
     assert!(status.success(), "exits 0 after the drain: {status:?}");
 }

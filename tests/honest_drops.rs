@@ -4,91 +4,40 @@
 //! its rate limit (the outbound queue is sized from that limit). The server runs in this process
 //! over real loopback sockets.
 
-use std::net::SocketAddr;
+#[path = "support/in_process.rs"]
+mod in_process;
+#[path = "support/terminal.rs"]
+mod terminal;
+
+use in_process::{no_phones, Core};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
-use tokio_stream::wrappers::ReceiverStream;
-use webterminal_core::auth::{mint_token, REQUIRED_SCOPE};
-use webterminal_core::core::Msisdn;
-use webterminal_core::driver::DriverHandle;
+use terminal::{Kind, Terminal};
 use webterminal_core::proto::webterminal::web_terminal_message::Message;
-use webterminal_core::proto::webterminal::web_terminal_service_client::WebTerminalServiceClient;
 use webterminal_core::proto::webterminal::{error, Ringing, WebTerminalMessage};
-use webterminal_core::server::{Exchange, PhoneNetworkKind, ServerConfig};
 
 const SECRET: &[u8] = b"honest-drops-test-secret";
 const WAIT: Duration = Duration::from_secs(10);
 
-struct Core {
-    addr: SocketAddr,
-    driver: DriverHandle,
-    _stop: oneshot::Sender<()>,
-}
-
-async fn start(config: ServerConfig) -> Core {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let exchange = Exchange::start(config);
-    let driver = exchange.driver().clone();
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(exchange.serve(listener, async {
-        let _ = stopped.await;
-    }));
-    Core {
-        addr,
-        driver,
-        _stop: stop,
-    }
-}
-
-impl Core {
-    /// Opens a Pipe for `msisdn` on a connection of its own, and reads its greeting (Idle). The
-    /// connection carries at most `window` bytes toward the client before it reads them (its
-    /// HTTP/2 stream and connection windows), as a real network path holds only so much in flight.
-    async fn open(&self, msisdn: &str, window: u32) -> Terminal {
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr))
-            .unwrap()
-            .initial_stream_window_size(window)
-            .initial_connection_window_size(window)
-            .connect()
-            .await
-            .unwrap();
-        let mut client = WebTerminalServiceClient::new(channel);
-        let (tx, requests) = mpsc::channel(4096);
-        let mut request = tonic::Request::new(ReceiverStream::new(requests));
-        let token = mint_token(
-            SECRET,
-            &Msisdn::parse(msisdn).unwrap(),
-            REQUIRED_SCOPE,
-            Duration::from_secs(600),
-        );
-        request
-            .metadata_mut()
-            .insert("authorization", format!("Bearer {token}").parse().unwrap());
-        let mut rx = client.pipe(request).await.unwrap().into_inner();
-        let greeting = tokio::time::timeout(WAIT, rx.message()).await.unwrap();
-        assert!(
-            matches!(&greeting, Ok(Some(m)) if matches!(m.message, Some(Message::Idle(_)))),
-            "{greeting:?}"
-        );
-        Terminal { tx, rx }
-    }
-
-    async fn wait_for_terminals(&self, terminals: usize) {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while self.driver.stats().await.unwrap().terminals != terminals {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "expected {terminals} terminals"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-}
-
-struct Terminal {
-    tx: mpsc::Sender<WebTerminalMessage>,
-    rx: tonic::Streaming<WebTerminalMessage>,
+/// Opens a Pipe for `msisdn` on a connection of its own, and reads its greeting (Idle). The
+/// connection carries at most `window` bytes toward the client before it reads them (its HTTP/2
+/// stream and connection windows), as a real network path holds only so much in flight.
+async fn open(core: &Core, msisdn: &str, window: u32) -> Terminal {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", core.addr))
+        .unwrap()
+        .initial_stream_window_size(window)
+        .initial_connection_window_size(window)
+        .connect()
+        .await
+        .unwrap();
+    let mut pipe = Terminal::open_queued(channel, Kind::Pipe, SECRET, msisdn, 4096)
+        .await
+        .unwrap();
+    let greeting = tokio::time::timeout(WAIT, pipe.rx.message()).await.unwrap();
+    assert!(
+        matches!(&greeting, Ok(Some(m)) if matches!(m.message, Some(Message::Idle(_)))),
+        "{greeting:?}"
+    );
+    pipe
 }
 
 /// A message that earns an answer (`Error{NOT_INCALL}`: a Pipe with no call) and changes nothing.
@@ -102,11 +51,9 @@ fn ringing() -> WebTerminalMessage {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_that_overflows_a_never_reading_terminals_queue_ends_its_rpc_with_resource_exhausted(
 ) {
-    let mut config = ServerConfig::new(SECRET.to_vec());
-    config.phone_network = PhoneNetworkKind::None;
-    let core = start(config).await;
+    let core = Core::start(no_phones(SECRET)).await;
     // A small window, for the reason the next test gives.
-    let Terminal { tx, mut rx } = core.open("+4792000001", 4 * 1024).await;
+    let Terminal { tx, mut rx } = open(&core, "+4792000001", 4 * 1024).await;
     // Every message earns an answer (NOT_INCALL, then RATE_LIMIT_HIT over the budget); none is
     // read until the server has let go of the terminal.
     let flood = tokio::spawn(async move {
@@ -141,19 +88,18 @@ async fn a_flood_that_overflows_a_never_reading_terminals_queue_ends_its_rpc_wit
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_terminal_reading_promptly_is_never_dropped_for_a_burst_at_its_rate_limit() {
-    let mut config = ServerConfig::new(SECRET.to_vec());
-    config.phone_network = PhoneNetworkKind::None;
+    let mut config = no_phones(SECRET);
     // A budget of 1000 messages a second: a burst of 2000, each answered.
     config.messages_per_second = 1000;
     config.messages_per_second_per_number = Some(1000);
     let burst = 2 * config.messages_per_second as usize;
-    let core = start(config).await;
+    let core = Core::start(config).await;
     // 4 KiB in flight: some fifty answers; the rest of the burst's answers wait in the server's
     // outbound queue. (Not much more: the client's own HTTP/2 library, h2 0.4.20 on, closes a
     // connection on which over 25,600 bytes of framing overhead, counted as 256 bytes less the
     // payload of each small DATA frame, sit unread; a 16 KiB window of 71-byte answers is twice
     // that, so such a client would hang up on itself, whatever the server does.)
-    let Terminal { tx, mut rx } = core.open("+4792000002", 4 * 1024).await;
+    let Terminal { tx, mut rx } = open(&core, "+4792000002", 4 * 1024).await;
 
     // The burst, then one round trip (a slow mobile path) before the answers are read; from then
     // on every answer is read as soon as it is there.
@@ -177,6 +123,6 @@ async fn a_terminal_reading_promptly_is_never_dropped_for_a_burst_at_its_rate_li
         }
     }
     // Still registered: not dropped.
-    assert_eq!(core.driver.stats().await.unwrap().terminals, 1);
+    assert_eq!(core.stats().await.terminals, 1);
     drop(tx);
 }

@@ -7,38 +7,30 @@
 mod binary;
 
 use binary::*;
-use std::process::{Command, Stdio};
-use webterminal_core::proto::common::PhoneNumber;
 use webterminal_core::proto::webterminal::web_terminal_message::Message;
-use webterminal_core::proto::webterminal::{Answer, Bye, Offer};
+use webterminal_core::proto::webterminal::Bye;
 
 const SECRET: &str = "metrics-test-secret";
 const A: &str = "+4791234601";
 const B: &str = "+4791234602";
 
-/// The binary serving on a free port, its metrics on another, with `extra` flags; returns both
-/// ports and the process (killed on drop).
-fn serve(extra: &[&std::ffi::OsStr]) -> (u16, u16, Server) {
-    let (port, metrics_port) = (free_port(), free_port());
-    let server = Server(
-        Command::new(env!("CARGO_BIN_EXE_webterminal-core"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
-            .args(["--jwt-secret", SECRET, "--phone-network", "none"])
-            .args(["--records", "none"])
-            .args(extra)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("the server starts"),
-    );
-    (port, metrics_port, server)
+/// The binary serving on a port of its own, its metrics on another, with `--records RECORDS` and
+/// `extra` flags; returns both ports and the process (killed on drop).
+fn serve(records: &std::ffi::OsStr, extra: &[&std::ffi::OsStr]) -> (u16, u16, Started) {
+    let started = binary::serve()
+        .args(["--jwt-secret", SECRET, "--phone-network", "none"])
+        .arg("--records")
+        .arg(records)
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .metrics()
+        .start();
+    (started.port, started.metrics_port.unwrap(), started)
 }
 
 #[tokio::test]
 async fn the_binary_serves_prometheus_metrics_of_its_calls() {
-    let (port, metrics_port, _server) = serve(&[]);
+    let (port, metrics_port, _server) = serve("none".as_ref(), &[]);
     let (a_tx, mut a_rx) = open(port, SECRET, A).await;
     let (b_tx, mut b_rx) = open(port, SECRET, B).await;
     expect_sample(
@@ -48,27 +40,10 @@ async fn the_binary_serves_prometheus_metrics_of_its_calls() {
     )
     .await;
 
-    let id = uuid::Uuid::new_v4().to_string();
-    let offer = Offer {
-        sdp: fixture("chromium-offer.sdp"),
-        msisdn: Some(PhoneNumber { e164: B.into() }),
-        data: Default::default(),
-    };
-    a_tx.send(message(&id, Message::Offer(offer)))
-        .await
-        .unwrap();
+    let id = place_call(&a_tx, B).await;
     let offered = next(&mut b_rx).await;
     expect_sample(metrics_port, r#"webterminal_calls{state="ringing"}"#, 1.0).await;
-    let answer = Answer {
-        sdp: fixture("chromium-answer.sdp"),
-    };
-    b_tx.send(message(&offered.call_id, Message::Answer(answer)))
-        .await
-        .unwrap();
-    assert!(matches!(
-        next(&mut a_rx).await.message,
-        Some(Message::Answer(_))
-    ));
+    answer_call(&b_tx, &offered.call_id, &mut a_rx).await;
     expect_sample(
         metrics_port,
         r#"webterminal_calls{state="established"}"#,
@@ -83,13 +58,7 @@ async fn the_binary_serves_prometheus_metrics_of_its_calls() {
         next(&mut a_rx).await.message,
         Some(Message::Error(_))
     ));
-    a_tx.send(message(&id, Message::Bye(Bye::default())))
-        .await
-        .unwrap();
-    assert!(matches!(
-        next(&mut b_rx).await.message,
-        Some(Message::Bye(_))
-    ));
+    hang_up(&a_tx, &id, &mut b_rx).await;
 
     let metrics = expect_sample(
         metrics_port,
@@ -151,9 +120,8 @@ async fn the_binary_serves_prometheus_metrics_of_its_calls() {
 #[tokio::test]
 async fn group_calls_are_counted_while_queued_and_their_hold_time_measured() {
     const SALES: &str = "+4721234600";
-    let dir = std::env::temp_dir().join(format!("wt-metrics-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let routing = dir.join("routing.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let routing = dir.path().join("routing.toml");
     std::fs::write(
         &routing,
         format!(
@@ -161,19 +129,13 @@ async fn group_calls_are_counted_while_queued_and_their_hold_time_measured() {
         ),
     )
     .unwrap();
-    let (port, metrics_port, _server) =
-        serve(&[std::ffi::OsStr::new("--routing"), routing.as_os_str()]);
+    let (port, metrics_port, _server) = serve(
+        "none".as_ref(),
+        &[std::ffi::OsStr::new("--routing"), routing.as_os_str()],
+    );
     let (b_tx, mut b_rx) = open(port, SECRET, B).await;
     let (a_tx, mut a_rx) = open(port, SECRET, A).await;
-    let id = uuid::Uuid::new_v4().to_string();
-    let offer = Offer {
-        sdp: fixture("chromium-offer.sdp"),
-        msisdn: Some(PhoneNumber { e164: SALES.into() }),
-        data: Default::default(),
-    };
-    a_tx.send(message(&id, Message::Offer(offer)))
-        .await
-        .unwrap();
+    let id = place_call(&a_tx, SALES).await;
     assert!(matches!(
         next(&mut a_rx).await.message,
         Some(Message::Ringing(_))
@@ -183,16 +145,7 @@ async fn group_calls_are_counted_while_queued_and_their_hold_time_measured() {
     let group = format!(r#"group="{SALES}""#);
     let queued = format!("webterminal_queued_calls{{{group}}}");
     expect_sample(metrics_port, &queued, 1.0).await;
-    let answer = Answer {
-        sdp: fixture("chromium-answer.sdp"),
-    };
-    b_tx.send(message(&offered.call_id, Message::Answer(answer)))
-        .await
-        .unwrap();
-    assert!(matches!(
-        next(&mut a_rx).await.message,
-        Some(Message::Answer(_))
-    ));
+    answer_call(&b_tx, &offered.call_id, &mut a_rx).await;
     let metrics = expect_sample(
         metrics_port,
         &format!("webterminal_queue_hold_seconds_count{{{group}}}"),
@@ -212,14 +165,7 @@ async fn group_calls_are_counted_while_queued_and_their_hold_time_measured() {
         metrics.contains("# TYPE webterminal_queue_hold_seconds histogram"),
         "{metrics}"
     );
-    a_tx.send(message(&id, Message::Bye(Bye::default())))
-        .await
-        .unwrap();
-    assert!(matches!(
-        next(&mut b_rx).await.message,
-        Some(Message::Bye(_))
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
+    hang_up(&a_tx, &id, &mut b_rx).await;
 }
 
 /// A records file that cannot be opened at start: the core serves calls without records, says so
@@ -228,23 +174,11 @@ async fn group_calls_are_counted_while_queued_and_their_hold_time_measured() {
 /// where it would be: a missing directory is made, even as root).
 #[tokio::test]
 async fn records_that_cannot_be_opened_are_down_and_each_call_that_ends_is_a_record_lost() {
-    let dir = std::env::temp_dir().join(format!("wt-metrics-records-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let blocker = dir.join("not-a-directory");
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("not-a-directory");
     std::fs::write(&blocker, b"").unwrap();
     let records = blocker.join("records.sqlite3");
-    let started = serve_on_free_ports(
-        &[
-            "--jwt-secret",
-            SECRET,
-            "--phone-network",
-            "none",
-            "--records",
-            records.to_str().unwrap(),
-        ],
-        true,
-    );
-    let metrics_port = started.metrics_port.unwrap();
+    let (port, metrics_port, _server) = serve(records.as_os_str(), &[]);
     let metrics = expect_sample(metrics_port, "webterminal_records_up", 0.0).await;
     assert_eq!(
         sample(&metrics, "webterminal_records_lost_total"),
@@ -252,28 +186,14 @@ async fn records_that_cannot_be_opened_are_down_and_each_call_that_ends_is_a_rec
         "{metrics}"
     );
 
-    let (a_tx, _a_rx) = open(started.port, SECRET, A).await;
-    let (_b_tx, mut b_rx) = open(started.port, SECRET, B).await;
-    let id = uuid::Uuid::new_v4().to_string();
-    let offer = Offer {
-        sdp: fixture("chromium-offer.sdp"),
-        msisdn: Some(PhoneNumber { e164: B.into() }),
-        data: Default::default(),
-    };
-    a_tx.send(message(&id, Message::Offer(offer)))
-        .await
-        .unwrap();
+    let (a_tx, _a_rx) = open(port, SECRET, A).await;
+    let (_b_tx, mut b_rx) = open(port, SECRET, B).await;
+    let id = place_call(&a_tx, B).await;
     assert!(matches!(
         next(&mut b_rx).await.message,
         Some(Message::Offer(_))
     ));
-    a_tx.send(message(&id, Message::Bye(Bye::default())))
-        .await
-        .unwrap();
-    assert!(matches!(
-        next(&mut b_rx).await.message,
-        Some(Message::Bye(_))
-    ));
+    hang_up(&a_tx, &id, &mut b_rx).await;
 
     let metrics = expect_sample(metrics_port, "webterminal_records_lost_total", 1.0).await;
     assert_eq!(
@@ -285,5 +205,4 @@ async fn records_that_cannot_be_opened_are_down_and_each_call_that_ends_is_a_rec
         metrics.contains("# TYPE webterminal_records_up gauge"),
         "{metrics}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

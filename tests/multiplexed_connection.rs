@@ -12,19 +12,25 @@
 //! holds the switch's task (PROTOCOL.md section 5 asks hooks to answer at once: this one does not,
 //! on purpose).
 
+#[path = "support/in_process.rs"]
+mod in_process;
+#[path = "support/terminal.rs"]
+mod terminal;
+
+use in_process::{no_phones, Core};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use terminal::message;
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
-use webterminal_core::auth::{mint_token, REQUIRED_SCOPE};
 use webterminal_core::core::{CallContext, Msisdn, Route, Router};
 use webterminal_core::proto::common::PhoneNumber;
 use webterminal_core::proto::webterminal::web_terminal_message::Message;
 use webterminal_core::proto::webterminal::web_terminal_service_client::WebTerminalServiceClient;
-use webterminal_core::proto::webterminal::{error, Offer, Ringing, WebTerminalMessage};
-use webterminal_core::server::{Exchange, PhoneNetworkKind, ServerConfig};
+use webterminal_core::proto::webterminal::{error, Offer, Ringing};
+use webterminal_core::server::Exchange;
 
 const SECRET: &[u8] = b"multiplexed-connection-test-secret";
 const TERMINALS: usize = 500;
@@ -53,26 +59,13 @@ fn number(i: usize) -> Msisdn {
     Msisdn::parse(&format!("+4791{i:06}")).unwrap()
 }
 
-fn message(call_id: &str, body: Message) -> WebTerminalMessage {
-    WebTerminalMessage {
-        message: Some(body),
-        call_id: call_id.into(),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hundreds_of_terminals_on_one_connection_survive_a_stalled_switch() {
-    let mut config = ServerConfig::new(SECRET);
-    config.phone_network = PhoneNetworkKind::None;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let exchange = Exchange::start(config);
+    let exchange = Exchange::start(no_phones(SECRET));
     let armed = Arc::new(AtomicBool::new(false));
     exchange.set_router(Stall(armed.clone())).await.unwrap();
-    let (_stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(exchange.serve(listener, async {
-        let _ = stopped.await;
-    }));
+    let core = Core::serve(exchange).await;
+    let addr = core.addr;
 
     // One connection for every terminal.
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
@@ -85,10 +78,7 @@ async fn hundreds_of_terminals_on_one_connection_survive_a_stalled_switch() {
         let mut client = WebTerminalServiceClient::new(channel.clone());
         let (tx, rx) = mpsc::channel(MESSAGES + 8);
         let mut request = tonic::Request::new(ReceiverStream::new(rx));
-        let token = mint_token(SECRET, &number(i), REQUIRED_SCOPE, Duration::from_secs(600));
-        request
-            .metadata_mut()
-            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        terminal::authorize(&mut request, SECRET, number(i).as_str());
         let responses = client.multi_pipe(request).await.unwrap().into_inner();
         terminals.push((tx, responses));
     }

@@ -4,20 +4,20 @@
 //! more often than the per-callee rate, even with a large attempt budget. The server runs in this
 //! process over real loopback sockets.
 
+#[path = "support/in_process.rs"]
+mod in_process;
+#[path = "support/terminal.rs"]
+mod terminal;
+
+use in_process::{no_phones, Core};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot};
-use tokio_stream::wrappers::ReceiverStream;
+use terminal::{channel, fixture, message, Kind, Terminal};
 use tonic::transport::Channel;
-use webterminal_core::auth::{mint_token, REQUIRED_SCOPE};
-use webterminal_core::core::Msisdn;
-use webterminal_core::proto::common::PhoneNumber;
 use webterminal_core::proto::webterminal::web_terminal_message::Message;
-use webterminal_core::proto::webterminal::web_terminal_service_client::WebTerminalServiceClient;
-use webterminal_core::proto::webterminal::{error, Offer, Ringing, WebTerminalMessage};
-use webterminal_core::server::{Exchange, PhoneNetworkKind, ServerConfig};
+use webterminal_core::proto::webterminal::{error, Ringing, WebTerminalMessage};
 
 const SECRET: &[u8] = b"number-limits-test-secret";
 const ATTACKER: &str = "+4791000001";
@@ -25,67 +25,15 @@ const VICTIM: &str = "+4791000002";
 const OTHER: &str = "+4791000003";
 const WAIT: Duration = Duration::from_secs(5);
 
-fn sdp() -> String {
-    let path = format!(
-        "{}/tests/fixtures/sdp/chromium-offer.sdp",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    std::fs::read_to_string(path).unwrap()
-}
-
-async fn start(config: ServerConfig) -> (SocketAddr, oneshot::Sender<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(Exchange::start(config).serve(listener, async {
-        let _ = stopped.await;
-    }));
-    (addr, stop)
-}
-
-async fn channel(addr: SocketAddr) -> Channel {
-    Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap()
-}
-
-struct Terminal {
-    tx: mpsc::Sender<WebTerminalMessage>,
-    rx: tonic::Streaming<WebTerminalMessage>,
-}
-
-/// Opens a MultiPipe for `msisdn` on `channel`.
+/// A MultiPipe for `msisdn` on `channel`, 64 requests queued at most.
 async fn open(channel: Channel, msisdn: &str) -> Terminal {
-    let token = mint_token(
-        SECRET,
-        &Msisdn::parse(msisdn).unwrap(),
-        REQUIRED_SCOPE,
-        Duration::from_secs(600),
-    );
-    let (tx, requests) = mpsc::channel(64);
-    let mut request = tonic::Request::new(ReceiverStream::new(requests));
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    let rx = WebTerminalServiceClient::new(channel)
-        .multi_pipe(request)
+    Terminal::open_queued(channel, Kind::Multi, SECRET, msisdn, 64)
         .await
         .expect("the terminal opens")
-        .into_inner();
-    Terminal { tx, rx }
 }
 
 fn offer(call_id: &str, to: &str) -> WebTerminalMessage {
-    WebTerminalMessage {
-        message: Some(Message::Offer(Offer {
-            sdp: sdp(),
-            msisdn: Some(PhoneNumber { e164: to.into() }),
-            ..Offer::default()
-        })),
-        call_id: call_id.into(),
-    }
+    message(call_id, terminal::offer(&fixture("chromium-offer.sdp"), to))
 }
 
 /// A victim terminal that reads promptly, counts the calls offered to it and rings for each (so
@@ -113,12 +61,12 @@ async fn victim(addr: SocketAddr, msisdn: &str) -> Arc<AtomicUsize> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_number_reconnecting_in_a_loop_cannot_exceed_its_attempt_rate_against_a_victim() {
-    let mut config = ServerConfig::new(SECRET.to_vec());
-    config.phone_network = PhoneNetworkKind::None;
+    let config = no_phones(SECRET);
     // Every other limit at its default: per terminal 10 attempts a second (burst 20), per number
     // the same, shared across terminals and reconnects.
     let per_second = config.call_attempts_per_second;
-    let (addr, _stop) = start(config).await;
+    let core = Core::start(config).await;
+    let addr = core.addr;
     let offered = victim(addr, VICTIM).await;
     let attacker_channel = channel(addr).await;
 
@@ -162,13 +110,13 @@ async fn a_number_reconnecting_in_a_loop_cannot_exceed_its_attempt_rate_against_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_caller_rings_one_callee_at_most_at_the_per_callee_rate() {
-    let mut config = ServerConfig::new(SECRET.to_vec());
-    config.phone_network = PhoneNetworkKind::None;
+    let mut config = no_phones(SECRET);
     // A dialler: a large attempt budget, but one callee is rung at most once a second (burst 2).
     config.call_attempts_per_second = 100;
     config.call_attempts_per_second_per_number = Some(100);
     config.offers_per_second_per_callee = Some(1);
-    let (addr, _stop) = start(config).await;
+    let core = Core::start(config).await;
+    let addr = core.addr;
     let offered_to_victim = victim(addr, VICTIM).await;
     let offered_to_other = victim(addr, OTHER).await;
     let mut caller = open(channel(addr).await, ATTACKER).await;

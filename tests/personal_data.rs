@@ -7,10 +7,9 @@
 mod binary;
 
 use binary::*;
-use std::process::{Child, Command, Stdio};
 use webterminal_core::proto::common::PhoneNumber;
 use webterminal_core::proto::webterminal::web_terminal_message::Message;
-use webterminal_core::proto::webterminal::{Answer, Bye, Offer};
+use webterminal_core::proto::webterminal::Offer;
 
 const SECRET: &str = "personal-data-test-secret";
 const A: &str = "+4791234501";
@@ -21,24 +20,16 @@ const CONTEXT: [(&str, &str); 2] = [
     ("contact_ref", "TICKET-4711-8842"),
 ];
 
-fn serve(port: u16, extra: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_webterminal-core"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+/// Runs one call A → B with real Chromium SDP through a server started with `extra` flags, and returns
+/// everything the server logged.
+async fn log_of_a_call(extra: &[&str]) -> String {
+    let mut server = binary::serve()
         .args(["--jwt-secret", SECRET, "--phone-network", "none"])
         .args(["--records", "none"])
         .args(extra)
         .env("RUST_LOG", "debug")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the server starts")
-}
-
-/// Runs one call A → B with real Chromium SDP through a server started with `extra` flags, and returns
-/// everything the server logged.
-async fn log_of_a_call(extra: &[&str]) -> String {
-    let port = free_port();
-    let mut server = serve(port, extra);
+        .start();
+    let port = server.port;
     let (a_tx, mut a_rx) = open(port, SECRET, A).await;
     let (b_tx, mut b_rx) = open(port, SECRET, B).await;
     let id = uuid::Uuid::new_v4().to_string();
@@ -54,35 +45,12 @@ async fn log_of_a_call(extra: &[&str]) -> String {
         .await
         .unwrap();
     let offered = next(&mut b_rx).await;
-    let answer = Answer {
-        sdp: fixture("chromium-answer.sdp"),
-    };
-    b_tx.send(message(&offered.call_id, Message::Answer(answer)))
-        .await
-        .unwrap();
-    assert!(matches!(
-        next(&mut a_rx).await.message,
-        Some(Message::Answer(_))
-    ));
-    a_tx.send(message(&id, Message::Bye(Bye::default())))
-        .await
-        .unwrap();
-    assert!(matches!(
-        next(&mut b_rx).await.message,
-        Some(Message::Bye(_))
-    ));
+    answer_call(&b_tx, &offered.call_id, &mut a_rx).await;
+    hang_up(&a_tx, &id, &mut b_rx).await;
     // SIGTERM: the server shuts down and closes its log.
-    Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
-        .status()
-        .unwrap();
-    let output = tokio::task::spawn_blocking(move || {
-        server.wait().unwrap();
-        let mut log = String::new();
-        std::io::Read::read_to_string(server.stderr.as_mut().unwrap(), &mut log).unwrap();
-        log
-    });
-    tokio::time::timeout(WAIT, output).await.unwrap().unwrap()
+    server.signal("TERM");
+    server.wait_exit(WAIT).await;
+    server.log.text()
 }
 
 /// Lines of the fixtures that identify a person's machine or session.

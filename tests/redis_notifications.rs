@@ -9,15 +9,15 @@ mod redis_support;
 #[path = "support/binary.rs"]
 mod binary;
 
+#[path = "support/in_process.rs"]
+mod in_process;
+
+use binary::terminal::{fixture, Kind, Terminal};
+use in_process::Core;
 use redis_support::{free_port, RedisServer};
 use std::collections::BTreeSet;
-use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
-use tokio_stream::StreamExt;
-use webterminal_core::auth::{mint_token, REQUIRED_SCOPE};
 use webterminal_core::core::{
     CallContext, CallEvent, CallId, CallRef, CallStatus, GroupAnswer, Msisdn,
 };
@@ -26,7 +26,6 @@ use webterminal_core::notifications::{
 };
 use webterminal_core::proto::common::PhoneNumber;
 use webterminal_core::proto::webterminal::web_terminal_message::Message;
-use webterminal_core::proto::webterminal::web_terminal_service_client::WebTerminalServiceClient;
 use webterminal_core::proto::webterminal::{bye, Answer, Bye, Offer, WebTerminalMessage};
 use webterminal_core::server::{Exchange, PhoneNetworkKind, ServerConfig};
 
@@ -293,59 +292,20 @@ const SECRET: &[u8] = b"redis notifications test secret";
 const A: &str = "+4799991001";
 const B: &str = "+4799991002";
 
-fn sdp(name: &str) -> String {
-    let path = format!("{}/tests/fixtures/sdp/{name}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-struct Terminal {
-    tx: mpsc::Sender<WebTerminalMessage>,
-    rx: tonic::Streaming<WebTerminalMessage>,
-}
-
-impl Terminal {
-    async fn open(addr: std::net::SocketAddr, number: &str) -> Terminal {
-        let mut client = WebTerminalServiceClient::connect(format!("http://{addr}"))
-            .await
-            .unwrap();
-        let token = mint_token(
-            SECRET,
-            &msisdn(number),
-            REQUIRED_SCOPE,
-            Duration::from_secs(60),
-        );
-        let (tx, rx) = mpsc::channel(16);
-        let mut request = tonic::Request::new(ReceiverStream::new(rx));
-        request
-            .metadata_mut()
-            .insert("authorization", format!("Bearer {token}").parse().unwrap());
-        let rx = client.multi_pipe(request).await.unwrap().into_inner();
-        Terminal { tx, rx }
-    }
-
-    async fn send(&self, call_id: &str, message: Message) {
-        self.tx
-            .send(WebTerminalMessage {
-                message: Some(message),
-                call_id: call_id.into(),
-            })
-            .await
-            .unwrap();
-    }
-
-    /// The next message other than Ringing.
-    async fn next(&mut self) -> WebTerminalMessage {
-        loop {
-            let message = tokio::time::timeout(WAIT, self.rx.next())
-                .await
-                .expect("a message in time")
-                .expect("stream open")
-                .expect("no status");
-            if !matches!(message.message, Some(Message::Ringing(_))) {
-                return message;
-            }
+/// The next message other than Ringing.
+async fn next(terminal: &mut Terminal) -> WebTerminalMessage {
+    loop {
+        let message = terminal.recv().await;
+        if !matches!(message.message, Some(Message::Ringing(_))) {
+            return message;
         }
     }
+}
+
+async fn multi_pipe(core: &Core, msisdn: &str) -> Terminal {
+    Terminal::open(core.channel().await, Kind::Multi, SECRET, msisdn)
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -357,27 +317,21 @@ async fn with_redis_never_up_the_server_starts_and_calls_work() {
         Some(NotificationsConfig::new(&format!("redis://127.0.0.1:{redis_port}")).unwrap());
     let exchange = Exchange::start(config);
     assert!(exchange.notifications_stats().is_some(), "the pusher runs");
-    let driver = exchange.driver().clone();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let served = tokio::spawn(exchange.serve(listener, async {
-        let _ = stopped.await;
-    }));
+    let core = Core::serve(exchange).await;
 
-    let mut a = Terminal::open(addr, A).await;
-    let mut b = Terminal::open(addr, B).await;
+    let mut a = multi_pipe(&core, A).await;
+    let mut b = multi_pipe(&core, B).await;
     let call_id = uuid::Uuid::new_v4().to_string();
     a.send(
         &call_id,
         Message::Offer(Offer {
-            sdp: sdp("chromium-offer.sdp"),
+            sdp: fixture("chromium-offer.sdp"),
             msisdn: Some(PhoneNumber { e164: B.into() }),
             data: [("contact_ref".to_owned(), "CRM-1".to_owned())].into(),
         }),
     )
     .await;
-    let offer = b.next().await;
+    let offer = next(&mut b).await;
     assert!(
         matches!(offer.message, Some(Message::Offer(_))),
         "{offer:?}"
@@ -385,17 +339,17 @@ async fn with_redis_never_up_the_server_starts_and_calls_work() {
     b.send(
         &offer.call_id,
         Message::Answer(Answer {
-            sdp: sdp("chromium-answer.sdp"),
+            sdp: fixture("chromium-answer.sdp"),
         }),
     )
     .await;
-    let answer = a.next().await;
+    let answer = next(&mut a).await;
     assert!(
         matches!(answer.message, Some(Message::Answer(_))),
         "{answer:?}"
     );
     assert_eq!(answer.call_id, call_id);
-    assert_eq!(driver.stats().await.unwrap().calls, 1);
+    assert_eq!(core.stats().await.calls, 1);
     a.send(
         &call_id,
         Message::Bye(Bye {
@@ -403,39 +357,22 @@ async fn with_redis_never_up_the_server_starts_and_calls_work() {
         }),
     )
     .await;
-    let bye = b.next().await;
+    let bye = next(&mut b).await;
     assert!(matches!(bye.message, Some(Message::Bye(_))), "{bye:?}");
 
-    stop.send(()).unwrap();
-    tokio::time::timeout(WAIT, served)
-        .await
-        .expect("shutdown does not wait on Redis")
-        .unwrap()
-        .unwrap();
+    // Shutdown does not wait on Redis.
+    core.stop().await;
 }
 
 // --- The binary ------------------------------------------------------------------------------
 
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(extra: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_webterminal-core"));
-    command
-        .args(["serve", "--listen", "127.0.0.1:0"])
+fn serve(extra: &[&str]) -> binary::Launch {
+    binary::serve()
         .args(["--jwt-secret", "redis-test", "--phone-network", "none"])
         .args(["--records", "none"])
         .args(extra)
         .env_remove("WEBTERMINAL_REDIS_URL")
         .env("RUST_LOG", "warn")
-        .stdin(Stdio::null());
-    command
 }
 
 #[test]
@@ -445,46 +382,22 @@ fn the_binary_refuses_a_bad_redis_url_at_startup() {
         "http://127.0.0.1:6379",
         "rediss://127.0.0.1:6379",
     ] {
-        let output = serve(&["--redis", bad]).output().unwrap();
+        let output = serve(&["--redis", bad]).output();
         assert!(!output.status.success(), "{bad:?} must be refused");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains("--redis"), "{bad:?}: {stderr}");
     }
-    let output = serve(&["--redis", "redis://127.0.0.1:1", "--redis-queue", "100"])
-        .output()
-        .unwrap();
+    let output = serve(&["--redis", "redis://127.0.0.1:1", "--redis-queue", "100"]).output();
     assert!(!output.status.success(), "a queue under 10000 is refused");
 }
 
 #[tokio::test]
 async fn the_binary_starts_with_redis_down_and_exports_the_notification_metrics() {
-    let metrics_port = free_port();
+    // A port nothing listens on: Redis is down.
     let redis = format!("redis://127.0.0.1:{}", free_port());
-    let metrics_listen = format!("127.0.0.1:{metrics_port}");
-    let child = Child(
-        serve(&["--redis", &redis, "--metrics-listen", &metrics_listen])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let mut child = child;
-    let stdout = child.0.stdout.take().unwrap();
-    // The first line says it listens; the rest of its output is drained, never left to fill the
-    // pipe or to break it (a closed stdout would fail the server's next print).
-    let (first, line) = tokio::sync::oneshot::channel();
-    tokio::task::spawn_blocking(move || {
-        let mut reader = std::io::BufReader::new(stdout);
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
-        let _ = first.send(line);
-        let _ = std::io::copy(&mut reader, &mut std::io::sink());
-    });
-    let line = tokio::time::timeout(WAIT, line)
-        .await
-        .expect("it starts")
-        .unwrap();
-    assert!(line.contains("listening on"), "{line:?}");
+    let mut core = serve(&["--redis", &redis]).metrics().start();
+    let metrics_port = core.metrics_port.unwrap();
+    assert!(core.stdout.contains("listening on"), "{}", core.stdout);
 
     // The pusher (and its metrics) starts a moment after the listener: scrape until they show.
     let series = [
@@ -504,8 +417,5 @@ async fn the_binary_starts_with_redis_down_and_exports_the_notification_metrics(
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(
-        child.0.try_wait().unwrap().is_none(),
-        "still serving with Redis down"
-    );
+    assert!(core.running(), "still serving with Redis down");
 }

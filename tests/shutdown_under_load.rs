@@ -5,19 +5,15 @@
 //! `Bye{SERVER_SHUTDOWN}` with its call id, every response stream (observers' too) ends with status
 //! OK, and the process exits 0 within a bound.
 
+#[path = "support/binary.rs"]
+mod binary;
+
+use binary::terminal::{self, fixture, offer, Kind};
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::time::Duration;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
-use tonic::Streaming;
-use webterminal_core::auth::{mint_token, REQUIRED_SCOPE};
-use webterminal_core::core::Msisdn;
-use webterminal_core::proto::common::PhoneNumber;
 use webterminal_core::proto::webterminal::web_terminal_message::Message;
-use webterminal_core::proto::webterminal::web_terminal_service_client::WebTerminalServiceClient;
-use webterminal_core::proto::webterminal::{bye, Answer, Offer, Ringing, WebTerminalMessage};
+use webterminal_core::proto::webterminal::{bye, Answer, Ringing};
 
 const SECRET: &str = "shutdown-under-load-test-secret";
 const ESTABLISHED: usize = 20;
@@ -27,30 +23,17 @@ const OBSERVED: usize = 4;
 const EXIT_BOUND: Duration = Duration::from_secs(10);
 const WAIT: Duration = Duration::from_secs(10);
 
-fn fixture(name: &str) -> String {
-    let path = format!(
-        "{}{name}",
-        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/sdp/")
-    );
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
 /// A distinct number per (role, index).
 fn number(role: u32, i: usize) -> String {
     format!("+47{role}{:07}", 5000 + i)
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Kind {
-    Pipe,
-    Multi,
-}
-
+/// A shared terminal with a name for the failures and its kind for the ids it sends: one leg or
+/// observer of the load, drained to the end of its stream after SIGTERM.
 struct Terminal {
     name: String,
     kind: Kind,
-    tx: mpsc::Sender<WebTerminalMessage>,
-    rx: Streaming<WebTerminalMessage>,
+    terminal: terminal::Terminal,
 }
 
 impl Terminal {
@@ -61,26 +44,14 @@ impl Terminal {
             .connect()
             .await
             .expect("connect");
-        let token = mint_token(
-            SECRET.as_bytes(),
-            &Msisdn::parse(msisdn).unwrap(),
-            REQUIRED_SCOPE,
-            Duration::from_secs(600),
-        );
-        let (tx, requests) = mpsc::channel(16);
-        let mut request = tonic::Request::new(ReceiverStream::new(requests));
-        request
-            .metadata_mut()
-            .insert("authorization", format!("Bearer {token}").parse().unwrap());
-        let mut client = WebTerminalServiceClient::new(channel);
-        let response = match kind {
-            Kind::Pipe => client.pipe(request).await,
-            Kind::Multi => client.multi_pipe(request).await,
+        let terminal = terminal::Terminal::open(channel, kind, SECRET, msisdn)
+            .await
+            .unwrap_or_else(|s| panic!("{name}: rpc refused: {s:?}"));
+        let mut t = Terminal {
+            name,
+            kind,
+            terminal,
         };
-        let rx = response
-            .unwrap_or_else(|s| panic!("{name}: rpc refused: {s:?}"))
-            .into_inner();
-        let mut t = Terminal { name, kind, tx, rx };
         if kind == Kind::Pipe {
             match t.next().await {
                 Message::Idle(_) | Message::InCall(_) => {}
@@ -91,7 +62,7 @@ impl Terminal {
     }
 
     async fn next_with_id(&mut self) -> (String, Message) {
-        let m = tokio::time::timeout(WAIT, self.rx.message())
+        let m = tokio::time::timeout(WAIT, self.terminal.rx.message())
             .await
             .unwrap_or_else(|_| panic!("{}: nothing in time", self.name))
             .unwrap_or_else(|s| panic!("{}: stream failed: {s:?}", self.name))
@@ -104,13 +75,7 @@ impl Terminal {
     }
 
     async fn send(&self, call_id: &str, message: Message) {
-        self.tx
-            .send(WebTerminalMessage {
-                message: Some(message),
-                call_id: call_id.to_owned(),
-            })
-            .await
-            .expect("request stream open");
+        self.terminal.send(call_id, message).await;
     }
 
     /// The id this terminal puts on messages about `id`: a Pipe's is ignored.
@@ -126,7 +91,7 @@ impl Terminal {
     async fn drain_to_end(mut self) -> (String, Vec<(String, Message)>) {
         let mut got = Vec::new();
         loop {
-            match tokio::time::timeout(WAIT, self.rx.message()).await {
+            match tokio::time::timeout(WAIT, self.terminal.rx.message()).await {
                 Err(_) => panic!("{}: the stream did not end in time; got {got:?}", self.name),
                 Ok(Ok(Some(m))) => got.push((m.call_id, m.message.expect("oneof set"))),
                 Ok(Ok(None)) => return (self.name, got),
@@ -139,31 +104,6 @@ impl Terminal {
     }
 }
 
-fn offer_to(sdp: &str, to: &str) -> Message {
-    Message::Offer(Offer {
-        sdp: sdp.to_owned(),
-        msisdn: Some(PhoneNumber { e164: to.into() }),
-        data: Default::default(),
-    })
-}
-
-async fn wait_for_listener(addr: SocketAddr, child: &mut tokio::process::Child) {
-    let until = tokio::time::Instant::now() + WAIT;
-    loop {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            return;
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("the server exited before listening: {status}");
-        }
-        assert!(
-            tokio::time::Instant::now() < until,
-            "the server did not listen on {addr} in time"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_byes_every_leg_and_exits_0() {
     tokio::time::timeout(Duration::from_secs(90), scenario())
@@ -172,33 +112,14 @@ async fn sigterm_under_load_byes_every_leg_and_exits_0() {
 }
 
 async fn scenario() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_webterminal-core"))
-        .args([
-            "serve",
-            "--listen",
-            &addr.to_string(),
-            "--jwt-secret",
-            SECRET,
-            "--phone-network",
-            "none",
-            "--records",
-            "none",
-        ])
+    let mut core = binary::serve()
+        .args(["--jwt-secret", SECRET, "--phone-network", "none"])
+        .args(["--records", "none"])
         .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start webterminal-core serve");
-    wait_for_listener(addr, &mut child).await;
+        .start();
+    let addr = core.addr;
 
-    let offer = fixture("chromium-offer.sdp");
+    let sdp = fixture("chromium-offer.sdp");
     let answer = fixture("aiortc-answer.sdp");
     // (terminal, the call id its Bye must carry); observers expect none.
     let mut legs: Vec<(Terminal, String)> = Vec::new();
@@ -215,7 +136,7 @@ async fn scenario() {
         let caller = Terminal::open(addr, ka, &a, format!("caller {i}")).await;
         let mut callee = Terminal::open(addr, kb, &b, format!("callee {i}")).await;
         let chosen = uuid::Uuid::new_v4().to_string();
-        caller.send(&caller.id(&chosen), offer_to(&offer, &b)).await;
+        caller.send(&caller.id(&chosen), offer(&sdp, &b)).await;
         let (b_id, m) = callee.next_with_id().await;
         assert!(matches!(m, Message::Offer(_)), "callee {i}: {m:?}");
         callee
@@ -249,7 +170,7 @@ async fn scenario() {
         let mut fork1 = Terminal::open(addr, Kind::Pipe, &b, format!("fork {i}.1")).await;
         let mut fork2 = Terminal::open(addr, Kind::Multi, &b, format!("fork {i}.2")).await;
         let a_id = uuid::Uuid::new_v4().to_string();
-        caller.send(&a_id, offer_to(&offer, &b)).await;
+        caller.send(&a_id, offer(&sdp, &b)).await;
         let (id1, m1) = fork1.next_with_id().await;
         let (id2, m2) = fork2.next_with_id().await;
         assert!(matches!((&m1, &m2), (Message::Offer(_), Message::Offer(_))));
@@ -264,12 +185,7 @@ async fn scenario() {
     assert_eq!(terminals, 2 * ESTABLISHED + 3 * RINGING + OBSERVED);
 
     // SIGTERM (no libc/nix dependency: the kill(1) utility).
-    let pid = child.id().expect("the server runs").to_string();
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("run kill");
-    assert!(killed.success());
+    core.signal("TERM");
 
     let drains: Vec<_> = legs
         .into_iter()
@@ -305,9 +221,7 @@ async fn scenario() {
         }
     }
 
-    let status = tokio::time::timeout(EXIT_BOUND, child.wait())
-        .await
-        .unwrap_or_else(|_| panic!("the server did not exit within {EXIT_BOUND:?} of SIGTERM"))
-        .expect("wait for the server");
+    // Within EXIT_BOUND of SIGTERM.
+    let status = core.wait_exit(EXIT_BOUND).await;
     assert!(status.success(), "the server exited with {status}");
 }

@@ -162,7 +162,8 @@ fn core_with(trunk_port: u16, args: &[&str], metrics: bool) -> Started {
     core_listening(0, trunk_port, args, metrics)
 }
 
-/// [`core_with`], its SIP trunk listening on 127.0.0.1:`sip_port` (0: any free port).
+/// [`core_with`], its SIP trunk listening on 127.0.0.1:`sip_port` (0: a port of its own; else the
+/// port an earlier run reported, rebound).
 fn core_listening(sip_port: u16, trunk_port: u16, args: &[&str], metrics: bool) -> Started {
     let trunk = format!("sip:127.0.0.1:{trunk_port}");
     let listen = format!("127.0.0.1:{sip_port}");
@@ -182,7 +183,12 @@ fn core_listening(sip_port: u16, trunk_port: u16, args: &[&str], metrics: bool) 
         all.extend_from_slice(&["--sip-options-interval", "0"]);
     }
     all.extend_from_slice(args);
-    let started = serve_on_free_ports(&all, metrics);
+    let launch = binary::serve().args(&all);
+    let launch = if metrics { launch.metrics() } else { launch };
+    let started = match sip_port {
+        0 => launch.start(),
+        _ => launch.start_rebinding(),
+    };
     assert!(started.sip_port.is_some(), "{}", started.stdout);
     started
 }
@@ -773,13 +779,18 @@ async fn a_dead_rtpengine_fails_phone_calls_fast_and_leaves_terminal_calls_alone
 
 /// (j) Calls a previous run left in rtpengine (it was killed before its legs' `delete`) are
 /// deleted when the trunk starts again on the same SIP address: those with its call-id prefix, and
-/// only those.
+/// only those. The previous run binds a SIP port of its own; the next one rebinds it.
 #[tokio::test]
 async fn calls_a_previous_run_left_in_rtpengine_are_deleted_at_start() {
     use webterminal_core::phone::sip::media::{call_id_prefix, incoming_call_id, outgoing_call_id};
     let rtpengine = RtpEngineProcess::start();
     let engine = RtpEngine::connect(rtpengine.ng).await.unwrap();
-    let sip_port = free_udp_port();
+    let ng = rtpengine.ng.to_string();
+    // Its trunk's far end: nothing answers there.
+    let trunk_port = free_udp_port();
+    let mut previous = core_listening(0, trunk_port, &["--rtpengine", &ng], false);
+    let sip_port = previous.sip_port.unwrap();
+    previous.kill();
     let prefix = call_id_prefix(&format!("127.0.0.1:{sip_port}"));
     let ours = [
         outgoing_call_id(&prefix, "left-over"),
@@ -794,8 +805,7 @@ async fn calls_a_previous_run_left_in_rtpengine_are_deleted_at_start() {
     }
     expect_calls(&engine, |calls| calls.len() == 3).await;
 
-    let ng = rtpengine.ng.to_string();
-    let _core = core_listening(sip_port, free_udp_port(), &["--rtpengine", &ng], false);
+    let _core = core_listening(sip_port, trunk_port, &["--rtpengine", &ng], false);
     let calls = expect_calls(&engine, |calls| calls.len() == 1).await;
     assert_eq!(calls, [theirs]);
 }
@@ -807,6 +817,61 @@ fn reoffer(call_id: &str, webrtc: bool, name: &str) -> WebTerminalMessage {
         ..Default::default()
     };
     message(call_id, Message::Offer(offer))
+}
+
+/// The phone's re-offer reaches the terminal on call `id`: an Offer whose SDP is named `name`
+/// (`s=` line), WebRTC when the media pass rtpengine.
+async fn expect_phones_reoffer(rx: &mut Stream, id: &str, name: &str, media: bool) {
+    let offered = next(rx).await;
+    assert_eq!(offered.call_id, id);
+    match offered.message {
+        Some(Message::Offer(offer)) => {
+            assert!(offer.sdp.contains(&format!("s={name}")), "{}", offer.sdp);
+            if media {
+                assert_webrtc(&offer.sdp);
+            }
+        }
+        other => panic!("expected the phone's re-offer, got {other:?}"),
+    }
+}
+
+/// The terminal answers on call `id` with [`terminal_answer`] named `name`.
+async fn answer_as_terminal(
+    tx: &tokio::sync::mpsc::Sender<WebTerminalMessage>,
+    id: &str,
+    media: bool,
+    name: &str,
+) {
+    let answer = Answer {
+        sdp: terminal_answer(media, name),
+    };
+    tx.send(message(id, Message::Answer(answer))).await.unwrap();
+}
+
+/// Once the phone has had a moment for its ACK, the terminal re-offers (resume) and the phone's
+/// answer reaches it.
+async fn resume_and_get_the_phones_answer(
+    tx: &tokio::sync::mpsc::Sender<WebTerminalMessage>,
+    rx: &mut Stream,
+    id: &str,
+    media: bool,
+) {
+    // The phone's ACK comes before its next request is awaited: give the exchange a moment.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    tx.send(reoffer(id, media, "terminal-resume"))
+        .await
+        .unwrap();
+    let answered = next(rx).await;
+    assert_eq!(answered.call_id, id);
+    match answered.message {
+        Some(Message::Answer(Answer { sdp })) => {
+            assert!(sdp.contains("s=sipp-resume-answer"), "{sdp}");
+            if media {
+                assert_webrtc(&sdp);
+            }
+        }
+        other => panic!("expected Answer, got {other:?}"),
+    }
 }
 
 /// (k) Re-offers on a call to a phone, both ways, with glare (SIPp checks each SDP): the terminal's
@@ -858,40 +923,10 @@ async fn re_offers_on_a_call_to_a_phone(media: bool) {
         other => panic!("expected Error TRY_AGAIN, got {other:?}"),
     }
 
-    let offered = next(&mut rx).await;
-    assert_eq!(offered.call_id, id);
-    match offered.message {
-        Some(Message::Offer(offer)) => {
-            assert!(offer.sdp.contains("s=sipp-reoffer"), "{}", offer.sdp);
-            if media {
-                assert_webrtc(&offer.sdp);
-            }
-        }
-        other => panic!("expected the phone's re-offer, got {other:?}"),
-    }
-    let answer = Answer {
-        sdp: terminal_answer(media, "terminal-reanswer"),
-    };
-    tx.send(message(&id, Message::Answer(answer)))
-        .await
-        .unwrap();
+    expect_phones_reoffer(&mut rx, &id, "sipp-reoffer", media).await;
+    answer_as_terminal(&tx, &id, media, "terminal-reanswer").await;
 
-    // The phone's ACK comes before its next request is awaited: give the exchange a moment.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    tx.send(reoffer(&id, media, "terminal-resume"))
-        .await
-        .unwrap();
-    let answered = next(&mut rx).await;
-    assert_eq!(answered.call_id, id);
-    match answered.message {
-        Some(Message::Answer(Answer { sdp })) => {
-            assert!(sdp.contains("s=sipp-resume-answer"), "{sdp}");
-            if media {
-                assert_webrtc(&sdp);
-            }
-        }
-        other => panic!("expected Answer, got {other:?}"),
-    }
+    resume_and_get_the_phones_answer(&tx, &mut rx, &id, media).await;
     tx.send(message(&id, Message::Bye(Bye::default())))
         .await
         .unwrap();
@@ -943,47 +978,12 @@ async fn re_offers_on_a_call_from_a_phone(media: bool) {
     tx.send(message(&id, Message::Ringing(Ringing::default())))
         .await
         .unwrap();
-    let answer = Answer {
-        sdp: terminal_answer(media, "terminal-answer"),
-    };
-    tx.send(message(&id, Message::Answer(answer)))
-        .await
-        .unwrap();
+    answer_as_terminal(&tx, &id, media, "terminal-answer").await;
 
-    let reoffered = next(&mut rx).await;
-    assert_eq!(reoffered.call_id, id);
-    match reoffered.message {
-        Some(Message::Offer(offer)) => {
-            assert!(offer.sdp.contains("s=sipp-hold"), "{}", offer.sdp);
-            if media {
-                assert_webrtc(&offer.sdp);
-            }
-        }
-        other => panic!("expected the phone's re-offer, got {other:?}"),
-    }
-    let answer = Answer {
-        sdp: terminal_answer(media, "terminal-hold-answer"),
-    };
-    tx.send(message(&id, Message::Answer(answer)))
-        .await
-        .unwrap();
+    expect_phones_reoffer(&mut rx, &id, "sipp-hold", media).await;
+    answer_as_terminal(&tx, &id, media, "terminal-hold-answer").await;
 
-    // The phone's ACK comes before its next request is awaited: give the exchange a moment.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    tx.send(reoffer(&id, media, "terminal-resume"))
-        .await
-        .unwrap();
-    let answered = next(&mut rx).await;
-    assert_eq!(answered.call_id, id);
-    match answered.message {
-        Some(Message::Answer(Answer { sdp })) => {
-            assert!(sdp.contains("s=sipp-resume-answer"), "{sdp}");
-            if media {
-                assert_webrtc(&sdp);
-            }
-        }
-        other => panic!("expected Answer, got {other:?}"),
-    }
+    resume_and_get_the_phones_answer(&tx, &mut rx, &id, media).await;
     let bye = next(&mut rx).await;
     match bye.message {
         Some(Message::Bye(bye)) => assert_eq!(bye.reason(), Reason::NormalClearing),

@@ -3,139 +3,36 @@
 //! server's memory stays flat however many such clients come. Alone in its test binary, so that the
 //! process's memory is this test's.
 
-use std::net::SocketAddr;
+#[path = "support/in_process.rs"]
+mod in_process;
+#[path = "support/terminal.rs"]
+mod terminal;
+
+use in_process::{no_phones, Core};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
-use tokio_stream::wrappers::ReceiverStream;
-use tokio_stream::StreamExt;
-use webterminal_core::auth::mint_token;
-use webterminal_core::core::Msisdn;
-use webterminal_core::driver::DriverHandle;
-use webterminal_core::proto::common::PhoneNumber;
+use terminal::{fixture, offer, Kind, Terminal};
 use webterminal_core::proto::webterminal::web_terminal_message::Message;
-use webterminal_core::proto::webterminal::web_terminal_service_client::WebTerminalServiceClient;
-use webterminal_core::proto::webterminal::{Answer, Bye, Offer, Ringing, WebTerminalMessage};
-use webterminal_core::server::{Exchange, PhoneNetworkKind, ServerConfig};
+use webterminal_core::proto::webterminal::{Answer, Bye, Ringing, WebTerminalMessage};
+use webterminal_core::server::ServerConfig;
 
 const SECRET: &[u8] = b"limits-test-secret";
 const WAIT: Duration = Duration::from_secs(10);
 
-fn fixture(name: &str) -> String {
-    let path = format!("{}/tests/fixtures/sdp/{name}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-struct Core {
-    addr: SocketAddr,
-    driver: DriverHandle,
-    _stop: oneshot::Sender<()>,
-}
-
 async fn start(configure: impl FnOnce(&mut ServerConfig)) -> Core {
-    let mut config = ServerConfig::new(SECRET.to_vec());
-    config.phone_network = PhoneNetworkKind::None;
+    let mut config = no_phones(SECRET);
     configure(&mut config);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let exchange = Exchange::start(config);
-    let driver = exchange.driver().clone();
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(exchange.serve(listener, async {
-        let _ = stopped.await;
-    }));
-    Core {
-        addr,
-        driver,
-        _stop: stop,
-    }
+    Core::start(config).await
 }
 
-impl Core {
-    async fn open(&self, msisdn: &str, multi: bool) -> Result<Terminal, tonic::Status> {
-        let mut client = WebTerminalServiceClient::connect(format!("http://{}", self.addr))
-            .await
-            .unwrap();
-        let (tx, rx) = mpsc::channel(4096);
-        let mut request = tonic::Request::new(ReceiverStream::new(rx));
-        let token = mint_token(
-            SECRET,
-            &Msisdn::parse(msisdn).unwrap(),
-            "call.control.answer_and_initiate",
-            Duration::from_secs(600),
-        );
-        let bearer = format!("Bearer {token}").parse().unwrap();
-        request.metadata_mut().insert("authorization", bearer);
-        let response = if multi {
-            client.multi_pipe(request).await?
-        } else {
-            client.pipe(request).await?
-        };
-        Ok(Terminal {
-            tx,
-            rx: response.into_inner(),
-        })
-    }
-
-    /// Polls the switch until it holds `terminals` terminals, whatever its calls.
-    async fn wait_for_terminals(&self, terminals: usize) {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while self.driver.stats().await.unwrap().terminals != terminals {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "expected {terminals} terminals"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    /// Polls the switch until it holds `terminals` terminals and `calls` calls.
-    async fn wait_for(&self, terminals: usize, calls: usize) {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let stats = self.driver.stats().await.unwrap();
-            if stats.terminals == terminals && stats.calls == calls {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "expected {terminals} terminals and {calls} calls, have {stats:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-struct Terminal {
-    tx: mpsc::Sender<WebTerminalMessage>,
-    rx: tonic::Streaming<WebTerminalMessage>,
-}
-
-impl Terminal {
-    async fn send(&self, call_id: &str, body: Message) {
-        let msg = WebTerminalMessage {
-            message: Some(body),
-            call_id: call_id.into(),
-        };
-        self.tx.send(msg).await.unwrap();
-    }
-
-    async fn recv(&mut self) -> WebTerminalMessage {
-        tokio::time::timeout(WAIT, self.rx.next())
-            .await
-            .expect("a message in time")
-            .expect("the stream is open")
-            .expect("the stream carries messages")
-    }
+/// A Pipe (`multi` false) or a MultiPipe of `msisdn`, on a connection of its own, with room for
+/// a flood of requests.
+async fn open(core: &Core, msisdn: &str, multi: bool) -> Result<Terminal, tonic::Status> {
+    let kind = if multi { Kind::Multi } else { Kind::Pipe };
+    Terminal::open_queued(core.channel().await, kind, SECRET, msisdn, 4096).await
 }
 
 fn offer_to(msisdn: &str) -> Message {
-    Message::Offer(Offer {
-        sdp: fixture("chromium-offer.sdp"),
-        msisdn: Some(PhoneNumber {
-            e164: msisdn.into(),
-        }),
-        data: Default::default(),
-    })
+    offer(&fixture("chromium-offer.sdp"), msisdn)
 }
 
 /// RSS of this process (the in-process server and its clients), in KiB.
@@ -151,7 +48,7 @@ fn rss_kib() -> u64 {
 /// One deaf client: it floods messages that each earn an Error and never reads its stream, until
 /// the server has unregistered it (the switch holds `others` terminals again); then it gives up.
 async fn deaf_client(core: &Core, msisdn: &str, others: usize) {
-    let deaf = core.open(msisdn, false).await.unwrap();
+    let deaf = open(core, msisdn, false).await.unwrap();
     let flood = tokio::spawn(async move {
         loop {
             let msg = WebTerminalMessage {
@@ -171,26 +68,20 @@ async fn deaf_client(core: &Core, msisdn: &str, others: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_reads_is_dropped_and_others_keep_calling() {
-    let core = start(|c| {
-        c.messages_per_second = 0;
-        c.call_attempts_per_second = 0;
-    })
-    .await;
+    let core = std::sync::Arc::new(
+        start(|c| {
+            c.messages_per_second = 0;
+            c.call_attempts_per_second = 0;
+        })
+        .await,
+    );
     let (caller, callee) = ("+4791000021", "+4791000022");
-    let mut a = core.open(caller, true).await.unwrap();
-    let mut b = core.open(callee, true).await.unwrap();
+    let mut a = open(&core, caller, true).await.unwrap();
+    let mut b = open(&core, callee, true).await.unwrap();
 
     let deaf = tokio::spawn({
-        let addr = core.addr;
-        let driver = core.driver.clone();
-        async move {
-            let core = Core {
-                addr,
-                driver,
-                _stop: oneshot::channel().0,
-            };
-            deaf_client(&core, "+4791000020", 2).await
-        }
+        let core = core.clone();
+        async move { deaf_client(&core, "+4791000020", 2).await }
     });
 
     // Meanwhile two well-behaved terminals make calls, and every call completes.

@@ -11,26 +11,27 @@
 //! Keys: the RSA pairs are committed under tests/keys/ (see its README); the EC P-256 pairs are
 //! generated here with rcgen.
 
+#[path = "support/in_process.rs"]
+mod in_process;
+#[path = "support/terminal.rs"]
+mod terminal;
+
+use in_process::Core;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 use tonic::{Code, Status};
-use webterminal_core::auth::{mint_token, REQUIRED_SCOPE};
-use webterminal_core::core::Msisdn;
+use webterminal_core::auth::REQUIRED_SCOPE;
 use webterminal_core::proto::webterminal::web_terminal_message::Message;
 use webterminal_core::proto::webterminal::web_terminal_service_client::WebTerminalServiceClient;
 use webterminal_core::proto::webterminal::WebTerminalMessage;
-use webterminal_core::server::{
-    Exchange, PhoneNetworkKind, ServeError, ServerConfig, TlsFiles, TokenPolicy,
-};
+use webterminal_core::server::{PhoneNetworkKind, ServeError, ServerConfig, TlsFiles, TokenPolicy};
 
 const SECRET: &[u8] = b"tls-and-tokens test secret......";
 const A: &str = "+4799990001";
@@ -40,16 +41,9 @@ const AUDIENCE: &str = "https://webterminal.example.net";
 
 // --- files and keys ------------------------------------------------------------------------
 
-/// A fresh directory under cargo's per-test-target temporary directory.
-fn scratch_dir() -> PathBuf {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
-        "tls_and_tokens-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh directory under cargo's per-test-target temporary directory, removed on drop.
+fn scratch_dir() -> tempfile::TempDir {
+    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
 }
 
 fn write(dir: &Path, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
@@ -184,12 +178,6 @@ fn header(algorithm: Algorithm, kid: Option<&str>) -> Header {
 
 // --- the server and a terminal ---------------------------------------------------------------
 
-struct Core {
-    addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    served: tokio::task::JoinHandle<Result<(), ServeError>>,
-}
-
 fn config(tokens: TokenPolicy) -> ServerConfig {
     let mut config = ServerConfig::new(SECRET.to_vec());
     config.phone_network = PhoneNetworkKind::None;
@@ -198,37 +186,7 @@ fn config(tokens: TokenPolicy) -> ServerConfig {
 }
 
 async fn start(config: ServerConfig) -> Core {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let exchange = Exchange::start(config);
-    let served = tokio::spawn(exchange.serve(listener, async {
-        let _ = stopped.await;
-    }));
-    Core {
-        addr,
-        stop: Some(stop),
-        served,
-    }
-}
-
-impl Core {
-    async fn plaintext(&self) -> Channel {
-        Channel::from_shared(format!("http://{}", self.addr))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap()
-    }
-
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(WAIT, self.served)
-            .await
-            .expect("the server shut down in time")
-            .unwrap()
-            .expect("the server served and shut down cleanly");
-    }
+    Core::start(config).await
 }
 
 /// Opens a Pipe with `token` and returns its first message, or the status that refused it.
@@ -238,7 +196,7 @@ async fn open_pipe(channel: Channel, token: &str) -> Result<WebTerminalMessage, 
     let mut request = tonic::Request::new(ReceiverStream::new(rx));
     request
         .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        .insert("authorization", terminal::bearer(token));
     let opened = tokio::time::timeout(WAIT, async {
         let mut stream = client.pipe(request).await?.into_inner();
         stream
@@ -292,27 +250,14 @@ fn self_signed(dir: &Path) -> SelfSigned {
 #[tokio::test]
 async fn tls_end_to_end_and_plaintext_clients_are_turned_away() {
     let dir = scratch_dir();
-    let tls = self_signed(&dir);
+    let tls = self_signed(dir.path());
     let mut config = config(TokenPolicy::default());
     config.tls = Some(tls.files.clone());
     let core = start(config).await;
-    let token = mint_token(
-        SECRET,
-        &Msisdn::parse(A).unwrap(),
-        REQUIRED_SCOPE,
-        Duration::from_secs(600),
-    );
+    let token = terminal::token(SECRET, A);
 
     // A client that trusts the certificate: a Pipe over TLS gets its opening Idle.
-    let channel = Channel::from_shared(format!("https://{}", core.addr))
-        .unwrap()
-        .tls_config(
-            ClientTlsConfig::new()
-                .ca_certificate(Certificate::from_pem(&tls.cert_pem))
-                .domain_name("localhost"),
-        )
-        .unwrap()
-        .connect()
+    let channel = tls_channel(core.addr, &tls.cert_pem)
         .await
         .expect("a TLS connection");
     assert_idle(open_pipe(channel, &token).await, "Pipe over TLS");
@@ -331,52 +276,49 @@ async fn tls_end_to_end_and_plaintext_clients_are_turned_away() {
     assert!(plaintext.is_err(), "plaintext got through: {plaintext:?}");
 
     // A TLS client that does not trust the self-signed certificate is refused too.
-    let untrusting = Channel::from_shared(format!("https://{}", core.addr))
-        .unwrap()
-        .tls_config(
-            ClientTlsConfig::new()
-                .ca_certificate(Certificate::from_pem(self_signed(&scratch_dir()).cert_pem))
-                .domain_name("localhost"),
-        )
-        .unwrap()
-        .connect()
-        .await;
+    let untrusting = tls_channel(core.addr, &self_signed(scratch_dir().path()).cert_pem).await;
     assert!(untrusting.is_err(), "an untrusted certificate was accepted");
 
     // The server still serves TLS clients after those failed handshakes.
-    let channel = Channel::from_shared(format!("https://{}", core.addr))
-        .unwrap()
-        .tls_config(
-            ClientTlsConfig::new()
-                .ca_certificate(Certificate::from_pem(&tls.cert_pem))
-                .domain_name("localhost"),
-        )
-        .unwrap()
-        .connect()
+    let channel = tls_channel(core.addr, &tls.cert_pem)
         .await
         .expect("a TLS connection after failed ones");
     assert_idle(open_pipe(channel, &token).await, "Pipe over TLS, again");
     core.stop().await;
 }
 
+/// A TLS connection to `addr` (as `localhost`) trusting `cert_pem`.
+async fn tls_channel(
+    addr: std::net::SocketAddr,
+    cert_pem: &str,
+) -> Result<Channel, tonic::transport::Error> {
+    Channel::from_shared(format!("https://{addr}"))
+        .unwrap()
+        .tls_config(
+            ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(cert_pem))
+                .domain_name("localhost"),
+        )
+        .unwrap()
+        .connect()
+        .await
+}
+
 /// Starts a server with `config` and expects `serve` to fail at once with a startup error.
 async fn startup_error(config: ServerConfig) -> ServeError {
-    let core = start(config).await;
-    tokio::time::timeout(WAIT, core.served)
-        .await
-        .expect("serve returned at once")
-        .unwrap()
-        .expect_err("serve refused to start")
+    let mut core = start(config).await;
+    // Serve returns at once.
+    core.ended().await.expect_err("serve refused to start")
 }
 
 #[tokio::test]
 async fn unreadable_or_invalid_tls_files_stop_the_server_at_startup() {
     let dir = scratch_dir();
-    let tls = self_signed(&dir);
+    let tls = self_signed(dir.path());
 
     let mut missing = config(TokenPolicy::default());
     missing.tls = Some(TlsFiles {
-        cert: dir.join("no-such-cert.pem"),
+        cert: dir.path().join("no-such-cert.pem"),
         key: tls.files.key.clone(),
     });
     let err = startup_error(missing).await;
@@ -393,7 +335,8 @@ async fn unreadable_or_invalid_tls_files_stop_the_server_at_startup() {
     assert!(matches!(err, ServeError::Tls(_)), "{err:?}");
 
     // A key that is not the certificate's.
-    let other = self_signed(&scratch_dir());
+    let other_dir = scratch_dir();
+    let other = self_signed(other_dir.path());
     let mut mismatched = config(TokenPolicy::default());
     mismatched.tls = Some(TlsFiles {
         cert: tls.files.cert.clone(),
@@ -408,7 +351,7 @@ async fn unreadable_or_invalid_tls_files_stop_the_server_at_startup() {
 async fn unreadable_or_invalid_key_files_stop_the_server_at_startup() {
     let dir = scratch_dir();
     let unreadable = config(TokenPolicy {
-        public_keys: vec![dir.join("missing.pub.pem")],
+        public_keys: vec![dir.path().join("missing.pub.pem")],
         ..TokenPolicy::default()
     });
     let err = startup_error(unreadable).await;
@@ -423,7 +366,7 @@ async fn unreadable_or_invalid_key_files_stop_the_server_at_startup() {
     assert!(err.to_string().contains("private key"), "{err}");
 
     let not_jwks = config(TokenPolicy {
-        jwks: Some(write(&dir, "jwks.json", "{\"keys\": 3}")),
+        jwks: Some(write(dir.path(), "jwks.json", "{\"keys\": 3}")),
         ..TokenPolicy::default()
     });
     let err = startup_error(not_jwks).await;
@@ -436,7 +379,8 @@ async fn unreadable_or_invalid_key_files_stop_the_server_at_startup() {
 #[tokio::test]
 async fn rs256_and_es256_tokens_pass_with_pem_keys_and_jwks_and_hs256_still_works() {
     let keys = keys();
-    let core = start(config(token_policy(&scratch_dir()))).await;
+    let dir = scratch_dir();
+    let core = start(config(token_policy(dir.path()))).await;
     let cases = [
         (
             "RS256, PEM key",
@@ -460,18 +404,10 @@ async fn rs256_and_es256_tokens_pass_with_pem_keys_and_jwks_and_hs256_still_work
             "ES256, JWKS key, no kid: every ES256 key is tried",
             keys.ec_jwks.sign(header(Algorithm::ES256, None), &claims()),
         ),
-        (
-            "HS256, the shared secret",
-            mint_token(
-                SECRET,
-                &Msisdn::parse(A).unwrap(),
-                REQUIRED_SCOPE,
-                Duration::from_secs(600),
-            ),
-        ),
+        ("HS256, the shared secret", terminal::token(SECRET, A)),
     ];
     for (what, token) in cases {
-        assert_idle(open_pipe(core.plaintext().await, &token).await, what);
+        assert_idle(open_pipe(core.channel().await, &token).await, what);
     }
     core.stop().await;
 }
@@ -479,7 +415,8 @@ async fn rs256_and_es256_tokens_pass_with_pem_keys_and_jwks_and_hs256_still_work
 #[tokio::test]
 async fn an_rfc_9068_access_token_passes_the_issuer_and_audience_checks() {
     let keys = keys();
-    let mut policy = token_policy(&scratch_dir());
+    let dir = scratch_dir();
+    let mut policy = token_policy(dir.path());
     policy.issuer = Some(ISSUER.into());
     policy.audience = Some(AUDIENCE.into());
     let core = start(config(policy)).await;
@@ -492,7 +429,7 @@ async fn an_rfc_9068_access_token_passes_the_issuer_and_audience_checks() {
         .rsa_jwks
         .sign(at_jwt("rsa-jwks"), &access_token_claims());
     assert_idle(
-        open_pipe(core.plaintext().await, &token).await,
+        open_pipe(core.channel().await, &token).await,
         "RFC 9068 access token",
     );
     let es = keys.ec_jwks.sign(
@@ -503,7 +440,7 @@ async fn an_rfc_9068_access_token_passes_the_issuer_and_audience_checks() {
         &access_token_claims(),
     );
     assert_idle(
-        open_pipe(core.plaintext().await, &es).await,
+        open_pipe(core.channel().await, &es).await,
         "RFC 9068 access token, ES256",
     );
 
@@ -511,7 +448,7 @@ async fn an_rfc_9068_access_token_passes_the_issuer_and_audience_checks() {
     wrong_issuer["iss"] = "https://evil.example.net/".into();
     let token = keys.rsa_jwks.sign(at_jwt("rsa-jwks"), &wrong_issuer);
     let status = assert_refused(
-        open_pipe(core.plaintext().await, &token).await,
+        open_pipe(core.channel().await, &token).await,
         Code::Unauthenticated,
         "wrong issuer",
     );
@@ -521,21 +458,16 @@ async fn an_rfc_9068_access_token_passes_the_issuer_and_audience_checks() {
     wrong_audience["aud"] = "https://billing.example.net".into();
     let token = keys.rsa_jwks.sign(at_jwt("rsa-jwks"), &wrong_audience);
     let status = assert_refused(
-        open_pipe(core.plaintext().await, &token).await,
+        open_pipe(core.channel().await, &token).await,
         Code::Unauthenticated,
         "wrong audience",
     );
     assert!(status.message().contains("aud"), "{}", status.message());
 
     // With an issuer configured, a token without one (like the CLI's HS256 tokens) is refused.
-    let hs256 = mint_token(
-        SECRET,
-        &Msisdn::parse(A).unwrap(),
-        REQUIRED_SCOPE,
-        Duration::from_secs(600),
-    );
+    let hs256 = terminal::token(SECRET, A);
     assert_refused(
-        open_pipe(core.plaintext().await, &hs256).await,
+        open_pipe(core.channel().await, &hs256).await,
         Code::Unauthenticated,
         "no iss",
     );
@@ -545,14 +477,15 @@ async fn an_rfc_9068_access_token_passes_the_issuer_and_audience_checks() {
 #[tokio::test]
 async fn each_token_failure_gets_its_status() {
     let keys = keys();
-    let core = start(config(token_policy(&scratch_dir()))).await;
+    let dir = scratch_dir();
+    let core = start(config(token_policy(dir.path()))).await;
 
     // Expired past the 60 s leeway.
     let mut expired = claims();
     expired["exp"] = (now() - 120).into();
     let token = keys.rsa_pem.sign(header(Algorithm::RS256, None), &expired);
     let status = assert_refused(
-        open_pipe(core.plaintext().await, &token).await,
+        open_pipe(core.channel().await, &token).await,
         Code::Unauthenticated,
         "expired",
     );
@@ -562,7 +495,7 @@ async fn each_token_failure_gets_its_status() {
     skewed["exp"] = (now() - 30).into();
     let token = keys.ec_pem.sign(header(Algorithm::ES256, None), &skewed);
     assert_idle(
-        open_pipe(core.plaintext().await, &token).await,
+        open_pipe(core.channel().await, &token).await,
         "within the leeway",
     );
 
@@ -583,18 +516,10 @@ async fn each_token_failure_gets_its_status() {
             keys.ec_stranger
                 .sign(header(Algorithm::ES256, Some("ec-jwks")), &claims()),
         ),
-        (
-            "wrong HS256 secret",
-            mint_token(
-                b"not the secret",
-                &Msisdn::parse(A).unwrap(),
-                REQUIRED_SCOPE,
-                Duration::from_secs(600),
-            ),
-        ),
+        ("wrong HS256 secret", terminal::token(b"not the secret", A)),
     ] {
         let status = assert_refused(
-            open_pipe(core.plaintext().await, &token).await,
+            open_pipe(core.channel().await, &token).await,
             Code::Unauthenticated,
             what,
         );
@@ -610,7 +535,7 @@ async fn each_token_failure_gets_its_status() {
         .rsa_stranger
         .sign(header(Algorithm::RS256, Some("retired-2023")), &claims());
     let status = assert_refused(
-        open_pipe(core.plaintext().await, &token).await,
+        open_pipe(core.channel().await, &token).await,
         Code::Unauthenticated,
         "unknown kid",
     );
@@ -627,7 +552,7 @@ async fn each_token_failure_gets_its_status() {
         .ec_jwks
         .sign(header(Algorithm::ES256, Some("ec-jwks")), &unscoped);
     let status = assert_refused(
-        open_pipe(core.plaintext().await, &token).await,
+        open_pipe(core.channel().await, &token).await,
         Code::PermissionDenied,
         "missing scope",
     );
@@ -645,7 +570,7 @@ async fn each_token_failure_gets_its_status() {
     )
     .unwrap();
     assert_refused(
-        open_pipe(core.plaintext().await, &confused).await,
+        open_pipe(core.channel().await, &confused).await,
         Code::Unauthenticated,
         "algorithm confusion",
     );

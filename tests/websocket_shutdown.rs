@@ -8,15 +8,12 @@
 #[path = "support/binary.rs"]
 mod binary;
 
-use binary::{fixture, free_port, Server, WAIT};
+use binary::{fixture, WAIT};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message as Frame;
-use webterminal_core::auth::{mint_token, REQUIRED_SCOPE};
-use webterminal_core::core::Msisdn;
 
 const SECRET: &str = "websocket-shutdown-test-secret";
 
@@ -35,12 +32,7 @@ async fn connect(port: u16, path: &str, msisdn: &str) -> Socket {
             Err(e) => panic!("the server never listened: {e}"),
         }
     };
-    let token = mint_token(
-        SECRET.as_bytes(),
-        &Msisdn::parse(msisdn).unwrap(),
-        REQUIRED_SCOPE,
-        Duration::from_secs(600),
-    );
+    let token = binary::terminal::token(SECRET, msisdn);
     let mut request = format!("ws://127.0.0.1:{port}/{path}")
         .into_client_request()
         .unwrap();
@@ -117,17 +109,12 @@ fn bye_of(results: &[Value]) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_byes_every_websocket_leg_and_closes_it_before_the_process_exits() {
-    let port = free_port();
-    let mut server = Server(
-        Command::new(env!("CARGO_BIN_EXE_webterminal-core"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .args(["--jwt-secret", SECRET, "--phone-network", "none"])
-            .args(["--records", "none"])
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start webterminal-core serve"),
-    );
+    let mut server = binary::serve()
+        .args(["--jwt-secret", SECRET, "--phone-network", "none"])
+        .args(["--records", "none"])
+        .env("RUST_LOG", "error")
+        .start();
+    let port = server.port;
     let offer = fixture("chromium-offer.sdp");
     let answer = fixture("aiortc-answer.sdp");
 
@@ -164,11 +151,7 @@ async fn sigterm_byes_every_websocket_leg_and_closes_it_before_the_process_exits
     assert!(ringing.get("offer").is_some(), "{ringing}");
     let rung_id = ringing["callId"].as_str().unwrap().to_owned();
 
-    let killed = Command::new("kill")
-        .args(["-TERM", &server.0.id().to_string()])
-        .status()
-        .expect("run kill");
-    assert!(killed.success());
+    server.signal("TERM");
 
     for (name, socket, call_id) in [
         ("the caller", caller, caller_id),
@@ -185,16 +168,6 @@ async fn sigterm_byes_every_websocket_leg_and_closes_it_before_the_process_exits
         assert_eq!(code, 1000, "{name}: the close code");
     }
 
-    let deadline = std::time::Instant::now() + WAIT;
-    let status = loop {
-        if let Some(status) = server.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the server did not exit in time"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let status = server.wait_exit(WAIT).await;
     assert!(status.success(), "the server exited with {status}");
 }

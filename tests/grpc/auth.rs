@@ -40,10 +40,6 @@ fn signed(claims: serde_json::Value) -> String {
     .unwrap()
 }
 
-fn bearer(token: &str) -> String {
-    format!("Bearer {token}")
-}
-
 /// Opening with `authorization` fails with `code` before any message; nothing is registered.
 async fn refused(kind: Kind, authorization: Option<&str>, code: Code) {
     let core = TestCore::new(PhoneNetworkKind::None).await;
@@ -76,7 +72,7 @@ async fn authorization_that_is_not_bearer_is_unauthenticated(kind: Kind) {
 
 async fn garbage_token_is_unauthenticated(kind: Kind) {
     for token in ["not.a.jwt", "garbage", "a.b.c.d", "...."] {
-        refused(kind, Some(&bearer(token)), Code::Unauthenticated).await;
+        refused(kind, Some(&bearer_text(token)), Code::Unauthenticated).await;
     }
 }
 
@@ -87,7 +83,7 @@ async fn token_signed_with_another_secret_is_unauthenticated(kind: Kind) {
         REQUIRED_SCOPE,
         Duration::from_secs(3600),
     );
-    refused(kind, Some(&bearer(&token)), Code::Unauthenticated).await;
+    refused(kind, Some(&bearer_text(&token)), Code::Unauthenticated).await;
 }
 
 /// base64url without padding (RFC 7515), for a hand-made `alg: none` token.
@@ -114,26 +110,26 @@ async fn token_signed_with_another_algorithm_or_none_is_unauthenticated(kind: Ki
         &EncodingKey::from_secret(SECRET),
     )
     .unwrap();
-    refused(kind, Some(&bearer(&hs512)), Code::Unauthenticated).await;
+    refused(kind, Some(&bearer_text(&hs512)), Code::Unauthenticated).await;
     let none = format!(
         "{}.{}.",
         b64url(br#"{"alg":"none","typ":"JWT"}"#),
         b64url(claims.to_string().as_bytes())
     );
-    refused(kind, Some(&bearer(&none)), Code::Unauthenticated).await;
+    refused(kind, Some(&bearer_text(&none)), Code::Unauthenticated).await;
 }
 
 async fn token_expired_beyond_the_leeway_is_unauthenticated(kind: Kind) {
     let token =
         signed(serde_json::json!({ "sub": A, "scope": REQUIRED_SCOPE, "exp": now() - 120 }));
-    refused(kind, Some(&bearer(&token)), Code::Unauthenticated).await;
+    refused(kind, Some(&bearer_text(&token)), Code::Unauthenticated).await;
 }
 
 async fn token_expired_within_the_leeway_is_accepted(kind: Kind) {
     let core = TestCore::new(PhoneNetworkKind::None).await;
     let token = signed(serde_json::json!({ "sub": A, "scope": REQUIRED_SCOPE, "exp": now() - 30 }));
     let mut t = core
-        .try_open_with(kind, A, Some(&bearer(&token)))
+        .try_open_with(kind, A, Some(&bearer_text(&token)))
         .await
         .expect("60 s of clock skew are allowed");
     if kind == Kind::Pipe {
@@ -145,7 +141,7 @@ async fn token_expired_within_the_leeway_is_accepted(kind: Kind) {
 
 async fn token_without_exp_is_unauthenticated(kind: Kind) {
     let token = signed(serde_json::json!({ "sub": A, "scope": REQUIRED_SCOPE }));
-    refused(kind, Some(&bearer(&token)), Code::Unauthenticated).await;
+    refused(kind, Some(&bearer_text(&token)), Code::Unauthenticated).await;
 }
 
 async fn token_whose_sub_is_not_e164_is_unauthenticated(kind: Kind) {
@@ -158,10 +154,10 @@ async fn token_whose_sub_is_not_e164_is_unauthenticated(kind: Kind) {
     ] {
         let token =
             signed(serde_json::json!({ "sub": sub, "scope": REQUIRED_SCOPE, "exp": now() + 3600 }));
-        refused(kind, Some(&bearer(&token)), Code::Unauthenticated).await;
+        refused(kind, Some(&bearer_text(&token)), Code::Unauthenticated).await;
     }
     let no_sub = signed(serde_json::json!({ "scope": REQUIRED_SCOPE, "exp": now() + 3600 }));
-    refused(kind, Some(&bearer(&no_sub)), Code::Unauthenticated).await;
+    refused(kind, Some(&bearer_text(&no_sub)), Code::Unauthenticated).await;
 }
 
 async fn token_without_the_scope_is_permission_denied(kind: Kind) {
@@ -175,7 +171,12 @@ async fn token_without_the_scope_is_permission_denied(kind: Kind) {
         if let Some(scope) = scope {
             claims["scope"] = scope.into();
         }
-        refused(kind, Some(&bearer(&signed(claims))), Code::PermissionDenied).await;
+        refused(
+            kind,
+            Some(&bearer_text(&signed(claims))),
+            Code::PermissionDenied,
+        )
+        .await;
     }
 }
 

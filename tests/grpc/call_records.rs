@@ -7,6 +7,7 @@ use crate::support::*;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+use tempfile::TempDir;
 use tonic::transport::Channel;
 use tonic::Code;
 use webterminal_core::auth::{mint_token, OPERATOR_SCOPE, REQUIRED_SCOPE};
@@ -20,29 +21,14 @@ use webterminal_core::records::{
 };
 use webterminal_core::server::PhoneNetworkKind;
 
-/// A fresh directory under the system's temporary one, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        let dir = std::env::temp_dir().join(format!("wtc-grpc-records-{}", uuid()));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-    fn file(&self) -> PathBuf {
-        self.0.join("records.sqlite3")
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// The records file in `dir`.
+fn records_file(dir: &TempDir) -> PathBuf {
+    dir.path().join("records.sqlite3")
 }
 
 async fn core_with_records(dir: &TempDir) -> TestCore {
     let mut config = TestCore::config(PhoneNetworkKind::None);
-    config.records = RecordsConfig::Sqlite(dir.file());
+    config.records = RecordsConfig::Sqlite(records_file(dir));
     TestCore::start(config).await
 }
 
@@ -74,10 +60,9 @@ async fn list_as(
     request: ListCallRecordsRequest,
 ) -> Result<(Vec<CallRecord>, String), tonic::Status> {
     let mut request = tonic::Request::new(request);
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {}", token(scope)).parse().unwrap(),
-    );
+    request
+        .metadata_mut()
+        .insert("authorization", bearer(&token(scope)));
     let response = client.list_call_records(request).await?.into_inner();
     Ok((response.records, response.next_page_token))
 }
@@ -92,7 +77,7 @@ fn ms_of(t: SystemTime) -> u128 {
 
 #[tokio::test]
 async fn an_ended_call_is_listed_within_a_second_with_its_times_hold_and_pull() {
-    let dir = TempDir::new();
+    let dir = tempfile::tempdir().unwrap();
     let core = core_with_records(&dir).await;
     let before = SystemTime::now();
     let mut a = core.open_idle(Kind::Multi, A).await;
@@ -226,7 +211,7 @@ async fn an_ended_call_is_listed_within_a_second_with_its_times_hold_and_pull() 
 
 #[tokio::test]
 async fn unanswered_calls_are_recorded_and_paged_newest_first() {
-    let dir = TempDir::new();
+    let dir = tempfile::tempdir().unwrap();
     let core = core_with_records(&dir).await;
     let mut a = core.open_idle(Kind::Multi, A).await;
     // No phone network and no terminal: each call fails at once with UNAVAILABLE.
@@ -280,14 +265,14 @@ async fn unanswered_calls_are_recorded_and_paged_newest_first() {
 
 #[tokio::test]
 async fn a_clean_shutdown_commits_the_calls_it_ends_at_once() {
-    let dir = TempDir::new();
+    let dir = tempfile::tempdir().unwrap();
     let mut core = core_with_records(&dir).await;
     let mut a = core.open_idle(Kind::Pipe, A).await;
     let mut b = core.open_idle(Kind::Multi, B).await;
     establish(&mut a, &mut b).await;
     core.shutdown().await.expect("a clean shutdown");
     // serve has returned: the record is on disk, without waiting for a batch.
-    let store = SqliteStore::open_read_only(dir.file()).unwrap();
+    let store = SqliteStore::open_read_only(records_file(&dir)).unwrap();
     let records = store
         .list(&RecordQuery {
             page_size: 10,
@@ -318,8 +303,8 @@ async fn records_off_or_unopenable_answer_unavailable_and_calls_go_on() {
     drop(core);
 
     // A path that cannot be opened: its directory is a regular file.
-    let dir = TempDir::new();
-    let blocker = dir.0.join("not-a-directory");
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("not-a-directory");
     std::fs::write(&blocker, b"").unwrap();
     let mut config = TestCore::config(PhoneNetworkKind::None);
     config.records = RecordsConfig::Sqlite(blocker.join("records.sqlite3"));
@@ -339,7 +324,7 @@ async fn records_off_or_unopenable_answer_unavailable_and_calls_go_on() {
 
 #[tokio::test]
 async fn list_call_records_checks_its_token_and_arguments() {
-    let dir = TempDir::new();
+    let dir = tempfile::tempdir().unwrap();
     let core = core_with_records(&dir).await;
     let mut client = operator_client(&core).await;
     let status = list_as(&mut client, REQUIRED_SCOPE, Default::default())

@@ -30,20 +30,20 @@ for_all_transports!(
 
 /// A routing file with one group, SALES: members B (extension 101) and C (102).
 struct RoutingFile {
-    dir: PathBuf,
+    dir: tempfile::TempDir,
 }
 
 impl RoutingFile {
     fn new(strategy: &str, member_ring: Duration, queue: Duration) -> RoutingFile {
-        let dir = std::env::temp_dir().join(format!("wt-groups-{}", uuid()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = RoutingFile { dir };
+        let file = RoutingFile {
+            dir: tempfile::tempdir().unwrap(),
+        };
         file.write(strategy, member_ring, queue);
         file
     }
 
     fn path(&self) -> PathBuf {
-        self.dir.join("routing.toml")
+        self.dir.path().join("routing.toml")
     }
 
     fn write(&self, strategy: &str, member_ring: Duration, queue: Duration) {
@@ -59,12 +59,6 @@ members = [ {{ msisdn = "{B}", extension = "101" }}, {{ msisdn = "{C}", extensio
             queue.as_millis()
         );
         std::fs::write(self.path(), text).unwrap();
-    }
-}
-
-impl Drop for RoutingFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

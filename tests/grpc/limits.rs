@@ -54,7 +54,7 @@ async fn terminals_over_the_limits_fail_with_resource_exhausted() {
     config.switch.max_terminals_per_msisdn = 2;
     config.switch.max_terminals = 3;
     let core = TestCore::start(config).await;
-    let bearer = |msisdn| format!("Bearer {}", TestCore::token(msisdn));
+    let bearer = |msisdn| bearer_text(&TestCore::token(msisdn));
     let _a1 = core.open(Kind::Multi, A).await;
     let _a2 = core.open(Kind::Multi, A).await;
     let third = core

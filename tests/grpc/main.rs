@@ -5,6 +5,8 @@
 //! is left in the switch.
 
 mod support;
+#[path = "../support/terminal.rs"]
+mod terminal;
 
 mod auth;
 mod bad_input;

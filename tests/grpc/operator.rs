@@ -28,10 +28,9 @@ fn operator_token(scope: &str) -> String {
 /// `message` with the operator's token.
 fn authorized<T>(message: T) -> Request<T> {
     let mut request = Request::new(message);
-    let bearer = format!("Bearer {}", operator_token(OPERATOR_SCOPE));
     request
         .metadata_mut()
-        .insert("authorization", bearer.parse().unwrap());
+        .insert("authorization", bearer(&operator_token(OPERATOR_SCOPE)));
     request
 }
 
@@ -339,13 +338,10 @@ async fn the_operator_scope_is_required() {
         .expect_err("no token");
     assert_eq!(none.code(), Code::Unauthenticated, "{none:?}");
     let mut terminal_token = Request::new(ListCallsRequest::default());
-    let bearer = format!(
-        "Bearer {}",
-        operator_token("call.control.answer_and_initiate")
+    terminal_token.metadata_mut().insert(
+        "authorization",
+        bearer(&operator_token("call.control.answer_and_initiate")),
     );
-    terminal_token
-        .metadata_mut()
-        .insert("authorization", bearer.parse().unwrap());
     let denied = client
         .list_calls(terminal_token)
         .await
@@ -365,9 +361,8 @@ async fn the_operator_scope_is_required() {
 
 #[tokio::test]
 async fn a_group_calls_answered_event_tells_the_group_the_members_extension_and_the_hold_time() {
-    let dir = std::env::temp_dir().join(format!("wt-operator-groups-{}", uuid()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let routing = dir.join("routing.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let routing = dir.path().join("routing.toml");
     std::fs::write(
         &routing,
         format!("[[group]]\nnumber = \"+4721000000\"\nmembers = [ {{ msisdn = \"{B}\", extension = \"101\" }} ]\n"),
@@ -417,5 +412,4 @@ async fn a_group_calls_answered_event_tells_the_group_the_members_extension_and_
     a.send(msg::bye(&a_id)).await;
     b.expect_bye_on(&b_id, Reason::NormalClearing).await;
     core.assert_no_calls_left().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }

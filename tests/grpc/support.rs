@@ -34,6 +34,7 @@ use webterminal_core::proto::webterminal::{
 };
 use webterminal_core::server::{Exchange, PhoneNetworkKind, ServeError, ServerConfig};
 
+pub use crate::terminal::{bearer, bearer_text};
 pub use webterminal_core::proto::webterminal::bye::Reason;
 pub use webterminal_core::proto::webterminal::error::Code as ErrCode;
 
@@ -419,7 +420,7 @@ impl TestCore {
     /// Opens a `kind` terminal over `transport` as `msisdn` with a valid token. Its registration
     /// is done when this returns.
     pub async fn open_over(&self, transport: Transport, kind: Kind, msisdn: &str) -> Terminal {
-        let bearer = format!("Bearer {}", Self::token(msisdn));
+        let bearer = bearer_text(&Self::token(msisdn));
         self.try_open_over(transport, kind, msisdn, &[("authorization", &bearer)])
             .await
             .unwrap_or_else(|s| panic!("opening {kind:?} over {transport:?} as {msisdn}: {s:?}"))
@@ -481,10 +482,9 @@ impl TestCore {
         grpc.ready().await.expect("the channel is ready");
         let (tx, rx) = mpsc::channel(64);
         let mut request = tonic::Request::new(ReceiverStream::new(rx));
-        let token = Self::token(msisdn);
         request
             .metadata_mut()
-            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+            .insert("authorization", bearer(&Self::token(msisdn)));
         let path = match kind {
             Kind::Pipe => "/wgtwo.webterminal.v0.WebTerminalService/Pipe",
             Kind::Multi => "/wgtwo.webterminal.v0.WebTerminalService/MultiPipe",
@@ -515,7 +515,7 @@ impl TestCore {
     /// Opens a `kind` rpc as `msisdn` with a valid token. Its registration is done when this returns.
     pub async fn open(&self, kind: Kind, msisdn: &str) -> Terminal {
         let token = Self::token(msisdn);
-        self.try_open_with(kind, msisdn, Some(&format!("Bearer {token}")))
+        self.try_open_with(kind, msisdn, Some(&bearer_text(&token)))
             .await
             .unwrap_or_else(|s| panic!("opening {kind:?} as {msisdn}: {s:?}"))
     }
@@ -622,7 +622,7 @@ impl TestCore {
         });
         request
             .metadata_mut()
-            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+            .insert("authorization", bearer(&token));
         let mut client = OperatorClient::new(self.operator_channel().await);
         client
             .get_presence(request)

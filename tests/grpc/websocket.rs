@@ -500,11 +500,10 @@ async fn a_never_reading_websocket_flooded_with_answers_is_dropped_with_resource
 #[tokio::test]
 async fn wss_on_the_tls_port_alongside_grpc() {
     use tokio_rustls::rustls;
-    let dir = std::env::temp_dir().join(format!("wt-wss-{}", uuid()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = tempfile::tempdir().unwrap();
     let rcgen::CertifiedKey { cert, signing_key } =
         rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     std::fs::write(&cert_path, cert.pem()).unwrap();
     std::fs::write(&key_path, signing_key.serialize_pem()).unwrap();
     let mut config = no_phones();
@@ -536,7 +535,6 @@ async fn wss_on_the_tls_port_alongside_grpc() {
         next_json(&mut socket).await,
         json!({"result": {"idle": {}}})
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// One plain HTTP/1.1 request on a connection of its own; returns the status code and the body.

@@ -38,10 +38,6 @@ fn client_token(msisdns: &[&str]) -> String {
     )
 }
 
-fn bearer(token: &str) -> String {
-    format!("Bearer {token}")
-}
-
 /// Opens a `kind` rpc with `token` and, when given, `wg2-msisdn: named`.
 async fn open_naming(
     core: &TestCore,
@@ -50,7 +46,7 @@ async fn open_naming(
     named: Option<&str>,
     speaks_for: &str,
 ) -> Result<Terminal, tonic::Status> {
-    let authorization = bearer(token);
+    let authorization = bearer_text(token);
     let mut metadata = vec![("authorization", authorization.as_str())];
     if let Some(named) = named {
         metadata.push(("wg2-msisdn", named));
@@ -157,7 +153,7 @@ async fn malformed_wg2_msisdn_is_invalid_argument(kind: Kind) {
     }
     // Given twice: an rpc speaks for one subscriber.
     let core = TestCore::new(PhoneNetworkKind::None).await;
-    let authorization = bearer(&client_token(&[A, B]));
+    let authorization = bearer_text(&client_token(&[A, B]));
     let status = core
         .try_open_with_metadata(
             kind,

@@ -11,9 +11,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// How long a started server may take to answer PING.
@@ -36,7 +34,7 @@ pub fn redis_server_binary() -> String {
 /// A running `redis-server` (while not stopped).
 pub struct RedisServer {
     port: u16,
-    dir: PathBuf,
+    dir: tempfile::TempDir,
     child: Option<Child>,
 }
 
@@ -49,13 +47,10 @@ impl RedisServer {
     /// Starts one on `port` (e.g. one a client was told about before Redis was up) and waits until
     /// it answers PING.
     pub fn start_on(port: u16) -> RedisServer {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "webterminal-redis-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).expect("a directory for redis-server");
+        let dir = tempfile::Builder::new()
+            .prefix("webterminal-redis-")
+            .tempdir()
+            .expect("a directory for redis-server");
         let mut server = RedisServer {
             port,
             dir,
@@ -117,8 +112,8 @@ impl RedisServer {
             .args(["--save", ""])
             .args(["--appendonly", "no"])
             .arg("--dir")
-            .arg(&self.dir)
-            .current_dir(&self.dir)
+            .arg(self.dir.path())
+            .current_dir(self.dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -158,7 +153,6 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
