@@ -20,7 +20,6 @@ mod tls;
 pub use config::*;
 
 use crate::auth;
-use crate::telemetry::health;
 use crate::core::Switch;
 use crate::driver::{self, event_hub};
 use crate::edge::{gateway, http_server, listener, session, softphone};
@@ -29,6 +28,7 @@ use crate::operator::{self, simulator};
 use crate::phone::{PhoneNetwork, PhoneReports};
 use crate::proto::webterminal::web_terminal_service_server::WebTerminalServiceServer;
 use crate::records::Recorder;
+use crate::telemetry::health;
 use crate::telemetry::metrics;
 use crate::wire;
 use std::fmt;
