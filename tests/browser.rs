@@ -6,25 +6,27 @@
 //! the call is transferred to a number whose page takes it, a ringing page declines, and the page
 //! fits a phone's width. A second test runs the binary: demo tokens only on its own stored secret.
 //!
-//! Chromium and chromedriver come from Debian: `scripts/install-test-tools` installs them and prints
-//! their paths, which `scripts/test` exports as `CHROMIUM` and `CHROMEDRIVER` (default
-//! `/usr/bin/chromium` and `/usr/bin/chromedriver`). Without them this test fails: it never skips.
-//! Screenshots of every step go to `browser-artifacts/` in the target directory (or
-//! `BROWSER_ARTIFACTS`).
+//! The page is driven with tests/support/softphone.rs. Chromium and chromedriver come from Debian:
+//! `scripts/install-test-tools` installs them and prints their paths, which `scripts/test` exports
+//! as `CHROMIUM` and `CHROMEDRIVER` (default `/usr/bin/chromium` and `/usr/bin/chromedriver`).
+//! Without them this test fails: it never skips. Screenshots of every step go to
+//! `browser-artifacts/` in the target directory (or `BROWSER_ARTIFACTS`).
 //!
 //! Every wait is on a condition the page reports through `window.softphone.state()` and
 //! `window.softphone.stats()`, with generous timeouts; no sleep decides an outcome.
 
-use fantoccini::{Client, ClientBuilder, Locator};
-use serde_json::{json, Value};
 #[path = "support/binary.rs"]
 mod binary;
 #[path = "support/in_process.rs"]
 mod in_process;
+#[path = "support/softphone.rs"]
+mod softphone;
 
+use fantoccini::Locator;
 use in_process::Core;
+use serde_json::Value;
+use softphone::{calls, WebDriver, POLL, WAIT};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use webterminal_core::auth;
 use webterminal_core::core::Msisdn;
@@ -37,35 +39,6 @@ const SECRET: &[u8] = b"browser-test-secret";
 const A: &str = "+4799990001";
 const B: &str = "+4799990002";
 const PHONE: &str = "+4799990003";
-/// Long enough for a loaded two-core machine to start Chromium, gather ICE and carry RTP.
-const WAIT: Duration = Duration::from_secs(45);
-const POLL: Duration = Duration::from_millis(150);
-/// A rise of `totalAudioEnergy` that is sound: the fake microphone's beeps add about 0.1 a second,
-/// a muted sender's silence (comfort noise) about 1e-8.
-const AUDIBLE: f64 = 1e-3;
-
-fn tool(variable: &str, default: &str) -> String {
-    let path = std::env::var(variable).unwrap_or_else(|_| default.to_owned());
-    assert!(
-        std::path::Path::new(&path).exists(),
-        "{variable}: {path} does not exist. Chromium and chromedriver are needed: run \
-         scripts/install-test-tools (Debian's chromium and chromium-driver) or scripts/test"
-    );
-    path
-}
-
-fn artifacts() -> PathBuf {
-    let dir = std::env::var_os("BROWSER_ARTIFACTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-                .parent()
-                .expect("the target directory")
-                .join("browser-artifacts")
-        });
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// The core in this process, the simulated phone network behind it, demo tokens for A and B.
 async fn start_core() -> Core {
@@ -85,342 +58,13 @@ fn url(core: &Core) -> String {
     format!("http://{}/", core.addr)
 }
 
-/// chromedriver on a free loopback port, in a process group of its own that holds the browsers it
-/// starts; the whole group is killed when dropped (a failed test leaves no Chromium running).
-struct WebDriver {
-    url: String,
-    group: Option<u32>,
-    _child: tokio::process::Child,
-}
-
-impl Drop for WebDriver {
-    fn drop(&mut self) {
-        if let Some(group) = self.group {
-            let _ = std::process::Command::new("kill")
-                .args(["-KILL", "--", &format!("-{group}")])
-                .stderr(std::process::Stdio::null())
-                .status();
-        }
-    }
-}
-
-impl WebDriver {
-    async fn start() -> WebDriver {
-        let path = tool("CHROMEDRIVER", "/usr/bin/chromedriver");
-        let port = {
-            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            probe.local_addr().unwrap().port()
-        };
-        let child = tokio::process::Command::new(&path)
-            .arg(format!("--port={port}"))
-            .arg("--allowed-ips=127.0.0.1")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .process_group(0)
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {path}: {e}"));
-        let group = child.id();
-        let url = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + WAIT;
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            assert!(
-                Instant::now() < deadline,
-                "chromedriver did not listen on {port}"
-            );
-            tokio::time::sleep(POLL).await;
-        }
-        WebDriver {
-            url,
-            group,
-            _child: child,
-        }
-    }
-
-    /// A new Chromium (its own profile and fake microphone), headless, on the softphone page.
-    async fn open(&self, core: &Core, name: &'static str) -> Page {
-        let chromium = tool("CHROMIUM", "/usr/bin/chromium");
-        let mut capabilities = serde_json::Map::new();
-        capabilities.insert(
-            "goog:chromeOptions".into(),
-            json!({
-                "binary": chromium,
-                "args": [
-                    "--headless=new",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-dev-shm-usage",
-                    "--window-size=1000,1300",
-                    "--use-fake-device-for-media-stream",
-                    "--use-fake-ui-for-media-stream",
-                    "--allow-loopback-in-peer-connection",
-                    "--disable-features=WebRtcHideLocalIpsWithMdns",
-                    "--autoplay-policy=no-user-gesture-required",
-                    "--disable-background-timer-throttling",
-                    "--disable-renderer-backgrounding",
-                    "--no-first-run",
-                    "--disable-crash-reporter",
-                    "--no-default-browser-check",
-                ],
-            }),
-        );
-        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        let client = ClientBuilder::new(connector)
-            .capabilities(capabilities)
-            .connect(&self.url)
-            .await
-            .unwrap_or_else(|e| panic!("a Chromium session for {name}: {e}"));
-        client.goto(&url(core)).await.unwrap();
-        let page = Page { client, name };
-        page.wait_for("the page's script", |_| true).await;
-        page
-    }
-}
-
-struct Page {
-    client: Client,
-    name: &'static str,
-}
-
-impl Page {
-    async fn state(&self) -> Option<Value> {
-        self.client
-            .execute(
-                "return window.softphone ? window.softphone.state() : null",
-                vec![],
-            )
-            .await
-            .ok()
-            .filter(|v| !v.is_null())
-    }
-
-    async fn stats(&self) -> Vec<Value> {
-        match self
-            .client
-            .execute("return window.softphone.stats()", vec![])
-            .await
-        {
-            Ok(Value::Array(calls)) => calls,
-            other => panic!("{}: stats() gave {other:?}", self.name),
-        }
-    }
-
-    /// Polls the page's state until `ready` holds of it; fails with a screenshot after WAIT.
-    async fn wait_for(&self, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let state = self.state().await;
-            if let Some(state) = &state {
-                if ready(state) {
-                    return state.clone();
-                }
-            }
-            if Instant::now() > deadline {
-                self.screenshot(&format!("FAILED-{}", slug(what))).await;
-                panic!(
-                    "{}: waited {WAIT:?} for {what}; state: {state:#?}",
-                    self.name
-                );
-            }
-            tokio::time::sleep(POLL).await;
-        }
-    }
-
-    /// Waits for a call in `state` (with `peer` when given) and returns its id.
-    async fn wait_call(&self, state: &str, peer: Option<&str>) -> String {
-        let found = self
-            .wait_for(&format!("a call {state} with {peer:?}"), |s| {
-                call_where(s, state, peer).is_some()
-            })
-            .await;
-        call_where(&found, state, peer).unwrap()
-    }
-
-    async fn wait_call_state(&self, id: &str, what: &str, ready: impl Fn(&Value) -> bool) {
-        self.wait_for(&format!("call {id}: {what}"), |s| {
-            calls(s).iter().any(|c| c["callId"] == id && ready(c))
-        })
-        .await;
-    }
-
-    /// The RTP counters of call `id`.
-    async fn rtp(&self, id: &str) -> (f64, f64) {
-        let stats = self.stats().await;
-        let call = stats
-            .iter()
-            .find(|c| c["callId"] == id)
-            .unwrap_or_else(|| panic!("{}: no call {id} in {stats:?}", self.name));
-        (
-            call["packetsReceived"].as_f64().unwrap_or(0.0),
-            call["totalAudioEnergy"].as_f64().unwrap_or(0.0),
-        )
-    }
-
-    /// Waits until call `id` receives audio: RTP packets and audio energy both rising.
-    async fn wait_audio(&self, id: &str) {
-        let (packets, energy) = self.rtp(id).await;
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let (p, e) = self.rtp(id).await;
-            if p >= packets + 50.0 && e > energy + AUDIBLE {
-                return;
-            }
-            if Instant::now() > deadline {
-                self.screenshot("FAILED-no-audio").await;
-                panic!(
-                    "{}: call {id} receives no audio: packets {packets} -> {p}, energy {energy} -> {e}",
-                    self.name
-                );
-            }
-            tokio::time::sleep(POLL).await;
-        }
-    }
-
-    /// Waits until call `id` receives nothing: its packet counter still over a whole second.
-    async fn wait_silence(&self, id: &str) {
-        let deadline = Instant::now() + WAIT;
-        let mut last = (self.rtp(id).await.0, Instant::now());
-        loop {
-            tokio::time::sleep(POLL).await;
-            let packets = self.rtp(id).await.0;
-            if packets != last.0 {
-                last = (packets, Instant::now());
-            } else if last.1.elapsed() >= Duration::from_secs(1) {
-                return;
-            }
-            if Instant::now() > deadline {
-                self.screenshot("FAILED-still-receiving").await;
-                panic!(
-                    "{}: call {id} still receives RTP ({packets} packets)",
-                    self.name
-                );
-            }
-        }
-    }
-
-    /// Waits until call `id` receives no audible energy for 2.5 s (packets may still come: silence).
-    async fn wait_quiet(&self, id: &str) {
-        let deadline = Instant::now() + WAIT;
-        let mut last = (self.rtp(id).await.1, Instant::now());
-        loop {
-            tokio::time::sleep(POLL).await;
-            let energy = self.rtp(id).await.1;
-            if energy > last.0 + AUDIBLE {
-                last = (energy, Instant::now());
-            } else if last.1.elapsed() >= Duration::from_millis(2500) {
-                return;
-            }
-            if Instant::now() > deadline {
-                self.screenshot("FAILED-not-quiet").await;
-                panic!(
-                    "{}: call {id} still receives audio energy ({energy})",
-                    self.name
-                );
-            }
-        }
-    }
-
-    /// Waits until the text of `css` contains `wanted`.
-    async fn wait_text(&self, css: &str, wanted: &str) {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let text = match self.client.find(Locator::Css(css)).await {
-                Ok(element) => element.text().await.unwrap_or_default(),
-                Err(_) => String::new(),
-            };
-            if text.contains(wanted) {
-                return;
-            }
-            if Instant::now() > deadline {
-                self.screenshot(&format!("FAILED-text-{}", slug(wanted)))
-                    .await;
-                panic!("{}: {css} says {text:?}, waited for {wanted:?}", self.name);
-            }
-            tokio::time::sleep(POLL).await;
-        }
-    }
-
-    /// Clicks the element `css` once it is shown and enabled.
-    async fn click(&self, css: &str) {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Ok(element) = self.client.find(Locator::Css(css)).await {
-                if element.is_displayed().await.unwrap_or(false)
-                    && element.is_enabled().await.unwrap_or(false)
-                {
-                    element.click().await.unwrap();
-                    return;
-                }
-            }
-            if Instant::now() > deadline {
-                self.screenshot(&format!("FAILED-click-{}", slug(css)))
-                    .await;
-                panic!("{}: no clickable {css}", self.name);
-            }
-            tokio::time::sleep(POLL).await;
-        }
-    }
-
-    async fn type_into(&self, css: &str, text: &str) {
-        let element = self.client.find(Locator::Css(css)).await.unwrap();
-        element.clear().await.unwrap();
-        element.send_keys(text).await.unwrap();
-    }
-
-    /// Clicks `action`'s button on the card of call `id`.
-    async fn call_button(&self, id: &str, action: &str) {
-        self.click(&format!(
-            r#"li.call[data-call-id="{id}"] button[data-action="{action}"]"#
-        ))
-        .await;
-    }
-
-    async fn register(&self) {
-        self.click("#register").await;
-        self.wait_for("registered", |s| s["registered"] == true)
-            .await;
-    }
-
-    async fn screenshot(&self, step: &str) {
-        if let Ok(png) = self.client.screenshot().await {
-            let path = artifacts().join(format!("{}-{}.png", self.name, step));
-            let _ = std::fs::write(path, png);
-        }
-    }
-
-    async fn close(self) {
-        let _ = self.client.close().await;
-    }
-}
-
-fn slug(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .take(60)
-        .collect()
-}
-
-fn calls(state: &Value) -> Vec<Value> {
-    state["calls"].as_array().cloned().unwrap_or_default()
-}
-
-fn call_where(state: &Value, wanted: &str, peer: Option<&str>) -> Option<String> {
-    calls(state)
-        .into_iter()
-        .find(|c| c["state"] == wanted && peer.is_none_or(|p| c["peer"] == p))
-        .and_then(|c| c["callId"].as_str().map(str::to_owned))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn softphone_pages_call_hold_pull_answer_a_phone_and_take_a_transfer() {
     let core = start_core().await;
     let webdriver = WebDriver::start().await;
-    let a = webdriver.open(&core, "a").await;
-    let b = webdriver.open(&core, "b").await;
-    let b2 = webdriver.open(&core, "b2").await;
+    let a = webdriver.open(&url(&core), "a", None).await;
+    let b = webdriver.open(&url(&core), "b", None).await;
+    let b2 = webdriver.open(&url(&core), "b2", None).await;
 
     // A mints a demo token with the page's own button; B and B2 paste one.
     a.type_into("#demo-number", A).await;
