@@ -262,7 +262,8 @@ async fn a_busy_phone_is_bye_busy() {
         .unwrap();
 }
 
-/// (c) A phone calls a subscriber: the terminal gets the Offer with SIPp's SDP, the caller's number
+/// (c) A phone calls a subscriber (and the call is not forked back to the trunk for the
+/// subscriber's own phone): the terminal gets the Offer with SIPp's SDP, the caller's number
 /// and the call context from `X-Contact-Ref`; it rings and answers; SIPp gets 180 and 200 with the
 /// answer SDP (checked by the scenario), ACKs, then hangs up: the terminal gets
 /// `Bye{NORMAL_CLEARING}`.
@@ -270,7 +271,7 @@ async fn a_busy_phone_is_bye_busy() {
 async fn a_phone_calls_a_terminal_that_answers_then_the_phone_hangs_up() {
     // The trunk is SIPp itself; its port is chosen before the core starts, SIPp after it.
     let sipp_port = free_udp_port();
-    let core = core(sipp_port, &[]);
+    let core = core_with(sipp_port, &[], true);
     let (tx, mut rx) = open(core.port, SECRET, TERMINAL).await;
     // The terminal is registered once the core answers a message on its stream: an Error for a
     // Bye on a call it does not have.
@@ -323,6 +324,10 @@ async fn a_phone_calls_a_terminal_that_answers_then_the_phone_hangs_up() {
     tokio::task::spawn_blocking(move || sipp.expect_success())
         .await
         .unwrap();
+    // The callee's own phone was not rung back through the trunk: no INVITE went out.
+    let metrics = scrape(core.metrics_port.unwrap()).await;
+    let invites = r#"webterminal_sip_requests_total{direction="out",method="INVITE"}"#;
+    assert!(sample(&metrics, invites).unwrap_or(0.0) == 0.0, "{metrics}");
 }
 
 /// (d) An INVITE from a source outside `--sip-allow` gets 403 and nothing rings.

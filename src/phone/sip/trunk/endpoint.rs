@@ -187,6 +187,7 @@ impl Trunk {
                 media,
                 socket,
                 credential,
+                brought_in: std::sync::Mutex::new(HashMap::new()),
             }),
             endpoint_cancel: cancel,
             incoming,

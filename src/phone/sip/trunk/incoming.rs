@@ -131,6 +131,7 @@ impl Trunk {
         };
         tokio::spawn(async move {
             incoming_leg(&shared, leg, call, dialog, media, states, commands).await;
+            shared.brought_in().remove(&leg);
             let _ = shared.ended.send(Ended(leg));
         });
     }
@@ -155,6 +156,7 @@ pub(super) async fn incoming_leg(
     };
     let offer = offer.as_str().to_owned();
     let Some(media) = media else {
+        shared.brought_in().insert(leg, call.clone());
         shared.reports.report(call);
         incoming_dialog(shared, leg, dialog, offer, None, states, commands).await;
         return;
@@ -203,13 +205,15 @@ pub(super) async fn incoming_leg(
             else {
                 return;
             };
-            shared.reports.report(PhoneEvent::Incoming {
+            let call = PhoneEvent::Incoming {
                 leg,
                 from,
                 to,
                 sdp,
                 context,
-            });
+            };
+            shared.brought_in().insert(leg, call.clone());
+            shared.reports.report(call);
             let offer = offer.clone();
             incoming_dialog(shared, leg, dialog, offer, Some(&media), states, commands).await;
         }

@@ -101,6 +101,24 @@ impl PhoneNetwork for SipTrunk {
     }
 }
 
+/// Whether a call to `to`'s phone from `from` with offer `sdp` is the switch's fork of a call this
+/// trunk brought in (PROTOCOL.md 4.11: every device of the callee is offered it, its own phone
+/// too): the same caller, callee and offer as a live incoming leg's. The network that delivered
+/// that call has reached the callee's phone already, or would route an INVITE for it straight back
+/// to the core; and with rtpengine that offer is rtpengine's own, which a second rtpengine call
+/// would take for a browser's (ICE and DTLS with itself on the browser's port: no audio).
+fn is_hairpin(
+    brought_in: &HashMap<PhoneLegId, PhoneEvent>,
+    to: &Msisdn,
+    from: &Msisdn,
+    sdp: &Sdp,
+) -> bool {
+    brought_in.values().any(|call| {
+        matches!(call, PhoneEvent::Incoming { from: f, to: t, sdp: s, .. }
+            if f == from && t == to && s.as_str() == sdp.as_str())
+    })
+}
+
 /// Answers every command of a trunk that could not start.
 async fn refuse_all(mut rx: mpsc::UnboundedReceiver<PhoneCommand>, reports: PhoneReports) {
     while let Some(command) = rx.recv().await {
@@ -162,9 +180,19 @@ struct Shared {
     socket: Arc<SipSocket>,
     /// The digest credentials a challenged INVITE is sent again with (`--sip-username`).
     credential: Option<Credential>,
+    /// The calls live incoming legs brought in, as reported to the switch, to know the switch's
+    /// fork of one to the callee's own phone ([`is_hairpin`]). Held briefly, never across an await.
+    brought_in: std::sync::Mutex<HashMap<PhoneLegId, PhoneEvent>>,
 }
 
 impl Shared {
+    /// The table of calls brought in (a poisoned lock is taken as it is, as for [`Shared::sent`]).
+    fn brought_in(&self) -> std::sync::MutexGuard<'_, HashMap<PhoneLegId, PhoneEvent>> {
+        self.brought_in
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// The table of sent INVITEs (a poisoned lock is taken as it is: the table holds no invariant a
     /// panic could break).
     fn sent(&self) -> std::sync::MutexGuard<'_, HashMap<PhoneLegId, SentInvite>> {
@@ -238,6 +266,23 @@ impl Trunk {
     /// One command of the switch.
     fn command(&mut self, command: PhoneCommand) {
         match command {
+            PhoneCommand::Ring {
+                leg,
+                ref to,
+                ref from,
+                ref sdp,
+                ..
+            } if is_hairpin(&self.shared.brought_in(), to, from, sdp) => {
+                tracing::info!(
+                    ?leg,
+                    "SIP trunk: a call the trunk brought in is not offered back to it for the \
+                     callee's own phone; that fork is unreachable"
+                );
+                self.shared.reports.report(PhoneEvent::Rejected {
+                    leg,
+                    reason: PhoneRejection::Unreachable,
+                });
+            }
             PhoneCommand::Ring { leg, .. } if !*self.up.borrow() => {
                 tracing::info!(
                     ?leg,
@@ -500,5 +545,33 @@ mod tests {
             Some(PhoneEvent::Rejected { .. })
         ));
         assert_eq!(refusal(&PhoneCommand::Alerting { leg }, "x"), None);
+    }
+
+    #[test]
+    fn the_fork_of_a_call_brought_in_is_a_hairpin() {
+        let a = Msisdn::parse("+4799000001").unwrap();
+        let b = Msisdn::parse("+4799000002").unwrap();
+        let offer = Sdp::trusted("v=0\r\ns=phone\r\n");
+        let brought_in: HashMap<_, _> = [(
+            PhoneLegId::from_network(1),
+            PhoneEvent::Incoming {
+                leg: PhoneLegId::from_network(1),
+                from: a.clone(),
+                to: b.clone(),
+                sdp: offer.clone(),
+                context: crate::core::CallContext::default(),
+            },
+        )]
+        .into();
+        assert!(is_hairpin(&brought_in, &b, &a, &offer));
+        // Another caller, callee or offer: a call of its own.
+        assert!(!is_hairpin(&brought_in, &a, &b, &offer));
+        assert!(!is_hairpin(
+            &brought_in,
+            &b,
+            &a,
+            &Sdp::trusted("v=0\r\ns=other\r\n")
+        ));
+        assert!(!is_hairpin(&HashMap::new(), &b, &a, &offer));
     }
 }
