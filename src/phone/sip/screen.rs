@@ -17,7 +17,8 @@
 //!
 //! A refused request is answered statelessly ([`wire::stateless_response`]) when its Via, From, To,
 //! Call-ID and CSeq can be read, and dropped when they cannot; a refused response is dropped.
-//! Either way the stack never sees it: nothing is allocated for it beyond this check.
+//! Either way the stack never sees it: no transaction or dialog is made for it. The price is one
+//! extra parse of every datagram (rsipstack's parser, which the stack runs again on what passes).
 
 use super::wire;
 use crate::pacing::TokenBucket;
