@@ -26,6 +26,8 @@
 mod baresip;
 #[path = "support/binary.rs"]
 mod binary;
+#[path = "support/owned_ports.rs"]
+mod owned_ports;
 #[path = "support/rtpengine.rs"]
 mod rtpengine;
 #[path = "support/softphone.rs"]

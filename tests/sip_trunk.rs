@@ -12,10 +12,14 @@
 
 #[path = "support/binary.rs"]
 mod binary;
+#[path = "support/owned_ports.rs"]
+mod owned_ports;
 #[path = "support/rtpengine.rs"]
 mod rtpengine;
 
 use binary::*;
+// SIPp cannot report the port it bound: its port is the one chosen ahead in these tests.
+use owned_ports::free_udp_port;
 use rtpengine::RtpEngineProcess;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -52,21 +56,17 @@ impl Drop for Sipp {
     }
 }
 
-/// A free UDP port on 127.0.0.1 (bound, read, released): SIPp cannot report the port it bound, so
-/// this is the one port in these tests chosen ahead.
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Sipp {
     /// Starts SIPp with the scenario `tests/sip/<scenario>` for one call on a port of its own, as a
     /// UAS (`remote` none) or as a UAC calling `remote` (`127.0.0.1:port`).
     fn start(scenario: &str, remote: Option<String>) -> Sipp {
         Sipp::start_on(scenario, free_udp_port(), remote)
+    }
+
+    /// SIPp on `port` as a UAC playing `scenario` toward `core`'s SIP port: a phone calling in.
+    fn call_the_core(scenario: &str, port: u16, core: &Started) -> Sipp {
+        let remote = format!("127.0.0.1:{}", core.sip_port.unwrap());
+        Sipp::start_on(scenario, port, Some(remote))
     }
 
     /// [`Sipp::start`] on `port`.
@@ -193,6 +193,16 @@ fn core_listening(sip_port: u16, trunk_port: u16, args: &[&str], metrics: bool) 
     started
 }
 
+/// Waits until the terminal on `tx`/`rx` is registered: the core answers a message on its stream
+/// (an Error for a Bye on a call it does not have), so a call from a phone finds it.
+async fn registered(tx: &tokio::sync::mpsc::Sender<WebTerminalMessage>, rx: &mut Stream) {
+    let probe = uuid::Uuid::new_v4().to_string();
+    tx.send(message(&probe, Message::Bye(Bye::default())))
+        .await
+        .unwrap();
+    assert!(matches!(next(rx).await.message, Some(Message::Error(_))));
+}
+
 /// A minimal audio SDP (RTP/AVP, PCMU) named `name` in its `s=` line, so a scenario can find it.
 fn sdp(name: &str) -> String {
     format!(
@@ -273,22 +283,9 @@ async fn a_phone_calls_a_terminal_that_answers_then_the_phone_hangs_up() {
     let sipp_port = free_udp_port();
     let core = core_with(sipp_port, &[], true);
     let (tx, mut rx) = open(core.port, SECRET, TERMINAL).await;
-    // The terminal is registered once the core answers a message on its stream: an Error for a
-    // Bye on a call it does not have.
-    let probe = uuid::Uuid::new_v4().to_string();
-    tx.send(message(&probe, Message::Bye(Bye::default())))
-        .await
-        .unwrap();
-    assert!(matches!(
-        next(&mut rx).await.message,
-        Some(Message::Error(_))
-    ));
+    registered(&tx, &mut rx).await;
 
-    let mut sipp = Sipp::start_on(
-        "uac_calls_terminal.xml",
-        sipp_port,
-        Some(format!("127.0.0.1:{}", core.sip_port.unwrap())),
-    );
+    let mut sipp = Sipp::call_the_core("uac_calls_terminal.xml", sipp_port, &core);
     let offered = next(&mut rx).await;
     let id = offered.call_id.clone();
     match offered.message {
@@ -336,20 +333,9 @@ async fn an_invite_from_a_source_not_allowed_is_403() {
     let sipp_port = free_udp_port();
     let core = core(sipp_port, &["--sip-allow", "10.0.0.0/8"]);
     let (tx, mut rx) = open(core.port, SECRET, TERMINAL).await;
-    let probe = uuid::Uuid::new_v4().to_string();
-    tx.send(message(&probe, Message::Bye(Bye::default())))
-        .await
-        .unwrap();
-    assert!(matches!(
-        next(&mut rx).await.message,
-        Some(Message::Error(_))
-    ));
+    registered(&tx, &mut rx).await;
 
-    let mut sipp = Sipp::start_on(
-        "uac_not_allowed.xml",
-        sipp_port,
-        Some(format!("127.0.0.1:{}", core.sip_port.unwrap())),
-    );
+    let mut sipp = Sipp::call_the_core("uac_not_allowed.xml", sipp_port, &core);
     tokio::task::spawn_blocking(move || sipp.expect_success())
         .await
         .unwrap();
@@ -595,20 +581,9 @@ async fn through_rtpengine_a_phones_plain_offer_reaches_the_terminal_as_webrtc()
     let ng = rtpengine.ng.to_string();
     let core = core(sipp_port, &["--rtpengine", &ng]);
     let (tx, mut rx) = open(core.port, SECRET, TERMINAL).await;
-    let probe = uuid::Uuid::new_v4().to_string();
-    tx.send(message(&probe, Message::Bye(Bye::default())))
-        .await
-        .unwrap();
-    assert!(matches!(
-        next(&mut rx).await.message,
-        Some(Message::Error(_))
-    ));
+    registered(&tx, &mut rx).await;
 
-    let mut sipp = Sipp::start_on(
-        "uac_calls_terminal_rtp.xml",
-        sipp_port,
-        Some(format!("127.0.0.1:{}", core.sip_port.unwrap())),
-    );
+    let mut sipp = Sipp::call_the_core("uac_calls_terminal_rtp.xml", sipp_port, &core);
     let offered = next(&mut rx).await;
     let id = offered.call_id.clone();
     match offered.message {
@@ -664,15 +639,7 @@ async fn a_dead_rtpengine_fails_phone_calls_fast_and_leaves_terminal_calls_alone
     let metrics = core.metrics_port.unwrap();
     let (caller_tx, mut caller_rx) = open(core.port, SECRET, CALLER).await;
     let (callee_tx, mut callee_rx) = open(core.port, SECRET, TERMINAL).await;
-    let probe = uuid::Uuid::new_v4().to_string();
-    callee_tx
-        .send(message(&probe, Message::Bye(Bye::default())))
-        .await
-        .unwrap();
-    assert!(matches!(
-        next(&mut callee_rx).await.message,
-        Some(Message::Error(_))
-    ));
+    registered(&callee_tx, &mut callee_rx).await;
     let scraped = expect_sample(metrics, "webterminal_rtpengine_up", 1.0).await;
     assert_eq!(
         sample(
@@ -721,11 +688,7 @@ async fn a_dead_rtpengine_fails_phone_calls_fast_and_leaves_terminal_calls_alone
     .await;
 
     // A phone calls the terminal: 503, and the terminal is offered nothing.
-    let mut sipp = Sipp::start_on(
-        "uac_gets_503.xml",
-        sipp_port,
-        Some(format!("127.0.0.1:{}", core.sip_port.unwrap())),
-    );
+    let mut sipp = Sipp::call_the_core("uac_gets_503.xml", sipp_port, &core);
     tokio::task::spawn_blocking(move || sipp.expect_success())
         .await
         .unwrap();
@@ -964,19 +927,8 @@ async fn re_offers_on_a_call_from_a_phone(media: bool) {
     let sipp_port = free_udp_port();
     let core = core(sipp_port, &args);
     let (tx, mut rx) = open(core.port, SECRET, TERMINAL).await;
-    let probe = uuid::Uuid::new_v4().to_string();
-    tx.send(message(&probe, Message::Bye(Bye::default())))
-        .await
-        .unwrap();
-    assert!(matches!(
-        next(&mut rx).await.message,
-        Some(Message::Error(_))
-    ));
-    let mut sipp = Sipp::start_on(
-        "uac_reoffers.xml",
-        sipp_port,
-        Some(format!("127.0.0.1:{}", core.sip_port.unwrap())),
-    );
+    registered(&tx, &mut rx).await;
+    let mut sipp = Sipp::call_the_core("uac_reoffers.xml", sipp_port, &core);
     let offered = next(&mut rx).await;
     let id = offered.call_id.clone();
     assert!(matches!(offered.message, Some(Message::Offer(_))));

@@ -12,7 +12,7 @@
 
 #![allow(dead_code)]
 
-use std::collections::HashSet;
+use super::owned_ports::{free_udp_port, holds};
 use std::net::{SocketAddr, UdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -40,15 +40,6 @@ impl Drop for RtpEngineProcess {
     }
 }
 
-/// A free UDP port on 127.0.0.1 (bound, read, released).
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Whether an ng `ping` to `addr` gets `pong` within `wait`.
 fn answers_ping(addr: SocketAddr, wait: Duration) -> bool {
     let Ok(socket) = UdpSocket::bind("127.0.0.1:0") else {
@@ -62,40 +53,6 @@ fn answers_ping(addr: SocketAddr, wait: Duration) -> bool {
     matches!(socket.recv_from(&mut buf), Ok((len, _))
         if String::from_utf8_lossy(&buf[..len]).starts_with("probe ")
             && String::from_utf8_lossy(&buf[..len]).contains("pong"))
-}
-
-/// The inodes of the UDP sockets bound to 127.0.0.1:`port` (from /proc/net/udp).
-fn sockets_on(port: u16) -> HashSet<u64> {
-    let table = std::fs::read_to_string("/proc/net/udp").unwrap_or_default();
-    let local = format!("0100007F:{port:04X}");
-    table
-        .lines()
-        .skip(1)
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            (fields.get(1) == Some(&local.as_str()))
-                .then(|| fields.get(9)?.parse().ok())
-                .flatten()
-        })
-        .collect()
-}
-
-/// The inodes of the sockets process `pid` holds.
-fn sockets_of(pid: u32) -> HashSet<u64> {
-    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return HashSet::new();
-    };
-    fds.flatten()
-        .filter_map(|fd| {
-            let target = std::fs::read_link(fd.path()).ok()?;
-            let target = target.to_str()?;
-            target
-                .strip_prefix("socket:[")?
-                .strip_suffix(']')?
-                .parse()
-                .ok()
-        })
-        .collect()
 }
 
 impl RtpEngineProcess {
@@ -150,9 +107,7 @@ impl RtpEngineProcess {
                 return false;
             }
             if answers_ping(self.ng, Duration::from_millis(100)) {
-                let holders = sockets_on(self.ng.port());
-                let own = sockets_of(child.id());
-                return !holders.is_empty() && holders.is_subset(&own);
+                return holds(child.id(), "/proc/net/udp", self.ng.port());
             }
         }
         false
